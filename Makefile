@@ -1,0 +1,52 @@
+# m2fp-batch: `make run INPUT=... OUTPUT=... [MODEL=...]` and `make test` do everything.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+MODEL ?= damo/cv_resnet101_image-multiple-human-parsing
+INPUT ?=
+OUTPUT ?=
+CONFIG ?=
+DATASET ?= m2fp-$(notdir $(abspath $(OUTPUT)))
+PYTEST_ARGS ?=
+export RAY_USAGE_STATS_ENABLED ?= 0
+export FIFTYONE_DO_NOT_TRACK ?= true
+
+.PHONY: install run test lint format bench browser-deps clean
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q torch==2.13.0
+	$(PIP) install -q -e '.[all]'
+	touch $@
+
+install: $(VENV)/.installed
+
+# Chromium for the browser tests (Debian package; Playwright drives it, never downloads one).
+browser-deps:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else echo "chromium is missing: sudo apt-get install chromium" >&2; exit 1; fi; }
+
+run: install
+	@test -n "$(INPUT)" -a -n "$(OUTPUT)" || { echo "usage: make run INPUT=images/ OUTPUT=out/ [MODEL=dir-or-modelscope-id] [CONFIG=job.yaml]" >&2; exit 2; }
+	$(VENV)/bin/m2fp-batch run --input "$(INPUT)" --output "$(OUTPUT)" --model "$(MODEL)" $(if $(CONFIG),--config "$(CONFIG)")
+	$(VENV)/bin/m2fp-batch review "$(OUTPUT)" --dataset "$(DATASET)"
+
+test: install browser-deps
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: install
+	$(VENV)/bin/ruff check m2fp_batch jobs tests benchmarks
+	$(VENV)/bin/ruff format --check m2fp_batch jobs tests benchmarks
+
+format: install
+	$(VENV)/bin/ruff check --fix m2fp_batch jobs tests benchmarks
+	$(VENV)/bin/ruff format m2fp_batch jobs tests benchmarks
+
+bench: install
+	$(PY) benchmarks/bench_inference.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache build *.egg-info

@@ -1,0 +1,1 @@
+"""Pure numpy annotation functions: RLE, part statistics, skin tone, colours."""
