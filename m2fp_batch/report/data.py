@@ -1,0 +1,165 @@
+"""Read a job's Parquet output into flat tables for the report (pyarrow + pandas, no masks decoded).
+
+``load_output(dir)`` returns three DataFrames:
+
+* ``images``: one row per image (``image_id``, ``status``, ``width``, ``height``, ``num_persons``,
+  ``brightness_factor``);
+* ``persons``: one row per person (``image_id``, ``person_id``, ``score``, ``area``, ``x0 y0 x1 y1``,
+  the skin-tone fields ``group``, ``ita``, ``ita_category``, ``monk``, ``skin_pixels``,
+  ``skin_confidence``, and the image's ``brightness_factor``);
+* ``parts``: one row per part of a person (``image_id``, ``person_id``, ``group``, ``label_id``,
+  ``label``, ``area``, ``fraction``, ``score``).
+
+The column names of the job output it relies on are the constants below (schema ``labels_v2``).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+# Job-output names the report reads (m2fp_batch/schema.py).
+COL_PERSONS = "persons"
+COL_SEMANTIC = "semantic"
+COL_BRIGHTNESS = "brightness_factor"  # image level: factor applied to the model input (1.0 none)
+PERSON_SKIN = "skin_tone"  # persons[].skin_tone struct (SkinTone fields)
+SKIN_FIELDS = ("group", "ita", "ita_category", "monk", "pixels", "confidence")
+IMAGE_COLUMNS = ("image_id", "status", "width", "height", "num_persons")
+
+
+class ReportError(Exception):
+    """The job output cannot be reported on (missing files, wrong schema); the message says why."""
+
+
+@dataclass(frozen=True)
+class JobOutput:
+    images: pd.DataFrame
+    persons: pd.DataFrame
+    parts: pd.DataFrame
+    files: tuple[Path, ...]
+    schema_versions: tuple[int, ...]
+    table: pa.Table  # the rows as read (semantic masks included only when asked for)
+
+
+SHARD_FILE = re.compile(r"^shard-(\d{5,})\.parquet$")  # m2fp_batch.pipeline.output's shard names
+
+
+def parquet_files(directory: str | Path) -> list[Path]:
+    """The job's shard files ``DIR/shard-NNNNN.parquet``, sorted (``_inputs.parquet`` is not a result)."""
+    root = Path(directory)
+    if str(directory).startswith(("s3://", "gs://")):
+        raise ReportError(f"{directory}: the report reads a local directory; copy the job output locally first")
+    if not root.is_dir():
+        raise ReportError(f"{root} is not a directory: give the job's output directory")
+    files = sorted(p for p in root.iterdir() if p.is_file() and SHARD_FILE.match(p.name))
+    if not files:
+        raise ReportError(f"no shard-NNNNN.parquet files in {root}: is this a job output directory?")
+    return files
+
+
+def read_table(directory: str | Path, with_semantic: bool = False) -> tuple[pa.Table, list[Path]]:
+    """All rows of the job output; the ``semantic`` column only when ``with_semantic``."""
+    files = parquet_files(directory)
+    tables = []
+    for f in files:
+        names = pq.read_schema(f).names
+        missing = [c for c in (*IMAGE_COLUMNS, COL_PERSONS) if c not in names]
+        if missing:
+            raise ReportError(f"{f} lacks the column(s) {missing}: not an m2fp-batch job output")
+        cols = [c for c in names if c != COL_SEMANTIC or with_semantic]
+        if with_semantic and COL_SEMANTIC not in names:
+            raise ReportError(f"{f} has no '{COL_SEMANTIC}' column: the mIoU needs the semantic maps")
+        tables.append(pq.read_table(f, columns=cols))
+    return pa.concat_tables(tables, promote_options="permissive"), files
+
+
+def _flatten(list_array: pa.Array) -> tuple[pa.Array, np.ndarray]:
+    """(values, parent row index) of a list array (null lists contribute nothing)."""
+    values = pc.list_flatten(list_array)
+    parents = pc.list_parent_indices(list_array).to_numpy(zero_copy_only=False).astype(np.int64)
+    return values, parents
+
+
+def _field(struct: pa.Array, name: str) -> pa.Array:
+    return pc.struct_field(struct, name)
+
+
+def _num(struct: pa.Array, name: str, dtype: str = "float64") -> np.ndarray:
+    return np.asarray(_field(struct, name).to_numpy(zero_copy_only=False), dtype=dtype)
+
+
+def flatten(table: pa.Table) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """(images, persons, parts) DataFrames of a job-output table (see the module docstring)."""
+    table = table.combine_chunks()
+    images = pd.DataFrame({c: table.column(c).to_pandas() for c in IMAGE_COLUMNS})
+    if COL_BRIGHTNESS in table.column_names:
+        images[COL_BRIGHTNESS] = table.column(COL_BRIGHTNESS).to_pandas().astype("float64")
+    else:
+        images[COL_BRIGHTNESS] = np.nan
+
+    persons_arr = (
+        table.column(COL_PERSONS).chunk(0) if table.num_rows else pa.array([], table.schema.field(COL_PERSONS).type)
+    )
+    person_type = persons_arr.type.value_type
+    if person_type.get_field_index(PERSON_SKIN) < 0:
+        raise ReportError(
+            f"the persons have no '{PERSON_SKIN}' field (schema v1 output?): re-run the job with a version "
+            "that writes the per-person skin tone (schema labels_v2 or later)"
+        )
+    pv, parent = _flatten(persons_arr)
+    bbox = np.asarray(pc.list_flatten(_field(pv, "bbox")).to_numpy(zero_copy_only=False), dtype=np.int64).reshape(-1, 4)
+    skin = _field(pv, PERSON_SKIN)
+    persons = pd.DataFrame(
+        {
+            "image_index": parent,
+            "image_id": images["image_id"].to_numpy()[parent],
+            "person_id": _num(pv, "person_id", "int64"),
+            "score": _num(pv, "score"),
+            "area": _num(pv, "area", "int64"),
+            "x0": bbox[:, 0],
+            "y0": bbox[:, 1],
+            "x1": bbox[:, 2],
+            "y1": bbox[:, 3],
+            "group": _field(skin, "group").to_pandas().fillna("unknown").to_numpy(),
+            "ita": _num(skin, "ita"),
+            "ita_category": _field(skin, "ita_category").to_pandas().fillna("unknown").to_numpy(),
+            "monk": pd.array(_field(skin, "monk").to_pandas(), dtype="Int64"),
+            "skin_pixels": _num(skin, "pixels"),
+            "skin_confidence": _num(skin, "confidence"),
+            COL_BRIGHTNESS: images[COL_BRIGHTNESS].to_numpy()[parent],
+        }
+    )
+    partv, pparent = _flatten(_field(pv, "parts"))
+    parts = pd.DataFrame(
+        {
+            "person_index": pparent,
+            "image_id": persons["image_id"].to_numpy()[pparent],
+            "person_id": persons["person_id"].to_numpy()[pparent],
+            "group": persons["group"].to_numpy()[pparent],
+            "label_id": _num(partv, "label_id", "int64"),
+            "label": _field(partv, "label").to_pandas().to_numpy(),
+            "area": _num(partv, "area", "int64"),
+            "fraction": _num(partv, "fraction"),
+            "score": _num(partv, "score"),
+        }
+    )
+    return images, persons, parts
+
+
+def load_output(directory: str | Path, with_semantic: bool = False) -> JobOutput:
+    """Read and flatten a job output directory."""
+    table, files = read_table(directory, with_semantic=with_semantic)
+    images, persons, parts = flatten(table)
+    versions = (
+        tuple(sorted({int(v) for v in table.column("schema_version").to_pylist()}))
+        if "schema_version" in table.column_names
+        else ()
+    )
+    return JobOutput(images, persons, parts, tuple(files), versions, table)
