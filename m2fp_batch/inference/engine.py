@@ -33,8 +33,9 @@ class M2FPParser:
         max_batch: images per forward pass.
         threads: torch intra-op threads (None: leave torch's setting).
         short_edge, max_size: the official resize (640, 1333).
-        optimize: fold BatchNorm into convolutions and use channels-last memory
-            (same results up to float rounding).
+        fast_backbone: fold BatchNorm into the convolutions and use channels-last memory:
+            a faster backbone whose float rounding differs from the official op order
+            (off by default: the default repeats the official operations).
     """
 
     def __init__(
@@ -47,7 +48,7 @@ class M2FPParser:
         threads: int | None = None,
         short_edge: int = preprocess.SHORT_EDGE,
         max_size: int = preprocess.MAX_SIZE,
-        optimize: bool = True,
+        fast_backbone: bool = False,
     ) -> None:
         if threads is not None:
             torch.set_num_threads(threads)
@@ -58,8 +59,8 @@ class M2FPParser:
         self.short_edge = short_edge
         self.max_size = max_size
         self.class_names = tuple(config.classes)
-        self.channels_last = optimize
-        if optimize:
+        self.channels_last = fast_backbone
+        if fast_backbone:
             fold_batchnorm_(self.model.backbone)
             self.model.backbone.to(memory_format=torch.channels_last)
 

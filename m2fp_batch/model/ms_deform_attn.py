@@ -64,39 +64,37 @@ def ms_deform_attn_sample(
     """
     n, s, m, d = value.shape
     _, q, _, n_levels, p, _ = sampling_locations.shape
-    dev = value.device
-    table = value.permute(0, 2, 1, 3).reshape(n * m * s, d)  # row = (n * M + m) * S + pos
+    dev, dt = value.device, sampling_locations.dtype
+    table = value.permute(0, 2, 1, 3).reshape(n * m * s, d)  # row = (n * M + m) * S + position
+    # Row numbers are built in floating point (exact below 2**24 in float32).
+    ft = torch.float32 if n * m * s < 2**24 else torch.float64
 
-    hw = torch.tensor(spatial_shapes, dtype=torch.float32, device=dev)  # (L, 2) as (H, W)
-    wh = hw.flip(-1).view(1, 1, 1, n_levels, 1, 2)
-    pix = sampling_locations * wh - 0.5  # align_corners=False pixel coordinates
+    size = torch.tensor([[w, h] for h, w in spatial_shapes], dtype=dt, device=dev)  # (L, 2) as (W, H)
+    size = size.view(1, 1, 1, n_levels, 1, 2)
+    pix = sampling_locations * size - 0.5  # align_corners=False: pixel centres at integers
     base = torch.floor(pix)
     frac = pix - base
-    base = base.to(torch.int64)
-    x0, y0 = base[..., 0], base[..., 1]  # (N, Q, M, L, P)
-    fx, fy = frac[..., 0], frac[..., 1]
+    # Per axis, the weights of the lower and upper neighbour, zero for one outside the map.
+    # A zero-weight neighbour may point anywhere: its row is only clamped into the table.
+    w_lo = (1 - frac) * ((base >= 0) & (base <= size - 1))
+    w_hi = frac * ((base >= -1) & (base <= size - 2))
+    wx = torch.stack((w_lo[..., 0], w_hi[..., 0]), dim=-1)  # (N, Q, M, L, P, 2)
+    wy = torch.stack((w_lo[..., 1], w_hi[..., 1]), dim=-1)
+    weights = (wy * attention_weights.unsqueeze(-1)).unsqueeze(-1) * wx.unsqueeze(-2)  # (..., 2 y, 2 x)
 
-    w_l = torch.tensor([w for _, w in spatial_shapes], dtype=torch.int64, device=dev).view(1, 1, 1, n_levels, 1)
-    h_l = torch.tensor([h for h, _ in spatial_shapes], dtype=torch.int64, device=dev).view(1, 1, 1, n_levels, 1)
     starts = [0]
     for h, w in spatial_shapes[:-1]:
         starts.append(starts[-1] + h * w)
-    level_start = torch.tensor(starts, dtype=torch.int64, device=dev).view(1, 1, 1, n_levels, 1)
-    row0 = (torch.arange(n, device=dev).view(n, 1, 1, 1, 1) * m + torch.arange(m, device=dev).view(1, 1, m, 1, 1)) * s
-    row0 = row0 + level_start
-
-    xs = torch.stack((x0, x0 + 1, x0, x0 + 1), dim=-1)  # (N, Q, M, L, P, 4)
-    ys = torch.stack((y0, y0, y0 + 1, y0 + 1), dim=-1)
-    gx, gy = 1 - fx, 1 - fy
-    wts = torch.stack((gx * gy, fx * gy, gx * fy, fx * fy), dim=-1) * attention_weights.unsqueeze(-1)
-    w_l6, h_l6 = w_l.unsqueeze(-1), h_l.unsqueeze(-1)
-    inside = (xs >= 0) & (xs < w_l6) & (ys >= 0) & (ys < h_l6)
-    wts = wts * inside
-    idx = row0.unsqueeze(-1) + ys.clamp_(min=0).minimum(h_l6 - 1) * w_l6 + xs.clamp_(min=0).minimum(w_l6 - 1)
+    level_start = torch.tensor(starts, dtype=ft, device=dev).view(1, 1, 1, n_levels, 1)
+    width = size[..., 0].to(ft)  # (1, 1, 1, L, 1)
+    row0 = torch.arange(n * m, dtype=ft, device=dev).view(n, 1, m, 1, 1) * s + level_start
+    top_left = row0 + base[..., 1].to(ft) * width + base[..., 0].to(ft)  # (N, Q, M, L, P)
+    offsets = torch.stack((torch.zeros_like(width), torch.ones_like(width), width, width + 1), dim=-1)
+    idx = (top_left.unsqueeze(-1) + offsets).clamp_(0, n * m * s - 1)  # (..., 4) = (y0x0, y0x1, y1x0, y1x1)
 
     k = n_levels * p * 4
     out = F.embedding_bag(
-        idx.reshape(-1, k), table, per_sample_weights=wts.reshape(-1, k).to(table.dtype), mode="sum"
+        idx.reshape(-1, k).to(torch.int64), table, per_sample_weights=weights.reshape(-1, k).to(table.dtype), mode="sum"
     )
     return out.view(n, q, m * d)
 

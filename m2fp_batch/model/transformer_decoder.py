@@ -128,8 +128,15 @@ class MultiScaleMaskedTransformerDecoder(nn.Module):
         query_embed = self.query_embed.weight.unsqueeze(1).repeat(1, n, 1)
         output = self.query_feat.weight.unsqueeze(1).repeat(1, n, 1)
 
+        mask_features = mask_features.contiguous()
+        # Bilinear resizing is linear, so a layer's attention mask (its mask logits resized to
+        # the next level's size) is computed from mask features resized once per level:
+        # (Q x C) @ (C x h_l w_l) instead of resizing Q full-size masks every layer.
+        small_features = [
+            F.interpolate(mask_features, size=size, mode="bilinear", align_corners=False).flatten(2) for size in sizes
+        ]
         aux = []
-        cls, masks, attn_mask = self._heads(output, mask_features, sizes[0], need_mask=True)
+        cls, masks, attn_mask = self._heads(output, mask_features, small_features[0], full=keep_aux)
         for i in range(self.num_layers):
             if keep_aux:
                 aux.append({"pred_logits": cls, "pred_masks": masks})
@@ -141,27 +148,37 @@ class MultiScaleMaskedTransformerDecoder(nn.Module):
             output = self.transformer_self_attention_layers[i](output, query_embed)
             output = self.transformer_ffn_layers[i](output)
             last = i == self.num_layers - 1
-            cls, masks, attn_mask = self._heads(
-                output, mask_features, sizes[(i + 1) % self.num_feature_levels], need_mask=not last
-            )
+            nxt = None if last else small_features[(i + 1) % self.num_feature_levels]
+            cls, masks, attn_mask = self._heads(output, mask_features, nxt, full=keep_aux or last)
         out: dict[str, torch.Tensor | list[dict[str, torch.Tensor]]] = {"pred_logits": cls, "pred_masks": masks}
         if keep_aux:
             out["aux_outputs"] = aux
         return out
 
     def _heads(
-        self, output: torch.Tensor, mask_features: torch.Tensor, target_size: tuple[int, int], need_mask: bool
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-        """Class logits (N, Q, K+1), mask logits (N, Q, H/4, W/4) and the next layer's
-        attention mask (N * heads, Q, H_l * W_l), True = blocked."""
+        self,
+        output: torch.Tensor,
+        mask_features: torch.Tensor,
+        small_features: torch.Tensor | None,
+        full: bool,
+    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        """Prediction heads on the decoder state (Q, N, C).
+
+        Returns class logits (N, Q, K+1); mask logits (N, Q, H/4, W/4) when ``full``; and,
+        given the mask features resized to the next level (N, mask_dim, h_l * w_l), that
+        level's attention mask (N * heads, Q, h_l * w_l), True = blocked.
+        """
         dec = self.decoder_norm(output).transpose(0, 1)
         cls = self.class_embed(dec)
-        mask_embed = self.mask_embed(dec)
-        masks = torch.einsum("bqc,bchw->bqhw", mask_embed, mask_features)
+        mask_embed = self.mask_embed(dec)  # (N, Q, mask_dim)
+        masks = None
+        if full:
+            n, c, h, w = mask_features.shape
+            masks = torch.bmm(mask_embed, mask_features.view(n, c, h * w)).view(n, -1, h, w)
         attn_mask = None
-        if need_mask:
-            small = F.interpolate(masks, size=target_size, mode="bilinear", align_corners=False)
-            # sigmoid(x) < 0.5 exactly where x < 0 (and sigmoid is monotone in float32)
-            blocked = (small.sigmoid() < 0.5).flatten(2)
+        if small_features is not None:
+            small = torch.bmm(mask_embed, small_features)
+            # sigmoid(x) < 0.5, as upstream (not x < 0: sigmoid rounds tiny |x| to 0.5)
+            blocked = small.sigmoid() < 0.5
             attn_mask = blocked.unsqueeze(1).repeat(1, self.num_heads, 1, 1).flatten(0, 1)
         return cls, masks, attn_mask
