@@ -1,0 +1,101 @@
+"""Per-person part statistics from a parse (pure numpy).
+
+A person, as the engine returns it, carries ``bbox`` = (x0, y0, x1, y1) (end-exclusive), ``mask``
+(the person's pixels inside the bbox, bool) and ``part_map`` (the semantic class id of each of
+those pixels, 0 outside the person or on background). This module turns that into one record per
+part class present: area, fraction of the person, tight bbox in image coordinates, a confidence
+score and the part's mask (as a crop in the part's bbox).
+
+Nothing here imports the engine: any object with those three attributes works.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+
+class PersonLike(Protocol):
+    bbox: tuple[int, int, int, int]
+    mask: np.ndarray
+    part_map: np.ndarray
+
+
+@dataclass(frozen=True)
+class PartStat:
+    """One part class of one person.
+
+    Attributes:
+        label_id: class id (index into the model's class names).
+        area: pixels of this part in the person.
+        fraction: ``area`` / the person's area (0..1).
+        bbox: (x0, y0, x1, y1) in image pixels, end-exclusive.
+        score: mean per-pixel semantic probability over the part's pixels, or None when no
+            score map was given.
+        mask: (y1 - y0, x1 - x0) bool, the part's pixels inside ``bbox``.
+    """
+
+    label_id: int
+    area: int
+    fraction: float
+    bbox: tuple[int, int, int, int]
+    score: float | None
+    mask: np.ndarray
+
+
+def mask_bbox(mask: np.ndarray) -> tuple[int, int, int, int] | None:
+    """Tight (x0, y0, x1, y1), end-exclusive, of a bool mask; None when it is empty."""
+    rows = np.flatnonzero(mask.any(axis=1))
+    if rows.size == 0:
+        return None
+    cols = np.flatnonzero(mask.any(axis=0))
+    return int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1
+
+
+def person_parts(person: PersonLike, semantic_score: np.ndarray | None = None) -> list[PartStat]:
+    """Statistics of every part class (id > 0) present in ``person``, ordered by class id.
+
+    Args:
+        person: bbox, mask and part_map as described in the module docstring.
+        semantic_score: optional (H, W) per-pixel confidence of the whole image; the part
+            score is its mean over the part's pixels.
+    """
+    x0, y0, x1, y1 = (int(v) for v in person.bbox)
+    part_map = np.asarray(person.part_map)
+    pmask = np.asarray(person.mask, dtype=bool)
+    if part_map.shape != pmask.shape or part_map.shape != (y1 - y0, x1 - x0):
+        raise ValueError(f"part_map {part_map.shape} / mask {pmask.shape} do not match bbox {person.bbox}")
+    person_area = int(pmask.sum())
+    labels = part_map[pmask]
+    counts = np.bincount(labels.astype(np.int64), minlength=1) if labels.size else np.zeros(1, np.int64)
+    score_crop = None if semantic_score is None else np.asarray(semantic_score)[y0:y1, x0:x1]
+    out: list[PartStat] = []
+    for label_id in np.flatnonzero(counts):
+        if label_id == 0:
+            continue
+        m = (part_map == label_id) & pmask
+        bb = mask_bbox(m)
+        if bb is None:  # pragma: no cover - counts > 0 implies a pixel
+            continue
+        bx0, by0, bx1, by1 = bb
+        area = int(counts[label_id])
+        score = None if score_crop is None else float(score_crop[m].mean())
+        out.append(
+            PartStat(
+                label_id=int(label_id),
+                area=area,
+                fraction=area / person_area if person_area else 0.0,
+                bbox=(x0 + bx0, y0 + by0, x0 + bx1, y0 + by1),
+                score=score,
+                mask=m[by0:by1, bx0:bx1],
+            )
+        )
+    return out
+
+
+def semantic_classes(semantic: np.ndarray) -> list[tuple[int, int]]:
+    """(class id, area) of every class id > 0 present in an (H, W) semantic map, by class id."""
+    counts = np.bincount(np.asarray(semantic).ravel().astype(np.int64))
+    return [(int(c), int(counts[c])) for c in np.flatnonzero(counts) if c > 0]

@@ -1,0 +1,84 @@
+"""``m2fp-batch run``: label an image store with a Ray job, writing Parquet.
+
+Also the body of ``jobs/parse_images.py`` (the ``ray job submit`` entrypoint).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+
+from m2fp_batch.pipeline.config import ConfigError, JobConfig, parse_set
+
+log = logging.getLogger("m2fp_batch.job")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--input", help="image directory (recursive), .parquet/.csv manifest, local or s3://")
+    parser.add_argument("--output", help="output directory (local or s3://); rerunning into it resumes")
+    parser.add_argument("--model", help="model dir or ModelScope id (default: the official M2FP)")
+    parser.add_argument("--config", help="YAML settings file (see configs/default.yaml)")
+    parser.add_argument("--overwrite", action="store_true", default=None, help="discard an earlier run's output")
+    parser.add_argument("--address", help="Ray address (default: RAY_ADDRESS, else start a local Ray)")
+    parser.add_argument("--batch-size", type=int, help="images per actor call and forward pass")
+    parser.add_argument("--shard-size", type=int, help="images per output Parquet file")
+    parser.add_argument("--cpus-per-actor", type=float, help="CPUs (= torch threads) per model actor")
+    parser.add_argument("--max-actors", type=int, help="upper bound of the actor pool (default: CPUs / cpus-per-actor)")
+    parser.add_argument("--num-cpus", type=int, help="CPUs of a local Ray (ignored when joining a cluster)")
+    parser.add_argument(
+        "--set", action="append", metavar="KEY=VALUE", help="override any setting of the config file (repeatable)"
+    )
+
+
+def config_from_args(args: argparse.Namespace) -> JobConfig:
+    overrides = parse_set(getattr(args, "set", None))
+    for key in (
+        "input",
+        "output",
+        "model",
+        "overwrite",
+        "address",
+        "batch_size",
+        "shard_size",
+        "cpus_per_actor",
+        "max_actors",
+        "num_cpus",
+    ):
+        value = getattr(args, key, None)
+        if value is not None:
+            overrides[key] = value
+    return JobConfig.from_sources(getattr(args, "config", None), overrides)
+
+
+def main(args: argparse.Namespace) -> int:
+    """Validate the settings, run the job, print the summary; exit 2 on a bad config or input."""
+    from m2fp_batch.pipeline.inputs import InputError
+
+    try:
+        cfg = config_from_args(args)
+    except ConfigError as e:
+        print(f"m2fp-batch run: bad configuration: {e}", file=sys.stderr)
+        return 2
+    from m2fp_batch.pipeline.job import run_job
+
+    try:
+        summary = run_job(cfg)
+    except (ConfigError, InputError) as e:
+        print(f"m2fp-batch run: {e}", file=sys.stderr)
+        return 2
+    print(json.dumps({k: summary[k] for k in ("output", "inputs", "rows", "complete", "status", "error_kinds")}))
+    return 0 if summary["complete"] else 1
+
+
+def entrypoint(argv: list[str] | None = None) -> int:
+    """Standalone entry (``python jobs/parse_images.py ...``), same flags as ``m2fp-batch run``."""
+    parser = argparse.ArgumentParser(prog="parse_images.py", description="M2FP labelling job (Ray)")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    add_arguments(parser)
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    return main(args)
