@@ -133,8 +133,9 @@ h1{margin-top:0}h2{border-bottom:2px solid #ddd;padding-bottom:4px;margin-top:36
 table{border-collapse:collapse;margin:12px 0;font-size:14px}th,td{border:1px solid #ccc;padding:4px 10px;text-align:right}
 th{background:#f0f0f0}td:first-child,th:first-child{text-align:left}
 .kpis{display:flex;flex-wrap:wrap;gap:12px}.kpi{border:1px solid #ddd;border-radius:6px;padding:10px 16px;min-width:140px}
-.kpi b{display:block;font-size:24px}.plots{display:flex;flex-wrap:wrap;gap:16px}
-figure{margin:0}figure img{max-width:100%;border:1px solid #eee}.note{color:#555;font-size:14px;max-width:900px}
+.kpi b{display:block;font-size:24px}
+.plots{display:grid;grid-template-columns:repeat(auto-fit,minmax(460px,1fr));gap:16px;align-items:start}
+figure{margin:8px 0}figure img{max-width:100%;border:1px solid #eee}.plots figure img{width:100%}.note{color:#555;font-size:14px;max-width:900px}
 """
 
 
@@ -264,7 +265,8 @@ def _render_html(output_dir, job, numbers, tables, gt, pngs) -> str:
     parts.append("<h2 id='parts'>Parts per group</h2>")
     if "part_area" in fig:
         parts += [
-            "<div class='plots'>" + fig["part_area"] + fig["part_score"] + "</div>",
+            fig["part_area"],
+            fig["part_score"],
             _html_table(
                 100.0 * tables["part_fraction"],
                 {"*": lambda v: f"{v:.1f}%"},
@@ -273,11 +275,13 @@ def _render_html(output_dir, job, numbers, tables, gt, pngs) -> str:
         ]
     else:
         parts.append("<p class='note'>No parts found.</p>")
-    parts += ["<h2 id='people'>People per image</h2>", fig["people_per_image"]]
+    parts.append("<h2 id='people'>People per image</h2>")
     gp = pd.DataFrame(
         {"groups present": list(numbers["groups_present"]), "images": list(numbers["groups_present"].values())}
     )
-    parts.append(_html_table(gp, {"*": str}))
+    parts.append(
+        "<div class='plots'>" + fig["people_per_image"] + "<div>" + _html_table(gp, {"*": str}) + "</div></div>"
+    )
     if gt is not None:
         parts += [
             "<h2 id='ground-truth'>Accuracy per group (ground truth)</h2>",
