@@ -1,0 +1,83 @@
+"""``m2fp-batch review DIR --dataset NAME [--launch]``: build/update the review dataset, open the App.
+
+FiftyOne is imported only when the command runs. The database is FiftyOne's bundled MongoDB
+(``FIFTYONE_DATABASE_DIR``, default ``~/.fiftyone/var/lib/mongo``) unless ``FIFTYONE_DATABASE_URI``
+points to another ``mongod``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+
+log = logging.getLogger(__name__)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``m2fp-batch review``."""
+    parser.add_argument(
+        "output", nargs="?", help="the job's --output directory (omit with --launch to only open the App)"
+    )
+    parser.add_argument("--dataset", required=True, help="FiftyOne dataset name (persistent; created or updated)")
+    parser.add_argument("--mask-dir", help="where the mask PNGs go (default OUTPUT/_review/masks)")
+    parser.add_argument("--image-root", help="base directory for relative or s3:// image uris (DIR/<bucket>/<key>)")
+    parser.add_argument(
+        "--low-score", type=float, default=0.5, help="person/part score below which a sample is tagged low_confidence"
+    )
+    parser.add_argument(
+        "--overwrite-reviewed",
+        action="store_true",
+        help="also replace the labels of samples tagged reviewed/rejected (default: keep the reviewers' work)",
+    )
+    parser.add_argument(
+        "--launch", action="store_true", help="open the FiftyOne App on 127.0.0.1 and wait (Ctrl-C ends)"
+    )
+    parser.add_argument("--port", type=int, default=5151, help="App port on 127.0.0.1 (default 5151)")
+    parser.add_argument("--view", help="with --launch: open this saved view (e.g. review-queue)")
+
+
+def main(args: argparse.Namespace) -> int:
+    """Run ``m2fp-batch review``; 0 on success, 2 on bad input."""
+    if args.output is None and not args.launch:
+        print("m2fp-batch review: give the job output DIR, or --launch to open an existing dataset", file=sys.stderr)
+        return 2
+    if not 0.0 <= args.low_score <= 1.0:
+        print(f"m2fp-batch review: --low-score must be in [0, 1], got {args.low_score}", file=sys.stderr)
+        return 2
+    if not 0 < args.port < 65536:
+        print(f"m2fp-batch review: --port must be 1..65535, got {args.port}", file=sys.stderr)
+        return 2
+    from m2fp_batch.review.masks import ReviewInputError
+
+    if args.output is not None:
+        from m2fp_batch.review.build import build_review_dataset
+
+        try:
+            _, stats = build_review_dataset(
+                args.output,
+                args.dataset,
+                mask_dir=args.mask_dir,
+                image_root=args.image_root,
+                low_score=args.low_score,
+                overwrite_reviewed=args.overwrite_reviewed,
+            )
+        except ReviewInputError as e:
+            print(f"m2fp-batch review: {e}", file=sys.stderr)
+            return 2
+        print(json.dumps({"dataset": args.dataset, **stats.to_dict()}))
+    if args.launch:
+        from m2fp_batch.review.app import launch
+
+        try:
+            session = launch(args.dataset, port=args.port, view=args.view)
+        except ValueError as e:
+            print(f"m2fp-batch review: {e}", file=sys.stderr)
+            return 2
+        print(f"App: http://127.0.0.1:{args.port}/  (Ctrl-C to stop)", flush=True)
+        try:
+            session.wait(-1)
+        except KeyboardInterrupt:
+            log.info("App stopped")
+    return 0
