@@ -24,7 +24,7 @@ PART_SCORE_THR = 0.1  # parts kept at score >= 0.1
 HUMAN_SCORE_THR = 0.1  # humans kept at score > 0.1
 TOPK = 100
 # Pixel budget for upsampled mask logits held at once (floats).
-MAX_FLOATS_AT_ONCE = 64 * 1024 * 1024
+MAX_FLOATS_AT_ONCE = 32 * 1024 * 1024
 
 
 def full_res_logits_fn(

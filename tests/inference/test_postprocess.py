@@ -1,0 +1,83 @@
+"""The one-mask-at-a-time postprocess against a dense restatement of the official one."""
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from m2fp_batch.inference import preprocess
+from m2fp_batch.inference.postprocess import parse_instances
+
+
+def official_dense(pred_logits, pred_masks, input_size, image_size, num_parsing, thr):
+    """The official M2FP parsing inference, all Q masks at full size at once (test oracle)."""
+    hp, wp = pred_masks.shape[-2] * 4, pred_masks.shape[-1] * 4
+    m = F.interpolate(pred_masks[None], size=(hp, wp), mode="bilinear", align_corners=False)
+    m = m[:, :, : input_size[0], : input_size[1]]
+    m = F.interpolate(m, size=image_size, mode="bilinear", align_corners=False)[0]
+    k = pred_logits.shape[1] - 1
+    scores = F.softmax(pred_logits, -1)[:, :-1]
+    vals, idx = scores.flatten().topk(100, sorted=False)
+    labels = idx % k
+    m = m[idx // k]
+    binary = (m > 0).float()
+    ms = (m.sigmoid().flatten(1) * binary.flatten(1)).sum(1) / (binary.flatten(1).sum(1) + 1e-6)
+    s = vals * ms
+    sem = []
+    for c in range(num_parsing):
+        sel = torch.where(labels == c)[0]
+        acc = torch.zeros(image_size)
+        cnt = torch.zeros(image_size)
+        for j in sel[s[sel].argsort()]:
+            if s[j] < thr:
+                continue
+            p = m[j].sigmoid() * s[j]
+            acc = torch.where(p > 0.5, p + acc, acc)
+            cnt += torch.where(p > 0.5, 1, 0)
+        sem.append(acc / torch.where(cnt == 0, torch.ones_like(cnt), cnt))
+    sem = torch.stack(sem)
+    parts = [(int(labels[j]), float(s[j]), (m[j] > 0).numpy()) for j in range(100) if 0 < labels[j] < num_parsing and s[j] >= 0.1]
+    humans = [(int(labels[j]), float(s[j]), (m[j] > 0).numpy()) for j in range(100) if labels[j] == num_parsing and s[j] > 0.1]
+    return sem.argmax(0).numpy(), sem.max(0).values.numpy(), parts, humans
+
+
+def _assert_same_instances(inst, expected):
+    """Same count; each expected (label, score, mask) has a twin: score within 1e-5, mask IoU > 0.999."""
+    assert len(inst) == len(expected)
+    used = set()
+    for lab, score, mask in expected:
+        for i in range(len(inst)):
+            if i in used or inst.labels[i] != lab or abs(inst.scores[i] - score) > 1e-5:
+                continue
+            m = inst.mask(i)
+            if (m & mask).sum() / max(1, (m | mask).sum()) > 0.999:
+                used.add(i)
+                break
+        else:
+            raise AssertionError(f"no match for label {lab} score {score}")
+
+
+def test_matches_dense_official(tiny_parser, astronaut):
+    img = astronaut[::2, ::3]  # a non-square size: exercises the crop and the two resizes
+    size = preprocess.target_size(*img.shape[:2])
+    batch = preprocess.to_batch([preprocess.resize(img, size)], tiny_parser.model.pixel_mean, tiny_parser.model.pixel_std, 32)
+    out = tiny_parser.forward(batch)
+    logits, masks = out["pred_logits"][0], out["pred_masks"][0]
+    cfg = tiny_parser.config
+    label, smax, parts, humans = parse_instances(logits, masks, size, img.shape[:2], cfg.num_parsing, cfg.parsing_ins_score_thr)
+    d_label, d_max, d_parts, d_humans = official_dense(logits, masks, size, img.shape[:2], cfg.num_parsing, cfg.parsing_ins_score_thr)
+    assert (label == d_label).mean() > 0.9999
+    np.testing.assert_allclose(smax, d_max, atol=1e-5)
+    _assert_same_instances(parts, d_parts)
+    _assert_same_instances(humans, d_humans)
+    assert len(parts) > 0 and len(humans) > 0  # the tiny model's random weights give instances
+
+
+def test_small_memory_budget_gives_same_answer(tiny_parser, astronaut, monkeypatch):
+    import m2fp_batch.inference.postprocess as pp
+
+    a = tiny_parser.parse_one(astronaut)
+    monkeypatch.setattr(pp, "MAX_FLOATS_AT_ONCE", 1)  # one mask at a time, recomputed for the paste
+    b = tiny_parser.parse_one(astronaut)
+    np.testing.assert_array_equal(a.semantic, b.semantic)
+    np.testing.assert_array_equal(a.semantic_score, b.semantic_score)
+    np.testing.assert_array_equal(a.parts.masks_packed, b.parts.masks_packed)
