@@ -64,6 +64,8 @@ def _bars(counts: pd.Series, colors: dict[str, str], title: str, ylabel: str, fm
             ax.annotate(fmt.format(v), (b.get_x() + b.get_width() / 2, b.get_height()), ha="center", va="bottom")
     ax.set_title(title)
     ax.set_ylabel(ylabel)
+    if fmt == "{:d}":
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     ax.margins(y=0.15)
     return _png(fig)
 
@@ -103,6 +105,7 @@ def people_per_image_plot(counts: pd.Series) -> bytes:
         ax.annotate(f"{v:d}", (b.get_x() + b.get_width() / 2, b.get_height()), ha="center", va="bottom")
     ax.set_xticks(counts.index.astype(int))
     ax.set_xlabel("people in the image")
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel("images")
     ax.set_title("People per image")
     ax.margins(y=0.15)
