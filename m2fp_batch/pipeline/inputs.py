@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import posixpath
 
 import pyarrow as pa
@@ -60,12 +61,18 @@ def list_inputs(
 
 
 def _list_directory(fs: pafs.FileSystem, path: str, src: str) -> pa.Table:
-    infos = fs.get_file_info(pafs.FileSelector(path, recursive=True))
-    uris = sorted(
-        to_uri(fs, i.path)
-        for i in infos
-        if i.type != pafs.FileType.Directory and i.path.lower().endswith(IMAGE_EXTENSIONS)
-    )
+    if isinstance(fs, pafs.LocalFileSystem):
+        # os.walk, not pyarrow: pyarrow drops dangling symlinks, which must become "missing" rows
+        uris = sorted(
+            os.path.join(d, f) for d, _, files in os.walk(path) for f in files if f.lower().endswith(IMAGE_EXTENSIONS)
+        )
+    else:
+        infos = fs.get_file_info(pafs.FileSelector(path, recursive=True))
+        uris = sorted(
+            to_uri(fs, i.path)
+            for i in infos
+            if i.type != pafs.FileType.Directory and i.path.lower().endswith(IMAGE_EXTENSIONS)
+        )
     log.info("listed %d image(s) under %s", len(uris), src)
     return pa.table({"image_id": [image_id_for(u) for u in uris], "uri": uris})
 

@@ -129,11 +129,15 @@ class Labeler:
 
     # -- ledger calls (no-ops without a ledger)
     def _call(self, method: str, *args):
+        """Call the ledger: a Ray actor handle, or a plain :class:`CrashLedger` in-process."""
         if self.ledger is None:
             return None
-        import ray
+        fn = getattr(self.ledger, method)
+        if hasattr(fn, "remote"):
+            import ray
 
-        return ray.get(getattr(self.ledger, method).remote(*args))
+            return ray.get(fn.remote(*args))
+        return fn(*args)
 
     def _decode(self, row: dict) -> tuple[Any, dict | None, float]:
         t0 = time.perf_counter()

@@ -1,0 +1,174 @@
+"""The job end to end on a local Ray (one per module): a directory of real photos and bad
+files, resume, --overwrite, Parquet/CSV manifests with passthrough columns, bad settings."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+import pytest
+from badfiles import MAX_PIXELS, MIN_SIDE, good_files, write_inputs
+
+from m2fp_batch.annotate import rle
+from m2fp_batch.pipeline import cli
+from m2fp_batch.pipeline.config import ConfigError, JobConfig
+from m2fp_batch.pipeline.job import run_job
+from m2fp_batch.schema import output_schema
+
+ray = pytest.importorskip("ray")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def local_ray():
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+def _cfg(tiny_model_dir, src, out, **kw) -> JobConfig:
+    base = dict(
+        input=str(src),
+        output=str(out),
+        model=str(tiny_model_dir),
+        max_pixels=MAX_PIXELS,
+        min_side=MIN_SIDE,
+        shard_size=8,
+        batch_size=2,
+        progress_interval_s=1.0,
+    )
+    base.update(kw)
+    return JobConfig.from_sources(None, base)
+
+
+def _rows(out) -> list[dict]:
+    return pq.read_table(out).to_pylist()
+
+
+@pytest.fixture(scope="module")
+def dir_job(tmp_path_factory, tiny_model_dir):
+    root = tmp_path_factory.mktemp("job")
+    src, out = root / "in", root / "out"
+    expected = write_inputs(src)
+    cfg = _cfg(tiny_model_dir, src, out)
+    summary = run_job(cfg)
+    return cfg, src, out, expected, summary
+
+
+def test_directory_gives_one_row_per_file(dir_job):
+    cfg, src, out, expected, summary = dir_job
+    rows = _rows(out)
+    by_uri = {r["uri"]: r for r in rows}
+    assert len(rows) == len(by_uri) == len(expected)
+    for rel, (status, kind) in expected.items():
+        r = by_uri[str(src / rel)]
+        assert (r["status"], r["error_kind"]) == (status, kind), (rel, r["error"])
+        if status == "ok":
+            assert r["error"] is None and r["width"] > 0 and r["num_persons"] == len(r["persons"])
+            for p in r["persons"]:
+                assert rle.decode(p["mask"]).sum() == p["area"]
+                assert p["mask"]["size"] == [r["height"], r["width"]]
+        else:
+            assert r["error"] and r["persons"] is None
+    # every file has the explicit schema, also shards made only of errors
+    for f in sorted(out.glob("shard-*.parquet")):
+        assert pq.read_schema(f).equals(output_schema(), check_metadata=False)
+    n_err = sum(1 for s, _ in expected.values() if s == "error")
+    assert summary["complete"] and summary["rows"] == len(expected)
+    assert summary["status"] == {"ok": len(expected) - n_err, "error": n_err}
+    kinds = {}
+    for _, k in expected.values():
+        if k:
+            kinds[k] = kinds.get(k, 0) + 1
+    assert summary["error_kinds"] == kinds
+    saved = json.loads((out / "_run.json").read_text())
+    assert saved["status"] == summary["status"] and saved["provenance"]["checkpoint_sha256"]
+    assert saved["run"]["images_per_s"] > 0
+    assert len(list((out / "_stats").glob("shard-*.json"))) == summary["shards"]["total"]
+
+
+def test_rerun_resumes_and_appends_new_inputs(dir_job, tiny_model_dir):
+    cfg, src, out, expected, _ = dir_job
+    again = run_job(cfg)
+    assert again["run"]["labelled_this_run"] == 0 and again["rows"] == len(expected)
+    # a shard without its stats file counts as unfinished; a new photo becomes a new shard
+    (out / "_stats" / "shard-00001.json").unlink()
+    (src / "new" / "later.jpg").parent.mkdir()
+    (src / "new" / "later.jpg").write_bytes(good_files()["good/photo.jpg"][0])
+    resumed = run_job(cfg)
+    assert resumed["run"]["labelled_this_run"] == 8 + 1
+    rows = _rows(out)
+    ids = [r["image_id"] for r in rows]
+    assert len(ids) == len(set(ids)) == len(expected) + 1
+    assert resumed["complete"] and resumed["shards"]["total"] == 5
+
+
+def test_changed_settings_refuse_to_resume_and_overwrite_restarts(dir_job, tiny_model_dir):
+    cfg, src, out, _, _ = dir_job
+    with pytest.raises(ConfigError, match="other settings"):
+        run_job(_cfg(tiny_model_dir, src, out, max_pixels=MAX_PIXELS * 2))
+    fresh = run_job(_cfg(tiny_model_dir, src, out, shard_size=64, overwrite=True))
+    assert fresh["run"]["labelled_this_run"] == fresh["inputs"] == fresh["rows"]
+    assert sorted(p.name for p in out.glob("shard-*.parquet")) == ["shard-00000.parquet"]
+
+
+def test_manifests_keep_passthrough_columns(tmp_path, tiny_model_dir):
+    imgs = tmp_path / "imgs"
+    imgs.mkdir()
+    good = good_files()
+    for name in ("good/photo.jpg", "good/gray.png"):
+        (imgs / name.split("/")[1]).write_bytes(good[name][0])
+    manifest = pa.table(
+        {
+            "image_id": ["p1", "p2", "p3"],
+            "uri": ["imgs/photo.jpg", "imgs/gray.png", "imgs/missing.jpg"],  # relative to the manifest
+            "caption": ["an astronaut", None, "gone"],
+            "rating": pa.array([5, 3, None], pa.int64()),
+            "tags": pa.array([["a", "b"], [], None], pa.list_(pa.string())),
+        }
+    )
+    pq.write_table(manifest, tmp_path / "manifest.parquet")
+    summary = run_job(_cfg(tiny_model_dir, tmp_path / "manifest.parquet", tmp_path / "out"))
+    assert summary["status"] == {"ok": 2, "error": 1} and summary["error_kinds"] == {"missing": 1}
+    t = pq.read_table(tmp_path / "out")
+    assert t.schema.field("rating").type == pa.int64() and t.schema.field("tags").type == pa.list_(pa.string())
+    rows = {r["image_id"]: r for r in t.to_pylist()}
+    assert rows["p1"]["caption"] == "an astronaut" and rows["p1"]["tags"] == ["a", "b"] and rows["p1"]["status"] == "ok"
+    assert rows["p2"]["caption"] is None and rows["p2"]["rating"] == 3
+    assert (
+        rows["p3"]["status"] == "error" and "does not exist" in rows["p3"]["error"] and rows["p3"]["caption"] == "gone"
+    )
+    # CSV, custom uri column, ids derived from the uri
+    csv = tmp_path / "list.csv"
+    pacsv.write_csv(pa.table({"path": [str(imgs / "photo.jpg")], "source": ["web"]}), csv)
+    s2 = run_job(_cfg(tiny_model_dir, csv, tmp_path / "out_csv", uri_column="path"))
+    r = pq.read_table(tmp_path / "out_csv").to_pylist()
+    assert s2["status"]["ok"] == 1 and r[0]["source"] == "web" and len(r[0]["image_id"]) == 20
+
+
+def test_bad_settings_stop_before_ray(tmp_path, tiny_model_dir, capsys):
+    def run(*argv):
+        p = argparse.ArgumentParser()
+        cli.add_arguments(p)
+        return cli.main(p.parse_args(list(argv)))
+
+    assert run("--input", str(tmp_path), "--output", str(tmp_path / "o"), "--set", "batchsize=3") == 2
+    assert "unknown setting(s) ['batchsize']" in capsys.readouterr().err
+    assert run("--input", str(tmp_path), "--output", str(tmp_path / "o"), "--batch-size", "0") == 2
+    assert "batch_size must be >= 1" in capsys.readouterr().err
+    assert run("--input", str(tmp_path / "nope"), "--output", str(tmp_path / "o"), "--model", str(tiny_model_dir)) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert run("--input", str(tmp_path), "--output", str(tmp_path / "o"), "--model", str(tmp_path)) == 2
+    assert "configuration.json" in capsys.readouterr().err
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "notes.txt").write_text("x")
+    assert run("--input", str(tmp_path / "in"), "--output", str(tmp_path / "o"), "--model", str(tiny_model_dir)) == 2
+    assert "holds no images" in capsys.readouterr().err
+    bad_yaml = tmp_path / "c.yaml"
+    bad_yaml.write_text("shard_size: [1, 2]\n")
+    assert run("--config", str(bad_yaml), "--input", "a", "--output", "b") == 2
+    assert "shard_size: expected int" in capsys.readouterr().err
+    shutil.rmtree(tmp_path / "o", ignore_errors=True)

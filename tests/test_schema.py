@@ -1,0 +1,77 @@
+"""The output schema: the generated files in schemas/ match the code; required columns exist."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+
+from m2fp_batch import schema
+
+SCHEMAS = Path(__file__).resolve().parents[1] / "schemas"
+
+
+def test_schema_files_in_sync():
+    for name, text in schema.generated_files().items():
+        path = SCHEMAS / name
+        assert path.is_file(), f"{path} is missing: run python -m m2fp_batch.schema --write schemas"
+        assert path.read_text() == text, f"{path} is stale: run python -m m2fp_batch.schema --write schemas"
+
+
+def test_regenerate_command(tmp_path):
+    subprocess.run([sys.executable, "-m", "m2fp_batch.schema", "--write", str(tmp_path)], check=True)
+    for name, text in schema.generated_files().items():
+        assert (tmp_path / name).read_text() == text
+
+
+def test_required_columns_and_masks():
+    s = schema.SCHEMA
+    for col in (
+        "image_id",
+        "uri",
+        "width",
+        "height",
+        "status",
+        "error",
+        "persons",
+        "semantic",
+        "model_id",
+        "model_revision",
+        "checkpoint_sha256",
+        "package_version",
+        "config_hash",
+        "timings",
+    ):
+        assert col in s.names
+    person = s.field("persons").type.value_type
+    assert {person.field(i).name for i in range(person.num_fields)} >= {
+        "person_id",
+        "score",
+        "bbox",
+        "mask",
+        "area",
+        "parts",
+    }
+    part = person.field("parts").type.value_type
+    assert {part.field(i).name for i in range(part.num_fields)} >= {
+        "label_id",
+        "label",
+        "area",
+        "fraction",
+        "bbox",
+        "score",
+        "mask",
+    }
+    rle = person.field("mask").type
+    assert rle.field("size").type == pa.list_(pa.int32()) and rle.field("counts").type == pa.string()
+
+
+def test_output_schema_passthrough_and_clash():
+    extra = pa.schema([("caption", pa.string()), ("rating", pa.int64())])
+    out = schema.output_schema(extra)
+    assert out.names[-2:] == ["caption", "rating"] and out.field("rating").type == pa.int64()
+    with pytest.raises(ValueError, match="collide"):
+        schema.output_schema(pa.schema([("status", pa.string())]))
