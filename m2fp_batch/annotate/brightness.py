@@ -3,7 +3,7 @@
 Rule: with V = max(R, G, B) (the HSV value, 0..255) and ``mean_v`` its mean over the image,
 ``mean_v < 50`` scales V by 1.5, ``50 <= mean_v < 80`` by 1.2, otherwise nothing changes.
 V is scaled with hue and saturation kept: each pixel's RGB is multiplied by
-``min(round(V * factor), 255) / V``, so a pixel that would pass 255 saturates at V = 255
+``min(round(V * factor), 255) / V`` (rounded; a lookup table), so a pixel that would pass 255 saturates at V = 255
 without a hue shift (an HSV round trip in floating point, no 8-bit HSV quantisation).
 
 This is meant for the MODEL INPUT only; skin tone is always measured on the original pixels.
@@ -26,9 +26,14 @@ def _check(image: np.ndarray) -> np.ndarray:
     return image
 
 
+def _value(image: np.ndarray) -> np.ndarray:
+    """(H, W) uint8 HSV value V = max(R, G, B)."""
+    return np.maximum(np.maximum(image[..., 0], image[..., 1]), image[..., 2])
+
+
 def mean_value(image: np.ndarray) -> float:
     """Mean HSV value V = max(R, G, B) over the image, on the 0..255 scale."""
-    return float(_check(image).max(axis=2).mean(dtype=np.float64))
+    return float(_value(_check(image)).mean(dtype=np.float64))
 
 
 def brightness_factor(mean_v: float) -> float:
@@ -44,10 +49,14 @@ def scale_value(image: np.ndarray, factor: float) -> np.ndarray:
     image = _check(image)
     if factor <= 0:
         raise ValueError(f"factor must be positive, got {factor}")
-    v = image.max(axis=2).astype(np.float64)
-    new_v = np.minimum(np.rint(v * factor), 255.0)
-    ratio = np.divide(new_v, v, out=np.ones_like(v), where=v > 0)
-    return np.clip(np.rint(image * ratio[..., None]), 0, 255).astype(np.uint8)
+    v = _value(image).astype(np.intp)
+    levels = np.arange(256, dtype=np.float64)
+    new_levels = np.minimum(np.rint(levels * factor), 255.0)
+    ratio = np.divide(new_levels, levels, out=np.ones(256), where=levels > 0)  # new V / V per V
+    # lut[V, c] = the new value of a channel c <= V of a pixel whose value is V
+    lut = np.clip(np.rint(ratio[:, None] * levels[None, :]), 0, 255).astype(np.uint8).ravel()
+    base = v * 256
+    return np.stack([lut[base + image[..., k]] for k in range(3)], axis=-1)
 
 
 def adaptive_brightness(image: np.ndarray) -> tuple[np.ndarray, float]:

@@ -58,6 +58,9 @@ def test_scaling_keeps_hue_and_saturation_and_clips_value():
     rng = np.random.default_rng(0)
     img = rng.integers(20, 200, size=(32, 32, 3), dtype=np.uint8)
     out = scale_value(img, 1.5)
+    v_direct = img.max(axis=2).astype(np.float64)
+    ratio = np.minimum(np.rint(v_direct * 1.5), 255) / v_direct
+    np.testing.assert_array_equal(out, np.clip(np.rint(img * ratio[..., None]), 0, 255).astype(np.uint8))
     hsv_in, hsv_out = color.rgb2hsv(img), color.rgb2hsv(out)
     v_in = img.max(axis=2).astype(float)
     np.testing.assert_array_equal(out.max(axis=2), np.minimum(np.rint(v_in * 1.5), 255))
