@@ -1,0 +1,128 @@
+"""Servers for the cluster tests: a Ray head (`ray start --head --block`) and SeaweedFS
+(`weed mini`), each on free loopback ports in its own process group, stopped by that group."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+BIN = Path(sys.executable).parent
+
+
+def free_ports(n: int) -> list[int]:
+    socks, ports = [], []
+    for _ in range(n):
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        socks.append(s)
+        ports.append(s.getsockname()[1])
+    for s in socks:
+        s.close()
+    return ports
+
+
+def _wait(check, timeout: float, what: str, proc: subprocess.Popen, log: Path) -> None:
+    end = time.time() + timeout
+    while time.time() < end:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{what} exited ({proc.returncode}): {log.read_text()[-3000:]}")
+        with contextlib.suppress(OSError):
+            if check():
+                return
+        time.sleep(0.5)
+    raise TimeoutError(f"{what} not ready after {timeout} s: {log.read_text()[-3000:]}")
+
+
+def _answers(url: str) -> bool:
+    """The HTTP server answers (401/403 without a token or keys count as up)."""
+    try:
+        urllib.request.urlopen(url, timeout=2)
+    except urllib.error.HTTPError as e:
+        return e.code in (401, 403)
+    return True
+
+
+def _stop(proc: subprocess.Popen, grace: float = 20.0) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(grace)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+
+
+@contextlib.contextmanager
+def ray_head(num_cpus: int = 2):
+    """Yield (gcs address, dashboard url, env) of a fresh single-node Ray cluster."""
+    gcs, dash, client, agent, metrics = free_ports(5)
+    tmp = Path(tempfile.mkdtemp(prefix="rt", dir="/tmp"))
+    log = tmp / "head.log"
+    env = {
+        **os.environ,
+        "RAY_USAGE_STATS_ENABLED": "0",
+        "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
+        "RAY_AUTH_MODE": "token",
+        "PATH": f"{BIN}:{os.environ.get('PATH', '')}",
+    }
+    cmd = [
+        str(BIN / "ray"), "start", "--head", "--block", f"--num-cpus={num_cpus}", f"--port={gcs}",
+        "--node-ip-address=127.0.0.1", "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}",
+        f"--ray-client-server-port={client}", f"--dashboard-agent-listen-port={agent}",
+        f"--metrics-export-port={metrics}", f"--temp-dir={tmp}", "--disable-usage-stats",
+    ]  # fmt: skip
+    with log.open("w") as f:
+        proc = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    url = f"http://127.0.0.1:{dash}"
+    try:
+        _wait(lambda: _answers(url + "/api/version"), 120, "ray head", proc, log)
+        yield f"127.0.0.1:{gcs}", url, env
+    finally:
+        _stop(proc)
+
+
+@contextlib.contextmanager
+def seaweedfs(access_key: str = "m2fp-test", secret_key: str = "m2fp-test-secret"):
+    """Yield the S3 endpoint url of a SeaweedFS server with one identity (keys enforced)."""
+    tmp = Path(tempfile.mkdtemp(prefix="weed", dir="/tmp"))
+    ports = free_ports(12)
+    conf = {
+        "identities": [
+            {
+                "name": "tester",
+                "credentials": [{"accessKey": access_key, "secretKey": secret_key}],
+                "actions": ["Admin", "Read", "Write", "List", "Tagging"],
+            }
+        ]
+    }
+    (tmp / "s3.json").write_text(json.dumps(conf))
+    (tmp / "data").mkdir()
+    log = tmp / "weed.log"
+    cmd = [
+        str(BIN / "weed"), "mini", f"-dir={tmp / 'data'}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
+        f"-s3.config={tmp / 's3.json'}", "-admin.ui=false", "-master.telemetry=false",
+        f"-s3.port={ports[0]}", f"-master.port={ports[1]}", f"-volume.port={ports[2]}", f"-filer.port={ports[3]}",
+        f"-webdav.port={ports[4]}", f"-admin.port={ports[5]}", f"-master.port.grpc={ports[6]}",
+        f"-volume.port.grpc={ports[7]}", f"-filer.port.grpc={ports[8]}", f"-s3.port.grpc={ports[9]}",
+        f"-admin.port.grpc={ports[10]}", f"-debug.port={ports[11]}",
+    ]  # fmt: skip
+    with log.open("w") as f:
+        proc = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, cwd=tmp, start_new_session=True)
+    endpoint = f"http://127.0.0.1:{ports[0]}"
+
+    try:
+        _wait(lambda: _answers(endpoint), 60, "seaweedfs", proc, log)
+        yield endpoint
+    finally:
+        _stop(proc)
