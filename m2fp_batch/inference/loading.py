@@ -115,7 +115,7 @@ def read_checkpoint(path: Path, trust_checkpoint: bool = False) -> dict[str, tor
     Accepts ``{"model": state_dict}`` (ModelScope), ``{"state_dict": ...}`` or a flat dict.
     """
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        obj = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except pickle.UnpicklingError as e:
         if not trust_checkpoint:
             raise UntrustedCheckpointError(
@@ -161,8 +161,12 @@ def load_model(
     cfg, cfg_sha = read_config(model_dir)
     ckpt = find_checkpoint(model_dir)
     state = read_checkpoint(ckpt, trust_checkpoint)
-    net = build_m2fp(cfg)
-    report = load_weights(net, state)
+    # Built on the meta device, the network takes the memory-mapped checkpoint tensors as its
+    # weights: no random initialisation, no second copy, pages shared between processes.
+    with torch.device("meta"):
+        net = build_m2fp(cfg)
+    report = load_weights(net, state, assign=True)
+    net.materialize_constants_()
     if report.unexpected:
         log.warning(
             "%d checkpoint key(s) not used by the network: %s", len(report.unexpected), ", ".join(report.unexpected)

@@ -98,10 +98,12 @@ def parse_instances(
             lg = logits[j]
             binary = lg > 0
             area = binary.sum(dtype=torch.float32)
-            mask_score[q] = float(torch.where(binary, lg.sigmoid(), 0).sum() / (area + 1e-6))
+            mask_score[q] = float(lg.sigmoid().mul_(binary).sum() / (area + 1e-6))
             packed[q] = np.packbits(binary.numpy().reshape(-1))
+            del binary
             if cache_all:
                 cache[q] = lg
+        del logits
 
     entries = []  # (topk rank, label, query, score)
     for i in relevant:
@@ -131,22 +133,24 @@ def parse_instances(
             continue  # an all-zero class map never beats the running max (ties keep the lower class)
         acc = torch.zeros(image_size, dtype=torch.float32)
         cnt = torch.zeros(image_size, dtype=torch.float32)
-        missing = [e[2] for e in inst if e[2] not in cache]
+        missing = sorted({e[2] for e in inst if e[2] not in cache})
         fresh: dict[int, torch.Tensor] = {}
-        for chunk in _chunks(sorted(set(missing)), per_chunk):
+        for chunk in _chunks(missing, per_chunk):
             logits = upsample(torch.tensor(chunk, dtype=torch.long))
             fresh.update({q: logits[j] for j, q in enumerate(chunk)})
         for _, _, q, s in inst:
-            lg = cache[q] if q in cache else fresh[q]
-            prob = lg.sigmoid() * s
+            lg = cache[q] if q in cache else fresh.pop(q)
+            prob = lg.sigmoid().mul_(s)
             hit = prob > 0.5
-            acc = torch.where(hit, prob + acc, acc)
-            cnt += hit
-        del fresh
-        cat = acc / torch.where(cnt == 0, torch.ones_like(cnt), cnt)
+            acc.add_(prob.mul_(hit))  # == where(hit, prob + acc, acc): prob is finite
+            cnt.add_(hit)
+            del prob, hit, lg
+        cat = acc.div_(cnt.clamp_(min=1))
+        del cnt
         better = cat > best
         best = torch.where(better, cat, best)
         label_map[better] = c
+        del acc, cat, better
     return label_map.numpy(), (best.numpy() if keep_semantic_score else None), parts, humans
 
 

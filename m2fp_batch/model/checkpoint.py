@@ -34,8 +34,11 @@ class LoadReport:
     unexpected: tuple[str, ...]
 
 
-def load_weights(model: torch.nn.Module, state_dict: Mapping[str, torch.Tensor]) -> LoadReport:
-    """Copy ``state_dict`` into ``model``, refusing to run with uninitialised weights.
+def load_weights(model: torch.nn.Module, state_dict: Mapping[str, torch.Tensor], assign: bool = False) -> LoadReport:
+    """Load ``state_dict`` into ``model``, refusing to run with uninitialised weights.
+
+    With ``assign`` the checkpoint tensors become the parameters (no copy: a model built on
+    the meta device then takes the memory-mapped checkpoint as its weights).
 
     Raises:
         CheckpointMismatchError: listing every missing key and every shape mismatch.
@@ -58,5 +61,5 @@ def load_weights(model: torch.nn.Module, state_dict: Mapping[str, torch.Tensor])
             "checkpoint does not fit the network built from configuration.json: " + " | ".join(lines)
         )
     unexpected = tuple(sorted(k for k in sd if k not in target and not k.endswith(IGNORED_SUFFIXES)))
-    model.load_state_dict({k: v for k, v in sd.items() if k in target}, strict=False)
+    model.load_state_dict({k: v for k, v in sd.items() if k in target}, strict=False, assign=assign)
     return LoadReport(unexpected=unexpected)

@@ -49,9 +49,20 @@ class M2FP(nn.Module):
         super().__init__()
         self.backbone = backbone
         self.sem_seg_head = sem_seg_head
+        self._normalisation = (tuple(pixel_mean), tuple(pixel_std))
         self.register_buffer("pixel_mean", torch.tensor(pixel_mean).view(-1, 1, 1), persistent=False)
         self.register_buffer("pixel_std", torch.tensor(pixel_std).view(-1, 1, 1), persistent=False)
         self.size_divisibility = size_divisibility
+
+    def materialize_constants_(self) -> None:
+        """Re-create the tensors that no checkpoint holds (after building on the meta device)."""
+        mean, std = self._normalisation
+        self.pixel_mean = torch.tensor(mean).view(-1, 1, 1)
+        self.pixel_std = torch.tensor(std).view(-1, 1, 1)
+        for module in self.modules():
+            for name, buf in list(module.named_buffers(recurse=False)):
+                if buf.is_meta:  # e.g. BatchNorm's num_batches_tracked when a checkpoint omits it
+                    module.register_buffer(name, torch.zeros(buf.shape, dtype=buf.dtype))
 
     @property
     def num_queries(self) -> int:

@@ -1,0 +1,172 @@
+#!/usr/bin/env python
+"""Per-stage speed, efficiency against the measured matmul peak, and peak memory of the engine.
+
+    python benchmarks/bench_inference.py [--model DIR] [--threads 2] [--repeats 3] [--json out.json]
+
+Without --model it builds the parity fixture's full-size seed-3 checkpoint (same architecture
+and cost as the real M2FP weights) with shared/reference/gen_checkpoint.py. In one run it
+measures: the machine's fp32 matmul peak (2048^2 torch.mm, same thread count), per-stage
+times on a 640x640-input photo (decode, preprocess, backbone, pixel decoder, transformer
+decoder, postprocess), the model FLOPs (torch FlopCounterMode), model efficiency =
+FLOPs / (forward time x peak), end to end images/s against the bare model loop, and the
+peak RSS of a fresh process parsing an 1800x1536 JPEG and a 24-megapixel JPEG.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.flop_counter import FlopCounterMode
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tests"))
+
+
+def matmul_peak(threads: int, n: int = 2048, repeats: int = 10) -> float:
+    torch.set_num_threads(threads)
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    a @ b
+    best = min(_time(lambda: a @ b) for _ in range(repeats))
+    return 2 * n**3 / best
+
+
+def _time(fn) -> float:
+    t = time.perf_counter()
+    fn()
+    return time.perf_counter() - t
+
+
+def photo_bytes(h: int, w: int, quality: int = 92) -> bytes:
+    """A real photo (scikit-image astronaut) resized to (h, w), as JPEG bytes."""
+    from skimage import data
+
+    im = Image.fromarray(data.astronaut()).resize((w, h), Image.BICUBIC)
+    buf = io.BytesIO()
+    im.save(buf, "JPEG", quality=quality)
+    return buf.getvalue()
+
+
+def memory_probe(model: str, h: int, w: int, threads: int) -> dict:
+    """Parse one h x w JPEG in a fresh process; its peak RSS (ru_maxrss)."""
+    code = (
+        "import resource,sys,time,torch;from m2fp_batch.inference import M2FPParser,load_image;"
+        f"torch.set_num_threads({threads});p=M2FPParser.from_pretrained(sys.argv[1]);"
+        "base=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss;"
+        "b=open(sys.argv[2],'rb').read();t=time.perf_counter();r=p.parse_one(load_image(b));t=time.perf_counter()-t;"
+        "print(base/1024, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss/1024, t, len(r.persons))"
+    )
+    with tempfile.NamedTemporaryFile(suffix=".jpg") as f:
+        f.write(photo_bytes(h, w))
+        f.flush()
+        out = subprocess.run([sys.executable, "-c", code, model, f.name], capture_output=True, text=True, check=True)
+    after_load, peak, secs, people = out.stdout.split()
+    return {
+        "image_hw": [h, w],
+        "peak_rss_mib": round(float(peak), 1),
+        "rss_after_model_load_mib": round(float(after_load), 1),
+        "seconds": round(float(secs), 2),
+        "people": int(people),
+    }
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default=None, help="model dir (default: build the seed-3 full-size checkpoint)")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--fast-backbone", action="store_true")
+    ap.add_argument("--no-memory", action="store_true", help="skip the large-photo memory probes")
+    ap.add_argument("--json", default=None, help="also write the results here")
+    args = ap.parse_args()
+
+    from m2fp_batch.inference import M2FPParser, load_image
+    from m2fp_batch.inference import preprocess as pp
+
+    tmp = None
+    model = args.model
+    if model is None:
+        from tiny_model import write_reference_model
+
+        tmp = tempfile.TemporaryDirectory()
+        model = str(write_reference_model(Path(tmp.name) / "seed3"))
+
+    peak = matmul_peak(args.threads)
+    parser = M2FPParser.from_pretrained(model, threads=args.threads, fast_backbone=args.fast_backbone)
+    net = parser.model
+    jpeg = photo_bytes(640, 640)
+    stages: dict[str, list[float]] = {k: [] for k in ["decode", "preprocess", "backbone", "pixel_decoder", "transformer_decoder", "postprocess", "end_to_end", "forward"]}
+    with torch.inference_mode():
+        for r in range(args.repeats + 1):  # the first round warms up
+            t0 = time.perf_counter()
+            img = load_image(jpeg)
+            t1 = time.perf_counter()
+            size = pp.target_size(*img.shape[:2])
+            batch = pp.to_batch([pp.resize(img, size)], net.pixel_mean, net.pixel_std, net.size_divisibility)
+            if parser.channels_last:
+                batch = batch.contiguous(memory_format=torch.channels_last)
+            t2 = time.perf_counter()
+            feats = net.backbone(batch)
+            t3 = time.perf_counter()
+            mask_features, ms = net.sem_seg_head.pixel_decoder(feats)
+            t4 = time.perf_counter()
+            out = net.sem_seg_head.predictor(ms, mask_features)
+            t5 = time.perf_counter()
+            parser._postprocess(out["pred_logits"][0], out["pred_masks"][0], img.shape[:2], size, tuple(batch.shape[-2:]), True, False)
+            t6 = time.perf_counter()
+            if r == 0:
+                continue
+            for k, v in zip(
+                ["decode", "preprocess", "backbone", "pixel_decoder", "transformer_decoder", "postprocess", "end_to_end", "forward"],
+                [t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4, t6 - t5, t6 - t0, t5 - t2],
+            ):
+                stages[k].append(v)
+        with FlopCounterMode(display=False) as fc:
+            net(batch)
+        flops = fc.get_total_flops()
+        # bare model loop vs the engine's own end-to-end path (decode + parse) on the same photo
+        bare = statistics.median(_time(lambda: net(batch)) for _ in range(args.repeats))
+    e2e = statistics.median(_time(lambda: parser.parse_one(load_image(jpeg))) for _ in range(args.repeats))
+    med = {k: statistics.median(v) for k, v in stages.items()}
+    result = {
+        "threads": args.threads,
+        "torch": torch.__version__,
+        "cpu": next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")), "?"),
+        "input_hw": list(batch.shape[-2:]),
+        "matmul_peak_gflops": round(peak / 1e9, 1),
+        "model_gflops": round(flops / 1e9, 1),
+        "stage_median_s": {k: round(v, 4) for k, v in med.items()},
+        "model_efficiency": round(flops / (med["forward"] * peak), 3),
+        "end_to_end_s_per_image": round(e2e, 3),
+        "images_per_s": round(1 / e2e, 3),
+        "bare_model_loop_s": round(bare, 3),
+        "end_to_end_over_bare": round(e2e / bare, 3),
+        "peak_rss_mib_this_process": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "fast_backbone": args.fast_backbone,
+    }
+    if not args.no_memory:
+        result["memory_1800x1536"] = memory_probe(model, 1800, 1536, args.threads)
+        result["memory_24mp_6000x4000"] = memory_probe(model, 4000, 6000, args.threads)
+    print(json.dumps(result, indent=1))
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=1))
+    if tmp:
+        tmp.cleanup()
+    return 0
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("OMP_NUM_THREADS", "2")
+    sys.exit(main())
