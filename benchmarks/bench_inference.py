@@ -26,7 +26,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 from PIL import Image
 from torch.utils.flop_counter import FlopCounterMode
@@ -107,7 +106,19 @@ def main() -> int:
     parser = M2FPParser.from_pretrained(model, threads=args.threads, fast_backbone=args.fast_backbone)
     net = parser.model
     jpeg = photo_bytes(640, 640)
-    stages: dict[str, list[float]] = {k: [] for k in ["decode", "preprocess", "backbone", "pixel_decoder", "transformer_decoder", "postprocess", "end_to_end", "forward"]}
+    stages: dict[str, list[float]] = {
+        k: []
+        for k in [
+            "decode",
+            "preprocess",
+            "backbone",
+            "pixel_decoder",
+            "transformer_decoder",
+            "postprocess",
+            "end_to_end",
+            "forward",
+        ]
+    }
     with torch.inference_mode():
         for r in range(args.repeats + 1):  # the first round warms up
             t0 = time.perf_counter()
@@ -124,12 +135,23 @@ def main() -> int:
             t4 = time.perf_counter()
             out = net.sem_seg_head.predictor(ms, mask_features)
             t5 = time.perf_counter()
-            parser._postprocess(out["pred_logits"][0], out["pred_masks"][0], img.shape[:2], size, tuple(batch.shape[-2:]), True, False)
+            parser._postprocess(
+                out["pred_logits"][0], out["pred_masks"][0], img.shape[:2], size, tuple(batch.shape[-2:]), True, False
+            )
             t6 = time.perf_counter()
             if r == 0:
                 continue
             for k, v in zip(
-                ["decode", "preprocess", "backbone", "pixel_decoder", "transformer_decoder", "postprocess", "end_to_end", "forward"],
+                [
+                    "decode",
+                    "preprocess",
+                    "backbone",
+                    "pixel_decoder",
+                    "transformer_decoder",
+                    "postprocess",
+                    "end_to_end",
+                    "forward",
+                ],
                 [t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4, t6 - t5, t6 - t0, t5 - t2],
             ):
                 stages[k].append(v)

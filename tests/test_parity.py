@@ -37,7 +37,17 @@ def test_parse_raw_passes_check_parity(reference_model_dir, reference_images, tm
 # Layers before the masked-attention decoder are smooth functions of the input: they must
 # agree to float32 rounding. The decoder thresholds its attention masks, so a logit that
 # sits within rounding of zero may flip; from there on only the parity criteria apply.
-SMOOTH = ["input_chw", "feat_res2", "feat_res3", "feat_res4", "feat_res5", "ms_feat0", "ms_feat1", "ms_feat2", "mask_features"]
+SMOOTH = [
+    "input_chw",
+    "feat_res2",
+    "feat_res3",
+    "feat_res4",
+    "feat_res5",
+    "ms_feat0",
+    "ms_feat1",
+    "ms_feat2",
+    "mask_features",
+]
 
 
 def test_layer_probes(reference_model_dir):

@@ -43,7 +43,18 @@ def write_model_dir(out: Path, config: dict, seed: int) -> Path:
         for k, v in sd.items():
             f.write(f"{k}\t{tuple(v.shape)}\t{str(v.dtype).replace('torch.', '')}\n")
     subprocess.run(
-        [sys.executable, str(GEN_CHECKPOINT), "--keys", str(keys), "--config", str(cfg_path), "--seed", str(seed), "--out", str(out)],
+        [
+            sys.executable,
+            str(GEN_CHECKPOINT),
+            "--keys",
+            str(keys),
+            "--config",
+            str(cfg_path),
+            "--seed",
+            str(seed),
+            "--out",
+            str(out),
+        ],
         check=True,
         capture_output=True,
     )

@@ -32,7 +32,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--alpha", type=float, default=0.5, help="overlay opacity of the parse colours, 0..1")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     p.add_argument("--batch-size", type=int, default=1, help="images per forward pass (same-size images only)")
-    p.add_argument("--fast-backbone", action="store_true", help="fold BatchNorm + channels-last (not the official op order)")
+    p.add_argument(
+        "--fast-backbone", action="store_true", help="fold BatchNorm + channels-last (not the official op order)"
+    )
 
 
 def main(args: argparse.Namespace) -> int:

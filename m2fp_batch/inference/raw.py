@@ -37,6 +37,8 @@ def raw_arrays(names: Sequence[str], results: Sequence[ParseResult], with_pred_m
     return out
 
 
-def write_raw(path: str | os.PathLike, names: Sequence[str], results: Sequence[ParseResult], with_pred_masks: bool = False) -> None:
+def write_raw(
+    path: str | os.PathLike, names: Sequence[str], results: Sequence[ParseResult], with_pred_masks: bool = False
+) -> None:
     """Save :func:`raw_arrays` with ``np.savez_compressed``."""
     np.savez_compressed(path, **raw_arrays(names, results, with_pred_masks))

@@ -10,7 +10,7 @@ from typing import Any
 
 from torch import nn
 
-from m2fp_batch.model.backbone import BottleneckBlock, DeepLabStem, DeeplabResNet
+from m2fp_batch.model.backbone import BottleneckBlock, DeeplabResNet, DeepLabStem
 from m2fp_batch.model.layers import ConvNorm
 from m2fp_batch.model.m2fp import M2FP, M2FPHead
 from m2fp_batch.model.ms_deform_attn import MSDeformAttn
@@ -130,7 +130,9 @@ def build_backbone(bb: Mapping[str, Any]) -> DeeplabResNet:
     return DeeplabResNet(stem, stages, out_features)
 
 
-def build_pixel_decoder(enc: Mapping[str, Any], input_shape: Mapping[str, Mapping[str, int]]) -> MSDeformAttnPixelDecoder:
+def build_pixel_decoder(
+    enc: Mapping[str, Any], input_shape: Mapping[str, Mapping[str, int]]
+) -> MSDeformAttnPixelDecoder:
     """Pixel decoder from the ``encoder`` object and the backbone's output shapes."""
     in_features = [f for f in enc["in_features"]]
     shapes = sorted(((k, input_shape[k]) for k in in_features), key=lambda kv: kv[1]["stride"])

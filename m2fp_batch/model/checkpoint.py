@@ -54,9 +54,13 @@ def load_weights(model: torch.nn.Module, state_dict: Mapping[str, torch.Tensor],
     if missing or wrong:
         lines = []
         if missing:
-            lines.append(f"{len(missing)} missing key(s): " + ", ".join(missing[:20]) + (" ..." if len(missing) > 20 else ""))
+            lines.append(
+                f"{len(missing)} missing key(s): " + ", ".join(missing[:20]) + (" ..." if len(missing) > 20 else "")
+            )
         if wrong:
-            lines.append(f"{len(wrong)} shape mismatch(es): " + "; ".join(wrong[:20]) + (" ..." if len(wrong) > 20 else ""))
+            lines.append(
+                f"{len(wrong)} shape mismatch(es): " + "; ".join(wrong[:20]) + (" ..." if len(wrong) > 20 else "")
+            )
         raise CheckpointMismatchError(
             "checkpoint does not fit the network built from configuration.json: " + " | ".join(lines)
         )

@@ -57,9 +57,7 @@ class MSDeformAttnEncoder(nn.Module):
         ref = torch.cat(refs, 0)[None]  # (1, S, 2)
         return ref[:, :, None].expand(-1, -1, len(spatial_shapes), -1)
 
-    def forward(
-        self, src: torch.Tensor, pos: torch.Tensor, spatial_shapes: Sequence[tuple[int, int]]
-    ) -> torch.Tensor:
+    def forward(self, src: torch.Tensor, pos: torch.Tensor, spatial_shapes: Sequence[tuple[int, int]]) -> torch.Tensor:
         ref = self.reference_points(spatial_shapes, src.device).expand(src.shape[0], -1, -1, -1)
         for layer in self.layers:
             src = layer(src, pos, ref, spatial_shapes)

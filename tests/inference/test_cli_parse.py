@@ -15,7 +15,20 @@ from m2fp_batch.cli import main
 def test_parse_writes_pngs_and_raw(tiny_model_dir, tmp_path):
     photo = REFERENCE / "images" / "grace_hopper.jpg"
     raw = tmp_path / "raw.npz"
-    rc = main(["parse", str(photo), "--model", str(tiny_model_dir), "--out", str(tmp_path), "--raw", str(raw), "--alpha", "0.7"])
+    rc = main(
+        [
+            "parse",
+            str(photo),
+            "--model",
+            str(tiny_model_dir),
+            "--out",
+            str(tmp_path),
+            "--raw",
+            str(raw),
+            "--alpha",
+            "0.7",
+        ]
+    )
     assert rc == 0
     img = np.asarray(Image.open(photo).convert("RGB"))
     parse = np.asarray(Image.open(tmp_path / "grace_hopper_parse.png"))
@@ -44,7 +57,17 @@ def test_parse_writes_pngs_and_raw(tiny_model_dir, tmp_path):
 
 def test_parse_bad_model_dir_is_a_clear_error(tmp_path):
     r = subprocess.run(
-        [sys.executable, "-m", "m2fp_batch.cli", "parse", str(REFERENCE / "images" / "astronaut.png"), "--model", str(tmp_path), "--out", str(tmp_path / "o")],
+        [
+            sys.executable,
+            "-m",
+            "m2fp_batch.cli",
+            "parse",
+            str(REFERENCE / "images" / "astronaut.png"),
+            "--model",
+            str(tmp_path),
+            "--out",
+            str(tmp_path / "o"),
+        ],
         capture_output=True,
         text=True,
     )

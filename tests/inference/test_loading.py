@@ -76,7 +76,9 @@ def test_pickle_checkpoint_refused_unless_trusted(tiny_model_dir, tmp_path):
     with pytest.raises(UntrustedCheckpointError, match="--trust-checkpoint"):
         load_model(str(d))
     net, _, _ = load_model(str(d), trust_checkpoint=True)
-    torch.testing.assert_close(net.state_dict()["sem_seg_head.predictor.query_feat.weight"], sd["sem_seg_head.predictor.query_feat.weight"])
+    torch.testing.assert_close(
+        net.state_dict()["sem_seg_head.predictor.query_feat.weight"], sd["sem_seg_head.predictor.query_feat.weight"]
+    )
 
 
 def test_truncated_checkpoint(tiny_model_dir, tmp_path):

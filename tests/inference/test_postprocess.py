@@ -35,8 +35,14 @@ def official_dense(pred_logits, pred_masks, input_size, image_size, num_parsing,
             cnt += torch.where(p > 0.5, 1, 0)
         sem.append(acc / torch.where(cnt == 0, torch.ones_like(cnt), cnt))
     sem = torch.stack(sem)
-    parts = [(int(labels[j]), float(s[j]), (m[j] > 0).numpy()) for j in range(100) if 0 < labels[j] < num_parsing and s[j] >= 0.1]
-    humans = [(int(labels[j]), float(s[j]), (m[j] > 0).numpy()) for j in range(100) if labels[j] == num_parsing and s[j] > 0.1]
+    parts = [
+        (int(labels[j]), float(s[j]), (m[j] > 0).numpy())
+        for j in range(100)
+        if 0 < labels[j] < num_parsing and s[j] >= 0.1
+    ]
+    humans = [
+        (int(labels[j]), float(s[j]), (m[j] > 0).numpy()) for j in range(100) if labels[j] == num_parsing and s[j] > 0.1
+    ]
     return sem.argmax(0).numpy(), sem.max(0).values.numpy(), parts, humans
 
 
@@ -59,12 +65,18 @@ def _assert_same_instances(inst, expected):
 def test_matches_dense_official(tiny_parser, astronaut):
     img = astronaut[::2, ::3]  # a non-square size: exercises the crop and the two resizes
     size = preprocess.target_size(*img.shape[:2])
-    batch = preprocess.to_batch([preprocess.resize(img, size)], tiny_parser.model.pixel_mean, tiny_parser.model.pixel_std, 32)
+    batch = preprocess.to_batch(
+        [preprocess.resize(img, size)], tiny_parser.model.pixel_mean, tiny_parser.model.pixel_std, 32
+    )
     out = tiny_parser.forward(batch)
     logits, masks = out["pred_logits"][0], out["pred_masks"][0]
     cfg = tiny_parser.config
-    label, smax, parts, humans = parse_instances(logits, masks, size, img.shape[:2], cfg.num_parsing, cfg.parsing_ins_score_thr)
-    d_label, d_max, d_parts, d_humans = official_dense(logits, masks, size, img.shape[:2], cfg.num_parsing, cfg.parsing_ins_score_thr)
+    label, smax, parts, humans = parse_instances(
+        logits, masks, size, img.shape[:2], cfg.num_parsing, cfg.parsing_ins_score_thr
+    )
+    d_label, d_max, d_parts, d_humans = official_dense(
+        logits, masks, size, img.shape[:2], cfg.num_parsing, cfg.parsing_ins_score_thr
+    )
     assert (label == d_label).mean() > 0.9999
     np.testing.assert_allclose(smax, d_max, atol=1e-5)
     _assert_same_instances(parts, d_parts)

@@ -7,7 +7,13 @@ from m2fp_batch.inference import preprocess
 
 @pytest.mark.parametrize(
     "hw,expected",
-    [((512, 512), (640, 640)), ((600, 512), (750, 640)), ((1536, 1800), (640, 750)), ((100, 1000), (133, 1333)), ((3000, 4000), (640, 853))],
+    [
+        ((512, 512), (640, 640)),
+        ((600, 512), (750, 640)),
+        ((1536, 1800), (640, 750)),
+        ((100, 1000), (133, 1333)),
+        ((3000, 4000), (640, 853)),
+    ],
 )
 def test_official_target_size(hw, expected):
     assert preprocess.target_size(*hw) == expected
