@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import signal
 import sys
 
 log = logging.getLogger(__name__)
@@ -36,6 +37,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--port", type=int, default=5151, help="App port on 127.0.0.1 (default 5151)")
     parser.add_argument("--view", help="with --launch: open this saved view (e.g. review-queue)")
+
+
+def _raise_keyboard_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def main(args: argparse.Namespace) -> int:
@@ -76,8 +81,12 @@ def main(args: argparse.Namespace) -> int:
             print(f"m2fp-batch review: {e}", file=sys.stderr)
             return 2
         print(f"App: http://127.0.0.1:{args.port}/  (Ctrl-C to stop)", flush=True)
+        # SIGTERM exits like Ctrl-C, so FiftyOne's exit handlers stop the App server process too
+        signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
         try:
             session.wait(-1)
         except KeyboardInterrupt:
             log.info("App stopped")
+        finally:
+            session.close()
     return 0
