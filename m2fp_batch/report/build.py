@@ -71,7 +71,7 @@ def group_table(job: JobOutput, low: dict | None) -> pd.DataFrame:
 
 def compute(job: JobOutput) -> tuple[dict, dict[str, pd.DataFrame]]:
     """All the numbers of the report (no ground truth)."""
-    low = metrics.low_light(job.images, job.persons)
+    low = metrics.low_light(job.images, job.persons, job.adaptive_brightness)
     frac, score = metrics.part_stats_by_group(job.persons, job.parts)
     numbers = {
         "images": len(job.images),
@@ -85,6 +85,7 @@ def compute(job: JobOutput) -> tuple[dict, dict[str, pd.DataFrame]]:
         "groups_present": metrics.groups_present(job.persons, job.images).to_dict(),
         "schema_versions": list(job.schema_versions),
         "files": len(job.files),
+        "adaptive_brightness": job.adaptive_brightness,
     }
     tables = {"groups": group_table(job, low), "part_fraction": frac, "part_score": score}
     return numbers, tables
@@ -207,7 +208,7 @@ def _kpis(numbers: dict) -> list[tuple[str, str]]:
         ("ok / error", f"{numbers['status'].get('ok', 0)} / {numbers['status'].get('error', 0)}"),
         ("people", str(numbers["people"])),
         ("tone unknown", _pct(numbers["unknown_rate"])),
-        ("low-light images", "brightness off" if low is None else _pct(low["images"])),
+        ("low-light images", "not measured" if low is None else _pct(low["images"])),
     ]
 
 
@@ -253,14 +254,16 @@ def _render_html(output_dir, job, numbers, tables, gt, pngs) -> str:
     low = numbers["low_light"]
     if low is None:
         parts.append(
-            "<p class='note'>No row records a brightness factor: adaptive brightness was off for this job, "
-            "so the low-light share is not measured.</p>"
+            "<p class='note'>Adaptive brightness was off for this job (<code>adaptive_brightness: false</code>), "
+            "so the low-light share is not measured: run with <code>--set adaptive_brightness=true</code>.</p>"
         )
     else:
         factors = ", ".join(f"x{k:g}: {v}" for k, v in low["factors"].items())
         parts.append(
             f"<p>{_pct(low['images'])} of the ok images were brightened (factors: {html.escape(factors)}).</p>"
         )
+        if numbers["adaptive_brightness"] is None:
+            parts.append("<p class='note'>No job settings file (_config.json): shares from the recorded factors.</p>")
         parts.append(fig["low_light"])
     parts.append("<h2 id='parts'>Parts per group</h2>")
     if "part_area" in fig:
@@ -306,7 +309,11 @@ def _render_markdown(output_dir, numbers, tables, gt, plot_paths, md_dir: Path) 
         f"Job output `{output_dir}`: {numbers['images']} images "
         f"({numbers['status'].get('ok', 0)} ok, {numbers['status'].get('error', 0)} error), "
         f"{numbers['people']} people, tone unknown for {_pct(numbers['unknown_rate'])}, "
-        + ("adaptive brightness off." if low is None else f"{_pct(low['images'])} of the ok images brightened."),
+        + (
+            "adaptive brightness off (low light not measured)."
+            if low is None
+            else f"{_pct(low['images'])} of the ok images brightened."
+        ),
         "",
         "## Skin-tone groups",
         "",

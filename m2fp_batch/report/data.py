@@ -15,6 +15,7 @@ The column names of the job output it relies on are the constants below (schema 
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,6 +47,7 @@ class JobOutput:
     files: tuple[Path, ...]
     schema_versions: tuple[int, ...]
     table: pa.Table  # the rows as read (semantic masks included only when asked for)
+    adaptive_brightness: bool | None  # the job's setting (_config.json); None when not recorded
 
 
 SHARD_FILE = re.compile(r"^shard-(\d{5,})\.parquet$")  # m2fp_batch.pipeline.output's shard names
@@ -153,6 +155,22 @@ def flatten(table: pa.Table) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     return images, persons, parts
 
 
+CONFIG_FILE = "_config.json"  # the job's settings, saved next to its output
+
+
+def adaptive_brightness_setting(directory: str | Path) -> bool | None:
+    """The job's ``adaptive_brightness`` setting from ``DIR/_config.json``; None when not recorded."""
+    path = Path(directory) / CONFIG_FILE
+    if not path.is_file():
+        return None
+    try:
+        settings = json.loads(path.read_text()).get("settings", {})
+    except (OSError, json.JSONDecodeError, AttributeError) as e:
+        raise ReportError(f"{path} is not the job's settings file: {e}") from e
+    value = settings.get("adaptive_brightness")
+    return None if value is None else bool(value)
+
+
 def load_output(directory: str | Path, with_semantic: bool = False) -> JobOutput:
     """Read and flatten a job output directory."""
     table, files = read_table(directory, with_semantic=with_semantic)
@@ -162,4 +180,4 @@ def load_output(directory: str | Path, with_semantic: bool = False) -> JobOutput
         if "schema_version" in table.column_names
         else ()
     )
-    return JobOutput(images, persons, parts, tuple(files), versions, table)
+    return JobOutput(images, persons, parts, tuple(files), versions, table, adaptive_brightness_setting(directory))

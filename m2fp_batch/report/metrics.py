@@ -32,15 +32,17 @@ def unknown_rate(persons: pd.DataFrame) -> float | None:
     return float((persons["group"] == "unknown").mean())
 
 
-def low_light(images: pd.DataFrame, persons: pd.DataFrame) -> dict | None:
+def low_light(images: pd.DataFrame, persons: pd.DataFrame, enabled: bool | None = None) -> dict | None:
     """Low-light share: images whose model input was brightened (factor > 1).
 
-    Returns None when no row recorded a brightness factor (adaptive brightness was off), else
+    ``enabled`` is the job's ``adaptive_brightness`` setting (None: not recorded). Returns None
+    when it is False (every factor is then 1.0 and says nothing about the light) or when no row
+    recorded a brightness factor, else
     ``{"images": share of ok images, "factors": {factor: images}, "by_group": {group: share of
     persons in brightened images}}``.
     """
     ok = images[images["status"] == "ok"]
-    if ok["brightness_factor"].isna().all():
+    if enabled is False or ok["brightness_factor"].isna().all():
         return None
     recorded = ok.dropna(subset=["brightness_factor"])
     by_group = {}

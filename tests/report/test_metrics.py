@@ -92,6 +92,8 @@ def test_counts_low_light_and_people_per_image():
     assert low["by_group"] == {"light": 0.0, "medium": None, "dark": 0.5, "unknown": None}
     assert metrics.people_per_image(images).to_dict() == {0: 1, 1: 1, 2: 1}
     assert metrics.groups_present(persons, images).to_dict() == {"light+dark": 1, "dark": 1, "no people": 1}
+    assert metrics.low_light(images, persons, enabled=False) is None  # factors say nothing when it was off
+    assert metrics.low_light(images, persons, enabled=True) == low
     off = images.assign(brightness_factor=np.nan)
     assert metrics.low_light(off, persons.assign(brightness_factor=np.nan)) is None
 
