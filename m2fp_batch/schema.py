@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 SCHEMA_NAME = f"labels_v{SCHEMA_VERSION}"
 
 STATUS_OK = "ok"
@@ -65,6 +65,34 @@ PART = pa.struct(
     ]
 )
 
+SKIN_GROUPS = ("light", "medium", "dark", "unknown")
+
+SKIN_TONE = pa.struct(
+    [
+        _f("lab", pa.list_(pa.float32()), "median CIELAB [L*, a*, b*] of the kept skin pixels (null when unknown)"),
+        _f("ita", pa.float32(), "Individual Typology Angle atan2(L* - 50, b*) in degrees (null when unknown)"),
+        _f("ita_category", pa.string(), "very light, light, intermediate, tan, brown, dark or unknown", nullable=False),
+        _f(
+            "group",
+            pa.string(),
+            "light (ITA > 41), medium (10 < ITA <= 41), dark (ITA <= 10) or unknown",
+            nullable=False,
+        ),
+        _f("monk", pa.int32(), "nearest Monk Skin Tone 1..10 (null when unknown)"),
+        _f("pixels", pa.int64(), "skin pixels the estimate used (after erosion and trimming)", nullable=False),
+        _f(
+            "confidence",
+            pa.float32(),
+            "0..1, agreement of the pixels with the group times a pixel-count factor",
+            nullable=False,
+        ),
+    ]
+)
+
+SKIN_COUNTS = pa.struct(
+    [_f(g, pa.int32(), f"persons whose skin-tone group is {g}", nullable=False) for g in SKIN_GROUPS]
+)
+
 PERSON = pa.struct(
     [
         _f("person_id", pa.int32(), "0-based index of the person in this image", nullable=False),
@@ -73,6 +101,12 @@ PERSON = pa.struct(
         _f("area", pa.int64(), "pixels of the person", nullable=False),
         _f("mask", RLE, "the person's pixels (COCO RLE, full image size)", nullable=False),
         _f("parts", pa.list_(PART), "one entry per part class present in the person, by label_id", nullable=False),
+        _f(
+            "skin_tone",
+            SKIN_TONE,
+            "skin tone from the ORIGINAL pixels of the person's skin parts (Face, arms, legs, Torso-skin)",
+            nullable=False,
+        ),
     ]
 )
 
@@ -109,6 +143,10 @@ FIELDS: list[pa.Field] = [
     _f("num_persons", pa.int32(), "number of persons found (null when error)"),
     _f("persons", pa.list_(PERSON), "people found, in the model's order (null when error)"),
     _f("semantic", pa.list_(SEMANTIC_CLASS), "semantic map, one entry per class present except background"),
+    _f("skin_tone_groups", pa.list_(pa.string()), "skin-tone groups present among the persons (known ones, sorted)"),
+    _f("skin_tone_counts", SKIN_COUNTS, "number of persons per skin-tone group (null when error)"),
+    _f("brightened", pa.bool_(), "the model input was brightened (adaptive_brightness; null when not decoded)"),
+    _f("brightness_factor", pa.float32(), "factor applied to the HSV value of the model input (1.0: none)"),
     _f("model", pa.string(), "the model argument of the job (dir or ModelScope id)", nullable=False),
     _f("model_id", pa.string(), "ModelScope id, when loaded from the hub"),
     _f("model_revision", pa.string(), "ModelScope revision, when known"),
@@ -176,8 +214,8 @@ def _md_rows(f: pa.Field, prefix: str, out: list[str]) -> None:
         shown, inner, name_sfx = "struct", t, "."
     elif t == RLE:
         shown = "rle"
-    elif t == BBOX:
-        shown = "list<int32>"
+    elif pa.types.is_list(t):
+        shown = f"list<{t.value_type}>"
     out.append(f"| `{name}` | {shown} | {'yes' if f.nullable else 'no'} | {doc} |")
     if inner is not None:
         for i in range(inner.num_fields):

@@ -18,7 +18,16 @@ from m2fp_batch.inference import DEFAULT_MODEL_ID
 SECRET_KEYS = ("s3_access_key", "s3_secret_key", "s3_session_token")
 # Settings that change what a row contains: resuming into an output written with other values
 # would mix two kinds of rows, so the job refuses (use --overwrite or another output dir).
-RESULT_KEYS = ("model", "model_revision", "max_pixels", "min_side", "short_edge", "max_size", "shard_size")
+RESULT_KEYS = (
+    "model",
+    "model_revision",
+    "max_pixels",
+    "min_side",
+    "short_edge",
+    "max_size",
+    "adaptive_brightness",
+    "shard_size",
+)
 
 
 class ConfigError(ValueError):
@@ -44,6 +53,7 @@ class JobConfig:
     batch_size: int = 4
     short_edge: int = 640
     max_size: int = 1333
+    adaptive_brightness: bool = False  # brighten dark photos (mean V < 80) for the model only
     # output
     shard_size: int = 256
     compression: str = "zstd"

@@ -24,7 +24,7 @@ from m2fp_batch.pipeline.inputs import KEY_COLUMNS, assign_shards, extend_listin
 from m2fp_batch.pipeline.output import OutputDir, shard_name, stats_name
 from m2fp_batch.pipeline.storage import Filesystems, S3Options
 from m2fp_batch.pipeline.worker import CrashLedger, Labeler, actor_threads, read_batch
-from m2fp_batch.schema import SCHEMA_NAME, STATUSES, output_schema
+from m2fp_batch.schema import SCHEMA_NAME, SKIN_GROUPS, STATUSES, output_schema
 
 log = logging.getLogger("m2fp_batch.job")
 
@@ -103,6 +103,10 @@ def shard_stats(shard: int, table: pa.Table, nbytes: int, seconds: float) -> dic
     status = collections.Counter(table.column("status").to_pylist())
     kinds = collections.Counter(k for k in table.column("error_kind").to_pylist() if k)
     persons = pc.sum(table.column("num_persons")).as_py() or 0
+    skin: collections.Counter = collections.Counter()
+    for c in table.column("skin_tone_counts").to_pylist():
+        if c:
+            skin.update(c)
     return {
         "shard": shard,
         "file": shard_name(shard),
@@ -110,6 +114,8 @@ def shard_stats(shard: int, table: pa.Table, nbytes: int, seconds: float) -> dic
         "status": {s: status.get(s, 0) for s in STATUSES},
         "error_kinds": dict(sorted(kinds.items())),
         "persons": int(persons),
+        "skin_tone_groups": {g: skin.get(g, 0) for g in SKIN_GROUPS},
+        "brightened": int(pc.sum(pc.fill_null(table.column("brightened"), False).cast(pa.int64())).as_py() or 0),
         "bytes": nbytes,
         "seconds": round(seconds, 3),
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -120,9 +126,11 @@ def summarize(out: OutputDir, listing: pa.Table, cfg: JobConfig, run: dict[str, 
     stats = out.all_stats()
     status: collections.Counter = collections.Counter()
     kinds: collections.Counter = collections.Counter()
+    skin: collections.Counter = collections.Counter()
     for s in stats:
         status.update(s["status"])
         kinds.update(s["error_kinds"])
+        skin.update(s.get("skin_tone_groups", {}))
     rows = sum(s["rows"] for s in stats)
     nbytes = sum(s["bytes"] for s in stats)
     return {
@@ -135,6 +143,8 @@ def summarize(out: OutputDir, listing: pa.Table, cfg: JobConfig, run: dict[str, 
         "status": {s: status.get(s, 0) for s in STATUSES},
         "error_kinds": dict(kinds.most_common()),
         "persons": sum(s.get("persons", 0) for s in stats),
+        "skin_tone_groups": {g: skin.get(g, 0) for g in SKIN_GROUPS},
+        "brightened": sum(s.get("brightened", 0) for s in stats),
         "parquet_bytes": nbytes,
         "parquet_bytes_per_image": round(nbytes / rows, 1) if rows else None,
         "run": run,
@@ -244,10 +254,13 @@ def run_job(cfg: JobConfig) -> dict[str, Any]:
     got: collections.Counter = collections.Counter()
     shard_t0: dict[int, float] = {}
     labelled = 0
-    last_log = time.time()
+    last_log = t_pipe = time.time()
+    first_at, first_rows = None, 0
     for batch in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
         if batch.num_rows == 0:
             continue
+        if first_at is None:
+            first_at, first_rows = time.time(), batch.num_rows
         for shard in pc.unique(batch.column("shard")).to_pylist():
             part = batch.filter(pc.equal(batch.column("shard"), shard))
             buffers[shard].append(part)
@@ -264,7 +277,7 @@ def run_job(cfg: JobConfig) -> dict[str, Any]:
         now = time.time()
         if now - last_log >= cfg.progress_interval_s:
             last_log = now
-            rate = labelled / (now - t_start)
+            rate = labelled / (now - t_pipe)
             done = done_before + labelled
             log.info(
                 "progress: %d/%d images (%.1f%%), %.2f images/s, ETA %s",
@@ -277,11 +290,18 @@ def run_job(cfg: JobConfig) -> dict[str, Any]:
     if buffers:
         missing = {s: expected[s] - got[s] for s in buffers}
         raise RuntimeError(f"the pipeline ended with incomplete shards (missing rows per shard: {missing})")
-    seconds = time.time() - t_start
+    t_end = time.time()
+    seconds = t_end - t_start
+    steady_s = t_end - first_at if first_at else 0.0
     run.update(
         labelled_this_run=labelled,
         seconds=round(seconds, 3),
         images_per_s=round(labelled / seconds, 4) if seconds else None,
+        ray_start_s=round(t_pipe - t_start, 3),
+        first_rows_after_s=round(first_at - t_pipe, 3) if first_at else None,
+        steady_images_per_s=round((labelled - first_rows) / steady_s, 4)
+        if steady_s > 0 and labelled > first_rows
+        else None,
         actors_max=actors,
         torch_threads=threads,
         ray_address=cfg.ray_address() or "local",

@@ -9,15 +9,27 @@ import numpy as np
 
 from m2fp_batch.annotate import rle
 from m2fp_batch.annotate.parts import person_parts, semantic_classes
-from m2fp_batch.schema import SCHEMA_VERSION, STATUS_ERROR, STATUS_OK
+from m2fp_batch.annotate.skin_tone import person_skin_tone
+from m2fp_batch.schema import SCHEMA_VERSION, SKIN_GROUPS, STATUS_ERROR, STATUS_OK
 
 
 def _bbox(b) -> list[int]:
     return [int(v) for v in b]
 
 
-def result_columns(result, class_names: tuple[str, ...]) -> dict[str, Any]:
-    """The label columns of an ``ok`` row from a ``ParseResult`` (persons, parts, semantic map)."""
+def result_columns(
+    result, class_names: tuple[str, ...], image: np.ndarray, brightness_factor: float = 1.0
+) -> dict[str, Any]:
+    """The label columns of an ``ok`` row from a ``ParseResult`` (persons, parts, semantic map,
+    skin tone).
+
+    Args:
+        result: the engine's ``ParseResult`` for the model input.
+        class_names: the model's class names.
+        image: the ORIGINAL decoded pixels (never the brightened model input): skin tone is
+            measured on them.
+        brightness_factor: what was applied to the model input (1.0: nothing).
+    """
     t0 = time.perf_counter()
     h, w = result.image_size
     shape = (h, w)
@@ -43,8 +55,12 @@ def result_columns(result, class_names: tuple[str, ...]) -> dict[str, Any]:
                 "area": int(person.area),
                 "mask": rle.encode_crop(person.mask, person.bbox, shape),
                 "parts": parts,
+                "skin_tone": person_skin_tone(image, person.bbox, person.part_map).to_dict(),
             }
         )
+    counts = {g: 0 for g in SKIN_GROUPS}
+    for p in persons:
+        counts[p["skin_tone"]["group"]] += 1
     semantic = [
         {"label_id": c, "label": class_names[c], "area": a, "mask": rle.encode(result.semantic == c)}
         for c, a in semantic_classes(result.semantic)
@@ -59,6 +75,10 @@ def result_columns(result, class_names: tuple[str, ...]) -> dict[str, Any]:
         "num_persons": len(persons),
         "persons": persons,
         "semantic": semantic,
+        "skin_tone_groups": sorted(g for g in SKIN_GROUPS if g != "unknown" and counts[g]),
+        "skin_tone_counts": counts,
+        "brightened": brightness_factor != 1.0,
+        "brightness_factor": float(brightness_factor),
         "timings": {
             "preprocess_s": timings.get("preprocess"),
             "forward_s": timings.get("forward"),
@@ -68,8 +88,10 @@ def result_columns(result, class_names: tuple[str, ...]) -> dict[str, Any]:
     }
 
 
-def error_columns(kind: str, message: str, image: np.ndarray | None = None) -> dict[str, Any]:
-    """The label columns of an ``error`` row."""
+def error_columns(
+    kind: str, message: str, image: np.ndarray | None = None, brightness_factor: float | None = None
+) -> dict[str, Any]:
+    """The label columns of an ``error`` row (``image``/``brightness_factor`` when it was decoded)."""
     return {
         "width": None if image is None else int(image.shape[1]),
         "height": None if image is None else int(image.shape[0]),
@@ -79,6 +101,10 @@ def error_columns(kind: str, message: str, image: np.ndarray | None = None) -> d
         "num_persons": None,
         "persons": None,
         "semantic": None,
+        "skin_tone_groups": None,
+        "skin_tone_counts": None,
+        "brightened": None if brightness_factor is None else brightness_factor != 1.0,
+        "brightness_factor": brightness_factor,
         "timings": {},
     }
 

@@ -9,8 +9,10 @@ import math
 import time
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 
+from m2fp_batch.annotate.brightness import adaptive_brightness
 from m2fp_batch.pipeline.decode import ImageError, decode_image
 from m2fp_batch.pipeline.rows import error_columns, finish_row, result_columns
 from m2fp_batch.pipeline.storage import Filesystems, S3Options
@@ -151,19 +153,26 @@ class Labeler:
             return None, error_columns(e.kind, e.message), time.perf_counter() - t0
         return img, None, time.perf_counter() - t0
 
-    def _parse(self, images: list) -> list[dict]:
-        """Label columns per image; an engine failure on a batch is retried image by image."""
+    def _model_input(self, image: np.ndarray) -> tuple[np.ndarray, float]:
+        """The image the model sees: brightened when ``adaptive_brightness`` is on and it is dark."""
+        if self.settings.get("adaptive_brightness"):
+            return adaptive_brightness(image)
+        return image, 1.0
+
+    def _parse(self, images: list[np.ndarray]) -> list[dict]:
+        """Label columns per original image; an engine failure on a batch is retried image by image."""
+        inputs = [self._model_input(im) for im in images]
         try:
-            results = self.parser.parse(images)
-            return [result_columns(r, self.parser.class_names) for r in results]
+            results = self.parser.parse([x for x, _ in inputs])
         except (RuntimeError, ValueError, MemoryError, IndexError) as e:
             if len(images) == 1:
-                return [
-                    error_columns(
-                        "inference_error", f"the model failed on this image: {type(e).__name__}: {e}", images[0]
-                    )
-                ]
+                msg = f"the model failed on this image: {type(e).__name__}: {e}"
+                return [error_columns("inference_error", msg, images[0], inputs[0][1])]
             return [self._parse([im])[0] for im in images]
+        return [
+            result_columns(r, self.parser.class_names, im, factor)
+            for r, im, (_, factor) in zip(results, images, inputs, strict=True)
+        ]
 
     def _label_rows(self, rows: list[dict]) -> list[dict]:
         decoded = [self._decode(r) for r in rows]

@@ -68,7 +68,9 @@ def test_directory_gives_one_row_per_file(dir_job):
         assert (r["status"], r["error_kind"]) == (status, kind), (rel, r["error"])
         if status == "ok":
             assert r["error"] is None and r["width"] > 0 and r["num_persons"] == len(r["persons"])
+            assert sum(r["skin_tone_counts"].values()) == r["num_persons"] and r["brightened"] is False
             for p in r["persons"]:
+                assert p["skin_tone"]["group"] in ("light", "medium", "dark", "unknown")
                 assert rle.decode(p["mask"]).sum() == p["area"]
                 assert p["mask"]["size"] == [r["height"], r["width"]]
         else:

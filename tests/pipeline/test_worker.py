@@ -73,3 +73,42 @@ def test_image_that_crashed_workers_twice_becomes_an_error_row(settings):
     # a clean batch runs as one batch and leaves nothing behind
     assert [r["status"] for r in labeler(batch.drop_columns(["caption"])).to_pylist()] == ["ok"] * 3
     assert ledger.size() == 0
+
+
+def test_skin_tone_uses_original_pixels_and_brightness_is_recorded(settings, tiny_model_dir):
+    import numpy as np
+
+    from m2fp_batch.annotate.brightness import adaptive_brightness
+    from m2fp_batch.annotate.skin_tone import person_skin_tone
+    from m2fp_batch.inference import M2FPParser
+    from m2fp_batch.pipeline.decode import decode_image
+
+    photo = good_files()["good/photo.jpg"][0]
+    dark = (decode_image(photo, max_pixels=MAX_PIXELS).astype(np.float64) * 0.2).astype(np.uint8)
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(dark).save(buf, "PNG")
+    labeler = Labeler({**settings, "adaptive_brightness": True}, SCHEMA, None, threads=1)
+    row = labeler(_batch([("dark.png", buf.getvalue())]).drop_columns(["caption"])).to_pylist()[0]
+    assert row["status"] == "ok" and row["brightened"] is True and row["brightness_factor"] == 1.5
+    # the same parse by hand: the model saw the brightened image, skin tone the original pixels
+    bright, factor = adaptive_brightness(dark)
+    assert factor == 1.5
+    r = M2FPParser.from_pretrained(str(tiny_model_dir), threads=1).parse_one(bright)
+    assert row["num_persons"] == len(r.persons) > 0
+    for p, person in zip(row["persons"], r.persons, strict=True):
+        want = person_skin_tone(dark, person.bbox, person.part_map).to_dict()
+        assert p["skin_tone"]["group"] == want["group"] and p["skin_tone"]["pixels"] == want["pixels"]
+        if want["lab"] is not None:
+            assert p["skin_tone"]["lab"] == pytest.approx(want["lab"], abs=1e-3)
+            assert p["skin_tone"]["lab"][0] < person_skin_tone(bright, person.bbox, person.part_map).lab[0]
+    counts = row["skin_tone_counts"]
+    assert sum(counts.values()) == row["num_persons"]
+    assert row["skin_tone_groups"] == sorted(g for g in ("light", "medium", "dark") if counts[g])
+    # brightness off (the default): recorded as not brightened
+    plain = Labeler(settings, SCHEMA, None, threads=1)
+    row = plain(_batch([("dark.png", buf.getvalue())]).drop_columns(["caption"])).to_pylist()[0]
+    assert row["brightened"] is False and row["brightness_factor"] == 1.0

@@ -1,0 +1,71 @@
+"""Settings: the documented YAML lists every setting with its default; overrides and checks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from m2fp_batch.pipeline.config import ConfigError, JobConfig, parse_set
+from m2fp_batch.pipeline.storage import S3Options
+
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+
+
+def test_default_yaml_documents_every_setting():
+    doc = yaml.safe_load((CONFIGS / "default.yaml").read_text())
+    defaults = JobConfig().to_dict(redact=False)
+    assert set(doc) == set(defaults) - {"overwrite"}
+    for k, v in doc.items():
+        assert v == defaults[k], k
+
+
+@pytest.mark.parametrize("path", sorted(CONFIGS.glob("*.yaml")), ids=lambda p: p.name)
+def test_shipped_configs_validate(path):
+    JobConfig.from_sources(str(path), {"input": "in", "output": "out"})
+
+
+def test_precedence_and_coercion(tmp_path):
+    f = tmp_path / "c.yaml"
+    f.write_text("batch_size: 3\nshard_size: 10\nmax_actors: null\n")
+    cfg = JobConfig.from_sources(
+        str(f), {"input": "a", "output": "b", **parse_set(["shard_size=20", "cpus_per_actor=1.5"])}
+    )
+    assert (cfg.batch_size, cfg.shard_size, cfg.cpus_per_actor, cfg.max_actors) == (3, 20, 1.5, None)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"output": None}, "no output"),
+        ({"min_actors": 3, "max_actors": 2}, "max_actors"),
+        ({"cpus_per_actor": 0}, "cpus_per_actor must be > 0"),
+        ({"compression": "zip"}, "compression must be one of"),
+        ({"batch_size": 2.5}, "batch_size: expected int"),
+        ({"overwrite": "perhaps"}, "overwrite: expected bool"),
+        ({"uri_column": "id", "image_id_column": "id"}, "must differ"),
+    ],
+)
+def test_bad_values_name_the_setting(overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        JobConfig.from_sources(None, {"input": "a", "output": "b", **overrides})
+
+
+def test_secrets_are_redacted_and_do_not_change_the_hash():
+    a = JobConfig(input="a", output="b", s3_secret_key="hunter2", s3_access_key="AK")
+    b = JobConfig(input="a", output="b")
+    assert "hunter2" not in str(a.to_dict()) and a.to_dict()["s3_secret_key"] == "***"
+    assert a.config_hash() == b.config_hash()
+    assert a.config_hash() != JobConfig(input="a", output="b", max_pixels=10).config_hash()
+
+
+def test_s3_options_from_environment(monkeypatch):
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AK")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "SK")
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:8333")
+    monkeypatch.delenv("AWS_ENDPOINT_URL_S3", raising=False)
+    o = S3Options.from_config(JobConfig(s3_region="eu-west-1"))
+    assert (o.access_key, o.secret_key, o.endpoint, o.region) == ("AK", "SK", "http://127.0.0.1:8333", "eu-west-1")
+    o2 = S3Options.from_config(JobConfig(s3_endpoint="http://10.0.0.1:9000"))
+    assert o2.endpoint == "http://10.0.0.1:9000"
