@@ -12,8 +12,8 @@ import pytest
 from PIL import Image
 from skimage import data
 
-# Images of the job: two real photos, one darkened (mean V < 50: brightened x1.5 when enabled),
-# and a cat (no person for a real model; the tiny random model finds whatever it finds).
+# Images of the job: two real photos and one darkened (mean V < 50: brightened x1.5 when enabled);
+# plus a corrupt file, which the job turns into an error row.
 JOB_IMAGES = {
     "astronaut": lambda: data.astronaut(),
     "coffee": lambda: data.coffee(),
@@ -37,6 +37,7 @@ def job_output(tmp_path_factory, tiny_model_dir) -> Path:
     images.mkdir()
     for name, make in JOB_IMAGES.items():
         Image.fromarray(make()).save(images / f"{name}.png")
+    (images / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really a png")
     out = root / "out"
     proc = run_job(images, out, tiny_model_dir, "--set", BRIGHTNESS_SETTING)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
