@@ -16,50 +16,60 @@ Samples a reviewer has tagged ``reviewed`` or ``rejected`` keep their labels on 
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
+import multiprocessing
+import os
 import time
-from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import fiftyone as fo
-import numpy as np
 from fiftyone import ViewField as F
 
 from m2fp_batch.annotate.palette import CIHP_CLASSES, hex_color
 from m2fp_batch.review import masks as mk
-from m2fp_batch.review.priority import parse_agreement, person_anomalies, review_priority, weighted_part_score
+from m2fp_batch.review.convert import (
+    DEFAULT_LOW_SCORE,
+    REVIEW_TAGS,
+    SKIN_GROUPS,
+    SKIN_TAG_PREFIX,
+    TAG_BRIGHTENED,
+    TAG_ERROR,
+    TAG_LOW_CONFIDENCE,
+    TAG_REJECTED,
+    TAG_REVIEWED,
+    is_auto_tag,
+    part_field_name,
+    sample_data_star,
+)
 
 log = logging.getLogger(__name__)
-
-FACE_ID = CIHP_CLASSES.index("Face")
-SKIN_GROUPS = ("light", "medium", "dark", "unknown")
-TAG_ERROR = "error"
-TAG_LOW_CONFIDENCE = "low_confidence"
-TAG_BRIGHTENED = "brightened"
-SKIN_TAG_PREFIX = "skin:"
-TAG_REVIEWED = "reviewed"
-TAG_REJECTED = "rejected"
-REVIEW_TAGS = (TAG_REVIEWED, TAG_REJECTED)
-DEFAULT_LOW_SCORE = 0.5
 INFO_KEY = "m2fp_batch"
+__all__ = [
+    "DEFAULT_LOW_SCORE",
+    "INFO_KEY",
+    "REVIEW_TAGS",
+    "TAG_BRIGHTENED",
+    "TAG_ERROR",
+    "TAG_LOW_CONFIDENCE",
+    "TAG_REJECTED",
+    "TAG_REVIEWED",
+    "BuildStats",
+    "build_review_dataset",
+    "is_auto_tag",
+    "part_field_name",
+    "sample_from_data",
+]
 
 # Saved views (name -> description); built by :func:`saved_views`.
 VIEW_ERRORS = "errors"
 VIEW_LOW_CONFIDENCE = "low-confidence"
 VIEW_QUEUE = "review-queue"
 VIEW_SKIN = {g: f"skin-{g}" for g in SKIN_GROUPS}
-
-
-def is_auto_tag(tag: str) -> bool:
-    """Tags the importer sets (recomputed on every import); every other tag belongs to reviewers."""
-    return tag in (TAG_ERROR, TAG_LOW_CONFIDENCE, TAG_BRIGHTENED) or tag.startswith(SKIN_TAG_PREFIX)
-
-
-def part_field_name(label: str) -> str:
-    """A class name as a field name (``Left-arm`` -> ``Left_arm``)."""
-    return label.replace("-", "_")
 
 
 def mask_targets() -> dict[int, str]:
@@ -100,177 +110,66 @@ class BuildStats:
         return d
 
 
-def _skin(person: dict, schema_version: int) -> dict | None:
-    """The person's skin tone struct; None for schema v1 (not measured there).
+def label_fingerprint(sample: fo.Sample) -> str:
+    """A digest of the label fields as imported (mask files, boxes, labels, scores, skin groups).
 
-    Raises:
-        mk.ReviewInputError: a v2+ row without ``persons[].skin_tone``.
+    The import stores it in ``imported_labels``; the export reuses the job's labels unchanged when
+    the digest still matches and no mask file changed since the import (see :mod:`.export`).
     """
-    if schema_version < 2:
-        return None
-    if "skin_tone" not in person:
-        raise mk.ReviewInputError(f"schema v{schema_version} person without 'skin_tone': corrupt or foreign output")
-    return person["skin_tone"]
-
-
-def _brightness(row: dict) -> float | None:
-    """The image's brightness factor (v2+), None when the schema has none."""
-    if row["schema_version"] < 2:
-        return None
-    if "brightness_factor" not in row:
-        raise mk.ReviewInputError(f"schema v{row['schema_version']} row without 'brightness_factor'")
-    v = row["brightness_factor"]
-    return None if v is None else float(v)
-
-
-def _filepath(uri: str, image_root: Path | None) -> str:
-    if "://" in uri:
-        scheme, rest = uri.split("://", 1)
-        if image_root is None:
-            raise mk.ReviewInputError(
-                f"image {uri!r} is not a local file: copy the images locally and pass --image-root DIR "
-                f"(DIR/<bucket>/<key> for s3://<bucket>/<key>)"
-            )
-        return str((image_root / rest).resolve())
-    p = Path(uri)
-    if not p.is_absolute():
-        p = (image_root or Path.cwd()) / p
-    return str(p.resolve())
-
-
-def sample_from_row(
-    row: dict,
-    source: Path,
-    mask_dir: Path,
-    image_root: Path | None = None,
-    low_score: float = DEFAULT_LOW_SCORE,
-) -> tuple[fo.Sample, int]:
-    """One review sample from one job row; writes its mask PNGs. Returns (sample, files written)."""
-    version = int(row["schema_version"])
-    ok = row["status"] == "ok"
-    sample = fo.Sample(filepath=_filepath(row["uri"], image_root))
-    base = {
-        "image_id": row["image_id"],
-        "uri": row["uri"],
-        "shard": row["shard"],
-        "status": row["status"],
-        "error": row["error"],
-        "error_kind": row["error_kind"],
-        "num_persons": row["num_persons"],
-        "schema_version": version,
-        "source_parquet": str(Path(source).resolve()),
-        "skin_tone_available": version >= 2,
-    }
-    for k, v in base.items():
-        sample[k] = v
-    tags = []
-    if not ok:
-        tags.append(TAG_ERROR)
-        sample.tags = tags
-        for k in ("parsing", "person_parts", "people", "review_priority", "review_reasons"):
-            sample[k] = None
-        return sample, 0
-
-    h, w = int(row["height"]), int(row["width"])
-    sample.metadata = fo.ImageMetadata(width=w, height=h)
-    folder = mk.mask_folder(mask_dir, row["image_id"])
-    semantic = mk.semantic_map(row, (h, w))
-    persons = mk.decode_persons(row)
-    parts_map = mk.person_parts_map(persons, (h, w))
-    mk.write_png(folder / "parsing.png", semantic)
-    mk.write_png(folder / "person_parts.png", parts_map)
-    files = 2
-    sample["parsing"] = fo.Segmentation(mask_path=str(folder / "parsing.png"))
-    sample["person_parts"] = fo.Segmentation(mask_path=str(folder / "person_parts.png"))
-
-    detections, anomalies, per_person_part_score = [], [], []
-    groups, itas = [], []
-    for p in persons:
-        x0, y0, x1, y1 = p.bbox
-        crop = p.mask[y0:y1, x0:x1]
-        mpath = folder / f"person_{p.index}.png"
-        mk.write_png(mpath, crop.astype(np.uint8) * 255)
-        files += 1
-        pscore = weighted_part_score(p.part_areas, p.part_scores)
-        per_person_part_score.append(pscore)
-        face = p.part_masks[p.part_ids.index(FACE_ID)] if FACE_ID in p.part_ids else None
-        anomalies += person_anomalies(p.index, p.part_ids, face)
-        skin = _skin(p.row, version)
-        group = None if skin is None else (skin.get("group") or "unknown")
-        ita = None if skin is None or skin.get("ita") is None else float(skin["ita"])
-        if group is not None:
-            groups.append(group)
-        if ita is not None:
-            itas.append(ita)
-        detections.append(
-            fo.Detection(
-                label="person",
-                bounding_box=[x0 / w, y0 / h, (x1 - x0) / w, (y1 - y0) / h],
-                mask_path=str(mpath),
-                confidence=p.score,
-                person_id=int(p.row["person_id"]),
-                area=int(p.row["area"]),
-                parts=[mk.class_name(i) for i in p.part_ids],
-                part_score=pscore,
-                skin_group=group,
-                ita=ita,
-                ita_category=None if skin is None else skin.get("ita_category"),
-                monk=None if skin is None or skin.get("monk") is None else int(skin["monk"]),
-                skin_confidence=None if skin is None or skin.get("confidence") is None else float(skin["confidence"]),
+    parts = []
+    for path in ("parsing", "person_parts"):
+        label = sample[path] if sample.has_field(path) else None
+        parts.append(None if label is None else (label.mask_path, label.mask is not None))
+    people = sample["people"] if sample.has_field("people") else None
+    for det in [] if people is None else people.detections:
+        parts.append(
+            (
+                det.label,
+                [round(v, 6) for v in det.bounding_box],
+                det.mask_path,
+                det.mask is not None,
+                None if det.confidence is None else round(det.confidence, 6),
+                det["skin_group"] if det.has_field("skin_group") else None,
+                det["person_id"] if det.has_field("person_id") else None,
             )
         )
-    sample["people"] = fo.Detections(detections=detections)
-
-    agreement = parse_agreement(semantic, parts_map)
-    prio = review_priority([p.score for p in persons], per_person_part_score, 1.0 - agreement, anomalies)
-    sample["parse_agreement"] = agreement
-    sample["review_priority"] = prio.score
-    sample["review_reasons"] = prio.reasons()
-    sample["anomalies"] = list(prio.anomalies)
-    known = [s for s in per_person_part_score if s is not None]
-    sample["min_person_score"] = min((p.score for p in persons), default=None)
-    sample["min_part_score"] = min(known, default=None)
-    sample["part_stats"] = _part_stats(persons)
-
-    factor = _brightness(row)
-    sample["brightness_factor"] = factor
-    sample["skin_groups"] = sorted(set(groups)) if version >= 2 else None
-    sample["ita_mean"] = float(np.mean(itas)) if itas else None
-    if version >= 2:
-        tags += [SKIN_TAG_PREFIX + g for g in sorted(set(groups))]
-    low = sample["min_person_score"] is not None and sample["min_person_score"] < low_score
-    low = low or (sample["min_part_score"] is not None and sample["min_part_score"] < low_score)
-    if low:
-        tags.append(TAG_LOW_CONFIDENCE)
-    if factor is not None and factor > 1.0:
-        tags.append(TAG_BRIGHTENED)
-    sample.tags = tags
-    return sample, files
+    return hashlib.sha1(json.dumps(parts).encode()).hexdigest()
 
 
-def _part_stats(persons: list[mk.DecodedPerson]) -> fo.DynamicEmbeddedDocument:
-    """Per part class over the image's people: pixels, share of the people's pixels, score, persons."""
-    area: dict[int, int] = defaultdict(int)
-    wscore: dict[int, float] = defaultdict(float)
-    sarea: dict[int, int] = defaultdict(int)
-    npers: dict[int, int] = defaultdict(int)
-    total = sum(int(p.mask.sum()) for p in persons)
-    for p in persons:
-        for i, a, s in zip(p.part_ids, p.part_areas, p.part_scores, strict=True):
-            area[i] += a
-            npers[i] += 1
-            if s is not None:
-                wscore[i] += a * s
-                sarea[i] += a
-    doc = fo.DynamicEmbeddedDocument()
-    for i in sorted(area):
-        doc[part_field_name(mk.class_name(i))] = fo.DynamicEmbeddedDocument(
-            area=area[i],
-            fraction=area[i] / total if total else 0.0,
-            score=wscore[i] / sarea[i] if sarea[i] else None,
-            persons=npers[i],
-        )
-    return doc
+def sample_from_data(data: dict) -> fo.Sample:
+    """A FiftyOne sample from :func:`.convert.sample_data`'s plain description."""
+    sample = fo.Sample(filepath=data["filepath"])
+    for k, v in data["fields"].items():
+        sample[k] = fo.DynamicEmbeddedDocument(**v) if isinstance(v, dict) else v
+    sample.tags = list(data["tags"])
+    if data["size"] is not None:
+        w, h = data["size"]
+        sample.metadata = fo.ImageMetadata(width=w, height=h)
+    for k in ("parsing", "person_parts"):
+        sample[k] = None if data[k] is None else fo.Segmentation(mask_path=data[k])
+    if data["people"] is None:
+        sample["people"] = None
+    else:
+        sample["people"] = fo.Detections(detections=[fo.Detection(**d) for d in data["people"]])
+    if data["part_stats"] is not None:
+        doc = fo.DynamicEmbeddedDocument()
+        for name, stats in data["part_stats"].items():
+            doc[name] = fo.DynamicEmbeddedDocument(**stats)
+        sample["part_stats"] = doc
+    sample["imported_labels"] = label_fingerprint(sample)
+    sample["imported_at"] = time.time()
+    return sample
+
+
+def _chunks(items: Iterable, size: int) -> Iterator[list]:
+    chunk = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
 
 
 def get_or_create_dataset(name: str) -> fo.Dataset:
@@ -280,10 +179,32 @@ def get_or_create_dataset(name: str) -> fo.Dataset:
     else:
         ds = fo.Dataset(name, persistent=True)
     ds.persistent = True
-    if "image_id" not in ds.get_field_schema():
+    schema = ds.get_field_schema()
+    if "image_id" not in schema:
         ds.add_sample_field("image_id", fo.StringField)
+    for list_field in ("review_reasons", "anomalies", "skin_groups"):  # often empty: declare the type
+        if list_field not in schema:
+            ds.add_sample_field(list_field, fo.ListField, subfield=fo.StringField)
+    # fields that are None in a whole import (schema v1, no person) still get their type
+    declared = {
+        "brightened": fo.BooleanField,
+        "brightness_factor": fo.FloatField,
+        "ita_mean": fo.FloatField,
+        "min_person_score": fo.FloatField,
+        "min_part_score": fo.FloatField,
+    }
+    for name, ftype in declared.items():
+        if name not in schema:
+            ds.add_sample_field(name, ftype)
     ds.create_index("image_id", unique=True)
     return ds
+
+
+def create_query_indexes(ds: fo.Dataset) -> None:
+    """Indexes the App's filters and the review queue sort use (kept small: one per field)."""
+    for path in ("status", "review_priority", "tags"):
+        if path in ds.get_field_schema():
+            ds.create_index(path)
 
 
 def configure_dataset(ds: fo.Dataset) -> None:
@@ -324,6 +245,7 @@ def build_review_dataset(
     low_score: float = DEFAULT_LOW_SCORE,
     overwrite_reviewed: bool = False,
     batch_size: int = 500,
+    workers: int | None = None,
 ) -> tuple[fo.Dataset, BuildStats]:
     """Create or update the dataset ``name`` from the Parquet files under ``output_dir``.
 
@@ -335,6 +257,7 @@ def build_review_dataset(
         low_score: a person or part score below this tags the sample ``low_confidence``.
         overwrite_reviewed: also replace the labels of samples tagged ``reviewed``/``rejected``.
         batch_size: samples written to the database per batch.
+        workers: processes decoding masks and writing PNGs (default min(4, CPUs); 1 = in this process).
 
     Raises:
         mk.ReviewInputError: no job output there, an unknown schema version, or a duplicate image id.
@@ -353,34 +276,47 @@ def build_review_dataset(
 
     def flush(final: bool = False) -> None:
         if new and (final or len(new) >= batch_size):
-            ds.add_samples(new, dynamic=True, progress=False)
+            ds.add_samples(new, dynamic=False, progress=False)
             stats.added += len(new)
             new.clear()
         if upd and (final or len(upd) >= batch_size):
-            ds.merge_samples(upd, key_field="image_id", merge_lists=False, dynamic=True, progress=False)
+            ds.merge_samples(upd, key_field="image_id", merge_lists=False, dynamic=False, progress=False)
             stats.updated += len(upd)
             upd.clear()
 
-    for source, row in mk.iter_rows(files):
-        iid = row["image_id"]
-        if iid in seen:
-            raise mk.ReviewInputError(f"image_id {iid!r} appears twice in {output_dir}: the ids must be unique")
-        seen.add(iid)
-        stats.rows += 1
-        stats.schema_versions.add(int(row["schema_version"]))
-        old_tags = existing.get(iid)
-        if old_tags is not None and not overwrite_reviewed and any(t in REVIEW_TAGS for t in old_tags):
-            stats.kept_reviewed += 1
-            continue
-        sample, nfiles = sample_from_row(row, source, mask_dir, root, low_score)
-        stats.mask_files += nfiles
-        stats.errors += row["status"] != "ok"
-        if old_tags is None:
-            new.append(sample)
-        else:
-            sample.tags = [t for t in old_tags if not is_auto_tag(t)] + list(sample.tags)
-            upd.append(sample)
-        flush()
+    def todo() -> Iterator[tuple]:
+        for source, row in mk.iter_rows(files):
+            iid = row["image_id"]
+            if iid in seen:
+                raise mk.ReviewInputError(f"image_id {iid!r} appears twice in {output_dir}: the ids must be unique")
+            seen.add(iid)
+            stats.rows += 1
+            stats.schema_versions.add(int(row["schema_version"]))
+            old_tags = existing.get(iid)
+            if old_tags is not None and not overwrite_reviewed and any(t in REVIEW_TAGS for t in old_tags):
+                stats.kept_reviewed += 1
+                continue
+            yield (row, str(Path(source).resolve()), mask_dir, root, low_score)
+
+    workers = max(1, workers if workers is not None else min(4, os.cpu_count() or 1))
+    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) if workers > 1 else None
+    try:
+        for chunk in _chunks(todo(), 64 * workers):
+            results = pool.map(sample_data_star, chunk, chunksize=8) if pool else map(sample_data_star, chunk)
+            for data in results:
+                sample = sample_from_data(data)
+                stats.mask_files += data["files"]
+                stats.errors += data["fields"]["status"] != "ok"
+                old_tags = existing.get(data["fields"]["image_id"])
+                if old_tags is None:
+                    new.append(sample)
+                else:
+                    sample.tags = [t for t in old_tags if not is_auto_tag(t)] + list(sample.tags)
+                    upd.append(sample)
+                flush()
+    finally:
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
     flush(final=True)
     info = dict(ds.info.get(INFO_KEY) or {})
     sources = set(info.get("sources", [])) | {str(output_dir.resolve())}
@@ -391,6 +327,10 @@ def build_review_dataset(
         low_score=low_score,
     )
     ds.info[INFO_KEY] = info
+    # declare the people's attributes and the part_stats sub-fields once (filterable in the App),
+    # instead of inferring them sample by sample during the import (the slow path of FiftyOne)
+    ds.add_dynamic_sample_fields()
+    create_query_indexes(ds)
     configure_dataset(ds)
     stats.seconds = time.perf_counter() - t0
     log.info("review dataset %r: %s", name, stats.to_dict())

@@ -12,6 +12,11 @@ mask, ``persons`` from the ``people`` detections whose label is ``person`` (mask
 their parts from the ``person_parts`` mask inside each person. A part keeps the job's score when its
 pixels are unchanged, else the score is null; a person a reviewer added gets score 1.0. Masks edited
 in CVAT / Label Studio come back inline (``load_annotations``): they are first moved to PNG files.
+
+Samples whose labels are exactly as imported (the ``imported_labels`` fingerprint of mask paths,
+boxes, labels, scores and skin groups still matches, and no mask file is newer than the import)
+keep the job's label columns as they are, without decoding anything: exporting an unedited
+dataset is fast, and bit-identical to the job.
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ from PIL import Image
 
 from m2fp_batch.annotate import rle
 from m2fp_batch.review import masks as mk
-from m2fp_batch.review.build import INFO_KEY, TAG_REJECTED, TAG_REVIEWED
+from m2fp_batch.review.build import INFO_KEY, TAG_REJECTED, TAG_REVIEWED, label_fingerprint
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +54,17 @@ REVIEW_FIELDS = [
     pa.field("review_edited", pa.bool_(), nullable=False, metadata={"doc": "labels differ from the job's"}),
 ]
 ADDED_PERSON_SCORE = 1.0
+# the estimator's own "not measured" result, for a person a reviewer added (schema v2+)
+UNKNOWN_SKIN_TONE = {
+    "lab": None,
+    "ita": None,
+    "ita_category": "unknown",
+    "group": "unknown",
+    "monk": None,
+    "pixels": 0,
+    "confidence": 0.0,
+}
+SKIN_GROUPS = ("light", "medium", "dark", "unknown")
 
 
 class ExportError(ValueError):
@@ -157,6 +173,8 @@ def _persons(sample: fo.Sample, original: dict, shape: tuple[int, int]) -> list[
                 }
             )
         person = dict(old) if old is not None else {}
+        if old is None and int(original["schema_version"]) >= 2:
+            person["skin_tone"] = dict(UNKNOWN_SKIN_TONE)
         person.update(
             person_id=len(persons),
             score=float(det.confidence) if det.confidence is not None else ADDED_PERSON_SCORE,
@@ -185,7 +203,17 @@ def _signature(row: dict) -> tuple:
         )
         for p in row.get("persons") or []
     )
-    return sem, per
+    return sem, per, row.get("skin_tone_groups"), row.get("skin_tone_counts")
+
+
+def labels_unchanged(sample: fo.Sample) -> bool:
+    """True when the sample's labels are exactly as imported: same fingerprint, mask files untouched."""
+    if not sample.has_field("imported_labels") or sample["imported_labels"] != label_fingerprint(sample):
+        return False
+    paths = [sample[k].mask_path for k in ("parsing", "person_parts") if sample[k] is not None]
+    paths += [d.mask_path for d in (sample.people.detections if sample.people is not None else [])]
+    imported_at = float(sample["imported_at"])
+    return all(p is not None and Path(p).stat().st_mtime <= imported_at for p in paths)
 
 
 def reviewed_row(sample: fo.Sample, original: dict) -> dict:
@@ -193,12 +221,19 @@ def reviewed_row(sample: fo.Sample, original: dict) -> dict:
     tags = set(sample.tags)
     status = STATUS_REJECTED if TAG_REJECTED in tags else STATUS_REVIEWED if TAG_REVIEWED in tags else STATUS_UNREVIEWED
     row = dict(original)
+    if original["status"] == "ok" and labels_unchanged(sample):
+        row.update(review_status=status, review_edited=False)
+        return row
     if original["status"] == "ok":
         shape = (int(original["height"]), int(original["width"]))
         if sample.parsing is not None:
             row["semantic"] = mk.semantic_entries(_label_mask(sample.parsing, shape))
         row["persons"] = _persons(sample, original, shape)
         row["num_persons"] = len(row["persons"])
+        if int(original["schema_version"]) >= 2:  # the image's skin-tone summary follows its persons
+            groups = [p["skin_tone"]["group"] for p in row["persons"]]
+            row["skin_tone_counts"] = {g: groups.count(g) for g in SKIN_GROUPS}
+            row["skin_tone_groups"] = sorted({g for g in groups if g != "unknown"})
     row["review_status"] = status
     row["review_edited"] = _signature(row) != _signature(original)
     return row

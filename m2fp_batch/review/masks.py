@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 from PIL import Image
+from pycocotools import mask as mask_utils
 
 from m2fp_batch.annotate import rle
 from m2fp_batch.annotate.palette import CIHP_CLASSES
@@ -118,11 +119,17 @@ class DecodedPerson:
     row: dict  # the person struct as read (skin tone and other fields)
 
 
+def decode(mask: dict) -> np.ndarray:
+    """A job RLE ``{size, counts: str}`` -> (H, W) bool, without copying pycocotools' 0/1 array."""
+    h, w = (int(v) for v in mask["size"])
+    return mask_utils.decode({"size": [h, w], "counts": mask["counts"].encode("ascii")}).view(bool)
+
+
 def semantic_map(row: dict, shape: tuple[int, int]) -> np.ndarray:
     """(H, W) uint8 class ids of the row's image-level parse (0 = background)."""
     out = np.zeros(shape, dtype=np.uint8)
     for cls in row.get("semantic") or []:
-        out[rle.decode(cls["mask"])] = int(cls["label_id"])
+        out[decode(cls["mask"])] = int(cls["label_id"])
     return out
 
 
@@ -137,9 +144,9 @@ def decode_persons(row: dict) -> list[DecodedPerson]:
                 index=i,
                 score=float(p["score"]),
                 bbox=(x0, y0, x1, y1),
-                mask=rle.decode(p["mask"]),
+                mask=decode(p["mask"]),
                 part_ids=[int(q["label_id"]) for q in parts],
-                part_masks=[rle.decode(q["mask"]) for q in parts],
+                part_masks=[decode(q["mask"]) for q in parts],
                 part_areas=[int(q["area"]) for q in parts],
                 part_scores=[None if q.get("score") is None else float(q["score"]) for q in parts],
                 row=p,
@@ -152,8 +159,9 @@ def person_parts_map(persons: list[DecodedPerson], shape: tuple[int, int]) -> np
     """(H, W) uint8 class ids composed from the people's part maps (later persons on top)."""
     out = np.zeros(shape, dtype=np.uint8)
     for p in persons:
-        for label_id, m in zip(p.part_ids, p.part_masks, strict=True):
-            out[m] = label_id
+        for label_id, m, part in zip(p.part_ids, p.part_masks, p.row.get("parts") or [], strict=True):
+            x0, y0, x1, y1 = (int(v) for v in part["bbox"])  # the part's pixels lie inside its bbox
+            out[y0:y1, x0:x1][m[y0:y1, x0:x1]] = label_id
     return out
 
 

@@ -54,8 +54,9 @@ def test_build_fields_tags_and_rerun_does_not_duplicate(fresh_output):
             full = rle.decode(person["mask"])
             np.testing.assert_array_equal(read_png(det.mask_path) > 0, full[y0:y1, x0:x1])
             assert det.parts == [p["label"] for p in person["parts"]]
-            # schema v1 has no skin tone: the attributes exist and say "not measured", nothing invented
-            assert det.skin_group is None and det.ita is None
+            skin = person["skin_tone"]  # schema v2: the job's per-person skin tone
+            assert det.skin_group == skin["group"] and det.ita_category == skin["ita_category"]
+            assert det.ita == (None if skin["ita"] is None else pytest.approx(skin["ita"]))
         # per-part stats over the people
         for label in {p["label"] for person in row["persons"] for p in person["parts"]}:
             area = sum(p["area"] for person in row["persons"] for p in person["parts"] if p["label"] == label)
@@ -63,7 +64,11 @@ def test_build_fields_tags_and_rerun_does_not_duplicate(fresh_output):
         assert 0.0 <= s.review_priority < 1.0
         assert s.min_person_score == pytest.approx(min(p["score"] for p in row["persons"]))
         assert ("low_confidence" in s.tags) == (s.min_person_score < 0.5 or (s.min_part_score or 1) < 0.5)
-        assert s.skin_tone_available is False and not any(t.startswith("skin:") for t in s.tags)
+        groups = {p["skin_tone"]["group"] for p in row["persons"]}
+        assert s.skin_tone_available is True and s.schema_version == row["schema_version"] == 2
+        assert {t for t in s.tags if t.startswith("skin:")} == {f"skin:{g}" for g in groups}
+        assert ("brightened" in s.tags) == bool(row["brightened"])
+        assert {g: s.skin_tone_counts[g] for g in row["skin_tone_counts"]} == row["skin_tone_counts"]
 
     # mask targets and the App colours are the project's palette
     assert ds.mask_targets["parsing"][CIHP_CLASSES.index("Hair")] == "Hair"
@@ -74,6 +79,11 @@ def test_build_fields_tags_and_rerun_does_not_duplicate(fresh_output):
     # saved views
     views = set(ds.list_saved_views())
     assert {"errors", "low-confidence", "review-queue", "skin-light", "skin-medium", "skin-dark"} <= views
+    for group in ("light", "medium", "dark", "unknown"):
+        expected = sorted(
+            i for i, r in rows.items() if any(p["skin_tone"]["group"] == group for p in r["persons"] or [])
+        )
+        assert sorted(ds.load_saved_view(f"skin-{group}").values("image_id")) == expected
     assert ds.load_saved_view("errors").values("status") == ["error"]
     queue = ds.load_saved_view("review-queue").values("review_priority")
     assert len(queue) == 3 and queue == sorted(queue, reverse=True)
@@ -140,5 +150,44 @@ def test_cli_build_prints_stats(fresh_output, capsys):
 
     assert main(["review", str(fresh_output), "--dataset", "rv-cli", "--mask-dir", str(fresh_output.parent / "m")]) == 0
     out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert out["rows"] == 4 and out["added"] == 4 and out["schema_versions"] == [1]
+    assert out["rows"] == 4 and out["added"] == 4 and out["schema_versions"] == [2]
     assert (fresh_output.parent / "m").is_dir()
+
+
+def test_schema_v1_output_reads_without_inventing_skin_tone(fresh_output):
+    """An output of the v1 job (no skin tone, no brightness): the fields say "not measured"."""
+    import pyarrow as pa
+
+    from m2fp_batch.review.build import build_review_dataset
+
+    table = pq.read_table(fresh_output / "shard-00000.parquet")
+    drop = ["skin_tone_groups", "skin_tone_counts", "brightened", "brightness_factor"]
+    table = table.drop_columns(drop).set_column(0, "schema_version", pa.array([1] * table.num_rows, pa.int32()))
+    persons = [
+        None if ps is None else [{k: v for k, v in p.items() if k != "skin_tone"} for p in ps]
+        for ps in table.column("persons").to_pylist()
+    ]
+    v1_person = pa.list_(pa.struct([f for f in table.schema.field("persons").type.value_type if f.name != "skin_tone"]))
+    table = table.set_column(table.schema.get_field_index("persons"), "persons", pa.array(persons, v1_person))
+    pq.write_table(table, fresh_output / "shard-00000.parquet")
+
+    ds, stats = build_review_dataset(fresh_output, "rv-v1")
+    assert stats.schema_versions == {1}
+    for s in ds.match({"status": "ok"}):
+        assert s.skin_tone_available is False and s.skin_groups is None and s.brightened is None
+        assert not any(t.startswith("skin:") or t == "brightened" for t in s.tags)
+        assert all(d.skin_group is None and d.ita is None for d in s.people.detections)
+    assert len(ds.load_saved_view("skin-unknown")) == 0
+
+
+def test_unknown_schema_version_is_refused(fresh_output):
+    import pyarrow as pa
+
+    from m2fp_batch.review.build import build_review_dataset
+    from m2fp_batch.review.masks import ReviewInputError
+
+    table = pq.read_table(fresh_output / "shard-00000.parquet")
+    table = table.set_column(0, "schema_version", pa.array([99] * table.num_rows, pa.int32()))
+    pq.write_table(table, fresh_output / "shard-00000.parquet")
+    with pytest.raises(ReviewInputError, match="schema_version 99"):
+        build_review_dataset(fresh_output, "rv-v99")

@@ -59,6 +59,9 @@ def test_export_round_trips_an_edited_label(fresh_output, tmp_path):
     assert (e["review_status"], e["review_edited"]) == ("reviewed", True)
     np.testing.assert_array_equal(_semantic(e), mask)
     assert e["num_persons"] == o["num_persons"] - 1 == len(e["persons"])
+    # the image's skin-tone summary follows the persons that remain
+    assert sum(e["skin_tone_counts"].values()) == e["num_persons"]
+    assert e["skin_tone_counts"][removed.skin_group] == o["skin_tone_counts"][removed.skin_group] - 1
     kept = [p for p in o["persons"] if p["person_id"] != removed.person_id]
     for new, old in zip(e["persons"], kept, strict=True):
         assert new["mask"] == old["mask"] and new["bbox"] == old["bbox"]
