@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -81,6 +82,19 @@ def test_review_and_export_on_external_mongod(job_output, external_mongod, tmp_p
     assert doc is not None
     assert client["fiftyone"][doc["sample_collection_name"]].count_documents({}) == 4
     assert not (home / "db").exists()
+
+    # the cluster entrypoint updates the same dataset in place
+    job = subprocess.run(
+        [sys.executable, "jobs/build_review_dataset.py", str(out), "--dataset", "rv-external"],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert job.returncode == 0, job.stderr[-3000:]
+    assert json.loads(job.stdout.strip().splitlines()[-1])["updated"] == 4
+    assert client["fiftyone"][doc["sample_collection_name"]].count_documents({}) == 4
 
     exp = subprocess.run(
         [*M2FP_BATCH, "export-reviewed", "rv-external", "--out", str(tmp_path / "reviewed")],
