@@ -13,7 +13,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from fo_helpers import fo_env, run_job, write_photos  # noqa: E402
+
+from .fo_helpers import fo_env, run_job, write_photos  # noqa: E402
 
 
 @pytest.fixture(scope="package", autouse=True)

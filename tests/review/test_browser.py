@@ -22,12 +22,13 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-from fo_helpers import M2FP_BATCH, REPO, fo_env
 from PIL import Image
 from scipy import ndimage
 
 from m2fp_batch.annotate.palette import PALETTE
 from m2fp_batch.review.masks import mask_folder
+
+from .fo_helpers import M2FP_BATCH, REPO, fo_env
 
 pytestmark = pytest.mark.browser
 

@@ -14,7 +14,8 @@ import time
 from pathlib import Path
 
 import pytest
-from fo_helpers import M2FP_BATCH, REPO, fo_env
+
+from .fo_helpers import M2FP_BATCH, REPO, fo_env
 
 pytestmark = pytest.mark.cluster
 
