@@ -284,7 +284,7 @@ def build_review_dataset(
             stats.updated += len(upd)
             upd.clear()
 
-    def todo() -> Iterator[tuple]:
+    def pending() -> Iterator[tuple]:
         for source, row in mk.iter_rows(files):
             iid = row["image_id"]
             if iid in seen:
@@ -301,7 +301,7 @@ def build_review_dataset(
     workers = max(1, workers if workers is not None else min(4, os.cpu_count() or 1))
     pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) if workers > 1 else None
     try:
-        for chunk in _chunks(todo(), 64 * workers):
+        for chunk in _chunks(pending(), 64 * workers):
             results = pool.map(sample_data_star, chunk, chunksize=8) if pool else map(sample_data_star, chunk)
             for data in results:
                 sample = sample_from_data(data)
