@@ -3,7 +3,8 @@
     .venv/bin/python benchmarks/bench_job.py --model /tmp/m2fp_seed3 --images 12 --threads 2
 
 1. bare loop: ``load_image`` + ``M2FPParser.parse`` image by image in this process (torch
-   threads = ``--threads``), model load excluded;
+   threads = ``--threads``), model load excluded; run before AND after the job (the mean is the
+   baseline), so a machine whose load changes during the run does not bias the ratio;
 2. the job: ``run_job`` on a local Ray with ``--threads`` CPUs, one actor of ``--threads`` CPUs,
    into a fresh output directory.
 
@@ -148,20 +149,29 @@ def main() -> int:
     tmp = Path(tempfile.mkdtemp(prefix="bench_job_"))
     try:
         paths = photos(args.images, args.short_edge, tmp / "in")
-        bare = bare_loop(args.model, paths, args.threads)
+        # bare loop before and after the job: on a shared machine the load changes over minutes
+        bare_before = bare_loop(args.model, paths, args.threads)
+        load_before = os.getloadavg()[0]
         j = job(args.model, tmp / "in", tmp / "out", args.threads, args.batch_size)
+        load_job = os.getloadavg()[0]
+        bare_after = bare_loop(args.model, paths, args.threads)
+        load_after = os.getloadavg()[0]
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+    bare_mean = round((bare_before["images_per_s"] + bare_after["images_per_s"]) / 2, 4)
     res = {
         "model": args.model,
         "images": args.images,
         "short_edge": args.short_edge,
         "threads": args.threads,
         "cpu_count": os.cpu_count(),
-        "bare_loop": bare,
+        "bare_loop_before": bare_before,
+        "bare_loop_after": bare_after,
+        "bare_images_per_s_mean": bare_mean,
         "job": j,
-        "ratio_steady": round(j["steady_images_per_s"] / bare["images_per_s"], 3) if j["steady_images_per_s"] else None,
-        "ratio_end_to_end": round(j["images_per_s_end_to_end"] / bare["images_per_s"], 3),
+        "load_average_1min": {"after_bare_before": load_before, "after_job": load_job, "after_bare_after": load_after},
+        "ratio_steady": round(j["steady_images_per_s"] / bare_mean, 3) if j["steady_images_per_s"] else None,
+        "ratio_end_to_end": round(j["images_per_s_end_to_end"] / bare_mean, 3),
     }
     print(json.dumps(res, indent=2))
     if args.json:

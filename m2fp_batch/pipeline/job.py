@@ -20,7 +20,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from m2fp_batch.pipeline.config import ConfigError, JobConfig
-from m2fp_batch.pipeline.inputs import KEY_COLUMNS, assign_shards, extend_listing, list_inputs
+from m2fp_batch.pipeline.inputs import KEY_COLUMNS, InputError, assign_shards, extend_listing, list_inputs
 from m2fp_batch.pipeline.output import OutputDir, shard_name, stats_name
 from m2fp_batch.pipeline.storage import Filesystems, S3Options
 from m2fp_batch.pipeline.worker import CrashLedger, Labeler, actor_threads, read_batch
@@ -73,7 +73,10 @@ def prepare(cfg: JobConfig, fss: Filesystems) -> tuple[OutputDir, pa.Table, set[
             out.write_table("_inputs.parquet", listing)
     else:
         listing = assign_shards(current, cfg.shard_size)
-        output_schema(pa.schema([f for f in listing.schema if f.name not in KEY_COLUMNS]))  # name clashes
+        try:  # passthrough names that clash with output columns
+            output_schema(pa.schema([f for f in listing.schema if f.name not in KEY_COLUMNS]))
+        except ValueError as e:
+            raise InputError(str(e)) from e
         out.write_table("_inputs.parquet", listing)
         out.write_json(
             "_config.json", {"schema": SCHEMA_NAME, "config_hash": cfg.config_hash(), "settings": cfg.result_dict()}

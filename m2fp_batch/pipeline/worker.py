@@ -177,8 +177,8 @@ class Labeler:
     def _label_rows(self, rows: list[dict]) -> list[dict]:
         decoded = [self._decode(r) for r in rows]
         labels: list[dict | None] = [err for _, err, _ in decoded]
-        todo = [i for i, (img, _, _) in enumerate(decoded) if img is not None]
-        for i, lab in zip(todo, self._parse([decoded[i][0] for i in todo]) if todo else [], strict=True):
+        to_parse = [i for i, (img, _, _) in enumerate(decoded) if img is not None]
+        for i, lab in zip(to_parse, self._parse([decoded[i][0] for i in to_parse]) if to_parse else [], strict=True):
             labels[i] = lab
         return [
             finish_row({k: r[k] for k in KEY_COLUMNS}, labels[i], self.provenance, r["read_s"], decoded[i][2] or None)

@@ -43,6 +43,28 @@ def _wait(check, timeout: float, what: str, proc: subprocess.Popen, log: Path) -
     raise TimeoutError(f"{what} not ready after {timeout} s: {log.read_text()[-3000:]}")
 
 
+def auth_headers() -> dict[str, str]:
+    """The token header for the head's dashboard (token auth; the token file ray start uses).
+
+    Passed explicitly: a process that already ran a Ray with another auth mode keeps that mode."""
+    path = Path(os.environ.get("RAY_AUTH_TOKEN_PATH", "~/.ray/auth_token")).expanduser()
+    return {"Authorization": "Bearer " + path.read_text().strip()} if path.is_file() else {}
+
+
+def descendants_matching(pid: int, needle: str) -> list[int]:
+    """Pids of descendants of ``pid`` whose command line contains ``needle``."""
+    import psutil
+
+    out = []
+    for p in psutil.Process(pid).children(recursive=True):
+        try:
+            if needle in " ".join(p.cmdline()):
+                out.append(p.pid)
+        except psutil.NoSuchProcess:
+            continue
+    return out
+
+
 def _answers(url: str) -> bool:
     """The HTTP server answers (401/403 without a token or keys count as up)."""
     try:
@@ -65,7 +87,7 @@ def _stop(proc: subprocess.Popen, grace: float = 20.0) -> None:
 
 @contextlib.contextmanager
 def ray_head(num_cpus: int = 2):
-    """Yield (gcs address, dashboard url, env) of a fresh single-node Ray cluster."""
+    """Yield (gcs address, dashboard url, env, head pid) of a fresh single-node Ray cluster."""
     gcs, dash, client, agent, metrics = free_ports(5)
     tmp = Path(tempfile.mkdtemp(prefix="rt", dir="/tmp"))
     log = tmp / "head.log"
@@ -87,7 +109,7 @@ def ray_head(num_cpus: int = 2):
     url = f"http://127.0.0.1:{dash}"
     try:
         _wait(lambda: _answers(url + "/api/version"), 120, "ray head", proc, log)
-        yield f"127.0.0.1:{gcs}", url, env
+        yield f"127.0.0.1:{gcs}", url, env, proc.pid
     finally:
         _stop(proc)
 

@@ -19,7 +19,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import pytest
 from badfiles import MAX_PIXELS, bad_files
-from cluster import ray_head, seaweedfs
+from cluster import auth_headers, descendants_matching, ray_head, seaweedfs
 from PIL import Image
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(900)]
@@ -97,10 +97,10 @@ def _wait_for_stats(out: Path, n: int, proc: subprocess.Popen, timeout: float = 
 def test_ray_job_submit(head, tmp_path, tiny_model_dir):
     from ray.job_submission import JobStatus, JobSubmissionClient
 
-    _, url, _ = head
+    _, url, _, _ = head
     uris = _write_dir(tmp_path / "in", 4)
     out = tmp_path / "out"
-    client = JobSubmissionClient(url)
+    client = JobSubmissionClient(url, headers=auth_headers())
     entry = " ".join(
         [sys.executable, "jobs/parse_images.py", "--input", str(tmp_path / "in"), "--output", str(out),
          "--model", str(tiny_model_dir), "--shard-size", "3", "--set", f"max_pixels={MAX_PIXELS}"]
@@ -122,8 +122,8 @@ def test_ray_job_submit(head, tmp_path, tiny_model_dir):
 
 
 def test_driver_sigkill_then_rerun(head, tmp_path, tiny_model_dir):
-    gcs, _, env = head
-    uris = _write_dir(tmp_path / "in", 14)
+    gcs, _, env, _ = head
+    uris = _write_dir(tmp_path / "in", 8)
     out = tmp_path / "out"
     cmd = _run_cmd(tiny_model_dir, tmp_path / "in", out, "--address", gcs, "--shard-size", "2", "--batch-size", "1")
     proc = subprocess.Popen(cmd, env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -131,7 +131,7 @@ def test_driver_sigkill_then_rerun(head, tmp_path, tiny_model_dir):
     proc.send_signal(signal.SIGKILL)
     proc.wait(30)
     done_at_kill = len(list((out / "_stats").glob("shard-*.json")))
-    assert done_at_kill < 8, "the kill came before the end"
+    assert done_at_kill < 5, "the kill came before the end"
     # every finished shard is readable and complete; nothing half-written looks finished
     for f in out.glob("shard-*.parquet"):
         assert pq.read_table(f).num_rows == 2
@@ -145,21 +145,15 @@ def test_driver_sigkill_then_rerun(head, tmp_path, tiny_model_dir):
 
 
 def test_actor_sigkill_is_retried(head, tmp_path, tiny_model_dir):
-    from ray.util.state import list_actors
-
-    gcs, url, env = head
-    uris = _write_dir(tmp_path / "in", 12, n_bad=0)
+    gcs, _, env, head_pid = head
+    uris = _write_dir(tmp_path / "in", 8, n_bad=0)
     out = tmp_path / "out"
     cmd = _run_cmd(tiny_model_dir, tmp_path / "in", out, "--address", gcs, "--shard-size", "2", "--batch-size", "2")
     proc = subprocess.Popen(cmd, env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     _wait_for_stats(out, 1, proc)
-    actors = [
-        a
-        for a in list_actors(address=url, filters=[("state", "=", "ALIVE")], detail=True)
-        if "Labeler" in a.class_name and a.pid
-    ]
+    actors = descendants_matching(head_pid, "MapBatches(Labeler)")  # the cluster's model actor processes
     assert actors, "a labelling actor is alive"
-    os.kill(actors[0].pid, signal.SIGKILL)
+    os.kill(actors[0], signal.SIGKILL)
     log, _ = proc.communicate(timeout=600)
     assert proc.returncode == 0, log[-3000:]
     rows = _assert_exactly_once(out, uris)
@@ -170,7 +164,7 @@ def test_actor_sigkill_is_retried(head, tmp_path, tiny_model_dir):
 
 
 def test_s3_manifest_and_directory(head, tmp_path, tiny_model_dir):
-    gcs, _, env = head
+    gcs, _, env, _ = head
     key, secret = "m2fp-test", "m2fp-test-secret"
     with seaweedfs(key, secret) as endpoint:
         fs = pafs.S3FileSystem(

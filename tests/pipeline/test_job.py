@@ -108,15 +108,6 @@ def test_rerun_resumes_and_appends_new_inputs(dir_job, tiny_model_dir):
     assert resumed["complete"] and resumed["shards"]["total"] == 5
 
 
-def test_changed_settings_refuse_to_resume_and_overwrite_restarts(dir_job, tiny_model_dir):
-    cfg, src, out, _, _ = dir_job
-    with pytest.raises(ConfigError, match="other settings"):
-        run_job(_cfg(tiny_model_dir, src, out, max_pixels=MAX_PIXELS * 2))
-    fresh = run_job(_cfg(tiny_model_dir, src, out, shard_size=64, overwrite=True))
-    assert fresh["run"]["labelled_this_run"] == fresh["inputs"] == fresh["rows"]
-    assert sorted(p.name for p in out.glob("shard-*.parquet")) == ["shard-00000.parquet"]
-
-
 def test_manifests_keep_passthrough_columns(tmp_path, tiny_model_dir):
     imgs = tmp_path / "imgs"
     imgs.mkdir()
@@ -149,6 +140,12 @@ def test_manifests_keep_passthrough_columns(tmp_path, tiny_model_dir):
     s2 = run_job(_cfg(tiny_model_dir, csv, tmp_path / "out_csv", uri_column="path"))
     r = pq.read_table(tmp_path / "out_csv").to_pylist()
     assert s2["status"]["ok"] == 1 and r[0]["source"] == "web" and len(r[0]["image_id"]) == 20
+    # resuming with settings that change rows is refused; --overwrite starts over
+    with pytest.raises(ConfigError, match="other settings"):
+        run_job(_cfg(tiny_model_dir, csv, tmp_path / "out_csv", uri_column="path", max_pixels=MAX_PIXELS * 2))
+    fresh = run_job(_cfg(tiny_model_dir, csv, tmp_path / "out_csv", uri_column="path", max_pixels=7, overwrite=True))
+    assert fresh["run"]["labelled_this_run"] == 1 and fresh["error_kinds"] == {"too_large": 1}
+    assert pq.read_table(tmp_path / "out_csv").num_rows == 1
 
 
 def test_bad_settings_stop_before_ray(tmp_path, tiny_model_dir, capsys):
@@ -173,4 +170,8 @@ def test_bad_settings_stop_before_ray(tmp_path, tiny_model_dir, capsys):
     bad_yaml.write_text("shard_size: [1, 2]\n")
     assert run("--config", str(bad_yaml), "--input", "a", "--output", "b") == 2
     assert "shard_size: expected int" in capsys.readouterr().err
+    clash = tmp_path / "clash.parquet"
+    pq.write_table(pa.table({"uri": ["a.jpg"], "status": ["x"]}), clash)
+    assert run("--input", str(clash), "--output", str(tmp_path / "o2"), "--model", str(tiny_model_dir)) == 2
+    assert "collide with output columns" in capsys.readouterr().err
     shutil.rmtree(tmp_path / "o", ignore_errors=True)
