@@ -133,13 +133,9 @@ def parse_instances(
             continue  # an all-zero class map never beats the running max (ties keep the lower class)
         acc = torch.zeros(image_size, dtype=torch.float32)
         cnt = torch.zeros(image_size, dtype=torch.float32)
-        missing = sorted({e[2] for e in inst if e[2] not in cache})
-        fresh: dict[int, torch.Tensor] = {}
-        for chunk in _chunks(missing, per_chunk):
-            logits = upsample(torch.tensor(chunk, dtype=torch.long))
-            fresh.update({q: logits[j] for j, q in enumerate(chunk)})
         for _, _, q, s in inst:
-            lg = cache[q] if q in cache else fresh.pop(q)
+            # one full-size map at a time (recomputed unless the image is small enough to cache)
+            lg = cache[q] if q in cache else upsample(torch.tensor([q], dtype=torch.long))[0]
             prob = lg.sigmoid().mul_(s)
             hit = prob > 0.5
             acc.add_(prob.mul_(hit))  # == where(hit, prob + acc, acc): prob is finite
