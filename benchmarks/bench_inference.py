@@ -31,6 +31,16 @@ from PIL import Image
 from torch.utils.flop_counter import FlopCounterMode
 
 REPO = Path(__file__).resolve().parents[1]
+STAGES = (
+    "decode",
+    "preprocess",
+    "backbone",
+    "pixel_decoder",
+    "transformer_decoder",
+    "postprocess",
+    "end_to_end",
+    "forward",
+)
 sys.path.insert(0, str(REPO / "tests"))
 
 
@@ -107,19 +117,7 @@ def main() -> int:
     parser = M2FPParser.from_pretrained(model, threads=args.threads, fast_backbone=args.fast_backbone)
     net = parser.model
     jpeg = photo_bytes(640, 640)
-    stages: dict[str, list[float]] = {
-        k: []
-        for k in [
-            "decode",
-            "preprocess",
-            "backbone",
-            "pixel_decoder",
-            "transformer_decoder",
-            "postprocess",
-            "end_to_end",
-            "forward",
-        ]
-    }
+    stages: dict[str, list[float]] = {k: [] for k in STAGES}
     with torch.inference_mode():
         for r in range(args.repeats + 1):  # the first round warms up
             t0 = time.perf_counter()
@@ -143,16 +141,7 @@ def main() -> int:
             if r == 0:
                 continue
             for k, v in zip(
-                [
-                    "decode",
-                    "preprocess",
-                    "backbone",
-                    "pixel_decoder",
-                    "transformer_decoder",
-                    "postprocess",
-                    "end_to_end",
-                    "forward",
-                ],
+                STAGES,
                 [t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4, t6 - t5, t6 - t0, t5 - t2],
             ):
                 stages[k].append(v)

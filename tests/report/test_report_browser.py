@@ -3,28 +3,18 @@ the page screenshot is not blank."""
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+from chromium import CHROMIUM, CHROMIUM_ARGS
 from PIL import Image
 from pycocotools import mask as mask_utils
 
 from m2fp_batch.report import build_report
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
+FLAGS = ["--headless", *CHROMIUM_ARGS]
 
 pytestmark = pytest.mark.browser
 

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+from chromium import CHROMIUM, CHROMIUM_ARGS
 from PIL import Image
 from scipy import ndimage
 
@@ -31,17 +32,6 @@ from m2fp_batch.review.masks import mask_folder
 from .fo_helpers import M2FP_BATCH, REPO, fo_env
 
 pytestmark = pytest.mark.browser
-
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 
 
 def _free_port() -> int:
