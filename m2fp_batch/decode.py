@@ -17,6 +17,10 @@ import warnings
 import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
+# PIL's decompression-bomb limit: the job's default max_pixels, and the readers' limit for an
+# output that does not record its own setting.
+DEFAULT_MAX_PIXELS = 89_478_485
+
 # Modes convert("RGB") handles with the right meaning.
 _DIRECT = {"RGB", "L", "CMYK", "YCbCr", "LAB", "HSV", "RGBX", "1"}
 _ALPHA = {"RGBA", "LA", "La", "RGBa", "PA", "P"}

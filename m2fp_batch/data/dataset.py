@@ -31,15 +31,14 @@ import numpy as np
 import pyarrow as pa
 import torch.utils.data
 
-from m2fp_batch.decode import ImageError, decode_image
+from m2fp_batch.decode import DEFAULT_MAX_PIXELS, ImageError, decode_image
 from m2fp_batch.formats import cihp
 from m2fp_batch.labels import LabelsError, LabelSource, label_maps, open_labels
 from m2fp_batch.labels.reader import REVIEW_STATUS, is_trainable
 from m2fp_batch.storage import Filesystems
 
-__all__ = ["DEFAULT_MAX_PIXELS", "ParsingDataset", "SampleRef"]
+__all__ = ["ParsingDataset", "SampleRef"]
 
-DEFAULT_MAX_PIXELS = 89_478_485  # the job's default max_pixels, when the output does not record its own
 INDEX_COLUMNS = ("image_id", "uri", "status", REVIEW_STATUS)
 LABEL_COLUMNS = ("image_id", "uri", "width", "height", "persons", "semantic")
 Transform = Callable[[dict[str, Any]], Any]

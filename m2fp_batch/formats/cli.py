@@ -1,0 +1,52 @@
+"""``m2fp-batch export OUT --format cihp|coco --out DIR [--split NAME] [--include-errors no]``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import asdict
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``m2fp-batch export``."""
+    from m2fp_batch.formats.export import FORMATS
+
+    parser.add_argument("source", metavar="OUT", help="a job output or export-reviewed dir (local or s3://)")
+    parser.add_argument("--format", required=True, choices=FORMATS, help="cihp (release layout) or coco (one JSON)")
+    parser.add_argument("--out", required=True, metavar="DIR", help="the dataset directory (replaced on a rerun)")
+    parser.add_argument("--split", default="train", help="split name: <split>_id.txt / <split>.json (default train)")
+    parser.add_argument(
+        "--include-errors",
+        default="no",
+        metavar="no",
+        help="error rows carry no labels: they are always skipped and counted (only 'no' is accepted)",
+    )
+
+
+def main(args: argparse.Namespace) -> int:
+    """Run ``m2fp-batch export``; 0 on success, 1 when some photos could not be read, 2 on bad input."""
+    from m2fp_batch.formats.export import ExportError, export
+    from m2fp_batch.labels import LabelsError
+
+    if args.include_errors != "no":
+        print(
+            "m2fp-batch export: --include-errors accepts only 'no': error rows have no labels to export "
+            "(they are skipped and counted in export.json)",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        summary = export(args.source, args.out, args.format, args.split)
+    except (ExportError, LabelsError) as e:
+        print(f"m2fp-batch export: {e}", file=sys.stderr)
+        return 2
+    print(json.dumps(asdict(summary)))
+    if summary.unreadable_images:
+        print(
+            f"m2fp-batch export: {len(summary.unreadable_images)} image(s) could not be read from their uri and "
+            f"were left out (e.g. {summary.unreadable_images[0]}); the rest was exported",
+            file=sys.stderr,
+        )
+        return 1
+    return 0

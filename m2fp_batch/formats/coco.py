@@ -1,0 +1,100 @@
+"""COCO: one JSON with images, categories (the parsing classes and ``person``) and annotations.
+
+Per image one annotation per person (category ``person``) and one per part of each person (its
+CIHP class), each with the job's mask as a COCO RLE (``counts`` a string, as pycocotools writes
+it), ``bbox`` [x, y, w, h], ``area``, ``iscrowd`` 0. A part names its person (``person_id``, the
+person's index in the image, and ``person_annotation_id``); a person carries its skin tone in
+``attributes`` (``skin_tone`` group, ``ita``, ``ita_category``, ``monk``). ``file_name`` is the
+image's uri (an absolute path or ``s3://``); ``m2fp_image_id`` the job's ``image_id``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from m2fp_batch.annotate.palette import CIHP_CLASSES
+from m2fp_batch.schema import SKIN_GROUPS
+
+__all__ = ["PERSON_CATEGORY_ID", "CocoBuilder", "categories", "xywh"]
+
+PERSON_CATEGORY_ID = CIHP_CLASSES.index("Human")  # 20: after the 19 part classes (0 = background)
+UNKNOWN_SKIN = SKIN_GROUPS[-1]
+
+
+def categories() -> list[dict[str, Any]]:
+    """The 19 CIHP part classes (ids 1..19, as in the semantic map) and ``person``."""
+    parts = [
+        {"id": i, "name": name, "supercategory": "part"}
+        for i, name in enumerate(CIHP_CLASSES)
+        if 0 < i < PERSON_CATEGORY_ID
+    ]
+    return parts + [{"id": PERSON_CATEGORY_ID, "name": "person", "supercategory": "person"}]
+
+
+def xywh(bbox: list[int]) -> list[int]:
+    """[x0, y0, x1, y1] (end-exclusive) -> COCO [x, y, w, h]."""
+    x0, y0, x1, y1 = (int(v) for v in bbox)
+    return [x0, y0, x1 - x0, y1 - y0]
+
+
+def _rle(mask: Mapping[str, Any]) -> dict[str, Any]:
+    return {"size": [int(v) for v in mask["size"]], "counts": str(mask["counts"])}
+
+
+class CocoBuilder:
+    """Accumulates images and annotations; :meth:`result` is the COCO dict."""
+
+    def __init__(self, description: str) -> None:
+        self.info = {"description": description, "version": "1.0"}
+        self.images: list[dict[str, Any]] = []
+        self.annotations: list[dict[str, Any]] = []
+
+    def add(self, row: Mapping[str, Any]) -> None:
+        """Add one ``ok`` row: its image and the annotations of its people and their parts."""
+        image_id = len(self.images) + 1
+        self.images.append(
+            {
+                "id": image_id,
+                "file_name": str(row["uri"]),
+                "width": int(row["width"]),
+                "height": int(row["height"]),
+                "m2fp_image_id": str(row["image_id"]),
+            }
+        )
+        for k, p in enumerate(row.get("persons") or []):
+            skin = p.get("skin_tone") or {}
+            person_ann = self._annotation(image_id, PERSON_CATEGORY_ID, p, k)
+            person_ann["attributes"] = {
+                "skin_tone": skin.get("group") or UNKNOWN_SKIN,
+                "ita": skin.get("ita"),
+                "ita_category": skin.get("ita_category"),
+                "monk": skin.get("monk"),
+            }
+            for q in p.get("parts") or []:
+                part_ann = self._annotation(image_id, int(q["label_id"]), q, k)
+                part_ann["person_annotation_id"] = person_ann["id"]
+
+    def _annotation(self, image_id: int, category: int, entry: Mapping[str, Any], person: int) -> dict[str, Any]:
+        ann = {
+            "id": len(self.annotations) + 1,
+            "image_id": image_id,
+            "category_id": category,
+            "segmentation": _rle(entry["mask"]),
+            "area": int(entry["area"]),
+            "bbox": xywh(entry["bbox"]),
+            "iscrowd": 0,
+            "person_id": person,
+            "score": None if entry.get("score") is None else float(entry["score"]),
+        }
+        self.annotations.append(ann)
+        return ann
+
+    def result(self) -> dict[str, Any]:
+        return {
+            "info": self.info,
+            "licenses": [],
+            "images": self.images,
+            "annotations": self.annotations,
+            "categories": categories(),
+        }

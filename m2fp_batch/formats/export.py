@@ -1,0 +1,186 @@
+"""``export(source, out, fmt)``: a job output (or export-reviewed dir) as a CIHP or COCO dataset.
+
+Only ``ok`` rows whose labels no reviewer rejected are exported; error rows and rejected rows
+are skipped and counted. The dataset is written into a temporary sibling of ``out`` and renamed
+into place when complete: a crash never leaves a half-valid dataset under ``out``, and a rerun
+replaces a previous export (``export.json`` marks a directory as one of ours; any other
+non-empty ``out`` is refused).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import shutil
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from m2fp_batch.decode import DEFAULT_MAX_PIXELS, ImageError, decode_image
+from m2fp_batch.formats import cihp
+from m2fp_batch.formats.coco import CocoBuilder
+from m2fp_batch.labels import LabelSource, label_maps, open_labels
+from m2fp_batch.labels.reader import REJECTED, REVIEW_STATUS, check_version
+from m2fp_batch.schema import STATUS_OK
+from m2fp_batch.storage import Filesystems
+
+__all__ = ["FORMATS", "SUMMARY_FILE", "ExportError", "ExportSummary", "export"]
+
+log = logging.getLogger(__name__)
+
+FORMATS = ("cihp", "coco")
+SUMMARY_FILE = "export.json"
+PROGRESS_EVERY_S = 10.0
+_SPLIT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+ROW_COLUMNS = ("schema_version", "image_id", "uri", "status", "width", "height", "persons", "semantic", REVIEW_STATUS)
+
+
+class ExportError(ValueError):
+    """The export cannot start (bad source, bad --out, bad split); the message says why."""
+
+
+@dataclass
+class ExportSummary:
+    """What an export wrote and skipped (also saved as ``OUT/export.json``)."""
+
+    format: str
+    split: str
+    source: str
+    out: str
+    rows: int = 0
+    images: int = 0
+    persons: int = 0
+    skipped_errors: int = 0
+    skipped_rejected: int = 0
+    unreadable_images: list[str] = field(default_factory=list)  # image ids whose photo could not be read
+    seconds: float = 0.0
+
+
+class _Progress:
+    """Logs how far a long export is, at most every ``PROGRESS_EVERY_S`` seconds."""
+
+    def __init__(self, total: int) -> None:
+        self.total, self.t0, self.last = total, time.perf_counter(), time.perf_counter()
+
+    def update(self, done: int) -> None:
+        now = time.perf_counter()
+        if now - self.last >= PROGRESS_EVERY_S or done == self.total:
+            self.last = now
+            rate = done / max(now - self.t0, 1e-9)
+            log.info("export: %d/%d rows (%.0f%%), %.1f rows/s", done, self.total, 100 * done / self.total, rate)
+
+
+def _check_out(out: Path, source: LabelSource) -> None:
+    if out.exists() and not out.is_dir():
+        raise ExportError(f"--out {out} is a file: give a directory")
+    if out.is_dir() and any(out.iterdir()) and not (out / SUMMARY_FILE).is_file():
+        raise ExportError(f"--out {out} exists and is not an m2fp-batch export: choose a new or empty directory")
+    if "://" not in source.uri:
+        src = Path(source.root).resolve()
+        if out == src or src in out.parents:
+            raise ExportError(f"--out {out} is inside the source {src}: choose a directory outside it")
+
+
+def _rows(source: LabelSource, summary: ExportSummary) -> Iterator[dict[str, Any]]:
+    """The exportable rows, one shard in memory at a time; counts what is skipped."""
+    total = sum(source.read_file(f, ["status"]).num_rows for f in source.files)
+    progress = _Progress(total)
+    for path, table in source.iter_tables(ROW_COLUMNS):
+        for batch in table.to_batches(max_chunksize=64):
+            for row in batch.to_pylist():
+                check_version(row, source.file_uri(path))
+                summary.rows += 1
+                if row["status"] != STATUS_OK:
+                    summary.skipped_errors += 1
+                elif row.get(REVIEW_STATUS) == REJECTED:
+                    summary.skipped_rejected += 1
+                else:
+                    yield row
+                progress.update(summary.rows)
+
+
+def _write_cihp(source: LabelSource, tmp: Path, summary: ExportSummary, max_pixels: int) -> None:
+    for d in (cihp.IMAGE_DIR, cihp.CATEGORY_DIR, cihp.HUMAN_DIR, cihp.INSTANCE_DIR):
+        (tmp / d).mkdir(parents=True)
+    fss = Filesystems()
+
+    def records() -> Iterator[dict[str, Any]]:
+        for row in _rows(source, summary):
+            try:
+                data = fss.read_bytes(row["uri"])
+                pixels = decode_image(data, max_pixels=max_pixels)
+            except (OSError, ValueError, ImageError) as e:
+                log.warning("export: skipping %s: cannot read its image %s: %s", row["image_id"], row["uri"], e)
+                summary.unreadable_images.append(str(row["image_id"]))
+                continue
+            maps = label_maps(row)
+            if pixels.shape[:2] != maps.semantic.shape:
+                log.warning("export: skipping %s: %s changed size since the job", row["image_id"], row["uri"])
+                summary.unreadable_images.append(str(row["image_id"]))
+                continue
+            cihp.write_sample(tmp, maps, cihp.image_bytes_for_jpeg(data, pixels))
+            summary.images += 1
+            summary.persons += len(maps.skin_tones)
+            yield cihp.meta_record(row, maps)
+
+    cihp.write_index(tmp, summary.split, records())
+
+
+def _write_coco(source: LabelSource, tmp: Path, summary: ExportSummary) -> None:
+    builder = CocoBuilder(f"m2fp-batch labels of {source.uri}")
+    for row in _rows(source, summary):
+        builder.add(row)
+        summary.images += 1
+        summary.persons += len(row.get("persons") or [])
+    with open(tmp / f"{summary.split}.json", "w") as f:
+        json.dump(builder.result(), f)
+
+
+def _replace(tmp: Path, out: Path) -> None:
+    """Put ``tmp`` at ``out``, replacing a previous export (two renames; the old one is then removed)."""
+    old = out.with_name(f".{out.name}.old-{uuid.uuid4().hex[:8]}")
+    if out.exists():
+        out.rename(old)
+    tmp.rename(out)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def export(source: str | Path, out: str | Path, fmt: str, split: str = "train") -> ExportSummary:
+    """Export the labels at ``source`` (local or ``s3://``) to the local dir ``out`` as ``fmt``.
+
+    Raises:
+        ExportError: unknown format, bad split name, ``out`` is a file, someone else's directory
+            or inside the source.
+        LabelsError: the source is not a job output / export-reviewed dir.
+    """
+    if fmt not in FORMATS:
+        raise ExportError(f"unknown format {fmt!r}: choose one of {', '.join(FORMATS)}")
+    if not _SPLIT.match(split):
+        raise ExportError(f"split name {split!r} must be letters, digits, '_', '-' or '.' (e.g. train, val)")
+    t0 = time.perf_counter()
+    labels = open_labels(source)
+    out = Path(out).expanduser().resolve()
+    _check_out(out, labels)
+    summary = ExportSummary(fmt, split, str(source), str(out))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp-{uuid.uuid4().hex[:8]}")
+    tmp.mkdir()
+    try:
+        if fmt == "cihp":
+            max_pixels = int((labels.job_settings() or {}).get("max_pixels") or DEFAULT_MAX_PIXELS)
+            _write_cihp(labels, tmp, summary, max_pixels)
+        else:
+            _write_coco(labels, tmp, summary)
+        summary.seconds = round(time.perf_counter() - t0, 3)
+        (tmp / SUMMARY_FILE).write_text(json.dumps(asdict(summary), indent=2) + "\n")
+        _replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    log.info("export: %s", {k: v for k, v in asdict(summary).items() if k != "unreadable_images"})
+    return summary
+
