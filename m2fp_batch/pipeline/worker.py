@@ -14,8 +14,8 @@ import pyarrow as pa
 
 from m2fp_batch.annotate.brightness import adaptive_brightness
 from m2fp_batch.pipeline.decode import ImageError, decode_image
-from m2fp_batch.pipeline.rows import error_columns, finish_row, result_columns
 from m2fp_batch.pipeline.storage import Filesystems, S3Options
+from m2fp_batch.rows import error_columns, finish_row, result_columns
 from m2fp_batch.schema import SCHEMA
 
 log = logging.getLogger(__name__)
