@@ -99,3 +99,12 @@ def semantic_classes(semantic: np.ndarray) -> list[tuple[int, int]]:
     """(class id, area) of every class id > 0 present in an (H, W) semantic map, by class id."""
     counts = np.bincount(np.asarray(semantic).ravel().astype(np.int64))
     return [(int(c), int(counts[c])) for c in np.flatnonzero(counts) if c > 0]
+
+
+def semantic_class_scores(semantic: np.ndarray, semantic_score: np.ndarray) -> dict[int, float]:
+    """{class id: mean per-pixel semantic probability over its pixels} for every class id > 0 present
+    (the image-level counterpart of a part's ``score``)."""
+    ids = np.asarray(semantic).ravel().astype(np.int64)
+    counts = np.bincount(ids)
+    sums = np.bincount(ids, weights=np.asarray(semantic_score, dtype=np.float64).ravel(), minlength=counts.size)
+    return {int(c): float(sums[c] / counts[c]) for c in np.flatnonzero(counts) if c > 0}

@@ -1,10 +1,40 @@
-"""Pictures of a parse, as users know them from M2FP web demos: pure numpy."""
+"""Pictures of a parse, as users know them from M2FP web demos: numpy arrays and PNG bytes.
+
+One home for rendering: ``m2fp-batch parse`` writes these PNGs and ``POST /api/parse`` returns
+them. The colour parse is written as a palette PNG (one byte per pixel, the project's palette as
+its colour table): the same colours as :func:`parse_image`, several times cheaper to encode than
+an RGB PNG.
+"""
 
 from __future__ import annotations
 
+import io
+from collections.abc import Iterable
+from typing import Protocol
+
 import numpy as np
+from PIL import Image
 
 from m2fp_batch.annotate.palette import PALETTE, colorize
+
+__all__ = [
+    "RENDER_KINDS",
+    "encode_png",
+    "overlay",
+    "parse_image",
+    "parse_png",
+    "people_cutout",
+    "people_mask",
+    "render_png",
+]
+
+# What `parse` writes per photo and `POST /api/parse` returns for format=image|overlay|people.
+RENDER_KINDS = ("parse", "overlay", "people")
+
+
+class PersonLike(Protocol):
+    bbox: tuple[int, int, int, int]
+    mask: np.ndarray
 
 
 def parse_image(semantic: np.ndarray, palette: np.ndarray = PALETTE) -> np.ndarray:
@@ -29,8 +59,52 @@ def overlay(image: np.ndarray, semantic: np.ndarray, alpha: float = 0.5, palette
     return np.clip(np.rint(out), 0, 255).astype(np.uint8)
 
 
-def people_cutout(image: np.ndarray, people_mask: np.ndarray) -> np.ndarray:
-    """(H, W, 4) uint8 RGBA: the photo where ``people_mask`` is set, transparent elsewhere."""
-    alpha = np.where(people_mask, 255, 0).astype(np.uint8)
-    rgb = np.where(people_mask[..., None], image, 0).astype(np.uint8)
+def people_mask(persons: Iterable[PersonLike], shape: tuple[int, int]) -> np.ndarray:
+    """(H, W) bool union of the persons' masks (each a crop inside its ``bbox``)."""
+    out = np.zeros(shape, bool)
+    for person in persons:
+        x0, y0, x1, y1 = person.bbox
+        out[y0:y1, x0:x1] |= person.mask
+    return out
+
+
+def people_cutout(image: np.ndarray, people: np.ndarray) -> np.ndarray:
+    """(H, W, 4) uint8 RGBA: the photo where ``people`` (an (H, W) bool mask) is set, transparent elsewhere."""
+    alpha = np.where(people, 255, 0).astype(np.uint8)
+    rgb = np.where(people[..., None], image, 0).astype(np.uint8)
     return np.dstack([rgb, alpha])
+
+
+def encode_png(pixels: np.ndarray, compress_level: int = 1) -> bytes:
+    """(H, W) bool/uint8, (H, W, 3) RGB or (H, W, 4) RGBA uint8 -> PNG bytes.
+
+    Level 1: photographic content barely compresses further, and encoding stays cheap.
+    """
+    im = Image.fromarray(pixels)
+    buf = io.BytesIO()
+    im.save(buf, format="PNG", compress_level=compress_level)
+    return buf.getvalue()
+
+
+def parse_png(semantic: np.ndarray, palette: np.ndarray = PALETTE) -> bytes:
+    """The colour-coded parse as a palette PNG: class ids as indices, ``palette`` as the colour table."""
+    ids = np.clip(semantic, 0, len(palette) - 1).astype(np.uint8)
+    im = Image.fromarray(ids)  # mode L; putpalette turns it into P with this colour table
+    im.putpalette(palette.astype(np.uint8).ravel().tolist())
+    buf = io.BytesIO()
+    im.save(buf, format="PNG", compress_level=6)
+    return buf.getvalue()
+
+
+def render_png(
+    kind: str, image: np.ndarray, semantic: np.ndarray, persons: Iterable[PersonLike], alpha: float = 0.5
+) -> bytes:
+    """One of :data:`RENDER_KINDS` as PNG bytes: ``parse`` (colour parse), ``overlay`` (the parse over
+    the photo at opacity ``alpha``) or ``people`` (the photo's people on a transparent background)."""
+    if kind == "parse":
+        return parse_png(semantic)
+    if kind == "overlay":
+        return encode_png(overlay(image, semantic, alpha))
+    if kind == "people":
+        return encode_png(people_cutout(image, people_mask(persons, semantic.shape)))
+    raise ValueError(f"unknown render kind {kind!r}; one of {', '.join(RENDER_KINDS)}")

@@ -9,9 +9,8 @@ import os
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
-from m2fp_batch.annotate.render import overlay, parse_image, people_cutout
+from m2fp_batch.annotate.render import RENDER_KINDS, render_png
 from m2fp_batch.inference.engine import M2FPParser
 from m2fp_batch.inference.loading import DEFAULT_MODEL_ID, ModelLoadError
 from m2fp_batch.inference.preprocess import load_image
@@ -64,13 +63,8 @@ def main(args: argparse.Namespace) -> int:
         stems[stem] = stems.get(stem, 0) + 1
         if stems[stem] > 1:
             stem = f"{stem}_{stems[stem]}"
-        people = np.zeros(res.image_size, bool)
-        for person in res.persons:
-            x0, y0, x1, y1 = person.bbox
-            people[y0:y1, x0:x1] |= person.mask
-        Image.fromarray(parse_image(res.semantic)).save(out / f"{stem}_parse.png")
-        Image.fromarray(overlay(img, res.semantic, args.alpha)).save(out / f"{stem}_overlay.png")
-        Image.fromarray(people_cutout(img, people), mode="RGBA").save(out / f"{stem}_people.png")
+        for kind in RENDER_KINDS:
+            (out / f"{stem}_{kind}.png").write_bytes(render_png(kind, img, res.semantic, res.persons, args.alpha))
         present = np.unique(res.semantic)
         summary.append(
             {

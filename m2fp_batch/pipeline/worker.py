@@ -14,7 +14,7 @@ import pyarrow as pa
 
 from m2fp_batch.annotate.brightness import adaptive_brightness
 from m2fp_batch.decode import ImageError, decode_image
-from m2fp_batch.pipeline.rows import error_columns, finish_row, result_columns
+from m2fp_batch.rows import error_columns, finish_row, result_columns
 from m2fp_batch.schema import SCHEMA
 from m2fp_batch.storage import Filesystems, S3Options
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
-from m2fp_batch.annotate.parts import mask_bbox, person_parts, semantic_classes
+from m2fp_batch.annotate.parts import mask_bbox, person_parts, semantic_class_scores, semantic_classes
 
 
 @dataclass
@@ -70,3 +70,14 @@ def test_real_parse_is_consistent(tiny_parser, astronaut):
             # the part's pixels are the person's pixels of that class in the image's semantic map
             np.testing.assert_array_equal(part_full, full & (r.semantic == s.label_id))
             assert 0.0 <= s.score <= 1.0
+
+
+def test_semantic_class_scores_are_means_over_each_class():
+    rng = np.random.default_rng(1)
+    sem = rng.integers(0, 5, (30, 40)).astype(np.uint8)
+    sem[sem == 3] = 4  # class 3 absent
+    score = rng.random((30, 40)).astype(np.float32)
+    got = semantic_class_scores(sem, score)
+    assert sorted(got) == [1, 2, 4]
+    for c, v in got.items():
+        assert v == pytest.approx(float(score[sem == c].astype(np.float64).mean()), rel=1e-12)

@@ -31,7 +31,7 @@ def test_parse_writes_pngs_and_raw(tiny_model_dir, tmp_path):
     )
     assert rc == 0
     img = np.asarray(Image.open(photo).convert("RGB"))
-    parse = np.asarray(Image.open(tmp_path / "grace_hopper_parse.png"))
+    parse = np.asarray(Image.open(tmp_path / "grace_hopper_parse.png").convert("RGB"))  # a palette PNG
     over = np.asarray(Image.open(tmp_path / "grace_hopper_overlay.png"))
     people = np.asarray(Image.open(tmp_path / "grace_hopper_people.png"))
     d = np.load(raw)
