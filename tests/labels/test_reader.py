@@ -32,9 +32,9 @@ def test_paint_equals_pycocotools_on_random_and_photo_masks():
     for m in masks:
         enc = rle.encode(m)
         ref = mask_utils.decode({"size": enc["size"], "counts": enc["counts"].encode()}).astype(bool)
-        np.testing.assert_array_equal(paint(m.shape, [enc], [7]) == 7, ref)
+        np.testing.assert_array_equal(paint(m.shape, [([enc], [7])]) == 7, ref)
     with pytest.raises(MaskSizeError, match="differs from the image size"):
-        paint((10, 10), [rle.encode(np.ones((5, 5), bool))], [1])
+        paint((10, 10), [([rle.encode(np.ones((5, 5), bool))], [1])])
 
 
 def test_label_maps_follow_the_row(output):
