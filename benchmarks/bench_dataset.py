@@ -8,7 +8,9 @@ and part-instance maps from the RLEs.
 
 Measured in one run: the time per sample of each stage in this process (row read, maps, image
 decode), then the DataLoader with ``--workers`` workers over every sample in shard order
-(shuffled within shards), steady state (after the first batch) and overall.
+(shuffled within shards), steady state (after the first batch) and overall, and the workers' CPU
+seconds per sample: on a machine shared with other work the wall-clock rate shows the load, the
+CPU time per sample what ``--workers`` dedicated cores deliver.
 
     python benchmarks/bench_dataset.py [--images 512] [--workers 2] [--epochs 2]
 """
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -84,23 +87,38 @@ def stage_times(ds, k: int = 40) -> dict[str, float]:
     return {"row_ms": 1e3 * t_row / n, "maps_ms": 1e3 * t_maps / n, "image_ms": 1e3 * t_img / n}
 
 
+def children_cpu_s() -> float:
+    """CPU seconds used by this process's finished children (the DataLoader workers, once joined)."""
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
 def loader_rate(ds, workers: int, epochs: int) -> dict[str, float]:
-    """samples/s through a DataLoader (batches of 8, shard order), steady state and overall."""
+    """samples/s through a DataLoader (batches of 8, shard order), steady state and overall, and
+    the workers' CPU seconds per sample (what the rate would be on dedicated cores)."""
     import torch
 
     order = [i for e in range(epochs) for i in ds.shard_order(np.random.default_rng(e))]
     loader = torch.utils.data.DataLoader(
         ds, batch_size=8, num_workers=workers, sampler=order, collate_fn=list, persistent_workers=False
     )
-    t0 = time.perf_counter()
+    cpu0, t0 = children_cpu_s(), time.perf_counter()
     first = None
     n = 0
-    for batch in loader:
+    batches = iter(loader)
+    for batch in batches:
         n += len(batch)
         if first is None:
             first, n_first = time.perf_counter(), n
     end = time.perf_counter()
-    return {"samples": n, "overall": n / (end - t0), "steady": (n - n_first) / (end - first)}
+    del batches  # the iterator joins its workers, so that their CPU time is counted
+    cpu = children_cpu_s() - cpu0
+    return {
+        "samples": n,
+        "overall": n / (end - t0),
+        "steady": (n - n_first) / (end - first),
+        "cpu_ms_per_sample": 1e3 * cpu / n,
+    }
 
 
 def cpu_model() -> str:
@@ -132,6 +150,11 @@ def main() -> None:
         print(
             f"DataLoader, {args.workers} workers, {rate['samples']} samples: "
             f"{rate['steady']:.1f} samples/s steady, {rate['overall']:.1f} overall (worker start included)"
+        )
+        dedicated = args.workers * 1e3 / rate["cpu_ms_per_sample"]
+        print(
+            f"  workers' CPU: {rate['cpu_ms_per_sample']:.1f} ms per sample (worker start included) -> "
+            f"{dedicated:.1f} samples/s with {args.workers} dedicated cores"
         )
         print(f"load average after: {os.getloadavg()}")
 

@@ -25,54 +25,35 @@ from m2fp_batch.schema import SCHEMA, SCHEMA_VERSION, SKIN_GROUPS
 C = {name: i for i, name in enumerate(CIHP_CLASSES)}
 
 
+# A standing figure in head heights u, drawn in this order: ellipses (label, centre dy, dx, ry, rx)
+# and quadrilaterals (label, four x offsets, top dy, bottom dy), relative to (top, centre x).
+ELLIPSES = (("Hair", 0.45, 0, 0.55, 0.42), ("Face", 0.6, 0, 0.42, 0.32))
+QUADS = (
+    ("Left-arm", (-1.1, -0.75, -1.0, -1.4), 1.3, 4),
+    ("Right-arm", (0.75, 1.1, 1.4, 1.0), 1.3, 4),
+    ("UpperClothes", (-0.9, 0.9, 0.8, -0.8), 1.1, 4),
+    ("Pants", (-0.8, 0.8, 0.7, -0.7), 4, 5),
+    ("Left-leg", (-0.7, -0.05, -0.15, -0.6), 5, 7.5),
+    ("Right-leg", (0.05, 0.7, 0.6, 0.15), 5, 7.5),
+)
+SHOES = (("Left-shoe", 7.75, -0.4, 0.25, 0.35), ("Right-shoe", 7.75, 0.4, 0.25, 0.35))
+
+
 def _figure(shape: tuple[int, int], cx: float, top: float, height: float) -> np.ndarray:
     """(H, W) uint8 part ids of one standing person."""
-    h, w = shape
     out = np.zeros(shape, np.uint8)
     u = height / 8.0  # head height
 
-    def poly(label: str, xs: list[float], ys: list[float]) -> None:
-        rr, cc = draw.polygon(np.array(ys), np.array(xs), shape)
-        out[rr, cc] = C[label]
+    def ellipses(items) -> None:
+        for label, dy, dx, ry, rx in items:
+            rr, cc = draw.ellipse(top + dy * u, cx + dx * u, ry * u, rx * u, shape)
+            out[rr, cc] = C[label]
 
-    def ell(label: str, y: float, x: float, ry: float, rx: float) -> None:
-        rr, cc = draw.ellipse(y, x, ry, rx, shape)
+    ellipses(ELLIPSES)
+    for label, xs, y0, y1 in QUADS:
+        rr, cc = draw.polygon(top + np.array([y0, y0, y1, y1]) * u, cx + np.array(xs) * u, shape)
         out[rr, cc] = C[label]
-
-    ell("Hair", top + 0.45 * u, cx, 0.55 * u, 0.42 * u)
-    ell("Face", top + 0.6 * u, cx, 0.42 * u, 0.32 * u)
-    poly(
-        "Left-arm",
-        [cx - 1.1 * u, cx - 0.75 * u, cx - 1.0 * u, cx - 1.4 * u],
-        [top + 1.3 * u, top + 1.3 * u, top + 4 * u, top + 4 * u],
-    )
-    poly(
-        "Right-arm",
-        [cx + 0.75 * u, cx + 1.1 * u, cx + 1.4 * u, cx + 1.0 * u],
-        [top + 1.3 * u, top + 1.3 * u, top + 4 * u, top + 4 * u],
-    )
-    poly(
-        "UpperClothes",
-        [cx - 0.9 * u, cx + 0.9 * u, cx + 0.8 * u, cx - 0.8 * u],
-        [top + 1.1 * u, top + 1.1 * u, top + 4 * u, top + 4 * u],
-    )
-    poly(
-        "Pants",
-        [cx - 0.8 * u, cx + 0.8 * u, cx + 0.7 * u, cx - 0.7 * u],
-        [top + 4 * u, top + 4 * u, top + 5 * u, top + 5 * u],
-    )
-    poly(
-        "Left-leg",
-        [cx - 0.7 * u, cx - 0.05 * u, cx - 0.15 * u, cx - 0.6 * u],
-        [top + 5 * u, top + 5 * u, top + 7.5 * u, top + 7.5 * u],
-    )
-    poly(
-        "Right-leg",
-        [cx + 0.05 * u, cx + 0.7 * u, cx + 0.6 * u, cx + 0.15 * u],
-        [top + 5 * u, top + 5 * u, top + 7.5 * u, top + 7.5 * u],
-    )
-    ell("Left-shoe", top + 7.75 * u, cx - 0.4 * u, 0.25 * u, 0.35 * u)
-    ell("Right-shoe", top + 7.75 * u, cx + 0.4 * u, 0.25 * u, 0.35 * u)
+    ellipses(SHOES)
     return out
 
 

@@ -170,10 +170,24 @@ def test_export_rerun_replaces_and_bad_inputs_are_one_sentence(job_output, tmp_p
         (["export", str(job_output), "--format", "coco", "--out", str(mine)], "not an m2fp-batch export"),
         (["export", str(job_output), "--format", "coco", "--out", str(job_output / "x")], "inside the source"),
         (["export", str(job_output), "--format", "coco", "--out", str(tmp_path / "c"), "--split", "a/b"], "split"),
-        (["export", str(job_output), "--format", "coco", "--out", str(tmp_path / "c"), "--include-errors", "yes"], "'no'"),
+        (
+            ["export", str(job_output), "--format", "coco", "--out", str(tmp_path / "c"), "--include-errors", "yes"],
+            "'no'",
+        ),
     ]
     for argv, words in cases:
         assert main(argv) == 2, argv
         err = capsys.readouterr().err.strip()
         assert words in err and "Traceback" not in err and len(err.splitlines()) == 1, err
     assert (mine / "notes.txt").read_text() == "keep me"
+
+
+def test_readme_training_loop_runs(job_output):
+    """The README's "Train on the labels" loop, as written, over the real job output."""
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme[readme.index("## Train on the labels") :]
+    code = section[section.index("```python") + len("```python") : section.index("```", section.index("```python") + 9)]
+    assert code.count('"OUT/"') == 1
+    namespace: dict = {}
+    exec(compile(code.replace('"OUT/"', repr(str(job_output))), "README.md", "exec"), namespace)  # noqa: S102
+    assert namespace["loss"].item() > 0
