@@ -133,6 +133,7 @@ def test_dataset_gives_the_same_arrays_from_job_reviewed_and_cihp(job_output, ex
             for k in KEYS:
                 np.testing.assert_array_equal(other[k], ref[k], err_msg=f"{name} {k} {iid}")
             assert other["skin_tones"] == ref["skin_tones"] and other["image_id"] == iid
+            assert ds.refs[ds.image_ids.index(iid)].skin_tone_counts == row["skin_tone_counts"]
             if name == "reviewed" or row["uri"].endswith(".jpg"):
                 np.testing.assert_array_equal(other["image"], ref["image"])
             else:  # a PNG photo is stored as JPEG in the CIHP layout
