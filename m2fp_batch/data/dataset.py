@@ -14,7 +14,8 @@ release). Only ``ok`` rows are samples; rows a reviewer ``rejected`` are left ou
     skin_tones  list[str]         skin-tone group of each person (light, medium, dark, unknown)
 
 Images differ in size, so batch them after a ``transform`` that crops or resizes (or with a
-``collate_fn`` of your own). Rows are read one shard at a time and the last ``cache_shards``
+``collate_fn`` of your own). ``ds.refs[i]`` (image id, uri, persons per skin-tone group) needs no
+image or mask reading, e.g. for a balanced sampler. Rows are read one shard at a time and the last ``cache_shards``
 shards are kept per process: visit indices shard by shard (``shard_order``) for speed on large
 outputs.
 """
@@ -23,7 +24,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -35,11 +36,12 @@ from m2fp_batch.decode import DEFAULT_MAX_PIXELS, ImageError, decode_image
 from m2fp_batch.formats import cihp
 from m2fp_batch.labels import LabelsError, LabelSource, label_maps, open_labels
 from m2fp_batch.labels.reader import REVIEW_STATUS, is_trainable
+from m2fp_batch.schema import SKIN_GROUPS
 from m2fp_batch.storage import Filesystems
 
 __all__ = ["ParsingDataset", "SampleRef"]
 
-INDEX_COLUMNS = ("image_id", "uri", "status", REVIEW_STATUS)
+INDEX_COLUMNS = ("image_id", "uri", "status", REVIEW_STATUS, "skin_tone_counts")
 LABEL_COLUMNS = ("image_id", "uri", "width", "height", "persons", "semantic")
 Transform = Callable[[dict[str, Any]], Any]
 
@@ -53,6 +55,7 @@ class SampleRef:
     file: int  # index into the source's files (Parquet); -1 for a CIHP dir
     row: int  # row in that file; -1 for a CIHP dir
     name: str = ""  # file id in a CIHP dir
+    skin_tone_counts: dict[str, int] = field(default_factory=dict)  # persons per skin-tone group ({}: unknown)
 
 
 class ParsingDataset(torch.utils.data.Dataset):
@@ -102,7 +105,8 @@ class ParsingDataset(torch.utils.data.Dataset):
         for k, path in enumerate(labels.files):
             for j, row in enumerate(labels.read_file(path, INDEX_COLUMNS).to_pylist()):
                 if is_trainable(row):
-                    refs.append(SampleRef(str(row["image_id"]), str(row["uri"]), k, j))
+                    counts = dict(row.get("skin_tone_counts") or {})
+                    refs.append(SampleRef(str(row["image_id"]), str(row["uri"]), k, j, "", counts))
         return refs
 
     def _cihp_refs(self) -> list[SampleRef]:
@@ -110,7 +114,9 @@ class ParsingDataset(torch.utils.data.Dataset):
         for name in cihp.read_ids(self._cihp_root, self.split):
             meta = self._meta.get(name, {})
             image = str(self._cihp_root / cihp.IMAGE_DIR / f"{name}.jpg")
-            refs.append(SampleRef(meta.get("image_id", name), image, -1, -1, name))
+            groups = [p["skin_tone"]["group"] for p in meta.get("persons", [])]
+            counts = {g: groups.count(g) for g in SKIN_GROUPS} if meta else {}
+            refs.append(SampleRef(meta.get("image_id", name), image, -1, -1, name, counts))
         return refs
 
     def __len__(self) -> int:

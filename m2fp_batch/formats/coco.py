@@ -16,7 +16,7 @@ from typing import Any
 from m2fp_batch.annotate.palette import CIHP_CLASSES
 from m2fp_batch.schema import SKIN_GROUPS
 
-__all__ = ["PERSON_CATEGORY_ID", "CocoBuilder", "categories", "xywh"]
+__all__ = ["PERSON_CATEGORY_ID", "annotations", "categories", "header", "image_entry", "xywh"]
 
 PERSON_CATEGORY_ID = CIHP_CLASSES.index("Human")  # 20: after the 19 part classes (0 = background)
 UNKNOWN_SKIN = SKIN_GROUPS[-1]
@@ -42,59 +42,51 @@ def _rle(mask: Mapping[str, Any]) -> dict[str, Any]:
     return {"size": [int(v) for v in mask["size"]], "counts": str(mask["counts"])}
 
 
-class CocoBuilder:
-    """Accumulates images and annotations; :meth:`result` is the COCO dict."""
+def header(description: str) -> dict[str, Any]:
+    """Everything of the COCO dict except ``images`` and ``annotations``."""
+    return {"info": {"description": description, "version": "1.0"}, "licenses": [], "categories": categories()}
 
-    def __init__(self, description: str) -> None:
-        self.info = {"description": description, "version": "1.0"}
-        self.images: list[dict[str, Any]] = []
-        self.annotations: list[dict[str, Any]] = []
 
-    def add(self, row: Mapping[str, Any]) -> None:
-        """Add one ``ok`` row: its image and the annotations of its people and their parts."""
-        image_id = len(self.images) + 1
-        self.images.append(
-            {
-                "id": image_id,
-                "file_name": str(row["uri"]),
-                "width": int(row["width"]),
-                "height": int(row["height"]),
-                "m2fp_image_id": str(row["image_id"]),
-            }
-        )
-        for k, p in enumerate(row.get("persons") or []):
-            skin = p.get("skin_tone") or {}
-            person_ann = self._annotation(image_id, PERSON_CATEGORY_ID, p, k)
-            person_ann["attributes"] = {
-                "skin_tone": skin.get("group") or UNKNOWN_SKIN,
-                "ita": skin.get("ita"),
-                "ita_category": skin.get("ita_category"),
-                "monk": skin.get("monk"),
-            }
-            for q in p.get("parts") or []:
-                part_ann = self._annotation(image_id, int(q["label_id"]), q, k)
-                part_ann["person_annotation_id"] = person_ann["id"]
+def image_entry(row: Mapping[str, Any], image_id: int) -> dict[str, Any]:
+    """The ``images`` entry of one ``ok`` row."""
+    return {
+        "id": image_id,
+        "file_name": str(row["uri"]),
+        "width": int(row["width"]),
+        "height": int(row["height"]),
+        "m2fp_image_id": str(row["image_id"]),
+    }
 
-    def _annotation(self, image_id: int, category: int, entry: Mapping[str, Any], person: int) -> dict[str, Any]:
-        ann = {
-            "id": len(self.annotations) + 1,
-            "image_id": image_id,
-            "category_id": category,
-            "segmentation": _rle(entry["mask"]),
-            "area": int(entry["area"]),
-            "bbox": xywh(entry["bbox"]),
-            "iscrowd": 0,
-            "person_id": person,
-            "score": None if entry.get("score") is None else float(entry["score"]),
+
+def _annotation(ann_id: int, image_id: int, category: int, entry: Mapping[str, Any], person: int) -> dict[str, Any]:
+    return {
+        "id": ann_id,
+        "image_id": image_id,
+        "category_id": category,
+        "segmentation": _rle(entry["mask"]),
+        "area": int(entry["area"]),
+        "bbox": xywh(entry["bbox"]),
+        "iscrowd": 0,
+        "person_id": person,
+        "score": None if entry.get("score") is None else float(entry["score"]),
+    }
+
+
+def annotations(row: Mapping[str, Any], image_id: int, first_id: int) -> list[dict[str, Any]]:
+    """The annotations of one ``ok`` row, ids from ``first_id``: each person, then its parts."""
+    out: list[dict[str, Any]] = []
+    for k, p in enumerate(row.get("persons") or []):
+        skin = p.get("skin_tone") or {}
+        person = _annotation(first_id + len(out), image_id, PERSON_CATEGORY_ID, p, k)
+        person["attributes"] = {
+            "skin_tone": skin.get("group") or UNKNOWN_SKIN,
+            "ita": skin.get("ita"),
+            "ita_category": skin.get("ita_category"),
+            "monk": skin.get("monk"),
         }
-        self.annotations.append(ann)
-        return ann
-
-    def result(self) -> dict[str, Any]:
-        return {
-            "info": self.info,
-            "licenses": [],
-            "images": self.images,
-            "annotations": self.annotations,
-            "categories": categories(),
-        }
+        out.append(person)
+        for q in p.get("parts") or []:
+            part = _annotation(first_id + len(out), image_id, int(q["label_id"]), q, k)
+            part["person_annotation_id"] = person["id"]
+            out.append(part)
+    return out

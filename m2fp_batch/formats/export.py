@@ -21,8 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from m2fp_batch.decode import DEFAULT_MAX_PIXELS, ImageError, decode_image
-from m2fp_batch.formats import cihp
-from m2fp_batch.formats.coco import CocoBuilder
+from m2fp_batch.formats import cihp, coco
 from m2fp_batch.labels import LabelSource, label_maps, open_labels
 from m2fp_batch.labels.reader import REJECTED, REVIEW_STATUS, check_version
 from m2fp_batch.schema import STATUS_OK
@@ -36,7 +35,9 @@ FORMATS = ("cihp", "coco")
 SUMMARY_FILE = "export.json"
 PROGRESS_EVERY_S = 10.0
 _SPLIT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-ROW_COLUMNS = ("schema_version", "image_id", "uri", "status", "width", "height", "persons", "semantic", REVIEW_STATUS)
+IMAGE_COLUMNS = ("schema_version", "image_id", "uri", "status", "width", "height", REVIEW_STATUS)
+PERSON_COLUMNS = (*IMAGE_COLUMNS, "persons")
+ROW_COLUMNS = (*PERSON_COLUMNS, "semantic")
 
 
 class ExportError(ValueError):
@@ -63,15 +64,17 @@ class ExportSummary:
 class _Progress:
     """Logs how far a long export is, at most every ``PROGRESS_EVERY_S`` seconds."""
 
-    def __init__(self, total: int) -> None:
-        self.total, self.t0, self.last = total, time.perf_counter(), time.perf_counter()
+    def __init__(self, total: int, what: str) -> None:
+        self.total, self.what, self.done = total, what, 0
+        self.t0 = self.last = time.perf_counter()
 
-    def update(self, done: int) -> None:
+    def step(self) -> None:
+        self.done += 1
         now = time.perf_counter()
-        if now - self.last >= PROGRESS_EVERY_S or done == self.total:
+        if now - self.last >= PROGRESS_EVERY_S or self.done == self.total:
             self.last = now
-            rate = done / max(now - self.t0, 1e-9)
-            log.info("export: %d/%d rows (%.0f%%), %.1f rows/s", done, self.total, 100 * done / self.total, rate)
+            pct, rate = 100 * self.done / self.total, self.done / max(now - self.t0, 1e-9)
+            log.info("export %s: %d/%d rows (%.0f%%), %.1f rows/s", self.what, self.done, self.total, pct, rate)
 
 
 def _check_out(out: Path, source: LabelSource) -> None:
@@ -85,22 +88,22 @@ def _check_out(out: Path, source: LabelSource) -> None:
             raise ExportError(f"--out {out} is inside the source {src}: choose a directory outside it")
 
 
-def _rows(source: LabelSource, summary: ExportSummary) -> Iterator[dict[str, Any]]:
-    """The exportable rows, one shard in memory at a time; counts what is skipped."""
-    total = sum(source.read_file(f, ["status"]).num_rows for f in source.files)
-    progress = _Progress(total)
-    for path, table in source.iter_tables(ROW_COLUMNS):
+def _rows(
+    source: LabelSource, columns: tuple[str, ...], what: str, summary: ExportSummary | None = None
+) -> Iterator[dict[str, Any]]:
+    """The exportable rows, one shard in memory at a time; counts what is skipped into ``summary``."""
+    progress = _Progress(sum(source.read_file(f, ["status"]).num_rows for f in source.files), what)
+    for path, table in source.iter_tables(columns):
         for batch in table.to_batches(max_chunksize=64):
             for row in batch.to_pylist():
                 check_version(row, source.file_uri(path))
-                summary.rows += 1
-                if row["status"] != STATUS_OK:
-                    summary.skipped_errors += 1
-                elif row.get(REVIEW_STATUS) == REJECTED:
-                    summary.skipped_rejected += 1
-                else:
+                progress.step()
+                if summary is not None:
+                    summary.rows += 1
+                    summary.skipped_errors += row["status"] != STATUS_OK
+                    summary.skipped_rejected += row["status"] == STATUS_OK and row.get(REVIEW_STATUS) == REJECTED
+                if row["status"] == STATUS_OK and row.get(REVIEW_STATUS) != REJECTED:
                     yield row
-                progress.update(summary.rows)
 
 
 def _write_cihp(source: LabelSource, tmp: Path, summary: ExportSummary, max_pixels: int) -> None:
@@ -109,7 +112,7 @@ def _write_cihp(source: LabelSource, tmp: Path, summary: ExportSummary, max_pixe
     fss = Filesystems()
 
     def records() -> Iterator[dict[str, Any]]:
-        for row in _rows(source, summary):
+        for row in _rows(source, ROW_COLUMNS, "cihp", summary):
             try:
                 data = fss.read_bytes(row["uri"])
                 pixels = decode_image(data, max_pixels=max_pixels)
@@ -131,13 +134,21 @@ def _write_cihp(source: LabelSource, tmp: Path, summary: ExportSummary, max_pixe
 
 
 def _write_coco(source: LabelSource, tmp: Path, summary: ExportSummary) -> None:
-    builder = CocoBuilder(f"m2fp-batch labels of {source.uri}")
-    for row in _rows(source, summary):
-        builder.add(row)
-        summary.images += 1
-        summary.persons += len(row.get("persons") or [])
+    """Stream the JSON: images in a first pass over the rows, annotations in a second (bounded memory)."""
+    head = json.dumps(coco.header(f"m2fp-batch labels of {source.uri}"))[:-1]
     with open(tmp / f"{summary.split}.json", "w") as f:
-        json.dump(builder.result(), f)
+        f.write(head + ', "images": [')
+        for k, row in enumerate(_rows(source, IMAGE_COLUMNS, "coco images", summary)):
+            f.write(("," if k else "") + json.dumps(coco.image_entry(row, k + 1)))
+            summary.images += 1
+        f.write('], "annotations": [')
+        next_id = 1
+        for k, row in enumerate(_rows(source, PERSON_COLUMNS, "coco annotations")):
+            for ann in coco.annotations(row, k + 1, next_id):
+                f.write(("," if next_id > 1 else "") + json.dumps(ann))
+                next_id += 1
+            summary.persons += len(row.get("persons") or [])
+        f.write("]}")
 
 
 def _replace(tmp: Path, out: Path) -> None:
@@ -183,4 +194,3 @@ def export(source: str | Path, out: str | Path, fmt: str, split: str = "train") 
         raise
     log.info("export: %s", {k: v for k, v in asdict(summary).items() if k != "unreadable_images"})
     return summary
-

@@ -1,8 +1,9 @@
 """One job row -> arrays: the semantic map, the person-id map, the part-instance map, per-person masks.
 
 Masks are the job's COCO RLEs ``{size: [H, W], counts: str}`` (``m2fp_batch/schema.py``). The maps
-are painted straight from the run lengths (:func:`mask_runs`, vectorised numpy, no full-size
-mask per RLE), so rebuilding every map of a row costs about one pass over the labelled pixels.
+are painted straight from the run lengths (:func:`paint`: all counts strings of a layer parsed at
+once, vectorised numpy, no full-size mask per RLE and no transpose), so rebuilding every map of a
+row costs about one pass over the labelled pixels.
 
 Overlaps: the job's semantic classes are disjoint. Persons (and so their parts) may overlap; in
 the person-id and part-instance maps a later person is drawn over an earlier one (the model's
@@ -30,7 +31,6 @@ __all__ = [
     "decode_persons",
     "human_map",
     "label_maps",
-    "mask_runs",
     "paint",
     "part_instance_map",
     "part_instances",
@@ -66,71 +66,99 @@ def decode_mask(rle: Mapping) -> np.ndarray:
     return mask_utils.decode({"size": [h, w], "counts": counts}).view(bool)
 
 
-def _counts(counts: str | bytes) -> np.ndarray:
-    """The run lengths of a COCO compressed counts string (pycocotools' ``rleFrString``, vectorised)."""
-    c = np.frombuffer(counts.encode("ascii") if isinstance(counts, str) else counts, np.uint8).astype(np.int64) - 48
+def _segmented_cumsum(x: np.ndarray, head: np.ndarray) -> np.ndarray:
+    """Running sums of ``x`` restarting where ``head`` is True (``head[0]`` must be True)."""
+    cs = np.cumsum(x)
+    heads = np.flatnonzero(head)
+    before = cs[heads] - x[heads]
+    return cs - before[np.cumsum(head) - 1]
+
+
+def _parse_counts(strings: Sequence[bytes]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Decode several COCO compressed counts strings at once (pycocotools' ``rleFrString``, vectorised).
+
+    Returns (run lengths, which string each run belongs to, index of the run within its string).
+    """
+    lengths = np.fromiter((len(b) for b in strings), np.int64, len(strings))
+    c = np.frombuffer(b"".join(strings), np.uint8).astype(np.int64) - 48
     if c.size == 0:
-        return c
-    ends = np.flatnonzero((c & 0x20) == 0)  # last 5-bit chunk of each number
+        empty = np.zeros(0, np.int64)
+        return empty, empty, empty
+    ends = np.flatnonzero((c & 0x20) == 0)  # the last 5-bit chunk of each number
     starts = np.concatenate(([0], ends[:-1] + 1))
-    pos = np.arange(c.size) - np.repeat(starts, ends - starts + 1)  # chunk index within its number
+    chunks = ends - starts + 1
+    pos = np.arange(c.size) - np.repeat(starts, chunks)  # chunk index within its number
     vals = np.add.reduceat((c & 0x1F) << (5 * pos), starts)
     negative = (c[ends] & 0x10) != 0
-    vals = np.where(negative, vals - (np.int64(1) << (5 * (pos[ends] + 1))), vals)
-    # counts[m] += counts[m - 2] for m > 2: running sums over odd indices, and over even ones from 2
-    vals[1::2] = np.cumsum(vals[1::2])
-    vals[2::2] = np.cumsum(vals[2::2])
-    return vals
+    vals[negative] -= np.int64(1) << (5 * chunks[negative])
+    owner = np.searchsorted(np.cumsum(lengths), ends, side="right")
+    m = np.arange(vals.size) - np.searchsorted(owner, owner)  # index within its string
+    # counts[m] += counts[m - 2] for m > 2: running sums along the odd chain (from m = 1) and the
+    # even chain (from m = 2) of each string
+    for parity, first in ((1, 1), (0, 2)):
+        sel = np.flatnonzero((m % 2 == parity) & (m >= first))
+        if sel.size:
+            vals[sel] = _segmented_cumsum(vals[sel], m[sel] == first)
+    return vals, owner, m
 
 
-def mask_runs(rle: Mapping) -> tuple[np.ndarray, np.ndarray]:
-    """(starts, lengths) of the foreground runs of a job RLE, in column-major pixel order."""
-    counts = _counts(rle["counts"])
-    bounds = np.concatenate(([0], np.cumsum(counts)))
-    return bounds[1:-1:2], counts[1::2]
+def _check_shape(rles: Sequence[Mapping], shape: tuple[int, int]) -> None:
+    for rle in rles:
+        if rle_shape(rle) != tuple(shape):
+            raise MaskSizeError(f"mask size {list(rle_shape(rle))} differs from the image size {list(shape)}")
 
 
-def _run_indices(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
-    """The flat indices covered by runs (concatenated aranges)."""
-    total = int(lengths.sum())
+def _paint_into(flat: np.ndarray, shape: tuple[int, int], rles: Sequence[Mapping], values: Sequence[int]) -> None:
+    """Set ``values[k]`` on the pixels of ``rles[k]`` in the row-major flat map (the masks must be disjoint)."""
+    if not rles:
+        return
+    _check_shape(rles, shape)
+    strings = [r["counts"].encode("ascii") if isinstance(r["counts"], str) else r["counts"] for r in rles]
+    counts, owner, m = _parse_counts(strings)
+    ends = _segmented_cumsum(counts, m == 0)  # end of each run within its mask (column-major)
+    fg = np.flatnonzero(m % 2 == 1)  # runs alternate background, foreground, ...
+    run_len = counts[fg]
+    total = int(run_len.sum())
     if total == 0:
-        return np.zeros(0, np.int64)
-    offsets = np.repeat(starts - np.concatenate(([0], np.cumsum(lengths)[:-1])), lengths)
-    return offsets + np.arange(total)
+        return
+    run_start = ends[fg] - run_len
+    col_major = np.repeat(run_start - (np.cumsum(run_len) - run_len), run_len) + np.arange(total)
+    col, row = np.divmod(col_major, shape[0])  # RLEs run down the columns
+    flat[row * shape[1] + col] = np.repeat(np.asarray(values, flat.dtype)[owner[fg]], run_len)
 
 
-def paint(shape: tuple[int, int], rles: Sequence[Mapping], values: Sequence[int], dtype=np.int64) -> np.ndarray:
-    """(H, W) map with ``values[k]`` on the pixels of ``rles[k]`` (later ones drawn over earlier ones).
+def paint(
+    shape: tuple[int, int], layers: Sequence[tuple[Sequence[Mapping], Sequence[int]]], dtype=np.int64
+) -> np.ndarray:
+    """(H, W) map: each layer ``(rles, values)`` sets ``values[k]`` on the pixels of ``rles[k]``.
+
+    The masks of one layer must be disjoint; a later layer is drawn over earlier ones.
 
     Raises:
         MaskSizeError: an RLE's size is not ``shape``.
     """
     h, w = shape
     flat = np.zeros(h * w, dtype=dtype)
-    for rle, v in zip(rles, values, strict=True):
-        if rle_shape(rle) != (h, w):
-            raise MaskSizeError(f"mask size {list(rle_shape(rle))} differs from the image size {[h, w]}")
-        flat[_run_indices(*mask_runs(rle))] = v
-    return flat.reshape(w, h).T  # RLEs run down columns
+    for rles, values in layers:
+        _paint_into(flat, (h, w), rles, values)
+    return flat.reshape(h, w)
 
 
 def semantic_map(row: Mapping, shape: tuple[int, int] | None = None) -> np.ndarray:
-    """(H, W) uint8 class ids of the row's image-level parse (0 = background).
+    """(H, W) uint8 class ids of the row's image-level parse (0 = background; the classes are disjoint).
 
     Raises:
         MaskSizeError: a class mask's size differs from ``shape`` (default: the row's height, width).
     """
     shape = shape or (int(row["height"]), int(row["width"]))
     entries = row.get("semantic") or []
-    out = paint(shape, [e["mask"] for e in entries], [int(e["label_id"]) for e in entries], np.uint8)
-    return np.ascontiguousarray(out)
+    return paint(shape, [([e["mask"] for e in entries], [int(e["label_id"]) for e in entries])], np.uint8)
 
 
 def human_map(row: Mapping, shape: tuple[int, int] | None = None) -> np.ndarray:
-    """(H, W) int64 person ids: person ``k`` of the row is ``k + 1``, 0 = background."""
+    """(H, W) int64 person ids: person ``k`` of the row is ``k + 1``, 0 = background (later persons on top)."""
     shape = shape or (int(row["height"]), int(row["width"]))
-    persons = row.get("persons") or []
-    return np.ascontiguousarray(paint(shape, [p["mask"] for p in persons], range(1, len(persons) + 1)))
+    return paint(shape, [([p["mask"]], [k + 1]) for k, p in enumerate(row.get("persons") or [])])
 
 
 @dataclass(frozen=True)
@@ -152,10 +180,14 @@ def part_instances(row: Mapping) -> list[PartInstance]:
 
 
 def part_instance_map(row: Mapping, shape: tuple[int, int] | None = None) -> np.ndarray:
-    """(H, W) int64 part-instance ids (:func:`part_instances` numbering), 0 = background."""
+    """(H, W) int64 part-instance ids (:func:`part_instances` numbering), 0 = background (later persons on top)."""
     shape = shape or (int(row["height"]), int(row["width"]))
-    rles = [q["mask"] for p in row.get("persons") or [] for q in p.get("parts") or []]
-    return np.ascontiguousarray(paint(shape, rles, range(1, len(rles) + 1)))
+    layers, next_id = [], 1
+    for p in row.get("persons") or []:
+        parts = p.get("parts") or []
+        layers.append(([q["mask"] for q in parts], range(next_id, next_id + len(parts))))
+        next_id += len(parts)
+    return paint(shape, layers)
 
 
 def skin_tones(row: Mapping) -> list[str]:
