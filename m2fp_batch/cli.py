@@ -18,6 +18,7 @@ SUBCOMMANDS = {
     "report": ("m2fp_batch.report.cli", "skin-tone / fairness report of a job output"),
     "review": ("m2fp_batch.review.cli", "build or update the FiftyOne review dataset from a job output"),
     "export-reviewed": ("m2fp_batch.review.export_cli", "write reviewed FiftyOne labels back to Parquet"),
+    "serve": ("m2fp_batch.serve.cli", "the web page and POST /api/parse on Ray Serve"),
 }
 
 
