@@ -99,10 +99,20 @@ async def read_upload(request: Request, limit: int) -> tuple[bytes, str, str | N
     return data, name, fmt if isinstance(fmt, str) else None, alpha if isinstance(alpha, str) else None
 
 
+def _static(path: str) -> Response:
+    if path not in STATIC:
+        return error_response(ApiError("not_found", f"no such page {path!r}"))
+    name, ctype = STATIC[path]
+    data = resources.files("m2fp_batch.serve").joinpath("static", name).read_bytes()
+    return Response(data, media_type=ctype, headers={"Cache-Control": "no-cache"})
+
+
 @serve.deployment(ray_actor_options={"num_cpus": 0})
 @serve.ingress(api)
 class Frontend:
-    """Routes; holds the admission count and the results cache (one front-end replica)."""
+    """Routes; holds the admission count and the results cache (one front-end replica).
+
+    Serve pickles this class when it is decorated: everything it uses is defined above it."""
 
     def __init__(self, parser, settings: ServeSettings) -> None:
         self.parser = parser
@@ -203,14 +213,6 @@ class Frontend:
     @api.get("/static/{name}")
     async def static(self, name: str) -> Response:
         return _static(f"/static/{name}")
-
-
-def _static(path: str) -> Response:
-    if path not in STATIC:
-        return error_response(ApiError("not_found", f"no such page {path!r}"))
-    name, ctype = STATIC[path]
-    data = resources.files("m2fp_batch.serve").joinpath("static", name).read_bytes()
-    return Response(data, media_type=ctype, headers={"Cache-Control": "no-cache"})
 
 
 def build_app(settings: ServeSettings):
