@@ -101,7 +101,7 @@ def _wait_ready(proc: subprocess.Popen, url: str, log: Path, timeout: float = 30
     raise TimeoutError(f"no service on {url} after {timeout} s:\n{log.read_text()[-4000:]}")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")  # stopped once the serve tests are done
 def server(tiny_model_dir) -> Server:
     """``m2fp-batch serve`` (tiny model, 1 thread, queue 32, 1 MiB body limit, the job's test guards)."""
     (port,) = free_ports(1)
