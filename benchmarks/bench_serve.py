@@ -2,9 +2,11 @@
 
     .venv/bin/python benchmarks/bench_serve.py --model /tmp/m2fp_seed3 --images 8 --threads 2
 
-1. bare loop: ``decode_image`` + ``M2FPParser.parse_one`` photo by photo in this process (torch threads
-   = ``--threads``, model load excluded), before AND after the service (the mean is the baseline); the
-   same loop also times what the service adds per photo (the job's row + the two PNGs of a json answer);
+1. bare loop: ``decode_image`` + ``M2FPParser.parse_one`` photo by photo (torch threads = ``--threads``,
+   model load excluded), before AND after the service (the mean is the baseline), in a child process in
+   its own session like the service (the kernel's autogroup scheduler shares CPU between sessions, so
+   both sides get the same treatment on a shared machine); the same loop also times what the service
+   adds per photo (the job's row + the two PNGs of a json answer);
 2. the service: ``m2fp-batch serve`` on a local Ray (one replica, ``--threads`` threads, ``--max-batch``),
    on a free loopback port, warmed up with one request; then 1 client (sequential requests) and
    ``--clients`` concurrent clients posting the photos (multipart, format=json).
@@ -84,6 +86,23 @@ def bare_loop(parser: M2FPParser, blobs: list[bytes]) -> tuple[float, float]:
     return engine, extra
 
 
+def bare_child(args) -> tuple[float, float]:
+    """:func:`bare_loop` (after a warm-up photo) in a child process in a new session."""
+    cmd = [
+        sys.executable,
+        __file__,
+        "--model",
+        args.model,
+        "--images",
+        str(args.images),
+        "--threads",
+        str(args.threads),
+    ]
+    out = subprocess.run([*cmd, "--bare-only"], capture_output=True, text=True, start_new_session=True, check=True)
+    engine, extra = json.loads(out.stdout.strip().splitlines()[-1])
+    return engine, extra
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -151,11 +170,16 @@ def main() -> int:
     p.add_argument("--max-batch", type=int, default=4)
     p.add_argument("--clients", type=int, default=4)
     p.add_argument("--json", default=None, help="also write the numbers here")
+    p.add_argument("--bare-only", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args()
     blobs = photos(args.images)
-    parser = M2FPParser.from_pretrained(args.model, threads=args.threads)
-    bare_loop(parser, blobs[:1])  # warm-up
-    before, extra = bare_loop(parser, blobs)
+    if args.bare_only:
+        parser = M2FPParser.from_pretrained(args.model, threads=args.threads)
+        bare_loop(parser, blobs[:1])  # warm-up
+        print(json.dumps(bare_loop(parser, blobs)))
+        return 0
+    load_start = os.getloadavg()
+    before, extra = bare_child(args)
     port = free_port()
     home = Path(tempfile.mkdtemp(prefix="bench_serve"))
     proc, log = start_service(args, port, home)
@@ -167,7 +191,7 @@ def main() -> int:
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(120)
-    after, _ = bare_loop(parser, blobs)
+    after, _ = bare_child(args)
     bare_ips = args.images / ((before + after) / 2)
     serve_ips = len(many_lat) / many_wall
     out = {
@@ -185,7 +209,7 @@ def main() -> int:
             "p95_s": pct(many_lat, 95),
         },
         "throughput_ratio_service_over_bare": serve_ips / bare_ips,
-        "load_average": os.getloadavg(),
+        "load_average_start_end": [load_start, os.getloadavg()],
     }
     print(json.dumps(out, indent=1))
     if args.json:
