@@ -6,6 +6,7 @@ import argparse
 import logging
 import os
 import signal
+import socket
 import threading
 
 from m2fp_batch.inference.loading import DEFAULT_MODEL_ID, ModelLoadError, find_checkpoint, resolve_model_dir
@@ -70,11 +71,25 @@ def _start_ray(settings: ServeSettings):
     return ray
 
 
+def _port_taken(host: str, port: int) -> str | None:
+    """Why ``host:port`` cannot be listened on, or None."""
+    with socket.socket() as s:
+        try:
+            s.bind((host, port))
+        except OSError as e:
+            return f"cannot listen on {host}:{port}: {e.strerror or e}; pick another --port or --host"
+    return None
+
+
 def main(args: argparse.Namespace) -> int:
     try:
         settings = settings_from_args(args)
     except ValueError as e:
         log.error("%s", e)
+        return 2
+    problem = None if settings.address else _port_taken(settings.host, settings.port)
+    if problem:
+        log.error("%s", problem)
         return 2
     try:  # a clear sentence before Ray starts, not a replica that fails to start
         find_checkpoint(resolve_model_dir(settings.model, settings.model_revision)[0])
