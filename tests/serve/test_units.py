@@ -63,3 +63,15 @@ def test_serve_refuses_clearly_before_starting_ray(tmp_path, tiny_model_dir, cap
     assert "cannot listen on 127.0.0.1" in caplog.text
     assert main(["serve", "--model", str(tiny_model_dir), "--replicas", "0"]) == 2
     assert "replicas must be >= 1" in caplog.text
+
+
+def test_the_service_never_imports_the_pipeline():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, m2fp_batch.serve.app, m2fp_batch.serve.cli; "
+        "print([m for m in sys.modules if m.startswith('m2fp_batch.pipeline')])"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
