@@ -19,6 +19,7 @@ SUBCOMMANDS = {
     "review": ("m2fp_batch.review.cli", "build or update the FiftyOne review dataset from a job output"),
     "export-reviewed": ("m2fp_batch.review.export_cli", "write reviewed FiftyOne labels back to Parquet"),
     "export": ("m2fp_batch.formats.cli", "export the labels as a CIHP-layout or COCO training dataset"),
+    "serve": ("m2fp_batch.serve.cli", "the web page and POST /api/parse on Ray Serve"),
 }
 
 
