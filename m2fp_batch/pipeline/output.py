@@ -8,9 +8,13 @@ Layout (``DIR`` local or ``s3://``)::
     DIR/_config.json               the settings that shaped the rows, checked on resume
     DIR/_run.json                  summary of the last run
 
-A shard is finished when its Parquet file and its stats file both exist. Files are written
-under a hidden temporary name and renamed into place, so a kill never leaves a file that looks
-finished; Parquet readers skip names starting with ``_`` or ``.``.
+A shard is finished only when its stats file is this job's commit marker for its Parquet file
+(:func:`shard_committed`: the stats name the job id recorded in ``_config.json``, the shard's
+row count and the Parquet file's exact size). A ``shard-*.parquet`` of another job, one copied
+in by hand, or one whose stats are lost or stale is never taken as done: the shard is labelled
+again and the file replaced. Files are written under a hidden temporary name and renamed into
+place, so a kill never leaves a file that looks finished; Parquet readers skip names starting
+with ``_`` or ``.``.
 """
 
 from __future__ import annotations
@@ -42,6 +46,28 @@ def stats_name(shard: int) -> str:
     return f"_stats/shard-{shard:05d}.json"
 
 
+class OutputError(ValueError):
+    """The output location cannot be used, or holds another job's files; the message says why."""
+
+
+# Fields of a shard's stats file that make it the shard's commit marker.
+MARKER_FIELDS = ("job_id", "rows", "bytes")
+
+
+def shard_committed(stats: dict[str, Any], parquet_size: int | None, job_id: str, rows: int) -> bool:
+    """Whether ``stats`` (a shard's stats JSON) commits a Parquet file of ``parquet_size`` bytes.
+
+    True only when the stats were written by this job (``job_id``), for the number of inputs
+    the listing gives the shard (``rows``), after a Parquet file of exactly this size.
+    """
+    return (
+        parquet_size is not None
+        and stats.get("job_id") == job_id
+        and stats.get("rows") == rows
+        and stats.get("bytes") == parquet_size
+    )
+
+
 class OutputDir:
     """Atomic writes and resume bookkeeping on a pyarrow filesystem."""
 
@@ -52,9 +78,26 @@ class OutputDir:
     def path(self, name: str) -> str:
         return self.root.rstrip("/") + "/" + name
 
+    def check_usable(self) -> None:
+        """Refuse an output that is a file; creates nothing."""
+        info = self.fs.get_file_info(self.root)
+        if info.type == pafs.FileType.File:
+            raise OutputError(f"--output {self.uri!r} is a file, not a directory: pass a directory")
+
+    def job_files(self, stats_only: bool = False) -> list[str]:
+        """Names of files here that this job writes (shards, listing, stats)."""
+        names = [] if stats_only else [i.base_name for i in self._listdir() if SHARD_RE.match(i.base_name)]
+        if not stats_only and self.exists("_inputs.parquet"):
+            names.append("_inputs.parquet")
+        names += ["_stats/" + i.base_name for i in self._listdir("_stats") if STATS_RE.match(i.base_name)]
+        return sorted(names)
+
     def ensure(self) -> None:
-        self.fs.create_dir(self.root, recursive=True)
-        self.fs.create_dir(self.path("_stats"), recursive=True)
+        try:
+            self.fs.create_dir(self.root, recursive=True)
+            self.fs.create_dir(self.path("_stats"), recursive=True)
+        except OSError as e:
+            raise OutputError(f"cannot create the output directory {self.uri!r}: {e}") from e
 
     def exists(self, name: str) -> bool:
         return self.fs.get_file_info(self.path(name)).type == pafs.FileType.File
@@ -96,18 +139,30 @@ class OutputDir:
     def read_table(self, name: str) -> pa.Table:
         return pq.read_table(self.path(name), filesystem=self.fs)
 
-    def finished_shards(self) -> set[int]:
-        """Shards whose Parquet file and stats file both exist."""
-        parquet = {int(m.group(1)) for i in self._listdir() if (m := SHARD_RE.match(i.base_name))}
-        stats = {int(m.group(1)) for i in self._listdir("_stats") if (m := STATS_RE.match(i.base_name))}
-        return parquet & stats
+    def shard_files(self) -> dict[int, int | None]:
+        """shard -> size in bytes of every ``shard-*.parquet`` file here."""
+        return {int(m.group(1)): i.size for i in self._listdir() if (m := SHARD_RE.match(i.base_name))}
 
-    def all_stats(self) -> list[dict]:
-        out = []
+    def _read_stats(self, base_name: str) -> dict | None:
+        try:
+            stats = self.read_json("_stats/" + base_name)
+        except (OSError, ValueError):  # unreadable or half-written JSON: not a marker
+            return None
+        return stats if isinstance(stats, dict) else None
+
+    def committed_stats(self, job_id: str, rows_per_shard: dict[int, int]) -> dict[int, dict]:
+        """shard -> stats, for the shards of the listing committed by job ``job_id``."""
+        sizes = self.shard_files()
+        out = {}
         for i in self._listdir("_stats"):
-            if STATS_RE.match(i.base_name):
-                out.append(self.read_json("_stats/" + i.base_name))
-        return sorted(out, key=lambda s: s["shard"])
+            m = STATS_RE.match(i.base_name)
+            if not m or int(m.group(1)) not in rows_per_shard:
+                continue
+            shard = int(m.group(1))
+            stats = self._read_stats(i.base_name)
+            if stats is not None and shard_committed(stats, sizes.get(shard), job_id, rows_per_shard[shard]):
+                out[shard] = stats
+        return out
 
     def remove_temporaries(self) -> int:
         n = 0
