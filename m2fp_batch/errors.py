@@ -36,6 +36,7 @@ USER_ERRORS: dict[str, str] = {
     "m2fp_batch.pipeline.config.ConfigError": "bad configuration: ",
     "m2fp_batch.pipeline.inputs.InputError": "",
     "m2fp_batch.pipeline.output.OutputError": "",
+    "m2fp_batch.pipeline.storage.StorageError": "",
     "m2fp_batch.inference.loading.ModelLoadError": "",
     "m2fp_batch.model.build.ConfigError": "bad model configuration.json: ",
     "m2fp_batch.model.checkpoint.CheckpointMismatchError": "",

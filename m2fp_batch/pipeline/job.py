@@ -13,6 +13,7 @@ import logging
 import math
 import os
 import socket
+import sys
 import time
 from typing import Any
 
@@ -147,13 +148,17 @@ def _init_ray(cfg: JobConfig):
     if ray.is_initialized():
         log.info("using the Ray this process already joined")
     elif address:
-        check_address(address)
         log.info("joining the Ray cluster at %s", address)
         ray.init(address=address, log_to_driver=True)
     else:
         log.info("starting a local Ray (num_cpus=%s)", cfg.num_cpus or "all")
         ray.init(address="local", num_cpus=cfg.num_cpus, include_dashboard=False)
     return ray
+
+
+def _ray_initialized() -> bool:
+    ray = sys.modules.get("ray")
+    return bool(ray is not None and ray.is_initialized())
 
 
 def _pool_size(cfg: JobConfig, ray) -> int:
@@ -177,6 +182,8 @@ def _pool_size(cfg: JobConfig, ray) -> int:
 def run_job(cfg: JobConfig) -> dict[str, Any]:
     """Run (or resume) the job; returns the summary also written to ``DIR/_run.json``."""
     model = resolve_model(cfg)
+    if cfg.ray_address() and not _ray_initialized():
+        check_address(cfg.ray_address())
     fss = Filesystems(S3Options.from_config(cfg))
     prep = prepare(cfg, fss, model.checkpoint_sha256)
     out, listing, finished = prep.out, prep.listing, set(prep.finished)

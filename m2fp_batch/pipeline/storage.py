@@ -16,6 +16,11 @@ from urllib.parse import urlparse
 import pyarrow.fs as pafs
 
 
+S3_CONNECT_TIMEOUT_S = 5.0
+S3_REQUEST_TIMEOUT_S = 60.0
+S3_MAX_ATTEMPTS = 3
+
+
 @dataclass(frozen=True)
 class S3Options:
     """Connection settings for S3-compatible stores (picklable; built on each worker)."""
@@ -38,7 +43,13 @@ class S3Options:
         )
 
     def filesystem(self) -> pafs.S3FileSystem:
-        kwargs: dict = {"region": self.region or "us-east-1"}
+        # bounded: an unreachable endpoint fails in seconds, not after minutes of retries
+        kwargs: dict = {
+            "region": self.region or "us-east-1",
+            "connect_timeout": S3_CONNECT_TIMEOUT_S,
+            "request_timeout": S3_REQUEST_TIMEOUT_S,
+            "retry_strategy": pafs.AwsStandardS3RetryStrategy(max_attempts=S3_MAX_ATTEMPTS),
+        }
         if self.endpoint:
             u = urlparse(self.endpoint if "://" in self.endpoint else "https://" + self.endpoint)
             kwargs["endpoint_override"] = u.netloc
