@@ -598,7 +598,7 @@ def test_ctrl_c_is_a_sentence_exit_130_and_no_ray_left(tmp_path, tiny_model):
             break
     time.sleep(3)
     proc.send_signal(signal.SIGINT)
-    rest, _ = proc.communicate(timeout=120)
+    _, rest = proc.communicate(timeout=120)
     text = "".join(log) + rest
     try:
         assert proc.returncode == 130, text[-3000:]
