@@ -15,7 +15,6 @@ from urllib.parse import urlparse
 
 import pyarrow.fs as pafs
 
-
 S3_CONNECT_TIMEOUT_S = 5.0
 S3_REQUEST_TIMEOUT_S = 60.0
 S3_MAX_ATTEMPTS = 3
