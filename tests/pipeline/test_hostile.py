@@ -396,9 +396,9 @@ class CliCase:
 CLI_CASES = [
     CliCase("nan-setting", lambda w: [*w.run(w.photos()), "--set", "max_pixels=.nan"], 2, "max_pixels: expected int",
             "a NaN setting"),
-    CliCase("inf", lambda w: [*w.run(w.photos()), "--set", "cpus_per_actor=.inf"], 2, "cpus_per_actor: expected float",
+    CliCase("inf-setting", lambda w: [*w.run(w.photos()), "--set", "cpus_per_actor=.inf"], 2, "cpus_per_actor: expected float",
             "an infinite setting"),
-    CliCase("huge-int", lambda w: [*w.run(w.photos()), "--set", "batch_size=.inf"], 2, "batch_size: expected int",
+    CliCase("inf-int", lambda w: [*w.run(w.photos()), "--set", "batch_size=.inf"], 2, "batch_size: expected int",
             "an infinite integer setting (overflow)"),
     CliCase("set-no-eq", lambda w: [*w.run(w.photos()), "--set", "batch_size"], 2, "expected KEY=VALUE",
             "--set without ="),
@@ -420,7 +420,7 @@ CLI_CASES = [
             "appear more than once", "duplicate column names"),
     CliCase("reserved-data", lambda w: w.run(w.manifest_csv(_csv("uri,data", "photos/p0.jpg,x"))), 2,
             "reserved by the pipeline", "a passthrough column named like an internal one (data)"),
-    CliCase("reserved-read-s", lambda w: w.run(w.manifest_csv(_csv("uri,read_error", "photos/p0.jpg,x"))), 2,
+    CliCase("reserved-read-error", lambda w: w.run(w.manifest_csv(_csv("uri,read_error", "photos/p0.jpg,x"))), 2,
             "reserved by the pipeline", "a passthrough column named read_error"),
     CliCase("clash-status", lambda w: w.run(w.manifest_csv(_csv("uri,status", "photos/p0.jpg,x"))), 2,
             "collide with output columns", "a passthrough column named like an output column"),
@@ -609,3 +609,39 @@ def test_ctrl_c_is_a_sentence_exit_130_and_no_ray_left(tmp_path, tiny_model):
         assert not _our_ray_processes(ray_tmp), "Ray processes of this job are left"
     finally:
         shutil.rmtree(ray_tmp, ignore_errors=True)
+
+
+# ----------------------------------------------------------------------------- the docs table
+def markdown_table() -> str:
+    """The corpus as the Markdown table of docs/job.md (kept in sync by the test below)."""
+    lines = ["| # | case | outcome |", "|---|---|---|"]
+    n = 0
+    for c in ROW_CASES:
+        n += 1
+        outcome = "row `ok`" if c.status == "ok" else f"error row `{c.error_kind}`"
+        lines.append(f"| {n} | {c.what} | {outcome} |")
+    for c in CLI_CASES:
+        n += 1
+        says = f": “…{c.says}…”" if c.says else ": one sentence"
+        lines.append(f"| {n} | {c.what} (`{c.id}`) | exit {c.rc}{says} |")
+    for what, outcome in OWN_PROCESS_CASES:
+        n += 1
+        lines.append(f"| {n} | {what} | {outcome} |")
+    return "\n".join(lines) + "\n"
+
+
+OWN_PROCESS_CASES = [
+    (
+        "the default model offline (no cache, hub unreachable)",
+        "exit 2 in < 30 s naming the id and `--model DIR`, no Ray",
+    ),
+    ("`--address 127.0.0.1:1` (nothing listens)", "exit 2 within ~10 s: “no Ray cluster answers…”"),
+    ("Ctrl-C while the job runs", "exit 130: “interrupted (Ctrl-C)…”, no Ray process of the job left"),
+    ("parse `x/a.jpg y/a.jpg a_2.jpg`", "exit 0, outputs `a_*`, `a_2_*`, `a_2_2_*`"),
+    ("a shard's Parquet truncated, or its stats half-written", "not finished: relabelled on the rerun"),
+]
+
+
+def test_docs_list_every_case():
+    doc = (REPO / "docs" / "job.md").read_text()
+    assert markdown_table() in doc, "docs/job.md is stale: paste tests/pipeline/test_hostile.py markdown_table()"
