@@ -64,17 +64,16 @@ def _key(cls: type) -> str:
 
 
 def _one_sentence(text: str) -> str:
-    """First non-empty line, whitespace collapsed, bounded length."""
-    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
-    s = " ".join((lines[0] if lines else "").split())
+    """The message on one line (whitespace collapsed), bounded length."""
+    s = " ".join(text.split())
     return s if len(s) <= MAX_MESSAGE else s[: MAX_MESSAGE - 3] + "..."
 
 
 def _os_error_text(e: OSError) -> str:
-    parts = [e.strerror or str(e)]
-    if e.filename is not None:
-        parts.append(repr(e.filename) if not isinstance(e.filename, str) else f"{e.filename!r}")
-    return ": ".join(parts) if e.strerror else str(e)
+    """``strerror: 'filename'`` for errno errors (no ``[Errno N]``), else the message."""
+    if e.strerror and e.filename is not None:
+        return f"{e.strerror}: {e.filename!r}"
+    return e.strerror or str(e)
 
 
 def user_message(exc: BaseException) -> str | None:
