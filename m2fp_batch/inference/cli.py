@@ -13,6 +13,7 @@ import numpy as np
 from PIL import Image
 
 from m2fp_batch.annotate.render import overlay, parse_image, people_cutout
+from m2fp_batch.errors import UserError
 from m2fp_batch.inference.engine import M2FPParser
 from m2fp_batch.inference.loading import DEFAULT_MODEL_ID, ModelLoadError
 from m2fp_batch.inference.preprocess import load_image
@@ -72,7 +73,7 @@ def output_stems(paths: list[str]) -> list[str]:
 def main(args: argparse.Namespace) -> int:
     """Parse the photos; a photo that cannot be read is skipped (exit 1 at the end)."""
     if not 0.0 <= args.alpha <= 1.0:
-        raise ValueError(f"--alpha must be within [0, 1], got {args.alpha}")
+        raise UserError(f"--alpha must be within [0, 1], got {args.alpha}")
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise NotADirectoryError(f"--out {str(out)!r} is a file, not a directory")

@@ -115,6 +115,18 @@ def _saved_listing(out: OutputDir, job_id: str) -> pa.Table | None:
     return listing
 
 
+def _saved_config(out: OutputDir) -> dict[str, Any] | None:
+    if not out.exists("_config.json"):
+        return None
+    try:
+        saved = out.read_json("_config.json")
+    except (ValueError, OSError) as e:
+        raise OutputError(f"output {out.uri!r}: _config.json cannot be read ({e}); {_START_OVER}") from e
+    if not isinstance(saved, dict):
+        raise OutputError(f"output {out.uri!r}: _config.json is not a job's settings; {_START_OVER}")
+    return saved
+
+
 def _stamp(listing: pa.Table, job_id: str) -> pa.Table:
     return listing.replace_schema_metadata({**(listing.schema.metadata or {}), JOB_ID_KEY: job_id.encode()})
 
@@ -127,7 +139,7 @@ def prepare(cfg: JobConfig, fss: Filesystems, checkpoint_sha256: str) -> Prepare
     _check_passthrough(current)
     if cfg.overwrite:
         log.info("--overwrite: removed %d file(s) of an earlier run in %s", out.clear(), cfg.output)
-    saved = out.read_json("_config.json") if out.exists("_config.json") else None
+    saved = _saved_config(out)
     if saved is None:
         _refuse_foreign(out)
         job_id = uuid.uuid4().hex
