@@ -21,6 +21,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from m2fp_batch.inference.loading import ModelInfo
+from m2fp_batch.pipeline import reaper
 from m2fp_batch.pipeline.config import ConfigError, JobConfig
 from m2fp_batch.pipeline.inputs import KEY_COLUMNS
 from m2fp_batch.pipeline.output import OutputDir, shard_name, stats_name
@@ -152,7 +153,11 @@ def _init_ray(cfg: JobConfig):
         ray.init(address=address, log_to_driver=True)
     else:
         log.info("starting a local Ray (num_cpus=%s)", cfg.num_cpus or "all")
-        ray.init(address="local", num_cpus=cfg.num_cpus, include_dashboard=False)
+        reaper.start_watcher()  # its processes end with this driver, even after kill -9
+        try:
+            ray.init(address="local", num_cpus=cfg.num_cpus, include_dashboard=False)
+        finally:
+            reaper.unmark()
     return ray
 
 

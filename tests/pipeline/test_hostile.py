@@ -14,6 +14,7 @@ A few cases need a process of their own (offline model, unreachable Ray address,
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -572,41 +573,77 @@ def test_unreachable_address_fails_in_bounded_time(tmp_path, tiny_model):
 
 
 def _our_ray_processes(ray_tmp: Path) -> list[int]:
-    import psutil
-
+    """Processes started for this RAY_TMPDIR (Ray retitles its workers, so the environment tells)."""
+    entry = f"RAY_TMPDIR={ray_tmp}".encode()
     found = []
-    for p in psutil.process_iter(["pid", "cmdline"]):
-        try:
-            if str(ray_tmp) in " ".join(p.info["cmdline"] or []):
-                found.append(p.pid)
-        except psutil.Error:
-            continue
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                with open(f"/proc/{name}/environ", "rb") as f:
+                    if entry in f.read().split(b"\0"):
+                        found.append(int(name))
+            except OSError:
+                continue
     return found
 
 
-@pytest.mark.slow
-def test_ctrl_c_is_a_sentence_exit_130_and_no_ray_left(tmp_path, tiny_model):
+def _cmdline(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read().replace(b"\0", b" ").decode(errors="replace")[:120]
+    except OSError:
+        return "?"
+
+
+def _start_job(tmp_path: Path, tiny_model: Path, ray_tmp: Path) -> tuple[subprocess.Popen, list[str]]:
+    """A job on 6 photos, returned once its pipeline runs."""
     d = World(tmp_path, tiny_model).photos(6)
-    ray_tmp = Path(f"/tmp/rc{os.getpid()}")
     argv = [*M2FP, "run", "--input", str(d), "--output", str(tmp_path / "out"), "--model", str(tiny_model),
             "--num-cpus", "2", "--batch-size", "1", "--shard-size", "1"]  # fmt: skip
     proc = subprocess.Popen(argv, env=_ray_env(ray_tmp), cwd=REPO, stderr=subprocess.PIPE, text=True)
     log = []
-    for line in proc.stderr:  # wait until the pipeline runs
+    for line in proc.stderr:
         log.append(line)
         if "actor pool:" in line:
             break
     time.sleep(3)
+    return proc, log
+
+
+def _assert_none_left(ray_tmp: Path, seconds: float = 60) -> None:
+    end = time.time() + seconds
+    while _our_ray_processes(ray_tmp) and time.time() < end:
+        time.sleep(0.5)
+    left = _our_ray_processes(ray_tmp)
+    for pid in left:  # clean up what this test started before failing
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    assert not left, f"Ray processes of this job are left: {[_cmdline(p) for p in left]}"
+
+
+@pytest.mark.slow
+def test_driver_kill_9_leaves_no_ray_processes(tmp_path, tiny_model):
+    ray_tmp = Path(f"/tmp/rk{os.getpid()}")
+    proc, _ = _start_job(tmp_path, tiny_model, ray_tmp)
+    proc.kill()
+    proc.communicate(timeout=60)
+    try:
+        _assert_none_left(ray_tmp)
+    finally:
+        shutil.rmtree(ray_tmp, ignore_errors=True)
+
+
+@pytest.mark.slow
+def test_ctrl_c_is_a_sentence_exit_130_and_no_ray_left(tmp_path, tiny_model):
+    ray_tmp = Path(f"/tmp/rc{os.getpid()}")
+    proc, log = _start_job(tmp_path, tiny_model, ray_tmp)
     proc.send_signal(signal.SIGINT)
     _, rest = proc.communicate(timeout=120)
     text = "".join(log) + rest
     try:
         assert proc.returncode == 130, text[-3000:]
         assert "interrupted (Ctrl-C)" in text.strip().splitlines()[-1] and "Traceback" not in text
-        end = time.time() + 20
-        while _our_ray_processes(ray_tmp) and time.time() < end:
-            time.sleep(0.5)
-        assert not _our_ray_processes(ray_tmp), "Ray processes of this job are left"
+        _assert_none_left(ray_tmp)
     finally:
         shutil.rmtree(ray_tmp, ignore_errors=True)
 
@@ -637,6 +674,7 @@ OWN_PROCESS_CASES = [
     ),
     ("`--address 127.0.0.1:1` (nothing listens)", "exit 2 within ~10 s: “no Ray cluster answers…”"),
     ("Ctrl-C while the job runs", "exit 130: “interrupted (Ctrl-C)…”, no Ray process of the job left"),
+    ("`kill -9` of the driver while the job runs", "no Ray process of the job left (fate-sharing watcher)"),
     ("parse `x/a.jpg y/a.jpg a_2.jpg`", "exit 0, outputs `a_*`, `a_2_*`, `a_2_2_*`"),
     ("a shard's Parquet truncated, or its stats half-written", "not finished: relabelled on the rerun"),
 ]
