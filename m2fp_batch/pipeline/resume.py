@@ -92,7 +92,7 @@ def _refuse_foreign(out: OutputDir) -> None:
         raise OutputError(
             f"output {out.uri!r} already holds {shown} but no _config.json of an m2fp-batch job "
             "(files of another job, or a lost _config.json): they are never taken as finished; "
-            f"move them away, {_START_OVER.replace('pass --overwrite', 'or pass --overwrite')} (it deletes them)"
+            "move them away, use another --output, or pass --overwrite (it deletes them)"
         )
 
 
