@@ -42,8 +42,13 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    module = importlib.import_module(SUBCOMMANDS[args.command][0])
-    return int(module.main(args) or 0)
+    from m2fp_batch.errors import run_command
+
+    return run_command(
+        args.command,
+        lambda: importlib.import_module(SUBCOMMANDS[args.command][0]).main(args),
+        verbose=args.verbose,
+    )
 
 
 if __name__ == "__main__":

@@ -27,12 +27,12 @@ STATUSES = (STATUS_OK, STATUS_ERROR)
 # error_kind values (the error histogram of _run.json counts these)
 ERROR_KINDS = {
     "missing": "the file or object does not exist",
-    "unreadable": "the file exists but could not be read (permissions, I/O, network)",
+    "unreadable": "the file exists but could not be read (permissions, I/O, network; not a regular file)",
     "empty": "the file has zero bytes",
     "not_an_image": "the bytes are not an image format PIL can identify",
     "truncated": "the image data ends early",
     "corrupt": "the image header, data or EXIF metadata is corrupt",
-    "too_large": "more pixels than the configured limit (decompression-bomb guard)",
+    "too_large": "more pixels (max_pixels) or bytes (max_bytes) than the configured limits",
     "too_small": "an image side is below the configured minimum",
     "unsupported_mode": "a pixel mode that cannot be converted to RGB",
     "worker_crash": "the image crashed the worker process repeatedly",

@@ -8,10 +8,16 @@ S3 settings come from the job config (``s3_*``) or the standard AWS variables
 from __future__ import annotations
 
 import os
+import posixpath
+import stat
 from dataclasses import dataclass
 from urllib.parse import urlparse
 
 import pyarrow.fs as pafs
+
+S3_CONNECT_TIMEOUT_S = 5.0
+S3_REQUEST_TIMEOUT_S = 60.0
+S3_MAX_ATTEMPTS = 3
 
 
 @dataclass(frozen=True)
@@ -49,7 +55,13 @@ class S3Options:
         )
 
     def filesystem(self) -> pafs.S3FileSystem:
-        kwargs: dict = {"region": self.region or "us-east-1"}
+        # bounded: an unreachable endpoint fails in seconds, not after minutes of retries
+        kwargs: dict = {
+            "region": self.region or "us-east-1",
+            "connect_timeout": S3_CONNECT_TIMEOUT_S,
+            "request_timeout": S3_REQUEST_TIMEOUT_S,
+            "retry_strategy": pafs.AwsStandardS3RetryStrategy(max_attempts=S3_MAX_ATTEMPTS),
+        }
         if self.endpoint:
             u = urlparse(self.endpoint if "://" in self.endpoint else "https://" + self.endpoint)
             kwargs["endpoint_override"] = u.netloc
@@ -61,6 +73,25 @@ class S3Options:
 
 def is_s3(uri: str) -> bool:
     return uri.lower().startswith("s3://")
+
+
+class StorageError(ValueError):
+    """A uri this job cannot address (unsupported scheme); the message says which."""
+
+
+def normalize_uri(uri: str) -> str:
+    """One spelling per file: ``a.jpg``, ``./a.jpg`` and ``//x/../a.jpg`` become one absolute path.
+
+    Local paths become absolute and normalised (``~`` expanded, a leading ``//`` made ``/``);
+    ``s3://bucket/key`` keys lose ``.``/``..`` segments and repeated slashes.
+    """
+    if is_s3(uri):
+        bucket, _, key = uri[5:].partition("/")
+        key = posixpath.normpath("/" + key).lstrip("/") if key else ""
+        return f"s3://{bucket}/{key}" if key else f"s3://{bucket}"
+    path = uri[7:] if uri.lower().startswith("file://") else uri
+    path = os.path.abspath(os.path.expanduser(path))
+    return "/" + path.lstrip("/") if path.startswith("//") else path
 
 
 class Filesystems:
@@ -77,14 +108,64 @@ class Filesystems:
                 self._s3 = self.s3_options.filesystem()
             return self._s3, uri[5:]
         if "://" in uri and not uri.lower().startswith("file://"):
-            raise ValueError(f"{uri!r}: only local paths and s3:// are supported")
-        path = uri[7:] if uri.lower().startswith("file://") else uri
-        return self._local, os.path.abspath(os.path.expanduser(path))
+            scheme = uri.split("://", 1)[0]
+            raise StorageError(f"{uri!r}: the scheme {scheme}:// is not supported (only local paths and s3://)")
+        return self._local, normalize_uri(uri)
 
-    def read_bytes(self, uri: str) -> bytes:
+    def read_bytes(self, uri: str, max_bytes: int) -> bytes:
+        """The file's bytes, reading at most ``max_bytes + 1``; only regular files are opened.
+
+        Raises:
+            NotARegularFileError: a FIFO, device, socket or directory (checked before opening,
+                symlinks followed, so a named pipe never blocks and /dev/zero is never read).
+            FileTooLargeError: the file (or its stream) holds more than ``max_bytes`` bytes.
+        """
         fs, path = self.resolve(uri)
+        if isinstance(fs, pafs.LocalFileSystem):
+            return _read_local(path, max_bytes)
         with fs.open_input_stream(path) as f:
-            return f.read()
+            data = f.read(max_bytes + 1)
+        if len(data) > max_bytes:
+            raise FileTooLargeError(f"the object holds more than max_bytes={max_bytes} bytes")
+        return data
+
+
+class NotARegularFileError(OSError):
+    """The path is not a regular file (FIFO, device, socket, directory)."""
+
+
+class FileTooLargeError(OSError):
+    """The file is larger than ``max_bytes``."""
+
+
+def _file_kind(mode: int) -> str:
+    for test, name in (
+        (stat.S_ISFIFO, "a named pipe (FIFO)"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISDIR, "a directory"),
+    ):
+        if test(mode):
+            return name
+    return "not a regular file"
+
+
+def _read_local(path: str, max_bytes: int) -> bytes:
+    st = os.stat(path)  # follows symlinks: a link to /dev/zero is a character device
+    if not stat.S_ISREG(st.st_mode):
+        raise NotARegularFileError(f"{_file_kind(st.st_mode)}, not a regular file: never read")
+    if st.st_size > max_bytes:
+        raise FileTooLargeError(f"the file is {st.st_size} bytes, above max_bytes={max_bytes}")
+    # O_NONBLOCK: if the path was swapped for a FIFO after the check, open does not block on it
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+            raise NotARegularFileError("not a regular file (changed while being read): never read")
+        data = f.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise FileTooLargeError(f"the file grew above max_bytes={max_bytes} bytes while being read")
+    return data
 
 
 def join(base: str, *parts: str) -> str:

@@ -1,7 +1,9 @@
 from __future__ import annotations
 
 import os
+import secrets
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +15,29 @@ from tiny_model import REFERENCE, write_reference_model, write_tiny_model  # noq
 
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("FIFTYONE_DO_NOT_TRACK", "true")
+
+
+def _isolate_home() -> Path:
+    """A fresh HOME for the whole session, with the one Ray token every Ray of the tests uses.
+
+    Set before anything imports Ray or FiftyOne: nothing in the user's ``~`` (a Ray token, a
+    FiftyOne config or database) can make a test pass or fail. Local ``ray.init()``, the
+    cluster tests' ``ray start --head`` (token auth) and their clients all read the token
+    from ``RAY_AUTH_TOKEN_PATH``, so the order in which they run in one process does not matter.
+    """
+    home = Path(tempfile.mkdtemp(prefix="m2fp-test-home-"))
+    token = home / ".ray" / "auth_token"
+    token.parent.mkdir()
+    token.write_text(secrets.token_hex(32))
+    token.chmod(0o600)
+    os.environ["HOME"] = str(home)
+    os.environ["RAY_AUTH_TOKEN_PATH"] = str(token)
+    os.environ["RAY_AUTH_MODE"] = "token"
+    os.environ.pop("RAY_AUTH_TOKEN", None)
+    return home
+
+
+TEST_HOME = _isolate_home()
 
 
 @pytest.fixture(scope="session")

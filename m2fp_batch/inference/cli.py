@@ -6,11 +6,14 @@ import argparse
 import json
 import logging
 import os
+import stat
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from m2fp_batch.annotate.render import RENDER_KINDS, render_png
+from m2fp_batch.errors import UserError
 from m2fp_batch.inference.engine import M2FPParser
 from m2fp_batch.inference.loading import DEFAULT_MODEL_ID, ModelLoadError
 from m2fp_batch.inference.preprocess import load_image
@@ -36,11 +39,48 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _load_inputs(paths: list[str]) -> tuple[list[str], list[np.ndarray]]:
+    """The photos that load; each one that does not is skipped with a message."""
+    kept, images = [], []
+    for path in paths:
+        try:
+            if not stat.S_ISREG(os.stat(path).st_mode):  # a FIFO would block, /dev/zero never ends
+                raise IsADirectoryError(f"{path} is not a regular file")
+            images.append(load_image(path))
+            kept.append(path)
+        except FileNotFoundError:
+            log.error("skipping %s: no such file", path)
+        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
+            log.error("skipping %s: not a readable image (%s)", path, " ".join(str(e).split())[:200])
+    return kept, images
+
+
+def output_stems(paths: list[str]) -> list[str]:
+    """One distinct file stem per input (``a``, ``a_2``, ...), even when inputs share a name."""
+    used: set[str] = set()
+    stems = []
+    for path in paths:
+        base = stem = Path(path).stem
+        n = 1
+        while stem in used:
+            n += 1
+            stem = f"{base}_{n}"
+        used.add(stem)
+        stems.append(stem)
+    return stems
+
+
 def main(args: argparse.Namespace) -> int:
+    """Parse the photos; a photo that cannot be read is skipped (exit 1 at the end)."""
     if not 0.0 <= args.alpha <= 1.0:
-        raise SystemExit(f"--alpha must be within [0, 1], got {args.alpha}")
+        raise UserError(f"--alpha must be within [0, 1], got {args.alpha}")
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    if out.exists() and not out.is_dir():
+        raise NotADirectoryError(f"--out {str(out)!r} is a file, not a directory")
+    paths, images = _load_inputs(list(args.images))
+    if not paths:
+        log.error("none of the %d input(s) could be read: nothing to parse", len(args.images))
+        return 1
     try:
         parser = M2FPParser.from_pretrained(
             args.model,
@@ -54,21 +94,17 @@ def main(args: argparse.Namespace) -> int:
     except ModelLoadError as e:
         log.error("%s", e)
         return 2
-    images = [load_image(p) for p in args.images]
+    out.mkdir(parents=True, exist_ok=True)
     results = parser.parse(images, keep_pred_masks=args.raw_pred_masks)
     summary = []
-    stems: dict[str, int] = {}
-    for path, img, res in zip(args.images, images, results):
-        stem = Path(path).stem
-        stems[stem] = stems.get(stem, 0) + 1
-        if stems[stem] > 1:
-            stem = f"{stem}_{stems[stem]}"
+    for path, stem, img, res in zip(paths, output_stems(paths), images, results, strict=True):
         for kind in RENDER_KINDS:
             (out / f"{stem}_{kind}.png").write_bytes(render_png(kind, img, res.semantic, res.persons, args.alpha))
         present = np.unique(res.semantic)
         summary.append(
             {
                 "image": os.fspath(path),
+                "outputs": f"{stem}_parse.png, {stem}_overlay.png, {stem}_people.png",
                 "size": list(res.image_size),
                 "people": [{"score": round(p.score, 4), "bbox": list(p.bbox)} for p in res.persons],
                 "classes": [res.class_names[c] for c in present],
@@ -80,6 +116,9 @@ def main(args: argparse.Namespace) -> int:
         json.dumps({"model": parser.info.to_dict() if parser.info else None, "images": summary}, indent=1)
     )
     if args.raw:
-        write_raw(args.raw, args.images, results, with_pred_masks=args.raw_pred_masks)
+        write_raw(args.raw, paths, results, with_pred_masks=args.raw_pred_masks)
         log.info("raw outputs written to %s", args.raw)
-    return 0
+    skipped = len(args.images) - len(paths)
+    if skipped:
+        log.error("%d of %d input(s) skipped (see above)", skipped, len(args.images))
+    return 1 if skipped else 0

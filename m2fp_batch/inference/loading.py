@@ -7,6 +7,8 @@ import json
 import logging
 import os
 import pickle
+import socket
+import threading
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -20,6 +22,7 @@ log = logging.getLogger(__name__)
 DEFAULT_MODEL_ID = "damo/cv_resnet101_image-multiple-human-parsing"
 CHECKPOINT_NAMES = ("pytorch_model.pt", "pytorch_model.bin")
 CONFIG_NAME = "configuration.json"
+HUB_PROBE_TIMEOUT_S = 5.0
 
 
 class ModelLoadError(RuntimeError):
@@ -60,6 +63,29 @@ def looks_like_model_id(model: str) -> bool:
     return not Path(model).exists() and model.count("/") == 1 and not model.startswith((".", "/", "~"))
 
 
+def _hub_unreachable(timeout: float = HUB_PROBE_TIMEOUT_S) -> str | None:
+    """Why the ModelScope hub cannot be reached (a TCP connect within ``timeout``), or None."""
+    from urllib.parse import urlparse
+
+    from modelscope.hub.utils.utils import get_endpoint
+
+    url = urlparse(get_endpoint())
+    host, port = url.hostname or "", url.port or (443 if url.scheme == "https" else 80)
+    result: list[str | None] = []
+
+    def probe() -> None:
+        try:
+            socket.create_connection((host, port), timeout=timeout).close()
+            result.append(None)
+        except OSError as e:
+            result.append(f"{host}:{port}: {e.strerror or e}")
+
+    t = threading.Thread(target=probe, daemon=True)  # name resolution ignores socket timeouts
+    t.start()
+    t.join(timeout + 1.0)
+    return result[0] if result else f"{host}:{port}: no answer within {timeout:g} s"
+
+
 def resolve_model_dir(model: str, revision: str | None = None, cache_dir: str | None = None) -> tuple[Path, str | None]:
     """Return (local model dir, ModelScope id or None), downloading an id if needed.
 
@@ -84,6 +110,13 @@ def resolve_model_dir(model: str, revision: str | None = None, cache_dir: str | 
         return Path(local), model
     except Exception as first:  # noqa: BLE001 - not cached: fall through to a download
         log.debug("model %s not in the local cache (%s); downloading", model, first)
+    unreachable = _hub_unreachable()
+    if unreachable:
+        raise ModelLoadError(
+            f"model {model!r} is not in the ModelScope cache and the hub cannot be reached ({unreachable}); "
+            "without network access pass a local model directory (configuration.json + pytorch_model.pt) "
+            "with --model DIR"
+        )
     try:
         local = snapshot_download(model, revision=revision, cache_dir=cache)
     except Exception as e:  # the hub client raises many types (network, auth, not found)
@@ -105,7 +138,14 @@ def read_config(model_dir: Path) -> tuple[M2FPConfig, str]:
         raw = json.loads(path.read_text())
     except json.JSONDecodeError as e:
         raise ModelLoadError(f"{path} is not valid JSON: {e}") from e
-    return M2FPConfig.from_dict(raw), sha256_file(path)
+    except (UnicodeDecodeError, OSError) as e:
+        raise ModelLoadError(f"{path} cannot be read as UTF-8 JSON: {e}") from e
+    if not isinstance(raw, dict):
+        raise ModelLoadError(f"{path} is not an M2FP configuration (a JSON object)")
+    try:
+        return M2FPConfig.from_dict(raw), sha256_file(path)
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        raise ModelLoadError(f"{path} is not an M2FP configuration: {type(e).__name__}: {e}") from e
 
 
 def read_checkpoint(path: Path, trust_checkpoint: bool = False) -> dict[str, torch.Tensor]:
@@ -120,8 +160,8 @@ def read_checkpoint(path: Path, trust_checkpoint: bool = False) -> dict[str, tor
         if not trust_checkpoint:
             raise UntrustedCheckpointError(
                 f"{path} cannot be loaded with weights_only=True: it contains pickled objects other than "
-                "tensors, and unpickling them can run arbitrary code. If you trust its source, pass "
-                f"--trust-checkpoint. ({str(e).splitlines()[0][:200]})"
+                "tensors, and unpickling them can run arbitrary code; if you trust its source, pass "
+                "--trust-checkpoint (m2fp-batch parse and run) or convert it to a plain state dict of tensors"
             ) from e
         log.warning("loading %s with full unpickling (--trust-checkpoint)", path)
         obj = torch.load(path, map_location="cpu", weights_only=False)
@@ -143,7 +183,7 @@ def find_checkpoint(model_dir: Path) -> Path:
     for name in CHECKPOINT_NAMES:
         if (model_dir / name).is_file():
             return model_dir / name
-    raise ModelLoadError(f"{model_dir} has none of {CHECKPOINT_NAMES}")
+    raise ModelLoadError(f"model dir {model_dir} has no checkpoint (none of {', '.join(CHECKPOINT_NAMES)})")
 
 
 def load_model(

@@ -10,7 +10,7 @@ A job output (``DIR`` local or ``s3://``)::
 
 Files are written under a hidden temporary name (``.NAME.<hex>.tmp``) and renamed into place, so
 a kill never leaves a file that looks finished; Parquet readers skip names starting with ``_``
-or ``.``. A shard is committed when :func:`is_committed` says so: the job (resume) and every
+or ``.``. A shard is committed when :func:`shard_committed` says so: the job (resume) and every
 reader (review, report, data, export) use that one rule.
 
 An ``export-reviewed`` directory holds ``<source stem>[-NNN].parquet`` files and ``_export.json``
@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from typing import Any
 
 import pyarrow.fs as pafs
 
@@ -33,12 +34,15 @@ __all__ = [
     "SHARD_RE",
     "STATS_DIR",
     "STATS_RE",
+    "MARKER_FIELDS",
     "committed_shards",
     "export_files",
-    "is_committed",
     "is_temporary",
     "list_dir",
+    "output_job_id",
+    "read_json_or_none",
     "safe_name",
+    "shard_committed",
     "shard_name",
     "stats_name",
 ]
@@ -50,6 +54,8 @@ INPUTS_FILE = "_inputs.parquet"
 CONFIG_FILE = "_config.json"
 RUN_FILE = "_run.json"
 EXPORT_FILE = "_export.json"
+# Fields of a shard's stats file that make it the shard's commit marker (see shard_committed).
+MARKER_FIELDS = ("job_id", "rows", "bytes")
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 
 
@@ -82,25 +88,50 @@ def list_dir(fs: pafs.FileSystem, path: str) -> list[pafs.FileInfo]:
     return fs.get_file_info(pafs.FileSelector(path, recursive=False))
 
 
-def is_committed(
-    fs: pafs.FileSystem, root: str, shard: int, parquet: pafs.FileInfo, stats: pafs.FileInfo | None
-) -> bool:
-    """Whether shard ``shard`` of the output at ``root`` is finished (THE commit rule).
+def read_json_or_none(fs: pafs.FileSystem, path: str) -> Any:
+    """The JSON at ``path``; None when it is missing, unreadable or half-written."""
+    try:
+        with fs.open_input_stream(path) as f:
+            return json.loads(f.read().decode())
+    except (OSError, ValueError):
+        return None
 
-    ``parquet`` is the listing entry of ``shard-NNNNN.parquet``, ``stats`` that of
-    ``_stats/shard-NNNNN.json`` (None when absent). The job writes the stats file after the
-    Parquet file, so a shard with both is complete.
+
+def shard_committed(stats: Any, parquet_size: int | None, job_id: str | None, rows: int | None = None) -> bool:
+    """Whether ``stats`` (a shard's stats JSON) commits a Parquet file of ``parquet_size`` bytes (THE commit rule).
+
+    True only when the stats (:data:`MARKER_FIELDS`) were written by job ``job_id`` (the id in
+    ``_config.json``) after a Parquet file of exactly this size, and, when the caller knows how
+    many inputs the listing gives the shard (``rows``, the job on resume), for that many rows. A
+    foreign, hand-copied or half-written ``shard-*.parquet`` never counts.
     """
-    del fs, root, shard  # the rule only needs the listing today
-    return parquet.type == pafs.FileType.File and stats is not None and stats.type == pafs.FileType.File
+    return (
+        isinstance(stats, dict)
+        and parquet_size is not None
+        and job_id is not None
+        and stats.get("job_id") == job_id
+        and stats.get("bytes") == parquet_size
+        and (rows is None or stats.get("rows") == rows)
+    )
+
+
+def output_job_id(fs: pafs.FileSystem, root: str) -> str | None:
+    """The job id recorded in ``root/_config.json``; None when there is none."""
+    saved = read_json_or_none(fs, f"{root.rstrip('/')}/{CONFIG_FILE}")
+    return saved.get("job_id") if isinstance(saved, dict) else None
 
 
 def committed_shards(fs: pafs.FileSystem, root: str) -> dict[int, str]:
     """Shard number -> path of its Parquet file, for every committed shard under ``root``."""
     root = root.rstrip("/")
+    job_id = output_job_id(fs, root)
     parquet = {int(m.group(1)): i for i in list_dir(fs, root) if (m := SHARD_RE.match(i.base_name))}
     stats = {int(m.group(1)): i for i in list_dir(fs, f"{root}/{STATS_DIR}") if (m := STATS_RE.match(i.base_name))}
-    return {s: info.path for s, info in sorted(parquet.items()) if is_committed(fs, root, s, info, stats.get(s))}
+    return {
+        s: info.path
+        for s, info in sorted(parquet.items())
+        if s in stats and shard_committed(read_json_or_none(fs, stats[s].path), info.size, job_id)
+    }
 
 
 def export_files(fs: pafs.FileSystem, root: str) -> list[str] | None:

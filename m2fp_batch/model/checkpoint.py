@@ -41,7 +41,8 @@ def load_weights(model: torch.nn.Module, state_dict: Mapping[str, torch.Tensor],
     the meta device then takes the memory-mapped checkpoint as its weights).
 
     Raises:
-        CheckpointMismatchError: listing every missing key and every shape mismatch.
+        CheckpointMismatchError: listing every missing key and every shape or dtype mismatch (a
+            float16 checkpoint is refused at load, never cast silently: convert it to float32).
     """
     sd = remap_state_dict(state_dict)
     target = model.state_dict()
@@ -51,6 +52,11 @@ def load_weights(model: torch.nn.Module, state_dict: Mapping[str, torch.Tensor],
         for k in target
         if k in sd and tuple(sd[k].shape) != tuple(target[k].shape)
     )
+    wrong += sorted(
+        f"{k}: checkpoint {sd[k].dtype} vs network {target[k].dtype}"
+        for k in target
+        if k in sd and tuple(sd[k].shape) == tuple(target[k].shape) and sd[k].dtype != target[k].dtype
+    )
     if missing or wrong:
         lines = []
         if missing:
@@ -59,7 +65,9 @@ def load_weights(model: torch.nn.Module, state_dict: Mapping[str, torch.Tensor],
             )
         if wrong:
             lines.append(
-                f"{len(wrong)} shape mismatch(es): " + "; ".join(wrong[:20]) + (" ..." if len(wrong) > 20 else "")
+                f"{len(wrong)} shape or dtype mismatch(es): "
+                + "; ".join(wrong[:20])
+                + (" ..." if len(wrong) > 20 else "")
             )
         raise CheckpointMismatchError(
             "checkpoint does not fit the network built from configuration.json: " + " | ".join(lines)

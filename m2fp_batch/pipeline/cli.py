@@ -8,9 +8,8 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import sys
 
-from m2fp_batch.pipeline.config import ConfigError, JobConfig, parse_set
+from m2fp_batch.pipeline.config import JobConfig, parse_set
 
 log = logging.getLogger("m2fp_batch.job")
 
@@ -20,6 +19,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output", help="output directory (local or s3://); rerunning into it resumes")
     parser.add_argument("--model", help="model dir or ModelScope id (default: the official M2FP)")
     parser.add_argument("--config", help="YAML settings file (see configs/default.yaml)")
+    parser.add_argument(
+        "--trust-checkpoint",
+        action="store_true",
+        default=None,
+        help="allow a checkpoint that needs full unpickling (it can run code: only for weights you trust)",
+    )
     parser.add_argument("--overwrite", action="store_true", default=None, help="discard an earlier run's output")
     parser.add_argument("--address", help="Ray address (default: RAY_ADDRESS, else start a local Ray)")
     parser.add_argument("--batch-size", type=int, help="images per actor call and forward pass")
@@ -38,6 +43,7 @@ def config_from_args(args: argparse.Namespace) -> JobConfig:
         "input",
         "output",
         "model",
+        "trust_checkpoint",
         "overwrite",
         "address",
         "batch_size",
@@ -53,21 +59,11 @@ def config_from_args(args: argparse.Namespace) -> JobConfig:
 
 
 def main(args: argparse.Namespace) -> int:
-    """Validate the settings, run the job, print the summary; exit 2 on a bad config or input."""
-    from m2fp_batch.pipeline.inputs import InputError
-
-    try:
-        cfg = config_from_args(args)
-    except ConfigError as e:
-        print(f"m2fp-batch run: bad configuration: {e}", file=sys.stderr)
-        return 2
+    """Validate the settings, run the job, print the summary (errors: :mod:`m2fp_batch.errors`)."""
+    cfg = config_from_args(args)
     from m2fp_batch.pipeline.job import run_job
 
-    try:
-        summary = run_job(cfg)
-    except (ConfigError, InputError) as e:
-        print(f"m2fp-batch run: {e}", file=sys.stderr)
-        return 2
+    summary = run_job(cfg)
     print(json.dumps({k: summary[k] for k in ("output", "inputs", "rows", "complete", "status", "error_kinds")}))
     return 0 if summary["complete"] else 1
 
@@ -81,4 +77,6 @@ def entrypoint(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    return main(args)
+    from m2fp_batch.errors import run_command
+
+    return run_command("run", lambda: main(args), verbose=args.verbose)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import os
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -22,6 +23,7 @@ RESULT_KEYS = (
     "model",
     "model_revision",
     "max_pixels",
+    "max_bytes",
     "min_side",
     "short_edge",
     "max_size",
@@ -42,12 +44,14 @@ class JobConfig:
     output: str | None = None
     model: str = DEFAULT_MODEL_ID
     model_revision: str | None = None
+    trust_checkpoint: bool = False  # allow a checkpoint that needs full unpickling (runs its code)
     overwrite: bool = False
     # manifest (Parquet or CSV)
     uri_column: str = "uri"
     image_id_column: str = "image_id"
     # decoding guards
     max_pixels: int = 89_478_485  # PIL's default decompression-bomb limit
+    max_bytes: int = 256 * 1024 * 1024  # per input file, checked before decoding (reads stop at +1 byte)
     min_side: int = 8
     # inference
     batch_size: int = 4
@@ -108,7 +112,7 @@ class JobConfig:
             raise ConfigError("no output: pass --output DIR (where the Parquet shards go)")
         if not self.model:
             raise ConfigError("no model: pass --model DIR-or-ModelScope-id")
-        positive = ("max_pixels", "batch_size", "short_edge", "max_size", "shard_size", "read_concurrency")
+        positive = ("max_pixels", "max_bytes", "batch_size", "short_edge", "max_size", "shard_size", "read_concurrency")
         for k in positive:
             if getattr(self, k) < 1:
                 raise ConfigError(f"{k} must be >= 1, got {getattr(self, k)}")
@@ -197,15 +201,15 @@ def _coerce(key: str, value: Any) -> Any:
                 raise ValueError(value)
             return int(value)
         if t.startswith("float"):
-            if isinstance(value, bool):
+            if isinstance(value, bool) or not math.isfinite(float(value)):
                 raise ValueError(value)
             return float(value)
         if t.startswith("str"):
             if not isinstance(value, (str, int, float)) or isinstance(value, bool):
                 raise ValueError(value)
             return str(value)
-    except (TypeError, ValueError) as e:
-        raise ConfigError(f"{key}: expected {t}, got {value!r}") from e
+    except (TypeError, ValueError, OverflowError) as e:
+        raise ConfigError(f"{key}: expected {t} (finite), got {value!r}") from e
     return value
 
 

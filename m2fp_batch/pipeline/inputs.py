@@ -19,13 +19,17 @@ import pyarrow.csv as pacsv
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from m2fp_batch.storage import Filesystems, is_s3, to_uri
+from m2fp_batch.storage import Filesystems, is_s3, normalize_uri, to_uri
 
 log = logging.getLogger(__name__)
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
 MANIFEST_EXTENSIONS = (".parquet", ".pq", ".csv")
 KEY_COLUMNS = ("image_id", "uri", "shard")
+# Columns the read stage adds to each batch (worker.read_batch): a passthrough column of that
+# name would collide inside the pipeline.
+READ_COLUMNS = ("data", "read_error", "read_error_kind", "read_s")
+MAX_ROWS_SHOWN = 5
 
 
 class InputError(ValueError):
@@ -46,7 +50,10 @@ def list_inputs(
         InputError: ``src`` does not exist, holds no images, or the manifest is malformed.
     """
     fs, path = filesystems.resolve(src)
-    info = fs.get_file_info(path)
+    try:
+        info = fs.get_file_info(path)
+    except OSError as e:
+        raise InputError(f"input {src!r} cannot be reached: {' '.join(str(e).split())}") from e
     if info.type == pafs.FileType.NotFound:
         raise InputError(f"input {src!r} does not exist")
     if info.type == pafs.FileType.File:
@@ -56,6 +63,8 @@ def list_inputs(
     else:
         table = _list_directory(fs, path, src)
     if table.num_rows == 0:
+        if info.type == pafs.FileType.File:
+            raise InputError(f"manifest {src!r} has no rows: nothing to label")
         raise InputError(f"input {src!r} holds no images (extensions: {', '.join(IMAGE_EXTENSIONS)}, any case)")
     return table.take(pc.sort_indices(table, [("uri", "ascending")]))
 
@@ -66,6 +75,7 @@ def _list_directory(fs: pafs.FileSystem, path: str, src: str) -> pa.Table:
         uris = sorted(
             os.path.join(d, f) for d, _, files in os.walk(path) for f in files if f.lower().endswith(IMAGE_EXTENSIONS)
         )
+        _refuse_undecodable_names(uris, src)
     else:
         infos = fs.get_file_info(pafs.FileSelector(path, recursive=True))
         uris = sorted(
@@ -77,40 +87,110 @@ def _list_directory(fs: pafs.FileSystem, path: str, src: str) -> pa.Table:
     return pa.table({"image_id": [image_id_for(u) for u in uris], "uri": uris})
 
 
-def _read_manifest(fs: pafs.FileSystem, path: str, src: str, uri_column: str, image_id_column: str) -> pa.Table:
+def _refuse_undecodable_names(uris: list[str], src: str) -> None:
+    """File names that are not UTF-8 cannot be stored in the Parquet ``uri`` column."""
+    bad = [u for u in uris if not _is_utf8(u)]
+    if bad:
+        example = os.fsencode(bad[0]).decode("utf-8", "backslashreplace")
+        raise InputError(
+            f"input {src!r}: {len(bad)} file name(s) are not valid UTF-8, e.g. {example!r}; rename them to UTF-8 "
+            "(e.g. convmv -f latin1 -t utf8 -r --notest DIR) or list the files in a manifest"
+        )
+
+
+def _is_utf8(name: str) -> bool:
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _rows_text(mask: list[bool]) -> str:
+    """Manifest row numbers (1 = first data row) where ``mask`` holds, a few shown."""
+    rows = [i + 1 for i, m in enumerate(mask) if m]
+    shown = ", ".join(map(str, rows[:MAX_ROWS_SHOWN])) + (" ..." if len(rows) > MAX_ROWS_SHOWN else "")
+    return f"{len(rows)} row(s) ({shown}; counting data rows from 1)"
+
+
+def _load_manifest(fs: pafs.FileSystem, path: str, src: str) -> pa.Table:
     try:
         if path.lower().endswith(".csv"):
             with fs.open_input_stream(path) as f:
-                table = pacsv.read_csv(f)
-        else:
-            table = pq.read_table(path, filesystem=fs)
-    except (pa.ArrowInvalid, OSError) as e:
-        raise InputError(f"manifest {src!r} cannot be read: {e}") from e
-    if uri_column not in table.column_names:
+                return pacsv.read_csv(f)
+        return pq.read_table(path, filesystem=fs)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OSError) as e:
+        raise InputError(f"manifest {src!r} cannot be read: {' '.join(str(e).split())[:300]}") from e
+
+
+def _string_column(table: pa.Table, name: str, src: str, allow_int: bool = False) -> list[str]:
+    """The column as non-blank strings; anything else is refused with the manifest's row numbers."""
+    col = table.column(name)
+    if pa.types.is_dictionary(col.type):
+        col = col.cast(col.type.value_type)
+    if allow_int and pa.types.is_integer(col.type):
+        col = col.cast(pa.string())
+    if pa.types.is_binary(col.type) or pa.types.is_large_binary(col.type):
         raise InputError(
-            f"manifest {src!r} has no column {uri_column!r} (columns: {table.column_names}); "
-            "set uri_column (--set uri_column=NAME)"
+            f"manifest {src!r}: column {name!r} is not UTF-8 text (a Latin-1 or other encoding?); "
+            "save the manifest as UTF-8"
         )
-    uris = table.column(uri_column).cast(pa.string())
-    if uris.null_count:
-        raise InputError(f"manifest {src!r}: {uris.null_count} row(s) have an empty {uri_column!r}")
+    if not (pa.types.is_string(col.type) or pa.types.is_large_string(col.type)):
+        raise InputError(f"manifest {src!r}: column {name!r} has type {col.type}, it must hold strings (paths or ids)")
+    values = col.to_pylist()
+    blank = [v is None or not v.strip() for v in values]
+    if any(blank):
+        raise InputError(f"manifest {src!r}: {_rows_text(blank)} have an empty or blank {name!r}")
+    return values
+
+
+def _resolve_uris(uris: list[str], base: str, src: str) -> list[str]:
+    """Absolute, normalised uris (one spelling per file); unsupported schemes are refused."""
+    out = []
+    for u in uris:
+        if "://" in u and not is_s3(u) and not u.lower().startswith("file://"):
+            raise InputError(
+                f"manifest {src!r}: uri {u!r} uses the scheme {u.split('://')[0]}://, "
+                "only local paths and s3:// are supported"
+            )
+        out.append(normalize_uri(u if (is_s3(u) or u.startswith(("/", "file://"))) else posixpath.join(base, u)))
+    return out
+
+
+def _refuse_duplicates(values: list[str], what: str, src: str) -> None:
+    first: dict[str, int] = {}
+    dup = [False] * len(values)
+    for i, v in enumerate(values):
+        if v in first:
+            dup[i] = dup[first[v]] = True
+        else:
+            first[v] = i
+    if any(dup):
+        raise InputError(f"manifest {src!r}: {_rows_text(dup)} name the same {what} (each input must appear once)")
+
+
+def _read_manifest(fs: pafs.FileSystem, path: str, src: str, uri_column: str, image_id_column: str) -> pa.Table:
+    table = _load_manifest(fs, path, src)
+    names = table.column_names
+    dup_names = sorted({c for c in names if names.count(c) > 1})
+    if dup_names:
+        raise InputError(f"manifest {src!r}: column name(s) {dup_names} appear more than once; rename them")
+    if uri_column not in names:
+        raise InputError(
+            f"manifest {src!r} has no column {uri_column!r} (columns: {names}); set uri_column (--set uri_column=NAME)"
+        )
     base = posixpath.dirname(src) if is_s3(src) else posixpath.dirname(to_uri(fs, path))
-    resolved = [u if (is_s3(u) or u.startswith("/")) else posixpath.join(base, u) for u in uris.to_pylist()]
-    if image_id_column in table.column_names:
-        ids = table.column(image_id_column).cast(pa.string())
-        if ids.null_count:
-            raise InputError(f"manifest {src!r}: {ids.null_count} row(s) have an empty {image_id_column!r}")
-        ids = ids.to_pylist()
+    resolved = _resolve_uris(_string_column(table, uri_column, src), base, src)
+    _refuse_duplicates(resolved, "file", src)
+    if image_id_column in names:
+        ids = _string_column(table, image_id_column, src, allow_int=True)
+        _refuse_duplicates(ids, image_id_column, src)
     else:
         ids = [image_id_for(u) for u in resolved]
-    if len(set(ids)) != len(ids):
-        seen: set[str] = set()
-        dups = [i for i in ids if i in seen or seen.add(i)]
-        raise InputError(f"manifest {src!r}: duplicate image ids, e.g. {dups[:3]} (each input must appear once)")
-    rest = [c for c in table.column_names if c not in (uri_column, image_id_column)]
-    reserved = [c for c in rest if c in KEY_COLUMNS]
+    rest = [c for c in names if c not in (uri_column, image_id_column)]
+    reserved = [c for c in rest if c in KEY_COLUMNS + READ_COLUMNS]
     if reserved:
-        raise InputError(f"manifest {src!r}: column(s) {reserved} are reserved; rename them")
+        raise InputError(f"manifest {src!r}: column(s) {reserved} are reserved by the pipeline; rename them")
     out = pa.table({"image_id": ids, "uri": resolved})
     for c in rest:
         out = out.append_column(table.schema.field(c), table.column(c))
@@ -135,12 +215,12 @@ def extend_listing(stored: pa.Table, current: pa.Table, shard_size: int) -> tupl
     new = current.filter(mask)
     if new.num_rows == 0:
         return stored, 0
-    stored_rest = [c for c in stored.column_names if c not in KEY_COLUMNS]
-    new_rest = [c for c in new.column_names if c not in KEY_COLUMNS]
+    stored_rest = [f"{f.name}: {f.type}" for f in stored.schema if f.name not in KEY_COLUMNS]
+    new_rest = [f"{f.name}: {f.type}" for f in new.schema if f.name not in KEY_COLUMNS]
     if stored_rest != new_rest:
         raise InputError(
-            f"the manifest's columns changed since the first run ({stored_rest} -> {new_rest}); "
-            "use --overwrite or another output directory"
+            f"the manifest's passthrough columns changed since the first run ({stored_rest} -> {new_rest}); "
+            "one output holds one schema: use --overwrite or another output directory"
         )
     first = int(pc.max(stored.column("shard")).as_py()) + 1
     added = assign_shards(new, shard_size, first).cast(stored.schema)

@@ -12,78 +12,59 @@ import collections
 import logging
 import math
 import os
+import socket
+import sys
 import time
-from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from m2fp_batch.labels.layout import CONFIG_FILE, INPUTS_FILE, RUN_FILE, shard_name, stats_name
+from m2fp_batch.inference.loading import ModelInfo
+from m2fp_batch.labels.layout import RUN_FILE, shard_name, stats_name
+from m2fp_batch.pipeline import reaper
 from m2fp_batch.pipeline.config import ConfigError, JobConfig
-from m2fp_batch.pipeline.inputs import KEY_COLUMNS, InputError, assign_shards, extend_listing, list_inputs
+from m2fp_batch.pipeline.inputs import KEY_COLUMNS
 from m2fp_batch.pipeline.output import OutputDir
+from m2fp_batch.pipeline.resume import Prepared, prepare
 from m2fp_batch.pipeline.worker import CrashLedger, Labeler, actor_threads, read_batch
 from m2fp_batch.schema import SCHEMA_NAME, SKIN_GROUPS, STATUSES, output_schema
 from m2fp_batch.storage import Filesystems, S3Options
 
 log = logging.getLogger("m2fp_batch.job")
 
+ADDRESS_TIMEOUT_S = 10.0
 
-def check_model(model: str) -> None:
-    """Fail before Ray starts when a local model dir is plainly wrong."""
-    from m2fp_batch.inference.loading import looks_like_model_id
 
-    if looks_like_model_id(model):
+def resolve_model(cfg: JobConfig) -> ModelInfo:
+    """Find (download or cache), parse and load the model once, in the driver, before Ray starts.
+
+    The actors then load the same files from ``ModelInfo.model_dir`` and check the sha256
+    (see ``docs/job.md``, multi-node). Raises ModelLoadError / CheckpointMismatchError.
+    """
+    from m2fp_batch.inference.loading import load_model
+
+    net, _, info = load_model(cfg.model, cfg.model_revision, trust_checkpoint=cfg.trust_checkpoint)
+    del net
+    log.info("model %s: %s (checkpoint sha256 %s)", cfg.model, info.model_dir, info.checkpoint_sha256[:16])
+    return info
+
+
+def check_address(address: str, timeout: float = ADDRESS_TIMEOUT_S) -> None:
+    """Fail within ``timeout`` seconds when a Ray address (``host:port``, ``ray://``, ``http://``) does not answer."""
+    if address in ("auto", "local"):
         return
-    p = Path(model).expanduser()
-    if not p.is_dir():
-        raise ConfigError(f"model {model!r}: no such directory (and not a ModelScope id owner/name)")
-    if not (p / "configuration.json").is_file():
-        raise ConfigError(f"model dir {model!r} has no configuration.json")
-
-
-def prepare(cfg: JobConfig, fss: Filesystems) -> tuple[OutputDir, pa.Table, set[int]]:
-    """Output dir, listing (saved on the first run) and finished shards; no Ray."""
-    out = OutputDir(cfg.output, fss)
-    out.ensure()
-    if cfg.overwrite:
-        n = out.clear()
-        log.info("--overwrite: removed %d file(s) of an earlier run in %s", n, cfg.output)
-    removed = out.remove_temporaries()
-    if removed:
-        log.info("removed %d unfinished temporary file(s) of an interrupted run", removed)
-    current = list_inputs(cfg.input, fss, cfg.uri_column, cfg.image_id_column)
-    if out.exists(CONFIG_FILE):
-        saved = out.read_json(CONFIG_FILE)
-        if saved.get("config_hash") != cfg.config_hash():
-            diff = {
-                k: (saved.get("settings", {}).get(k), v)
-                for k, v in cfg.result_dict().items()
-                if saved.get("settings", {}).get(k) != v
-            }
-            raise ConfigError(
-                f"output {cfg.output!r} was written with other settings {diff} (saved -> now); "
-                "pass --overwrite to start over, or use another --output"
-            )
-    if out.exists(INPUTS_FILE) and out.exists(CONFIG_FILE):
-        stored = out.read_table(INPUTS_FILE)
-        listing, added = extend_listing(stored, current, cfg.shard_size)
-        if added:
-            log.info("%d new input(s) since the first run: appended as new shards", added)
-            out.write_table(INPUTS_FILE, listing)
-    else:
-        listing = assign_shards(current, cfg.shard_size)
-        try:  # passthrough names that clash with output columns
-            output_schema(pa.schema([f for f in listing.schema if f.name not in KEY_COLUMNS]))
-        except ValueError as e:
-            raise InputError(str(e)) from e
-        out.write_table(INPUTS_FILE, listing)
-        out.write_json(
-            CONFIG_FILE, {"schema": SCHEMA_NAME, "config_hash": cfg.config_hash(), "settings": cfg.result_dict()}
-        )
-    finished = out.finished_shards()
-    return out, listing, finished
+    hostport = address.split("://", 1)[-1].split("/", 1)[0]
+    host, _, port = hostport.rpartition(":")
+    if not host or not port.isdigit():
+        raise ConfigError(f"Ray address {address!r} is not host:port (or ray://host:port, auto)")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except OSError as e:
+        raise ConfigError(
+            f"no Ray cluster answers at {address!r} ({e.strerror or e}); start one (ray start --head) "
+            "or leave --address and RAY_ADDRESS unset for a local Ray"
+        ) from e
 
 
 def _blocks(pending: pa.Table, block_rows: int) -> list[pa.Table]:
@@ -103,7 +84,8 @@ def _fmt_eta(seconds: float) -> str:
     return f"{seconds // 3600:d}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
 
 
-def shard_stats(shard: int, table: pa.Table, nbytes: int, seconds: float) -> dict[str, Any]:
+def shard_stats(shard: int, table: pa.Table, nbytes: int, seconds: float, job_id: str) -> dict[str, Any]:
+    """The shard's stats file, also its commit marker (``layout.MARKER_FIELDS``: job_id, rows, bytes)."""
     status = collections.Counter(table.column("status").to_pylist())
     kinds = collections.Counter(k for k in table.column("error_kind").to_pylist() if k)
     persons = pc.sum(table.column("num_persons")).as_py() or 0
@@ -113,6 +95,7 @@ def shard_stats(shard: int, table: pa.Table, nbytes: int, seconds: float) -> dic
             skin.update(c)
     return {
         "shard": shard,
+        "job_id": job_id,
         "file": shard_name(shard),
         "rows": table.num_rows,
         "status": {s: status.get(s, 0) for s in STATUSES},
@@ -126,8 +109,9 @@ def shard_stats(shard: int, table: pa.Table, nbytes: int, seconds: float) -> dic
     }
 
 
-def summarize(out: OutputDir, listing: pa.Table, cfg: JobConfig, run: dict[str, Any]) -> dict[str, Any]:
-    stats = out.all_stats()
+def summarize(prep: Prepared, cfg: JobConfig, run: dict[str, Any]) -> dict[str, Any]:
+    out, listing = prep.out, prep.listing
+    stats = sorted(out.committed_stats(prep.job_id, prep.rows_per_shard()).values(), key=lambda s: s["shard"])
     status: collections.Counter = collections.Counter()
     kinds: collections.Counter = collections.Counter()
     skin: collections.Counter = collections.Counter()
@@ -154,6 +138,7 @@ def summarize(out: OutputDir, listing: pa.Table, cfg: JobConfig, run: dict[str, 
         "run": run,
         "config": cfg.to_dict(redact=True),
         "config_hash": cfg.config_hash(),
+        "job_id": prep.job_id,
         "provenance": _provenance(out, listing),
     }
 
@@ -169,8 +154,17 @@ def _init_ray(cfg: JobConfig):
         ray.init(address=address, log_to_driver=True)
     else:
         log.info("starting a local Ray (num_cpus=%s)", cfg.num_cpus or "all")
-        ray.init(address="local", num_cpus=cfg.num_cpus, include_dashboard=False)
+        reaper.start_watcher()  # its processes end with this driver, even after kill -9
+        try:
+            ray.init(address="local", num_cpus=cfg.num_cpus, include_dashboard=False)
+        finally:
+            reaper.unmark()
     return ray
+
+
+def _ray_initialized() -> bool:
+    ray = sys.modules.get("ray")
+    return bool(ray is not None and ray.is_initialized())
 
 
 def _pool_size(cfg: JobConfig, ray) -> int:
@@ -193,9 +187,12 @@ def _pool_size(cfg: JobConfig, ray) -> int:
 
 def run_job(cfg: JobConfig) -> dict[str, Any]:
     """Run (or resume) the job; returns the summary also written to ``DIR/_run.json``."""
-    check_model(cfg.model)
+    model = resolve_model(cfg)
+    if cfg.ray_address() and not _ray_initialized():
+        check_address(cfg.ray_address())
     fss = Filesystems(S3Options.from_config(cfg))
-    out, listing, finished = prepare(cfg, fss)
+    prep = prepare(cfg, fss, model.checkpoint_sha256)
+    out, listing, finished = prep.out, prep.listing, set(prep.finished)
     expected = collections.Counter(listing.column("shard").to_pylist())
     total = listing.num_rows
     done_before = sum(expected[s] for s in finished)
@@ -212,7 +209,7 @@ def run_job(cfg: JobConfig) -> dict[str, Any]:
     run: dict[str, Any] = {"started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t_start))}
     if pending.num_rows == 0:
         run.update(labelled_this_run=0, seconds=0.0, images_per_s=None)
-        summary = summarize(out, listing, cfg, run)
+        summary = summarize(prep, cfg, run)
         out.write_json(RUN_FILE, summary)
         log.info("nothing to do: every shard of %s is finished", cfg.output)
         return summary
@@ -234,12 +231,18 @@ def run_job(cfg: JobConfig) -> dict[str, Any]:
     ctx = rd.DataContext.get_current()
     ctx.enable_progress_bars = False
     ledger = ray.remote(num_cpus=0)(CrashLedger).remote()
-    settings = {**cfg.to_dict(redact=False), "config_hash": cfg.config_hash()}
+    settings = {
+        **cfg.to_dict(redact=False),
+        "config_hash": cfg.config_hash(),
+        "model_dir": model.model_dir,
+        "model_id": model.model_id,
+        "checkpoint_sha256": model.checkpoint_sha256,
+    }
     block_rows = max(cfg.batch_size, math.ceil(pending.num_rows / 20000))
     ds = rd.from_arrow(_blocks(pending, block_rows))
     ds = ds.map_batches(
         read_batch,
-        fn_kwargs={"s3": S3Options.from_config(cfg)},
+        fn_kwargs={"s3": S3Options.from_config(cfg), "max_bytes": cfg.max_bytes},
         batch_format="pyarrow",
         batch_size=None,
         num_cpus=cfg.read_cpus,
@@ -274,7 +277,8 @@ def run_job(cfg: JobConfig) -> dict[str, Any]:
                 table = pa.concat_tables(buffers.pop(shard)).cast(out_schema)
                 table = table.take(pc.sort_indices(table, [("uri", "ascending")]))
                 nbytes = out.write_table(shard_name(shard), table, cfg.compression)
-                out.write_json(stats_name(shard), shard_stats(shard, table, nbytes, time.time() - shard_t0[shard]))
+                stats = shard_stats(shard, table, nbytes, time.time() - shard_t0[shard], prep.job_id)
+                out.write_json(stats_name(shard), stats)
             elif got[shard] > expected[shard]:
                 raise RuntimeError(f"shard {shard}: got {got[shard]} rows for {expected[shard]} inputs")
         labelled += batch.num_rows
@@ -311,7 +315,7 @@ def run_job(cfg: JobConfig) -> dict[str, Any]:
         ray_address=cfg.ray_address() or "local",
         pid=os.getpid(),
     )
-    summary = summarize(out, listing, cfg, run)
+    summary = summarize(prep, cfg, run)
     out.write_json(RUN_FILE, summary)
     log.info(
         "finished: %d/%d rows, status %s, %d labelled in %.1f s (%.2f images/s); summary in %s/_run.json",

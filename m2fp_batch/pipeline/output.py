@@ -1,7 +1,11 @@
 """The output directory: shards committed atomically, one stats file per shard, resume state.
 
-The layout (file names, the commit rule) is defined in :mod:`m2fp_batch.labels.layout`, shared
-with every reader of the output.
+The layout (file names and THE commit rule, :func:`m2fp_batch.labels.layout.shard_committed`)
+is defined in :mod:`m2fp_batch.labels.layout`, shared with every reader of the output. A shard is
+finished only when its stats file is this job's commit marker for its Parquet file (the stats name
+the job id recorded in ``_config.json``, the shard's row count and the Parquet file's exact size).
+A ``shard-*.parquet`` of another job, one copied in by hand, or one whose stats are lost or stale
+is never taken as done: the shard is labelled again and the file replaced.
 """
 
 from __future__ import annotations
@@ -23,15 +27,20 @@ from m2fp_batch.labels.layout import (
     SHARD_RE,
     STATS_DIR,
     STATS_RE,
-    committed_shards,
     is_temporary,
     list_dir,
+    read_json_or_none,
+    shard_committed,
 )
 from m2fp_batch.storage import Filesystems
 
 __all__ = ["OutputDir", "is_local"]
 
 log = logging.getLogger(__name__)
+
+
+class OutputError(ValueError):
+    """The output location cannot be used, or holds another job's files; the message says why."""
 
 
 class OutputDir:
@@ -44,9 +53,26 @@ class OutputDir:
     def path(self, name: str) -> str:
         return self.root.rstrip("/") + "/" + name
 
+    def check_usable(self) -> None:
+        """Refuse an output that is a file; creates nothing."""
+        info = self.fs.get_file_info(self.root)
+        if info.type == pafs.FileType.File:
+            raise OutputError(f"--output {self.uri!r} is a file, not a directory: pass a directory")
+
+    def job_files(self, stats_only: bool = False) -> list[str]:
+        """Names of files here that this job writes (shards, listing, stats)."""
+        names = [] if stats_only else [i.base_name for i in self._listdir() if SHARD_RE.match(i.base_name)]
+        if not stats_only and self.exists(INPUTS_FILE):
+            names.append(INPUTS_FILE)
+        names += [f"{STATS_DIR}/{i.base_name}" for i in self._listdir(STATS_DIR) if STATS_RE.match(i.base_name)]
+        return sorted(names)
+
     def ensure(self) -> None:
-        self.fs.create_dir(self.root, recursive=True)
-        self.fs.create_dir(self.path(STATS_DIR), recursive=True)
+        try:
+            self.fs.create_dir(self.root, recursive=True)
+            self.fs.create_dir(self.path(STATS_DIR), recursive=True)
+        except OSError as e:
+            raise OutputError(f"cannot create the output directory {self.uri!r}: {e}") from e
 
     def exists(self, name: str) -> bool:
         return self.fs.get_file_info(self.path(name)).type == pafs.FileType.File
@@ -85,16 +111,23 @@ class OutputDir:
     def read_table(self, name: str) -> pa.Table:
         return pq.read_table(self.path(name), filesystem=self.fs)
 
-    def finished_shards(self) -> set[int]:
-        """Committed shards (:func:`m2fp_batch.labels.layout.committed_shards`)."""
-        return set(committed_shards(self.fs, self.root))
+    def shard_files(self) -> dict[int, int | None]:
+        """shard -> size in bytes of every ``shard-*.parquet`` file here."""
+        return {int(m.group(1)): i.size for i in self._listdir() if (m := SHARD_RE.match(i.base_name))}
 
-    def all_stats(self) -> list[dict]:
-        out = []
+    def committed_stats(self, job_id: str, rows_per_shard: dict[int, int]) -> dict[int, dict]:
+        """shard -> stats, for the shards of the listing committed by job ``job_id``."""
+        sizes = self.shard_files()
+        out = {}
         for i in self._listdir(STATS_DIR):
-            if STATS_RE.match(i.base_name):
-                out.append(self.read_json(f"{STATS_DIR}/{i.base_name}"))
-        return sorted(out, key=lambda s: s["shard"])
+            m = STATS_RE.match(i.base_name)
+            if not m or int(m.group(1)) not in rows_per_shard:
+                continue
+            shard = int(m.group(1))
+            stats = read_json_or_none(self.fs, i.path)
+            if shard_committed(stats, sizes.get(shard), job_id, rows_per_shard[shard]):
+                out[shard] = stats
+        return out
 
     def remove_temporaries(self) -> int:
         n = 0

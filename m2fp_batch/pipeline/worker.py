@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import time
 from typing import Any
 
@@ -16,22 +17,29 @@ from m2fp_batch.annotate.brightness import adaptive_brightness
 from m2fp_batch.decode import ImageError, decode_image
 from m2fp_batch.rows import error_columns, finish_row, result_columns
 from m2fp_batch.schema import SCHEMA
-from m2fp_batch.storage import Filesystems, S3Options
+from m2fp_batch.storage import Filesystems, FileTooLargeError, NotARegularFileError, S3Options
 
 log = logging.getLogger(__name__)
 
 KEY_COLUMNS = ("image_id", "uri", "shard")
 
 
-def read_batch(batch: pa.Table, s3: S3Options) -> pa.Table:
-    """Add ``data`` (the file's bytes, null on failure), ``read_error``, ``read_error_kind``, ``read_s``."""
+def read_batch(batch: pa.Table, s3: S3Options, max_bytes: int) -> pa.Table:
+    """Add ``data`` (the file's bytes, null on failure), ``read_error``, ``read_error_kind``, ``read_s``.
+
+    Only regular files are read, at most ``max_bytes + 1`` bytes each (see ``Filesystems.read_bytes``).
+    """
     fss = Filesystems(s3)
     data, errors, kinds, secs = [], [], [], []
     for uri in batch.column("uri").to_pylist():
         t0 = time.perf_counter()
         blob, err, kind = None, None, None
         try:
-            blob = fss.read_bytes(uri)
+            blob = fss.read_bytes(uri, max_bytes)
+        except NotARegularFileError as e:
+            err, kind = f"{uri}: {e}", "unreadable"
+        except FileTooLargeError as e:
+            err, kind = f"{e} ({uri})", "too_large"
         except FileNotFoundError:
             err, kind = f"the file does not exist: {uri}", "missing"
         except IsADirectoryError:
@@ -89,6 +97,15 @@ class CrashLedger:
         return len(self.unfinished)
 
 
+def _model_location(settings: dict[str, Any]) -> str:
+    """Where an actor loads the model: the driver's resolved dir when this node sees it, else the
+    ModelScope id (the same revision, downloaded into this node's cache; the sha256 is checked)."""
+    model_dir = settings.get("model_dir")
+    if model_dir and os.path.isdir(model_dir):
+        return model_dir
+    return settings.get("model_id") or settings["model"]
+
+
 class Labeler:
     """Decode + M2FP + rows for a batch of read rows. The model loads once, in ``__init__``.
 
@@ -112,14 +129,20 @@ class Labeler:
         self.ledger = ledger
         self.max_crashes = int(settings["max_worker_crashes"])
         self.parser = M2FPParser.from_pretrained(
-            settings["model"],
+            _model_location(settings),
             revision=settings.get("model_revision"),
+            trust_checkpoint=bool(settings.get("trust_checkpoint")),
             threads=max(1, int(threads)),
             max_batch=int(settings["batch_size"]),
             short_edge=int(settings["short_edge"]),
             max_size=int(settings["max_size"]),
         )
         info = self.parser.info
+        if info and settings.get("checkpoint_sha256") and info.checkpoint_sha256 != settings["checkpoint_sha256"]:
+            raise RuntimeError(
+                f"this node loaded checkpoint sha256 {info.checkpoint_sha256[:16]}... from {info.model_dir}, "
+                f"the driver resolved {settings['checkpoint_sha256'][:16]}...: the model differs between nodes"
+            )
         self.provenance = {
             "model": settings["model"],
             "model_id": info.model_id if info else None,

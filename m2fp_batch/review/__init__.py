@@ -12,3 +12,14 @@ import os
 
 os.environ.setdefault("FIFTYONE_DO_NOT_TRACK", "true")
 os.environ.setdefault("FIFTYONE_DATABASE_VALIDATION", "false")
+
+# On a loaded 2-core machine the bundled mongod can take longer than pymongo's default 30 s
+# server-selection timeout to answer its first client ("Could not connect to `mongod`").
+MONGOD_CONNECT_TIMEOUT_S = 180
+
+
+def connect_patiently() -> None:
+    """Give FiftyOne's first database connection :data:`MONGOD_CONNECT_TIMEOUT_S` (call before it connects)."""
+    import fiftyone.core.odm.database as fod
+
+    fod._connection_kwargs.setdefault("serverSelectionTimeoutMS", MONGOD_CONNECT_TIMEOUT_S * 1000)

@@ -8,6 +8,10 @@ from urllib.parse import urlsplit
 
 import fiftyone as fo
 
+from m2fp_batch.review import connect_patiently
+
+connect_patiently()
+
 log = logging.getLogger(__name__)
 
 ADDRESS = "127.0.0.1"

@@ -31,6 +31,7 @@ import fiftyone as fo
 from fiftyone import ViewField as F
 
 from m2fp_batch.annotate.palette import CIHP_CLASSES, hex_color
+from m2fp_batch.review import connect_patiently
 from m2fp_batch.review import masks as mk
 from m2fp_batch.review.convert import (
     DEFAULT_LOW_SCORE,
@@ -46,6 +47,8 @@ from m2fp_batch.review.convert import (
     sample_data_star,
 )
 from m2fp_batch.schema import SKIN_GROUPS, STATUS_ERROR, STATUS_OK
+
+connect_patiently()
 
 log = logging.getLogger(__name__)
 INFO_KEY = "m2fp_batch"

@@ -43,12 +43,18 @@ def _wait(check, timeout: float, what: str, proc: subprocess.Popen, log: Path) -
     raise TimeoutError(f"{what} not ready after {timeout} s: {log.read_text()[-3000:]}")
 
 
+def token_path() -> Path:
+    """The session's Ray token (made by tests/conftest.py); never one left in the user's ``~``."""
+    path = Path(os.environ["RAY_AUTH_TOKEN_PATH"])
+    assert path.is_file(), "tests/conftest.py makes the session's Ray token"
+    return path
+
+
 def auth_headers() -> dict[str, str]:
     """The token header for the head's dashboard (token auth; the token file ray start uses).
 
     Passed explicitly: a process that already ran a Ray with another auth mode keeps that mode."""
-    path = Path(os.environ.get("RAY_AUTH_TOKEN_PATH", "~/.ray/auth_token")).expanduser()
-    return {"Authorization": "Bearer " + path.read_text().strip()} if path.is_file() else {}
+    return {"Authorization": "Bearer " + token_path().read_text().strip()}
 
 
 def descendants_matching(pid: int, needle: str) -> list[int]:
@@ -96,6 +102,7 @@ def ray_head(num_cpus: int = 2):
         "RAY_USAGE_STATS_ENABLED": "0",
         "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
         "RAY_AUTH_MODE": "token",
+        "RAY_AUTH_TOKEN_PATH": str(token_path()),
         "PATH": f"{BIN}:{os.environ.get('PATH', '')}",
     }
     cmd = [

@@ -29,14 +29,9 @@ REPO = Path(__file__).resolve().parents[2]
 
 @pytest.fixture(scope="module")
 def head():
-    old = os.environ.get("RAY_AUTH_MODE")
-    os.environ["RAY_AUTH_MODE"] = "token"  # the head enables token auth; clients read ~/.ray/auth_token
+    # token auth, the session's token (tests/conftest.py: RAY_AUTH_TOKEN_PATH), passed explicitly
     with ray_head() as h:
         yield h
-    if old is None:
-        os.environ.pop("RAY_AUTH_MODE", None)
-    else:
-        os.environ["RAY_AUTH_MODE"] = old
 
 
 def _photos() -> list[tuple[str, bytes]]:

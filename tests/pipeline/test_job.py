@@ -3,7 +3,6 @@ files, resume, --overwrite, Parquet/CSV manifests with passthrough columns, bad 
 
 from __future__ import annotations
 
-import argparse
 import json
 import shutil
 
@@ -13,8 +12,8 @@ import pyarrow.parquet as pq
 import pytest
 from badfiles import MAX_PIXELS, MIN_SIDE, good_files, write_inputs
 
+from m2fp_batch import cli as m2fp_cli
 from m2fp_batch.annotate import rle
-from m2fp_batch.pipeline import cli
 from m2fp_batch.pipeline.config import ConfigError, JobConfig
 from m2fp_batch.pipeline.job import run_job
 from m2fp_batch.schema import output_schema
@@ -150,9 +149,7 @@ def test_manifests_keep_passthrough_columns(tmp_path, tiny_model_dir):
 
 def test_bad_settings_stop_before_ray(tmp_path, tiny_model_dir, capsys):
     def run(*argv):
-        p = argparse.ArgumentParser()
-        cli.add_arguments(p)
-        return cli.main(p.parse_args(list(argv)))
+        return m2fp_cli.main(["run", *argv])
 
     assert run("--input", str(tmp_path), "--output", str(tmp_path / "o"), "--set", "batchsize=3") == 2
     assert "unknown setting(s) ['batchsize']" in capsys.readouterr().err

@@ -1,0 +1,54 @@
+"""m2fp_batch.errors: one sentence per failure, exit 2 / 130 / 1, the traceback only with -v."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+import pytest
+
+from m2fp_batch.errors import EXIT_INTERRUPTED, EXIT_USER_ERROR, UserError, run_command, user_message
+from m2fp_batch.inference.loading import ModelLoadError
+from m2fp_batch.pipeline.config import ConfigError
+
+
+@pytest.mark.parametrize(
+    "exc, sentence",
+    [
+        (UserError("the input is empty"), "the input is empty"),
+        (ConfigError("batch_size must be >= 1"), "bad configuration: batch_size must be >= 1"),
+        (ModelLoadError("dir has no checkpoint\n(see docs)"), "dir has no checkpoint (see docs)"),
+        (FileNotFoundError(2, "No such file or directory", "/x.jpg"), "No such file or directory: '/x.jpg'"),
+        (pa.ArrowInvalid("Parquet magic bytes not found"), "a Parquet or CSV file cannot be read: Parquet magic"),
+    ],
+)
+def test_user_errors_are_one_sentence(exc, sentence):
+    msg = user_message(exc)
+    assert msg is not None and msg.startswith(sentence) and "\n" not in msg
+
+
+def test_a_bug_is_not_a_user_error():
+    assert user_message(TypeError("unsupported operand")) is None
+
+
+def _raise(exc: BaseException):
+    def fn():
+        raise exc
+
+    return fn
+
+
+def test_run_command_exit_codes(capsys):
+    assert run_command("run", lambda: 0) == 0
+    assert run_command("run", _raise(ConfigError("shard_size must be >= 1"))) == EXIT_USER_ERROR
+    err = capsys.readouterr().err
+    assert err == "m2fp-batch run: bad configuration: shard_size must be >= 1\n"
+    assert run_command("run", _raise(KeyboardInterrupt())) == EXIT_INTERRUPTED
+    assert "interrupted (Ctrl-C)" in capsys.readouterr().err
+    assert run_command("report", _raise(ZeroDivisionError("division by zero"))) == 1
+    err = capsys.readouterr().err
+    assert "internal error ZeroDivisionError" in err and "-v" in err and "Traceback" not in err
+
+
+def test_traceback_only_with_verbose(capsys):
+    assert run_command("run", _raise(ConfigError("x")), verbose=True) == EXIT_USER_ERROR
+    err = capsys.readouterr().err
+    assert "Traceback" in err and err.rstrip().endswith("m2fp-batch run: bad configuration: x")
