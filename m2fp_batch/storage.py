@@ -18,6 +18,9 @@ import pyarrow.fs as pafs
 S3_CONNECT_TIMEOUT_S = 5.0
 S3_REQUEST_TIMEOUT_S = 60.0
 S3_MAX_ATTEMPTS = 3
+# The job's default per-file byte limit (setting max_bytes), and the readers' limit for an
+# image named by a label row: reads stop at max_bytes + 1, checked before decoding.
+DEFAULT_MAX_BYTES = 256 * 1024 * 1024
 
 
 @dataclass(frozen=True)

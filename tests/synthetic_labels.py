@@ -19,8 +19,10 @@ from skimage import draw
 
 from m2fp_batch.annotate import rle
 from m2fp_batch.annotate.palette import CIHP_CLASSES
-from m2fp_batch.labels.layout import shard_name, stats_name
+from m2fp_batch.labels.layout import CONFIG_FILE, STATS_DIR, shard_name, stats_name
 from m2fp_batch.schema import SCHEMA, SCHEMA_VERSION, SKIN_GROUPS
+
+SYNTHETIC_JOB_ID = "synthetic-job"
 
 C = {name: i for i, name in enumerate(CIHP_CLASSES)}
 
@@ -168,7 +170,17 @@ def error_row(image_id: str, uri: str) -> dict:
 
 def write_output(out: Path, rows: list[dict], shard: int = 0) -> Path:
     """Commit ``rows`` as shard ``shard`` of a job output at ``out`` (Parquet, then the stats marker)."""
-    (out / "_stats").mkdir(parents=True, exist_ok=True)
-    pq.write_table(pa.Table.from_pylist([{**r, "shard": shard} for r in rows], schema=SCHEMA), out / shard_name(shard))
-    (out / stats_name(shard)).write_text(json.dumps({"shard": shard, "rows": len(rows)}))
+    (out / STATS_DIR).mkdir(parents=True, exist_ok=True)
+    if not (out / CONFIG_FILE).exists():
+        (out / CONFIG_FILE).write_text(json.dumps({"job_id": SYNTHETIC_JOB_ID}))
+    path = out / shard_name(shard)
+    pq.write_table(pa.Table.from_pylist([{**r, "shard": shard} for r in rows], schema=SCHEMA), path)
+    marker = {"shard": shard, "job_id": SYNTHETIC_JOB_ID, "rows": len(rows), "bytes": path.stat().st_size}
+    (out / stats_name(shard)).write_text(json.dumps(marker))
     return out
+
+
+def commit_marker(out: Path, shard: int) -> dict:
+    """The stats marker that commits the ``shard-NNNNN.parquet`` now at ``out`` (as the job writes it)."""
+    rows = pq.read_metadata(out / shard_name(shard)).num_rows
+    return {"shard": shard, "job_id": SYNTHETIC_JOB_ID, "rows": rows, "bytes": (out / shard_name(shard)).stat().st_size}

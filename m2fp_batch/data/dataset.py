@@ -37,7 +37,7 @@ from m2fp_batch.formats import cihp
 from m2fp_batch.labels import LabelsError, LabelSource, label_maps, open_labels
 from m2fp_batch.labels.reader import REVIEW_STATUS, is_trainable
 from m2fp_batch.schema import SKIN_GROUPS
-from m2fp_batch.storage import Filesystems
+from m2fp_batch.storage import DEFAULT_MAX_BYTES, Filesystems
 
 __all__ = ["ParsingDataset", "SampleRef"]
 
@@ -158,7 +158,7 @@ class ParsingDataset(torch.utils.data.Dataset):
 
     def _image(self, uri: str, shape: tuple[int, int], image_id: str) -> np.ndarray:
         try:
-            image = decode_image(self._fss.read_bytes(uri), max_pixels=self.max_pixels)
+            image = decode_image(self._fss.read_bytes(uri, DEFAULT_MAX_BYTES), max_pixels=self.max_pixels)
         except (OSError, ValueError, ImageError) as e:
             raise LabelsError(f"image {image_id!r}: cannot read {uri}: {e}") from e
         if image.shape[:2] != shape:

@@ -25,7 +25,7 @@ from m2fp_batch.formats import cihp, coco
 from m2fp_batch.labels import LabelSource, label_maps, open_labels
 from m2fp_batch.labels.reader import REJECTED, REVIEW_STATUS, check_version
 from m2fp_batch.schema import STATUS_OK
-from m2fp_batch.storage import Filesystems
+from m2fp_batch.storage import DEFAULT_MAX_BYTES, Filesystems
 
 __all__ = ["FORMATS", "SUMMARY_FILE", "ExportError", "ExportSummary", "export"]
 
@@ -114,7 +114,7 @@ def _write_cihp(source: LabelSource, tmp: Path, summary: ExportSummary, max_pixe
     def records() -> Iterator[dict[str, Any]]:
         for row in _rows(source, ROW_COLUMNS, "cihp", summary):
             try:
-                data = fss.read_bytes(row["uri"])
+                data = fss.read_bytes(row["uri"], DEFAULT_MAX_BYTES)
                 pixels = decode_image(data, max_pixels=max_pixels)
             except (OSError, ValueError, ImageError) as e:
                 log.warning("export: skipping %s: cannot read its image %s: %s", row["image_id"], row["uri"], e)

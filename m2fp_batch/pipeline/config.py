@@ -14,7 +14,9 @@ from typing import Any
 
 import yaml
 
+from m2fp_batch.decode import DEFAULT_MAX_PIXELS
 from m2fp_batch.inference import DEFAULT_MODEL_ID
+from m2fp_batch.storage import DEFAULT_MAX_BYTES
 
 SECRET_KEYS = ("s3_access_key", "s3_secret_key", "s3_session_token")
 # Settings that change what a row contains: resuming into an output written with other values
@@ -50,8 +52,8 @@ class JobConfig:
     uri_column: str = "uri"
     image_id_column: str = "image_id"
     # decoding guards
-    max_pixels: int = 89_478_485  # PIL's default decompression-bomb limit
-    max_bytes: int = 256 * 1024 * 1024  # per input file, checked before decoding (reads stop at +1 byte)
+    max_pixels: int = DEFAULT_MAX_PIXELS  # PIL's default decompression-bomb limit
+    max_bytes: int = DEFAULT_MAX_BYTES  # per input file, checked before decoding (reads stop at +1 byte)
     min_side: int = 8
     # inference
     batch_size: int = 4

@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 from pycocotools import mask as mask_utils
 from skimage import data
-from synthetic_labels import error_row, labelled_row, write_output
+from synthetic_labels import commit_marker, error_row, labelled_row, write_output
 
 from m2fp_batch.annotate import rle
 from m2fp_batch.labels import LabelsError, label_maps, open_labels, semantic_map
@@ -57,8 +57,13 @@ def test_only_committed_shards_are_read(output):
     src = open_labels(output)
     assert src.kind == "job" and [Path(f).name for f in src.files] == [shard_name(0)]
     assert [r["image_id"] for _, r in src.iter_rows()] == ["a", "b"]
-    (output / stats_name(1)).write_text(json.dumps({"shard": 1}))
+    (output / stats_name(1)).write_text(json.dumps({"shard": 1}))  # a marker of no job: still not committed
+    assert len(open_labels(output).files) == 1
+    (output / stats_name(1)).write_text(json.dumps(commit_marker(output, 1)))
     assert len(open_labels(output).files) == 2
+    with open(output / shard_name(1), "ab") as f:  # the Parquet changed after its marker: not committed
+        f.write(b"x")
+    assert len(open_labels(output).files) == 1
 
 
 def test_copied_shards_and_export_reviewed_dirs(output, tmp_path):
@@ -83,10 +88,12 @@ def test_clear_errors(output, tmp_path):
         open_labels(tmp_path / "empty")
     table = pq.read_table(output / shard_name(0))
     pq.write_table(table.drop_columns(["image_id"]), output / shard_name(0))
+    (output / stats_name(0)).write_text(json.dumps(commit_marker(output, 0)))
     with pytest.raises(LabelsError, match="not a job output file"):
         list(open_labels(output).iter_rows())
     rows = table.to_pylist()
     rows[0]["schema_version"] = 99
     pq.write_table(table.from_pylist(rows, schema=table.schema), output / shard_name(0))
+    (output / stats_name(0)).write_text(json.dumps(commit_marker(output, 0)))
     with pytest.raises(LabelsError, match="schema_version 99"):
         list(open_labels(output).iter_rows())
