@@ -15,6 +15,7 @@ selection (``read_file``); :mod:`m2fp_batch.labels.maps` turns a row into arrays
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -49,6 +50,8 @@ REVIEW_STATUS = "review_status"  # the column export-reviewed adds
 REJECTED = "rejected"  # a review_status whose labels a reviewer refused
 KEY_COLUMNS = ("schema_version", "image_id")
 
+log = logging.getLogger(__name__)
+
 
 class LabelsError(ValueError):
     """The labels cannot be read (missing dir, no shards, foreign file); the message says what to do."""
@@ -78,10 +81,21 @@ class LabelSource:
             raise LabelsError(str(e)) from e
         if reviewed is not None:
             return KIND_REVIEWED, tuple(reviewed)
+        shards = sorted(i.path for i in list_dir(self.fs, self.root) if SHARD_RE.match(i.base_name))
         if self.fs.get_file_info(f"{self.root}/{STATS_DIR}").type == pafs.FileType.Directory:
             kind, files = KIND_JOB, list(committed_shards(self.fs, self.root).values())
+            skipped = sorted(set(shards) - set(files))
+            if skipped:
+                log.warning(
+                    "%s: %d shard file(s) not committed by this output's job (no matching %s/ marker: being "
+                    "written, truncated, replaced or another job's) are not read, e.g. %s; rerun the job to "
+                    "relabel them",
+                    self.uri,
+                    len(skipped),
+                    STATS_DIR,
+                    skipped[0].rsplit("/", 1)[-1],
+                )
         else:
-            shards = sorted(i.path for i in list_dir(self.fs, self.root) if SHARD_RE.match(i.base_name))
             kind, files = KIND_SHARDS, shards
         if not files:
             raise LabelsError(
