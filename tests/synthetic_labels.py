@@ -183,4 +183,5 @@ def write_output(out: Path, rows: list[dict], shard: int = 0) -> Path:
 def commit_marker(out: Path, shard: int) -> dict:
     """The stats marker that commits the ``shard-NNNNN.parquet`` now at ``out`` (as the job writes it)."""
     rows = pq.read_metadata(out / shard_name(shard)).num_rows
-    return {"shard": shard, "job_id": SYNTHETIC_JOB_ID, "rows": rows, "bytes": (out / shard_name(shard)).stat().st_size}
+    job_id = json.loads((out / CONFIG_FILE).read_text())["job_id"]
+    return {"shard": shard, "job_id": job_id, "rows": rows, "bytes": (out / shard_name(shard)).stat().st_size}

@@ -13,12 +13,12 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 from skimage import data
-from synthetic_labels import error_row, labelled_row, write_output
+from synthetic_labels import commit_marker, error_row, labelled_row, write_output
 
 from m2fp_batch.data import ParsingDataset, ray_dataset
 from m2fp_batch.decode import decode_image
 from m2fp_batch.labels import LabelsError
-from m2fp_batch.labels.layout import EXPORT_FILE, shard_name
+from m2fp_batch.labels.layout import EXPORT_FILE, shard_name, stats_name
 
 KEYS = ("semantic", "humans", "parts")
 
@@ -125,6 +125,7 @@ def test_job_output_and_photos_on_s3(output, monkeypatch):
         pq.write_table(
             table.set_column(table.schema.get_field_index("uri"), "uri", pa.array(uris)), moved / shard_name(0)
         )
+        (moved / stats_name(0)).write_text(json.dumps(commit_marker(moved, 0)))  # the shard changed: commit it again
         for f in sorted(p for p in moved.rglob("*") if p.is_file()):
             s3.upload_file(str(f), "labels", f"out/{f.relative_to(moved)}")
         remote, local = ParsingDataset("s3://labels/out"), ParsingDataset(output)
