@@ -18,6 +18,7 @@ SUBCOMMANDS = {
     "report": ("m2fp_batch.report.cli", "skin-tone / fairness report of a job output"),
     "review": ("m2fp_batch.review.cli", "build or update the FiftyOne review dataset from a job output"),
     "export-reviewed": ("m2fp_batch.review.export_cli", "write reviewed FiftyOne labels back to Parquet"),
+    "train": ("m2fp_batch.train.cli", "fine-tune M2FP on labelled dirs (Ray Train, skin-tone aware)"),
 }
 
 
