@@ -65,10 +65,9 @@ def tile(source: Path, n: int, dest: Path, shard_rows: int = 1000) -> int:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from m2fp_batch.review.masks import parquet_files
+    from m2fp_batch.labels import open_labels
 
-    tables = [pq.read_table(f) for f in parquet_files(source)]
-    table = pa.concat_tables(tables)
+    table = open_labels(source).read_table()
     rows = [r for r in table.to_pylist() if r["status"] == "ok"]
     dest.mkdir(parents=True, exist_ok=True)
     for s, start in enumerate(range(0, n, shard_rows)):

@@ -29,13 +29,13 @@ import numpy as np
 from skimage import draw, filters
 
 from m2fp_batch.annotate.skin_tone import (
-    GROUPS,
     MONK_LAB,
     MONK_RGB,
     estimate_skin_tone,
     ita_degrees,
     ita_group,
 )
+from m2fp_batch.schema import SKIN_GROUPS
 
 BRIGHTNESS = (0.8, 0.9, 1.0, 1.1, 1.2)
 MILD_CASTS = {"neutral": (1.0, 1.0, 1.0), "mild warm": (1.06, 1.0, 0.92), "mild cool": (0.94, 1.0, 1.08)}
@@ -162,7 +162,7 @@ def evaluate(cases: list[Case] | None = None) -> list[tuple[Case, str, str]]:
 
 def confusion(results: list[tuple[Case, str, str]]) -> dict[str, dict[str, int]]:
     counts = Counter((t, p) for _, t, p in results)
-    return {t: {p: counts[(t, p)] for p in GROUPS} for t in GROUPS[:3]}
+    return {t: {p: counts[(t, p)] for p in SKIN_GROUPS} for t in SKIN_GROUPS[:3]}
 
 
 def accuracy(results: list[tuple[Case, str, str]]) -> float:
@@ -176,9 +176,9 @@ def markdown(results: list[tuple[Case, str, str]]) -> str:
         ("Strong cast", [r for r in results if not r[0].normal_light]),
     ):
         lines += [f"**{title}** ({len(subset)} cases, accuracy {accuracy(subset):.1%})", ""]
-        lines += ["| true \\ predicted | " + " | ".join(GROUPS) + " |", "|---" * (len(GROUPS) + 1) + "|"]
+        lines += ["| true \\ predicted | " + " | ".join(SKIN_GROUPS) + " |", "|---" * (len(SKIN_GROUPS) + 1) + "|"]
         for t, row in confusion(subset).items():
-            lines.append(f"| {t} | " + " | ".join(str(row[p]) for p in GROUPS) + " |")
+            lines.append(f"| {t} | " + " | ".join(str(row[p]) for p in SKIN_GROUPS) + " |")
         lines.append("")
     lines += ["**Per MST tone** (share of cases with the right group)", ""]
     lines += ["| MST | hex | ITA | true group | normal light | strong cast |", "|---|---|---|---|---|---|"]

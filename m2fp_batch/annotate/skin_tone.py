@@ -30,7 +30,6 @@ from m2fp_batch.annotate.palette import CIHP_CLASSES, SKIN_CLASSES
 
 SKIN_CLASS_IDS: tuple[int, ...] = tuple(CIHP_CLASSES.index(name) for name in SKIN_CLASSES)
 
-GROUPS: tuple[str, ...] = ("light", "medium", "dark", "unknown")
 ITA_CATEGORIES: tuple[str, ...] = ("very light", "light", "intermediate", "tan", "brown", "dark", "unknown")
 # Lower bounds (exclusive) of the ITA categories, in degrees; below the last one is "dark".
 ITA_THRESHOLDS: tuple[tuple[float, str], ...] = (

@@ -19,7 +19,7 @@ import pyarrow.csv as pacsv
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from m2fp_batch.pipeline.storage import Filesystems, is_s3, to_uri
+from m2fp_batch.storage import Filesystems, is_s3, to_uri
 
 log = logging.getLogger(__name__)
 

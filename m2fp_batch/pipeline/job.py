@@ -19,12 +19,13 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from m2fp_batch.labels.layout import CONFIG_FILE, INPUTS_FILE, RUN_FILE, shard_name, stats_name
 from m2fp_batch.pipeline.config import ConfigError, JobConfig
 from m2fp_batch.pipeline.inputs import KEY_COLUMNS, InputError, assign_shards, extend_listing, list_inputs
-from m2fp_batch.pipeline.output import OutputDir, shard_name, stats_name
-from m2fp_batch.pipeline.storage import Filesystems, S3Options
+from m2fp_batch.pipeline.output import OutputDir
 from m2fp_batch.pipeline.worker import CrashLedger, Labeler, actor_threads, read_batch
 from m2fp_batch.schema import SCHEMA_NAME, SKIN_GROUPS, STATUSES, output_schema
+from m2fp_batch.storage import Filesystems, S3Options
 
 log = logging.getLogger("m2fp_batch.job")
 
@@ -53,8 +54,8 @@ def prepare(cfg: JobConfig, fss: Filesystems) -> tuple[OutputDir, pa.Table, set[
     if removed:
         log.info("removed %d unfinished temporary file(s) of an interrupted run", removed)
     current = list_inputs(cfg.input, fss, cfg.uri_column, cfg.image_id_column)
-    if out.exists("_config.json"):
-        saved = out.read_json("_config.json")
+    if out.exists(CONFIG_FILE):
+        saved = out.read_json(CONFIG_FILE)
         if saved.get("config_hash") != cfg.config_hash():
             diff = {
                 k: (saved.get("settings", {}).get(k), v)
@@ -65,21 +66,21 @@ def prepare(cfg: JobConfig, fss: Filesystems) -> tuple[OutputDir, pa.Table, set[
                 f"output {cfg.output!r} was written with other settings {diff} (saved -> now); "
                 "pass --overwrite to start over, or use another --output"
             )
-    if out.exists("_inputs.parquet") and out.exists("_config.json"):
-        stored = out.read_table("_inputs.parquet")
+    if out.exists(INPUTS_FILE) and out.exists(CONFIG_FILE):
+        stored = out.read_table(INPUTS_FILE)
         listing, added = extend_listing(stored, current, cfg.shard_size)
         if added:
             log.info("%d new input(s) since the first run: appended as new shards", added)
-            out.write_table("_inputs.parquet", listing)
+            out.write_table(INPUTS_FILE, listing)
     else:
         listing = assign_shards(current, cfg.shard_size)
         try:  # passthrough names that clash with output columns
             output_schema(pa.schema([f for f in listing.schema if f.name not in KEY_COLUMNS]))
         except ValueError as e:
             raise InputError(str(e)) from e
-        out.write_table("_inputs.parquet", listing)
+        out.write_table(INPUTS_FILE, listing)
         out.write_json(
-            "_config.json", {"schema": SCHEMA_NAME, "config_hash": cfg.config_hash(), "settings": cfg.result_dict()}
+            CONFIG_FILE, {"schema": SCHEMA_NAME, "config_hash": cfg.config_hash(), "settings": cfg.result_dict()}
         )
     finished = out.finished_shards()
     return out, listing, finished
@@ -212,7 +213,7 @@ def run_job(cfg: JobConfig) -> dict[str, Any]:
     if pending.num_rows == 0:
         run.update(labelled_this_run=0, seconds=0.0, images_per_s=None)
         summary = summarize(out, listing, cfg, run)
-        out.write_json("_run.json", summary)
+        out.write_json(RUN_FILE, summary)
         log.info("nothing to do: every shard of %s is finished", cfg.output)
         return summary
 
@@ -311,7 +312,7 @@ def run_job(cfg: JobConfig) -> dict[str, Any]:
         pid=os.getpid(),
     )
     summary = summarize(out, listing, cfg, run)
-    out.write_json("_run.json", summary)
+    out.write_json(RUN_FILE, summary)
     log.info(
         "finished: %d/%d rows, status %s, %d labelled in %.1f s (%.2f images/s); summary in %s/_run.json",
         summary["rows"],

@@ -1,16 +1,7 @@
 """The output directory: shards committed atomically, one stats file per shard, resume state.
 
-Layout (``DIR`` local or ``s3://``)::
-
-    DIR/shard-00000.parquet        rows of shard 0 (explicit schema)
-    DIR/_stats/shard-00000.json    written after the shard's Parquet: the commit marker
-    DIR/_inputs.parquet            the listing (image_id, uri, shard, passthrough) of the first run
-    DIR/_config.json               the settings that shaped the rows, checked on resume
-    DIR/_run.json                  summary of the last run
-
-A shard is finished when its Parquet file and its stats file both exist. Files are written
-under a hidden temporary name and renamed into place, so a kill never leaves a file that looks
-finished; Parquet readers skip names starting with ``_`` or ``.``.
+The layout (file names, the commit rule) is defined in :mod:`m2fp_batch.labels.layout`, shared
+with every reader of the output.
 """
 
 from __future__ import annotations
@@ -18,7 +9,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 import uuid
 from typing import Any
 
@@ -26,20 +16,22 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from m2fp_batch.pipeline.storage import Filesystems
+from m2fp_batch.labels.layout import (
+    CONFIG_FILE,
+    INPUTS_FILE,
+    RUN_FILE,
+    SHARD_RE,
+    STATS_DIR,
+    STATS_RE,
+    committed_shards,
+    is_temporary,
+    list_dir,
+)
+from m2fp_batch.storage import Filesystems
+
+__all__ = ["OutputDir", "is_local"]
 
 log = logging.getLogger(__name__)
-
-SHARD_RE = re.compile(r"^shard-(\d{5,})\.parquet$")
-STATS_RE = re.compile(r"^shard-(\d{5,})\.json$")
-
-
-def shard_name(shard: int) -> str:
-    return f"shard-{shard:05d}.parquet"
-
-
-def stats_name(shard: int) -> str:
-    return f"_stats/shard-{shard:05d}.json"
 
 
 class OutputDir:
@@ -54,16 +46,13 @@ class OutputDir:
 
     def ensure(self) -> None:
         self.fs.create_dir(self.root, recursive=True)
-        self.fs.create_dir(self.path("_stats"), recursive=True)
+        self.fs.create_dir(self.path(STATS_DIR), recursive=True)
 
     def exists(self, name: str) -> bool:
         return self.fs.get_file_info(self.path(name)).type == pafs.FileType.File
 
     def _listdir(self, sub: str = "") -> list[pafs.FileInfo]:
-        base = self.path(sub) if sub else self.root
-        if self.fs.get_file_info(base).type != pafs.FileType.Directory:
-            return []
-        return self.fs.get_file_info(pafs.FileSelector(base, recursive=False))
+        return list_dir(self.fs, self.path(sub) if sub else self.root)
 
     def _commit(self, name: str, write) -> int:
         """Write via ``write(tmp_path)`` then rename to ``name``; returns the size in bytes."""
@@ -97,23 +86,21 @@ class OutputDir:
         return pq.read_table(self.path(name), filesystem=self.fs)
 
     def finished_shards(self) -> set[int]:
-        """Shards whose Parquet file and stats file both exist."""
-        parquet = {int(m.group(1)) for i in self._listdir() if (m := SHARD_RE.match(i.base_name))}
-        stats = {int(m.group(1)) for i in self._listdir("_stats") if (m := STATS_RE.match(i.base_name))}
-        return parquet & stats
+        """Committed shards (:func:`m2fp_batch.labels.layout.committed_shards`)."""
+        return set(committed_shards(self.fs, self.root))
 
     def all_stats(self) -> list[dict]:
         out = []
-        for i in self._listdir("_stats"):
+        for i in self._listdir(STATS_DIR):
             if STATS_RE.match(i.base_name):
-                out.append(self.read_json("_stats/" + i.base_name))
+                out.append(self.read_json(f"{STATS_DIR}/{i.base_name}"))
         return sorted(out, key=lambda s: s["shard"])
 
     def remove_temporaries(self) -> int:
         n = 0
-        for sub in ("", "_stats"):
+        for sub in ("", STATS_DIR):
             for i in self._listdir(sub):
-                if i.base_name.startswith(".") and i.base_name.endswith(".tmp"):
+                if is_temporary(i.base_name):
                     self.fs.delete_file(i.path)
                     n += 1
         return n
@@ -122,10 +109,10 @@ class OutputDir:
         """Delete what this job writes (and nothing else) for ``--overwrite``."""
         n = self.remove_temporaries()
         for i in self._listdir():
-            if SHARD_RE.match(i.base_name) or i.base_name in ("_inputs.parquet", "_config.json", "_run.json"):
+            if SHARD_RE.match(i.base_name) or i.base_name in (INPUTS_FILE, CONFIG_FILE, RUN_FILE):
                 self.fs.delete_file(i.path)
                 n += 1
-        for i in self._listdir("_stats"):
+        for i in self._listdir(STATS_DIR):
             if STATS_RE.match(i.base_name):
                 self.fs.delete_file(i.path)
                 n += 1

@@ -13,10 +13,10 @@ import numpy as np
 import pyarrow as pa
 
 from m2fp_batch.annotate.brightness import adaptive_brightness
-from m2fp_batch.pipeline.decode import ImageError, decode_image
+from m2fp_batch.decode import ImageError, decode_image
 from m2fp_batch.pipeline.rows import error_columns, finish_row, result_columns
-from m2fp_batch.pipeline.storage import Filesystems, S3Options
 from m2fp_batch.schema import SCHEMA
+from m2fp_batch.storage import Filesystems, S3Options
 
 log = logging.getLogger(__name__)
 

@@ -20,10 +20,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from m2fp_batch.annotate.skin_tone import GROUPS
 from m2fp_batch.report import metrics, plots
 from m2fp_batch.report.data import JobOutput, load_output
 from m2fp_batch.report.ground_truth import GroundTruthResult, evaluate
+from m2fp_batch.schema import SKIN_GROUPS
 
 
 @dataclass
@@ -53,7 +53,7 @@ def group_table(job: JobOutput, low: dict | None) -> pd.DataFrame:
     p = job.persons
     n = max(1, len(p))
     rows = []
-    for g in GROUPS:
+    for g in SKIN_GROUPS:
         s = p[p["group"] == g]
         rows.append(
             {

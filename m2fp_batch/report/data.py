@@ -15,8 +15,6 @@ The column names of the job output it relies on are the constants below (schema 
 
 from __future__ import annotations
 
-import json
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,7 +22,8 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
+
+from m2fp_batch.labels import LabelsError, open_labels
 
 # Job-output names the report reads (m2fp_batch/schema.py).
 COL_PERSONS = "persons"
@@ -44,42 +43,29 @@ class JobOutput:
     images: pd.DataFrame
     persons: pd.DataFrame
     parts: pd.DataFrame
-    files: tuple[Path, ...]
+    files: tuple[str, ...]
     schema_versions: tuple[int, ...]
     table: pa.Table  # the rows as read (semantic masks included only when asked for)
     adaptive_brightness: bool | None  # the job's setting (_config.json); None when not recorded
 
 
-SHARD_FILE = re.compile(r"^shard-(\d{5,})\.parquet$")  # m2fp_batch.pipeline.output's shard names
-
-
-def parquet_files(directory: str | Path) -> list[Path]:
-    """The job's shard files ``DIR/shard-NNNNN.parquet``, sorted (``_inputs.parquet`` is not a result)."""
-    root = Path(directory)
-    if str(directory).startswith(("s3://", "gs://")):
-        raise ReportError(f"{directory}: the report reads a local directory; copy the job output locally first")
-    if not root.is_dir():
-        raise ReportError(f"{root} is not a directory: give the job's output directory")
-    files = sorted(p for p in root.iterdir() if p.is_file() and SHARD_FILE.match(p.name))
-    if not files:
-        raise ReportError(f"no shard-NNNNN.parquet files in {root}: is this a job output directory?")
-    return files
-
-
-def read_table(directory: str | Path, with_semantic: bool = False) -> tuple[pa.Table, list[Path]]:
-    """All rows of the job output; the ``semantic`` column only when ``with_semantic``."""
-    files = parquet_files(directory)
-    tables = []
-    for f in files:
-        names = pq.read_schema(f).names
-        missing = [c for c in (*IMAGE_COLUMNS, COL_PERSONS) if c not in names]
-        if missing:
-            raise ReportError(f"{f} lacks the column(s) {missing}: not an m2fp-batch job output")
-        cols = [c for c in names if c != COL_SEMANTIC or with_semantic]
-        if with_semantic and COL_SEMANTIC not in names:
-            raise ReportError(f"{f} has no '{COL_SEMANTIC}' column: the mIoU needs the semantic maps")
-        tables.append(pq.read_table(f, columns=cols))
-    return pa.concat_tables(tables, promote_options="permissive"), files
+def read_table(directory: str | Path, with_semantic: bool = False) -> tuple[pa.Table, list[str], dict | None]:
+    """(all rows of the job output, its files, the job settings); ``semantic`` only when ``with_semantic``."""
+    try:
+        source = open_labels(directory)
+        tables = []
+        for f in source.files:
+            names = source.schema(f).names
+            missing = [c for c in (*IMAGE_COLUMNS, COL_PERSONS) if c not in names]
+            if missing:
+                raise ReportError(f"{f} lacks the column(s) {missing}: not an m2fp-batch job output")
+            if with_semantic and COL_SEMANTIC not in names:
+                raise ReportError(f"{f} has no '{COL_SEMANTIC}' column: the mIoU needs the semantic maps")
+            tables.append(source.read_file(f, [c for c in names if c != COL_SEMANTIC or with_semantic]))
+        settings = source.job_settings()
+    except LabelsError as e:
+        raise ReportError(str(e)) from e
+    return pa.concat_tables(tables, promote_options="permissive"), list(source.files), settings
 
 
 def _flatten(list_array: pa.Array) -> tuple[pa.Array, np.ndarray]:
@@ -155,29 +141,19 @@ def flatten(table: pa.Table) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     return images, persons, parts
 
 
-CONFIG_FILE = "_config.json"  # the job's settings, saved next to its output
-
-
-def adaptive_brightness_setting(directory: str | Path) -> bool | None:
-    """The job's ``adaptive_brightness`` setting from ``DIR/_config.json``; None when not recorded."""
-    path = Path(directory) / CONFIG_FILE
-    if not path.is_file():
-        return None
-    try:
-        settings = json.loads(path.read_text()).get("settings", {})
-    except (OSError, json.JSONDecodeError, AttributeError) as e:
-        raise ReportError(f"{path} is not the job's settings file: {e}") from e
-    value = settings.get("adaptive_brightness")
+def adaptive_brightness_setting(settings: dict | None) -> bool | None:
+    """The job's ``adaptive_brightness`` setting (from ``_config.json``); None when not recorded."""
+    value = (settings or {}).get("adaptive_brightness")
     return None if value is None else bool(value)
 
 
 def load_output(directory: str | Path, with_semantic: bool = False) -> JobOutput:
     """Read and flatten a job output directory."""
-    table, files = read_table(directory, with_semantic=with_semantic)
+    table, files, settings = read_table(directory, with_semantic=with_semantic)
     images, persons, parts = flatten(table)
     versions = (
         tuple(sorted({int(v) for v in table.column("schema_version").to_pylist()}))
         if "schema_version" in table.column_names
         else ()
     )
-    return JobOutput(images, persons, parts, tuple(files), versions, table, adaptive_brightness_setting(directory))
+    return JobOutput(images, persons, parts, tuple(files), versions, table, adaptive_brightness_setting(settings))

@@ -16,10 +16,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from PIL import Image
-from pycocotools import mask as mask_utils
 
+from m2fp_batch.labels import MaskSizeError, semantic_map
 from m2fp_batch.report.data import COL_SEMANTIC, JobOutput, ReportError
 from m2fp_batch.report.metrics import NUM_CLASSES, image_group_confusions, miou_table
+from m2fp_batch.schema import STATUS_OK
 
 
 @dataclass(frozen=True)
@@ -41,19 +42,6 @@ def read_label_png(path: str | Path) -> np.ndarray:
         return np.asarray(im, dtype=np.uint8)
 
 
-def semantic_map(entries: list[dict] | None, shape: tuple[int, int]) -> np.ndarray:
-    """(H, W) uint8 class ids from the ``semantic`` column of one row (background where no entry)."""
-    out = np.zeros(shape, np.uint8)
-    for e in entries or []:
-        rle = e["mask"]
-        size = [int(v) for v in rle["size"]]
-        if tuple(size) != tuple(shape):
-            raise ReportError(f"semantic mask size {size} differs from the image size {shape}")
-        m = mask_utils.decode({"size": size, "counts": rle["counts"].encode("ascii")}).astype(bool)
-        out[m] = int(e["label_id"])
-    return out
-
-
 def evaluate(job: JobOutput, gt_dir: str | Path) -> GroundTruthResult:
     """Per-group IoU of the job's semantic maps against the label PNGs in ``gt_dir``."""
     gt_root = Path(gt_dir)
@@ -65,7 +53,7 @@ def evaluate(job: JobOutput, gt_dir: str | Path) -> GroundTruthResult:
     totals: dict[str, np.ndarray] = {}
     evaluated, missing = 0, []
     for i, row in job.images.iterrows():
-        if row["status"] != "ok" or i not in by_image:
+        if row["status"] != STATUS_OK or i not in by_image:
             continue
         path = gt_root / f"{row['image_id']}.png"
         if not path.is_file():
@@ -77,8 +65,10 @@ def evaluate(job: JobOutput, gt_dir: str | Path) -> GroundTruthResult:
             raise ReportError(
                 f"{path}: ground truth is {gt.shape[1]}x{gt.shape[0]}, the image is {shape[1]}x{shape[0]}"
             )
-        entries = job.table.column(COL_SEMANTIC)[i].as_py()
-        pred = semantic_map(entries, shape)
+        try:
+            pred = semantic_map({COL_SEMANTIC: job.table.column(COL_SEMANTIC)[i].as_py()}, shape)
+        except MaskSizeError as e:
+            raise ReportError(str(e)) from e
         p = by_image[i]
         boxes = p[["x0", "y0", "x1", "y1"]].to_numpy()
         for g, conf in image_group_confusions(pred, gt, boxes, list(p["group"]), NUM_CLASSES).items():

@@ -9,7 +9,8 @@ import numpy as np
 import pandas as pd
 
 from m2fp_batch.annotate.palette import CIHP_CLASSES
-from m2fp_batch.annotate.skin_tone import GROUPS, ITA_CATEGORIES
+from m2fp_batch.annotate.skin_tone import ITA_CATEGORIES
+from m2fp_batch.schema import SKIN_GROUPS, STATUS_OK
 
 NUM_CLASSES = 20  # CIHP parsing classes incl. background (the 21st model class, Human, is not a label)
 PART_CLASSES = tuple(CIHP_CLASSES[1:NUM_CLASSES])
@@ -17,7 +18,7 @@ PART_CLASSES = tuple(CIHP_CLASSES[1:NUM_CLASSES])
 
 def group_counts(persons: pd.DataFrame) -> pd.Series:
     """Persons per skin-tone group, in the order light, medium, dark, unknown."""
-    return persons["group"].value_counts().reindex(list(GROUPS), fill_value=0).astype(int)
+    return persons["group"].value_counts().reindex(list(SKIN_GROUPS), fill_value=0).astype(int)
 
 
 def ita_category_counts(persons: pd.DataFrame) -> pd.Series:
@@ -41,12 +42,12 @@ def low_light(images: pd.DataFrame, persons: pd.DataFrame, enabled: bool | None 
     ``{"images": share of ok images, "factors": {factor: images}, "by_group": {group: share of
     persons in brightened images}}``.
     """
-    ok = images[images["status"] == "ok"]
+    ok = images[images["status"] == STATUS_OK]
     if enabled is False or ok["brightness_factor"].isna().all():
         return None
     recorded = ok.dropna(subset=["brightness_factor"])
     by_group = {}
-    for g in GROUPS:
+    for g in SKIN_GROUPS:
         p = persons[(persons["group"] == g) & persons["brightness_factor"].notna()]
         by_group[g] = float((p["brightness_factor"] > 1.0).mean()) if len(p) else None
     factors = recorded["brightness_factor"].value_counts().sort_index()
@@ -59,7 +60,7 @@ def low_light(images: pd.DataFrame, persons: pd.DataFrame, enabled: bool | None 
 
 def people_per_image(images: pd.DataFrame) -> pd.Series:
     """Number of ok images per person count (index: persons in the image)."""
-    ok = images[images["status"] == "ok"]
+    ok = images[images["status"] == STATUS_OK]
     counts = ok["num_persons"].astype(int).value_counts().sort_index()
     if len(counts):
         counts = counts.reindex(range(int(counts.index.max()) + 1), fill_value=0)
@@ -68,8 +69,8 @@ def people_per_image(images: pd.DataFrame) -> pd.Series:
 
 def groups_present(persons: pd.DataFrame, images: pd.DataFrame) -> pd.Series:
     """Ok images per combination of groups present (e.g. ``dark+light``; ``no people``)."""
-    ok_ids = images.loc[images["status"] == "ok", "image_id"]
-    combos = persons.groupby("image_id")["group"].agg(lambda s: "+".join(g for g in GROUPS if g in set(s)))
+    ok_ids = images.loc[images["status"] == STATUS_OK, "image_id"]
+    combos = persons.groupby("image_id")["group"].agg(lambda s: "+".join(g for g in SKIN_GROUPS if g in set(s)))
     combos = combos.reindex(ok_ids.to_numpy()).fillna("no people")
     return combos.value_counts().sort_values(ascending=False).astype(int)
 
@@ -85,7 +86,7 @@ def part_stats_by_group(persons: pd.DataFrame, parts: pd.DataFrame) -> tuple[pd.
     frac = frac_sum.div(n_persons.reindex(frac_sum.columns), axis=1)
     score = parts.pivot_table(index="label", columns="group", values="score", aggfunc="mean")
     order = [c for c in PART_CLASSES if c in frac.index]
-    cols = [g for g in GROUPS if g in n_persons.index]
+    cols = [g for g in SKIN_GROUPS if g in n_persons.index]
     return (
         frac.reindex(index=order, columns=cols).fillna(0.0),
         score.reindex(index=order, columns=cols),
@@ -144,7 +145,7 @@ def miou_table(confusions: Mapping[str, np.ndarray], class_names: Sequence[str] 
     mIoU is the mean IoU over the classes present (in ground truth or prediction) in the
     group's regions, background included; ``gap`` is the best group's mIoU minus this one's.
     """
-    groups = [g for g in GROUPS if g in confusions]
+    groups = [g for g in SKIN_GROUPS if g in confusions]
     ious = pd.DataFrame({g: iou_from_confusion(confusions[g]) for g in groups}, index=list(class_names))
     miou = ious.mean(axis=0, skipna=True)
     summary = pd.DataFrame(

@@ -35,7 +35,6 @@ from m2fp_batch.review import masks as mk
 from m2fp_batch.review.convert import (
     DEFAULT_LOW_SCORE,
     REVIEW_TAGS,
-    SKIN_GROUPS,
     SKIN_TAG_PREFIX,
     TAG_BRIGHTENED,
     TAG_ERROR,
@@ -46,6 +45,7 @@ from m2fp_batch.review.convert import (
     part_field_name,
     sample_data_star,
 )
+from m2fp_batch.schema import SKIN_GROUPS, STATUS_ERROR, STATUS_OK
 
 log = logging.getLogger(__name__)
 INFO_KEY = "m2fp_batch"
@@ -223,10 +223,10 @@ def configure_dataset(ds: fo.Dataset) -> None:
 def saved_views(ds: fo.Dataset) -> dict[str, tuple[fo.DatasetView, str]]:
     """Saved view name -> (view, description)."""
     views = {
-        VIEW_ERRORS: (ds.match(F("status") == "error"), "images the job could not label"),
+        VIEW_ERRORS: (ds.match(F("status") == STATUS_ERROR), "images the job could not label"),
         VIEW_LOW_CONFIDENCE: (ds.match_tags(TAG_LOW_CONFIDENCE), "a person or part score below the threshold"),
         VIEW_QUEUE: (
-            ds.match(F("status") == "ok")
+            ds.match(F("status") == STATUS_OK)
             .match_tags(list(REVIEW_TAGS), bool=False)
             .sort_by("review_priority", reverse=True),
             "not yet reviewed, most likely wrong first (review_priority)",
@@ -264,7 +264,7 @@ def build_review_dataset(
     """
     t0 = time.perf_counter()
     output_dir = Path(output_dir)
-    files = mk.parquet_files(output_dir)
+    source = mk.open_job_output(output_dir)
     mask_dir = Path(mask_dir) if mask_dir else output_dir / mk.REVIEW_DIRNAME / "masks"
     root = Path(image_root) if image_root else None
     ds = get_or_create_dataset(name)
@@ -285,7 +285,7 @@ def build_review_dataset(
             upd.clear()
 
     def pending() -> Iterator[tuple]:
-        for source, row in mk.iter_rows(files):
+        for path, row in mk.iter_rows(source):
             iid = row["image_id"]
             if iid in seen:
                 raise mk.ReviewInputError(f"image_id {iid!r} appears twice in {output_dir}: the ids must be unique")
@@ -296,7 +296,7 @@ def build_review_dataset(
             if old_tags is not None and not overwrite_reviewed and any(t in REVIEW_TAGS for t in old_tags):
                 stats.kept_reviewed += 1
                 continue
-            yield (row, str(Path(source).resolve()), mask_dir, root, low_score)
+            yield (row, str(Path(path).resolve()), mask_dir, root, low_score)
 
     workers = max(1, workers if workers is not None else min(4, os.cpu_count() or 1))
     pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) if workers > 1 else None
@@ -306,7 +306,7 @@ def build_review_dataset(
             for data in results:
                 sample = sample_from_data(data)
                 stats.mask_files += data["files"]
-                stats.errors += data["fields"]["status"] != "ok"
+                stats.errors += data["fields"]["status"] != STATUS_OK
                 old_tags = existing.get(data["fields"]["image_id"])
                 if old_tags is None:
                     new.append(sample)

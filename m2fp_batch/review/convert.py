@@ -13,11 +13,12 @@ from pathlib import Path
 import numpy as np
 
 from m2fp_batch.annotate.palette import CIHP_CLASSES
+from m2fp_batch.labels import class_name, decode_persons, person_parts_map, semantic_map
 from m2fp_batch.review import masks as mk
 from m2fp_batch.review.priority import parse_agreement, person_anomalies, review_priority, weighted_part_score
+from m2fp_batch.schema import STATUS_OK
 
 FACE_ID = CIHP_CLASSES.index("Face")
-SKIN_GROUPS = ("light", "medium", "dark", "unknown")
 TAG_ERROR = "error"
 TAG_LOW_CONFIDENCE = "low_confidence"
 TAG_BRIGHTENED = "brightened"
@@ -103,7 +104,7 @@ def part_stats(persons: list[mk.DecodedPerson]) -> dict[str, dict]:
                 wscore[i] += a * s
                 sarea[i] += a
     return {
-        part_field_name(mk.class_name(i)): {
+        part_field_name(class_name(i)): {
             "area": area[i],
             "fraction": area[i] / total if total else 0.0,
             "score": wscore[i] / sarea[i] if sarea[i] else None,
@@ -150,7 +151,7 @@ def sample_data(
         "part_stats": None,
         "files": 0,
     }
-    if row["status"] != "ok":
+    if row["status"] != STATUS_OK:
         data["tags"] = [TAG_ERROR]
         fields.update(review_priority=None, review_reasons=None)
         return data
@@ -158,9 +159,9 @@ def sample_data(
     h, w = int(row["height"]), int(row["width"])
     data["size"] = (w, h)
     folder = mk.mask_folder(mask_dir, row["image_id"])
-    semantic = mk.semantic_map(row, (h, w))
-    persons = mk.decode_persons(row)
-    parts_map = mk.person_parts_map(persons, (h, w))
+    semantic = semantic_map(row, (h, w))
+    persons = decode_persons(row)
+    parts_map = person_parts_map(persons, (h, w))
     data["parsing"] = str(folder / "parsing.png")
     data["person_parts"] = str(folder / "person_parts.png")
     mk.write_png(Path(data["parsing"]), semantic)
@@ -192,7 +193,7 @@ def sample_data(
                 "confidence": p.score,
                 "person_id": int(p.row["person_id"]),
                 "area": int(p.row["area"]),
-                "parts": [mk.class_name(i) for i in p.part_ids],
+                "parts": [class_name(i) for i in p.part_ids],
                 "part_score": pscore,
                 "skin_group": group,
                 "ita": ita,

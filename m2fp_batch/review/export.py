@@ -34,8 +34,10 @@ import pyarrow.parquet as pq
 from PIL import Image
 
 from m2fp_batch.annotate import rle
+from m2fp_batch.labels import class_name
 from m2fp_batch.review import masks as mk
 from m2fp_batch.review.build import INFO_KEY, TAG_REJECTED, TAG_REVIEWED, label_fingerprint
+from m2fp_batch.schema import SKIN_GROUPS, STATUS_OK
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +66,6 @@ UNKNOWN_SKIN_TONE = {
     "pixels": 0,
     "confidence": 0.0,
 }
-SKIN_GROUPS = ("light", "medium", "dark", "unknown")
 
 
 class ExportError(ValueError):
@@ -164,7 +165,7 @@ def _persons(sample: fo.Sample, original: dict, shape: tuple[int, int]) -> list[
             parts.append(
                 {
                     "label_id": label_id,
-                    "label": mk.class_name(label_id),
+                    "label": class_name(label_id),
                     "area": int(m.sum()),
                     "fraction": float(m.sum() / area) if area else 0.0,
                     "bbox": list(mk.bbox_of(m)),
@@ -221,10 +222,10 @@ def reviewed_row(sample: fo.Sample, original: dict) -> dict:
     tags = set(sample.tags)
     status = STATUS_REJECTED if TAG_REJECTED in tags else STATUS_REVIEWED if TAG_REVIEWED in tags else STATUS_UNREVIEWED
     row = dict(original)
-    if original["status"] == "ok" and labels_unchanged(sample):
+    if original["status"] == STATUS_OK and labels_unchanged(sample):
         row.update(review_status=status, review_edited=False)
         return row
-    if original["status"] == "ok":
+    if original["status"] == STATUS_OK:
         shape = (int(original["height"]), int(original["width"]))
         if sample.parsing is not None:
             row["semantic"] = mk.semantic_entries(_label_mask(sample.parsing, shape))

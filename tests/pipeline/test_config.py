@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from m2fp_batch.pipeline.config import ConfigError, JobConfig, parse_set
-from m2fp_batch.pipeline.storage import S3Options
+from m2fp_batch.storage import S3Options
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 

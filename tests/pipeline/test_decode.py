@@ -8,8 +8,8 @@ import pytest
 from badfiles import MAX_PIXELS, MIN_SIDE, bad_files, good_files
 from PIL import ImageFile
 
+from m2fp_batch.decode import ImageError, decode_image
 from m2fp_batch.inference import load_image
-from m2fp_batch.pipeline.decode import ImageError, decode_image
 from m2fp_batch.schema import ERROR_KINDS
 
 BAD = bad_files()

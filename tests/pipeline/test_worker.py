@@ -80,8 +80,8 @@ def test_skin_tone_uses_original_pixels_and_brightness_is_recorded(settings, tin
 
     from m2fp_batch.annotate.brightness import adaptive_brightness
     from m2fp_batch.annotate.skin_tone import person_skin_tone
+    from m2fp_batch.decode import decode_image
     from m2fp_batch.inference import M2FPParser
-    from m2fp_batch.pipeline.decode import decode_image
 
     photo = good_files()["good/photo.jpg"][0]
     dark = (decode_image(photo, max_pixels=MAX_PIXELS).astype(np.float64) * 0.2).astype(np.uint8)

@@ -25,14 +25,27 @@ class S3Options:
     session_token: str | None = None
 
     @classmethod
-    def from_config(cls, cfg) -> S3Options:
+    def from_env(cls) -> S3Options:
+        """Settings from the standard AWS variables alone (readers outside the job)."""
         env = os.environ
         return cls(
-            endpoint=cfg.s3_endpoint or env.get("AWS_ENDPOINT_URL_S3") or env.get("AWS_ENDPOINT_URL"),
-            region=cfg.s3_region or env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION"),
-            access_key=cfg.s3_access_key or env.get("AWS_ACCESS_KEY_ID"),
-            secret_key=cfg.s3_secret_key or env.get("AWS_SECRET_ACCESS_KEY"),
-            session_token=cfg.s3_session_token or env.get("AWS_SESSION_TOKEN"),
+            endpoint=env.get("AWS_ENDPOINT_URL_S3") or env.get("AWS_ENDPOINT_URL"),
+            region=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION"),
+            access_key=env.get("AWS_ACCESS_KEY_ID"),
+            secret_key=env.get("AWS_SECRET_ACCESS_KEY"),
+            session_token=env.get("AWS_SESSION_TOKEN"),
+        )
+
+    @classmethod
+    def from_config(cls, cfg) -> S3Options:
+        """The job config's ``s3_*`` settings, each falling back to its AWS variable."""
+        env = cls.from_env()
+        return cls(
+            endpoint=cfg.s3_endpoint or env.endpoint,
+            region=cfg.s3_region or env.region,
+            access_key=cfg.s3_access_key or env.access_key,
+            secret_key=cfg.s3_secret_key or env.secret_key,
+            session_token=cfg.s3_session_token or env.session_token,
         )
 
     def filesystem(self) -> pafs.S3FileSystem:
@@ -54,7 +67,7 @@ class Filesystems:
     """Resolves a uri to (filesystem, path), caching one S3 filesystem."""
 
     def __init__(self, s3: S3Options | None = None) -> None:
-        self.s3_options = s3 or S3Options()
+        self.s3_options = s3 or S3Options.from_env()
         self._s3: pafs.S3FileSystem | None = None
         self._local = pafs.LocalFileSystem()
 

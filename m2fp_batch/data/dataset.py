@@ -1,0 +1,212 @@
+"""``ParsingDataset``: the labelled images of a job output as a PyTorch dataset.
+
+Sources: a job output or an ``export-reviewed`` dir (local or ``s3://``, read with
+:mod:`m2fp_batch.labels`), or a CIHP-layout dir (``m2fp-batch export --format cihp``, or the CIHP
+release). Only ``ok`` rows are samples; rows a reviewer ``rejected`` are left out too.
+
+``ds[i]`` is a dict of numpy arrays at the image's own size::
+
+    image       (H, W, 3) uint8   the photo, decoded like the job decodes it (EXIF orientation applied)
+    semantic    (H, W) int64      CIHP class ids, 0 = background
+    humans      (H, W) int64      person ids, person k of the row is k + 1, 0 = background
+    parts       (H, W) int64      part-instance ids (one per (person, part)), 0 = background
+    image_id    str
+    skin_tones  list[str]         skin-tone group of each person (light, medium, dark, unknown)
+
+Images differ in size, so batch them after a ``transform`` that crops or resizes (or with a
+``collate_fn`` of your own). Rows are read one shard at a time and the last ``cache_shards``
+shards are kept per process: visit indices shard by shard (``shard_order``) for speed on large
+outputs.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import torch.utils.data
+
+from m2fp_batch.decode import ImageError, decode_image
+from m2fp_batch.formats import cihp
+from m2fp_batch.labels import LabelsError, LabelSource, label_maps, open_labels
+from m2fp_batch.labels.reader import REVIEW_STATUS, is_trainable
+from m2fp_batch.storage import Filesystems
+
+__all__ = ["DEFAULT_MAX_PIXELS", "ParsingDataset", "SampleRef"]
+
+DEFAULT_MAX_PIXELS = 89_478_485  # the job's default max_pixels, when the output does not record its own
+INDEX_COLUMNS = ("image_id", "uri", "status", REVIEW_STATUS)
+LABEL_COLUMNS = ("image_id", "uri", "width", "height", "persons", "semantic")
+Transform = Callable[[dict[str, Any]], Any]
+
+
+@dataclass(frozen=True)
+class SampleRef:
+    """Where sample ``i`` lives: a row of a Parquet file, or an id of a CIHP dir."""
+
+    image_id: str
+    uri: str  # the photo
+    file: int  # index into the source's files (Parquet); -1 for a CIHP dir
+    row: int  # row in that file; -1 for a CIHP dir
+    name: str = ""  # file id in a CIHP dir
+
+
+class ParsingDataset(torch.utils.data.Dataset):
+    """The ``ok`` rows of a job output / ``export-reviewed`` dir / CIHP-layout dir (module docstring).
+
+    Args:
+        source: the directory (local path or ``s3://`` for job outputs).
+        transform: called on each sample dict; its result is what ``ds[i]`` returns.
+        split: which ``<split>_id.txt`` of a CIHP dir (needed when it has several).
+        cache_shards: Parquet shards kept in memory per process.
+
+    Raises:
+        LabelsError: the source is not a readable job output, export-reviewed or CIHP dir.
+    """
+
+    def __init__(
+        self,
+        source: str | Path,
+        transform: Transform | None = None,
+        *,
+        split: str | None = None,
+        cache_shards: int = 4,
+    ) -> None:
+        self.source = str(source)
+        self.transform = transform
+        self.cache_shards = max(1, int(cache_shards))
+        self._cache: OrderedDict[int, pa.Table] = OrderedDict()
+        self._fss = Filesystems()
+        root = Path(self.source)
+        if "://" not in self.source and (root / cihp.CATEGORY_DIR).is_dir():
+            self.kind = "cihp"
+            self.labels: LabelSource | None = None
+            self._cihp_root, self.split = root, _cihp_split(root, split)
+            self._meta = cihp.read_meta(root, self.split)
+            self.refs = self._cihp_refs()
+            self.max_pixels = DEFAULT_MAX_PIXELS
+        else:
+            self.labels = open_labels(self.source)
+            self.kind, self.split = self.labels.kind, split
+            self.refs = self._parquet_refs(self.labels)
+            settings = self.labels.job_settings() or {}
+            self.max_pixels = int(settings.get("max_pixels") or DEFAULT_MAX_PIXELS)
+
+    @staticmethod
+    def _parquet_refs(labels: LabelSource) -> list[SampleRef]:
+        refs = []
+        for k, path in enumerate(labels.files):
+            for j, row in enumerate(labels.read_file(path, INDEX_COLUMNS).to_pylist()):
+                if is_trainable(row):
+                    refs.append(SampleRef(str(row["image_id"]), str(row["uri"]), k, j))
+        return refs
+
+    def _cihp_refs(self) -> list[SampleRef]:
+        refs = []
+        for name in cihp.read_ids(self._cihp_root, self.split):
+            meta = self._meta.get(name, {})
+            image = str(self._cihp_root / cihp.IMAGE_DIR / f"{name}.jpg")
+            refs.append(SampleRef(meta.get("image_id", name), image, -1, -1, name))
+        return refs
+
+    def __len__(self) -> int:
+        return len(self.refs)
+
+    @property
+    def image_ids(self) -> list[str]:
+        """The image id of every sample, in index order."""
+        return [r.image_id for r in self.refs]
+
+    def shard_order(self, generator: np.random.Generator | None = None) -> list[int]:
+        """Every index once, shard by shard (shards and rows shuffled when ``generator`` is given)."""
+        by_file: dict[int, list[int]] = {}
+        for i, r in enumerate(self.refs):
+            by_file.setdefault(r.file, []).append(i)
+        files = list(by_file)
+        if generator is not None:
+            generator.shuffle(files)
+            for idx in by_file.values():
+                generator.shuffle(idx)
+        return [i for f in files for i in by_file[f]]
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["_cache"] = OrderedDict()  # each worker process reads its own shards
+        return state
+
+    def _table(self, file: int) -> pa.Table:
+        table = self._cache.get(file)
+        if table is None:
+            assert self.labels is not None
+            table = self.labels.read_file(self.labels.files[file], LABEL_COLUMNS)
+            self._cache[file] = table
+            while len(self._cache) > self.cache_shards:
+                self._cache.popitem(last=False)
+        else:
+            self._cache.move_to_end(file)
+        return table
+
+    def _image(self, uri: str, shape: tuple[int, int], image_id: str) -> np.ndarray:
+        try:
+            image = decode_image(self._fss.read_bytes(uri), max_pixels=self.max_pixels)
+        except (OSError, ValueError, ImageError) as e:
+            raise LabelsError(f"image {image_id!r}: cannot read {uri}: {e}") from e
+        if image.shape[:2] != shape:
+            raise LabelsError(
+                f"image {image_id!r}: {uri} is {image.shape[1]}x{image.shape[0]} but its labels are "
+                f"{shape[1]}x{shape[0]}: the file changed after the job labelled it"
+            )
+        return image
+
+    def _parquet_sample(self, ref: SampleRef) -> dict[str, Any]:
+        row = self._table(ref.file).slice(ref.row, 1).to_pylist()[0]
+        maps = label_maps(row)
+        return {
+            "image": self._image(ref.uri, maps.semantic.shape, ref.image_id),
+            "semantic": maps.semantic.astype(np.int64),
+            "humans": maps.humans,
+            "parts": maps.parts,
+            "image_id": ref.image_id,
+            "skin_tones": maps.skin_tones,
+        }
+
+    def _cihp_sample(self, ref: SampleRef) -> dict[str, Any]:
+        s = cihp.read_sample(self._cihp_root, ref.name, self._meta.get(ref.name))
+        return {
+            "image": self._image(ref.uri, s.semantic.shape, ref.image_id),
+            "semantic": s.semantic.astype(np.int64),
+            "humans": s.humans,
+            "parts": s.parts,
+            "image_id": ref.image_id,
+            "skin_tones": s.skin_tones,
+        }
+
+    def __getitem__(self, i: int) -> Any:
+        if not -len(self.refs) <= i < len(self.refs):
+            raise IndexError(f"index {i} out of range for {len(self.refs)} samples")
+        ref = self.refs[i]
+        sample = self._cihp_sample(ref) if self.kind == "cihp" else self._parquet_sample(ref)
+        return self.transform(sample) if self.transform is not None else sample
+
+    def __repr__(self) -> str:
+        return f"ParsingDataset({self.source!r}, kind={self.kind!r}, samples={len(self)})"
+
+
+def _cihp_split(root: Path, split: str | None) -> str:
+    splits = cihp.find_splits(root)
+    if split is not None:
+        if split not in splits:
+            raise LabelsError(f"{root} has no {cihp.ids_file(split)} (splits there: {splits})")
+        return split
+    if len(splits) != 1:
+        raise LabelsError(
+            f"{root} is a CIHP-layout dir with {len(splits)} splits {splits}: pass split=NAME"
+            if splits
+            else f"{root} has {cihp.CATEGORY_DIR}/ but no <split>_id.txt: not a CIHP-layout dir"
+        )
+    return splits[0]
