@@ -74,7 +74,7 @@ class SkinConfig:
 
 def parse_skin_weights(text: str | None) -> dict[str, float]:
     """``light=1.0,medium=1.2,dark=1.5`` -> {group: weight}; groups must be known skin groups."""
-    from m2fp_batch.annotate.skin_tone import GROUPS
+    from m2fp_batch.schema import SKIN_GROUPS as GROUPS
 
     if not text:
         return {}

@@ -15,7 +15,7 @@ from collections.abc import Iterator, Sequence
 
 import numpy as np
 
-from m2fp_batch.annotate.skin_tone import GROUPS
+from m2fp_batch.schema import SKIN_GROUPS as GROUPS
 
 KNOWN_GROUPS = tuple(g for g in GROUPS if g != "unknown")
 

@@ -42,8 +42,8 @@ def person_ids(humans: np.ndarray) -> list[int]:
 def person_groups(humans: np.ndarray, skin_tones: Sequence[str] | Mapping[int, str] | None) -> dict[int, str]:
     """Skin-tone group per person id.
 
-    ``skin_tones`` is a mapping {person id: group} or a sequence aligned with the sorted
-    person ids (person id k is the k-th person); missing entries are ``unknown``.
+    ``skin_tones`` is a mapping {person id: group} or a sequence whose k-th entry is person
+    id k + 1 (the ``ParsingDataset`` contract); missing entries are ``unknown``.
     """
     ids = person_ids(humans)
     if skin_tones is None:
@@ -51,7 +51,7 @@ def person_groups(humans: np.ndarray, skin_tones: Sequence[str] | Mapping[int, s
     if isinstance(skin_tones, Mapping):
         return {i: str(skin_tones.get(i, "unknown")) for i in ids}
     tones = list(skin_tones)
-    return {i: str(tones[k]) if k < len(tones) else "unknown" for k, i in enumerate(ids)}
+    return {i: str(tones[i - 1]) if 0 < i <= len(tones) else "unknown" for i in ids}
 
 
 def build_targets(

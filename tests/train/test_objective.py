@@ -39,10 +39,10 @@ def test_targets_background_from_semantic_when_inconsistent():
 
 
 def test_person_groups_sequence_and_mapping():
-    humans = np.array([[0, 3], [7, 7]])
-    assert person_groups(humans, ["dark", "light"]) == {3: "dark", 7: "light"}
-    assert person_groups(humans, {7: "medium"}) == {3: "unknown", 7: "medium"}
-    assert person_groups(humans, ["dark"]) == {3: "dark", 7: "unknown"}
+    humans = np.array([[0, 1], [3, 3]])  # person 2 has no pixels left
+    assert person_groups(humans, ["dark", "medium", "light"]) == {1: "dark", 3: "light"}
+    assert person_groups(humans, {3: "medium"}) == {1: "unknown", 3: "medium"}
+    assert person_groups(humans, ["dark"]) == {1: "dark", 3: "unknown"}
 
 
 def _pair_cost(logit_row, pred_mask, label, tgt_mask, pts, cfg):
