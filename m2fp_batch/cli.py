@@ -19,6 +19,7 @@ SUBCOMMANDS = {
     "review": ("m2fp_batch.review.cli", "build or update the FiftyOne review dataset from a job output"),
     "export-reviewed": ("m2fp_batch.review.export_cli", "write reviewed FiftyOne labels back to Parquet"),
     "train": ("m2fp_batch.train.cli", "fine-tune M2FP on labelled dirs (Ray Train, skin-tone aware)"),
+    "evaluate": ("m2fp_batch.train.evaluate_cli", "mIoU overall, per class and per skin-tone group on labelled dirs"),
 }
 
 

@@ -14,7 +14,7 @@ from PIL import Image
 from m2fp_batch.annotate.render import overlay, parse_image, people_cutout
 from m2fp_batch.inference.engine import M2FPParser
 from m2fp_batch.inference.loading import DEFAULT_MODEL_ID, ModelLoadError
-from m2fp_batch.inference.preprocess import load_image
+from m2fp_batch.inference.preprocess import SHORT_EDGE, load_image
 from m2fp_batch.inference.raw import write_raw
 
 log = logging.getLogger(__name__)
@@ -32,6 +32,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--alpha", type=float, default=0.5, help="overlay opacity of the parse colours, 0..1")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     p.add_argument("--batch-size", type=int, default=1, help="images per forward pass (same-size images only)")
+    p.add_argument("--short-edge", type=int, default=SHORT_EDGE, help="model input short edge (default: %(default)s)")
     p.add_argument(
         "--fast-backbone", action="store_true", help="fold BatchNorm + channels-last (not the official op order)"
     )
@@ -40,6 +41,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     if not 0.0 <= args.alpha <= 1.0:
         raise SystemExit(f"--alpha must be within [0, 1], got {args.alpha}")
+    if args.short_edge < 1:
+        raise SystemExit(f"--short-edge must be at least 1, got {args.short_edge}")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     try:
@@ -51,6 +54,7 @@ def main(args: argparse.Namespace) -> int:
             threads=args.threads,
             max_batch=args.batch_size,
             fast_backbone=args.fast_backbone,
+            short_edge=args.short_edge,
         )
     except ModelLoadError as e:
         log.error("%s", e)

@@ -59,3 +59,27 @@ def samples(groups=("light", "medium", "dark", "dark")) -> list[dict]:
             }
         )
     return out
+
+
+def write_cihp_dir(root, recs: list[dict], split: str = "train"):
+    """A CIHP-layout dir (Images, Category_ids, Human_ids, Instance_ids, ids and meta files)."""
+    import json
+    from pathlib import Path
+
+    root = Path(root)
+    for d in ("Images", "Category_ids", "Human_ids", "Instance_ids"):
+        (root / d).mkdir(parents=True, exist_ok=True)
+    ids, meta = [], []
+    for r in recs:
+        name = r["image_id"]
+        Image.fromarray(r["image"]).save(root / "Images" / f"{name}.jpg", quality=95)
+        Image.fromarray(r["semantic"].astype(np.uint8)).save(root / "Category_ids" / f"{name}.png")
+        Image.fromarray(r["humans"].astype(np.uint8)).save(root / "Human_ids" / f"{name}.png")
+        parts = np.unique(r["parts"], return_inverse=True)[1].reshape(r["parts"].shape)
+        Image.fromarray(parts.astype(np.uint8)).save(root / "Instance_ids" / f"{name}.png")
+        persons = [{"human_id": k + 1, "skin_tone": {"group": g}} for k, g in enumerate(r["skin_tones"])]
+        ids.append(name)
+        meta.append(json.dumps({"id": name, "image_id": name, "persons": persons}))
+    (root / f"{split}_id.txt").write_text("\n".join(ids) + "\n")
+    (root / f"{split}_meta.jsonl").write_text("\n".join(meta) + "\n")
+    return root
