@@ -78,7 +78,7 @@ def save_checkpoint(state: LoopState, settings: TrainSettings, parent_sha: str) 
 
 
 def restore_checkpoint(state: LoopState, path: Path) -> None:
-    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    ckpt = torch.load(path, map_location=next(state.model.parameters()).device, weights_only=True)
     state.model.load_state_dict(ckpt["model"])
     state.optimizer.load_state_dict(ckpt["optimizer"])
     state.scheduler.load_state_dict(ckpt["scheduler"])
@@ -89,7 +89,8 @@ def restore_checkpoint(state: LoopState, path: Path) -> None:
 def train_step(state: LoopState, settings: TrainSettings, batch, batch_size: int) -> dict:
     """One optimisation step on this worker's share; returns the global loss terms."""
     local_masks = float(sum(len(t) for t in batch.targets))
-    num_masks = float(_sum(torch.tensor([local_masks], dtype=torch.float64))[0])
+    device = batch.images.device
+    num_masks = float(_sum(torch.tensor([local_masks], dtype=torch.float64, device=device))[0])
     norm = Normalisers(max(num_masks, 1.0), batch_size)
     if len(batch.targets):
         outputs = state.model(batch.images, keep_aux=settings.loss.deep_supervision)
@@ -124,11 +125,13 @@ def run_loop(
     world: int = 1,
     report: Callable[[dict], None] | None = None,
     resume: bool = False,
+    device: torch.device | str = "cpu",
 ) -> LoopState:
     """Train from the current state to ``settings.steps``; rank 0 checkpoints every
     ``checkpoint_every`` steps and at the end."""
     torch.manual_seed(settings.seed)
     model, cfg, parent_sha = load_trainable(settings.init_model)
+    model.to(device)
     state = make_state(settings, model)
     if resume and checkpoint_path(settings).is_file():
         restore_checkpoint(state, checkpoint_path(settings))

@@ -54,6 +54,7 @@ def dataset_groups(dataset: Sequence) -> list[str]:
 def _worker(config: dict) -> None:
     """``train_loop_per_worker``: runs inside each Ray Train worker."""
     import ray.train
+    import ray.train.torch
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = TrainSettings.from_dict(config["settings"])
@@ -68,6 +69,7 @@ def _worker(config: dict) -> None:
         ctx.get_world_size(),
         report=lambda m: ray.train.report(m),
         resume=config["resume"],
+        device=ray.train.torch.get_device() if settings.use_gpu else torch.device("cpu"),
     )
 
 
@@ -101,6 +103,12 @@ def fit(settings: TrainSettings, resume: bool = False, records: Sequence | None 
     out.mkdir(parents=True, exist_ok=True)
     cpus = os.cpu_count() or 1
     _ensure_ray(settings.workers)
+    if settings.use_gpu:
+        import ray
+
+        gpus = ray.cluster_resources().get("GPU", 0)
+        if gpus < settings.workers:
+            raise TrainError(f"--gpu: Ray sees {gpus:g} GPU(s), {settings.workers} worker(s) need one each")
     trainer = TorchTrainer(
         _worker,
         train_loop_config={

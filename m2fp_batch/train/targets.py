@@ -32,6 +32,9 @@ class Targets:
     def __len__(self) -> int:
         return int(self.labels.shape[0])
 
+    def to(self, device: torch.device | str) -> Targets:
+        return Targets(self.labels.to(device), self.masks.to(device), self.weights.to(device), self.image_weight)
+
 
 def person_ids(humans: np.ndarray) -> list[int]:
     """Sorted non-zero person ids of a person-id map."""
