@@ -64,7 +64,7 @@ def main(args: argparse.Namespace) -> int:
             loss=LossConfig.from_model_config(cfg.extra, num_points=args.num_points),
         )
         fit(settings, resume=args.resume)
-    except (ValueError, TrainError, ModelLoadError, FileNotFoundError) as e:
+    except (ValueError, TrainError, ModelLoadError, OSError) as e:
         print(f"m2fp-batch train: {e}", file=sys.stderr)
         return 2
     return 0

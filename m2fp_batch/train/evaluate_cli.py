@@ -62,7 +62,7 @@ def main(args: argparse.Namespace) -> int:
         for m in models:
             parser = M2FPParser.from_pretrained(m, short_edge=args.short_edge, threads=args.threads)
             results.append(evaluate(parser, dataset).to_dict(parser.class_names))
-    except (ModelLoadError, LabelsError, FileNotFoundError) as e:
+    except (ModelLoadError, LabelsError, ValueError, OSError) as e:
         print(f"m2fp-batch evaluate: {e}", file=sys.stderr)
         return 2
     print(render(models, results))
