@@ -47,6 +47,7 @@ USER_ERRORS: dict[str, str] = {
     "m2fp_batch.labels.reader.LabelsError": "",
     "m2fp_batch.labels.maps.MaskSizeError": "",
     "m2fp_batch.formats.export.ExportError": "",
+    "m2fp_batch.train.run.TrainError": "",
     "pyarrow.lib.ArrowInvalid": "a Parquet or CSV file cannot be read: ",
     "pyarrow.lib.ArrowTypeError": "a Parquet or CSV file has an unexpected type: ",
     "UnicodeDecodeError": "text that is not UTF-8: ",

@@ -16,7 +16,7 @@ from m2fp_batch.annotate.render import RENDER_KINDS, render_png
 from m2fp_batch.errors import UserError
 from m2fp_batch.inference.engine import M2FPParser
 from m2fp_batch.inference.loading import DEFAULT_MODEL_ID, ModelLoadError
-from m2fp_batch.inference.preprocess import load_image
+from m2fp_batch.inference.preprocess import SHORT_EDGE, load_image
 from m2fp_batch.inference.raw import write_raw
 
 log = logging.getLogger(__name__)
@@ -34,6 +34,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--alpha", type=float, default=0.5, help="overlay opacity of the parse colours, 0..1")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     p.add_argument("--batch-size", type=int, default=1, help="images per forward pass (same-size images only)")
+    p.add_argument("--short-edge", type=int, default=SHORT_EDGE, help="model input short edge (default: %(default)s)")
     p.add_argument(
         "--fast-backbone", action="store_true", help="fold BatchNorm + channels-last (not the official op order)"
     )
@@ -74,6 +75,8 @@ def main(args: argparse.Namespace) -> int:
     """Parse the photos; a photo that cannot be read is skipped (exit 1 at the end)."""
     if not 0.0 <= args.alpha <= 1.0:
         raise UserError(f"--alpha must be within [0, 1], got {args.alpha}")
+    if args.short_edge < 1:
+        raise UserError(f"--short-edge must be at least 1, got {args.short_edge}")
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise NotADirectoryError(f"--out {str(out)!r} is a file, not a directory")
@@ -90,6 +93,7 @@ def main(args: argparse.Namespace) -> int:
             threads=args.threads,
             max_batch=args.batch_size,
             fast_backbone=args.fast_backbone,
+            short_edge=args.short_edge,
         )
     except ModelLoadError as e:
         log.error("%s", e)

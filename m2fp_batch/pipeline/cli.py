@@ -29,6 +29,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--address", help="Ray address (default: RAY_ADDRESS, else start a local Ray)")
     parser.add_argument("--batch-size", type=int, help="images per actor call and forward pass")
     parser.add_argument("--shard-size", type=int, help="images per output Parquet file")
+    parser.add_argument("--short-edge", type=int, help="model input short edge (default 640, the official)")
     parser.add_argument("--cpus-per-actor", type=float, help="CPUs (= torch threads) per model actor")
     parser.add_argument("--max-actors", type=int, help="upper bound of the actor pool (default: CPUs / cpus-per-actor)")
     parser.add_argument("--num-cpus", type=int, help="CPUs of a local Ray (ignored when joining a cluster)")
@@ -48,6 +49,7 @@ def config_from_args(args: argparse.Namespace) -> JobConfig:
         "address",
         "batch_size",
         "shard_size",
+        "short_edge",
         "cpus_per_actor",
         "max_actors",
         "num_cpus",

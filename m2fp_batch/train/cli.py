@@ -1,0 +1,70 @@
+"""``m2fp-batch train``: fine-tune M2FP on labelled dirs with Ray Train."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from m2fp_batch.train.config import AugmentConfig, LossConfig, SkinConfig, parse_skin_weights
+
+log = logging.getLogger(__name__)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--data",
+        nargs="+",
+        required=True,
+        metavar="DIR",
+        help="job output, export-reviewed or CIHP-layout dirs (mixed)",
+    )
+    p.add_argument("--model", required=True, help="initial model dir (configuration.json + pytorch_model.pt)")
+    p.add_argument("--out", required=True, help="new model dir")
+    p.add_argument("--steps", type=int, default=1000)
+    p.add_argument("--batch-size", type=int, default=2, help="global batch (split over workers)")
+    p.add_argument("--lr", type=float, default=1e-4)
+    p.add_argument("--short-edge", type=int, default=512, help="training short edge and square crop size")
+    p.add_argument("--workers", type=int, default=1, help="Ray Train workers")
+    p.add_argument("--gpu", action="store_true", help="one GPU per worker (nccl); Ray must see GPUs")
+    p.add_argument("--skin-balanced", action="store_true", help="balance skin-tone groups when sampling")
+    p.add_argument("--skin-weights", default=None, help="per-group loss weights, e.g. light=1.0,medium=1.2,dark=1.5")
+    p.add_argument("--checkpoint-every", type=int, default=50)
+    p.add_argument("--no-augment", action="store_true", help="no scale jitter or flip (centred crop)")
+    p.add_argument("--num-points", type=int, default=None, help="points per mask (default 12544, upstream)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+
+
+def main(args: argparse.Namespace) -> int:
+    from m2fp_batch.inference.loading import ModelLoadError, read_config, resolve_model_dir
+    from m2fp_batch.train.run import TrainError, fit
+    from m2fp_batch.train.settings import TrainSettings
+
+    try:
+        weights = parse_skin_weights(args.skin_weights)
+        model_dir, _ = resolve_model_dir(args.model)
+        cfg, _ = read_config(model_dir)
+        short = int(args.short_edge)
+        canvas = -(-short // 32) * 32
+        aug = AugmentConfig.off(short, canvas) if args.no_augment else AugmentConfig(short_edge=short, crop_size=canvas)
+        settings = TrainSettings(
+            data=tuple(args.data),
+            init_model=str(model_dir),
+            out=args.out,
+            steps=args.steps,
+            batch_size=args.batch_size,
+            lr=args.lr,
+            workers=args.workers,
+            use_gpu=args.gpu,
+            seed=args.seed,
+            checkpoint_every=max(1, args.checkpoint_every),
+            augment=aug,
+            skin=SkinConfig(balanced=args.skin_balanced, weights=weights),
+            loss=LossConfig.from_model_config(cfg.extra, num_points=args.num_points),
+        )
+        fit(settings, resume=args.resume)
+    except (ValueError, TrainError, ModelLoadError, OSError) as e:
+        print(f"m2fp-batch train: {e}", file=sys.stderr)
+        return 2
+    return 0

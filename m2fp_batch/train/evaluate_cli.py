@@ -1,0 +1,72 @@
+"""``m2fp-batch evaluate``: mIoU overall, per class and per skin-tone group on labelled dirs."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from m2fp_batch.inference.preprocess import SHORT_EDGE
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", required=True, help="model dir (or ModelScope id)")
+    p.add_argument("--data", nargs="+", required=True, metavar="DIR", help="job output, export-reviewed or CIHP dirs")
+    p.add_argument("--short-edge", type=int, default=SHORT_EDGE, help="model input short edge (default: %(default)s)")
+    p.add_argument("--json", default=None, help="also write the numbers to this JSON file")
+    p.add_argument("--compare", default=None, metavar="OTHER_MODEL", help="evaluate another model and show both")
+    p.add_argument("--threads", type=int, default=None, help="torch threads")
+
+
+def _fmt(x) -> str:
+    return "   -  " if x is None or (isinstance(x, float) and np.isnan(x)) else f"{100 * x:6.2f}"
+
+
+def render(names: list[str], results: list[dict]) -> str:
+    """The table: overall, per group (mIoU, gap to the best), per class; one column per model."""
+    lines = [f"{'':22}" + "".join(f"{n[-24:]:>26}" for n in names)]
+    lines.append(f"{'images':22}" + "".join(f"{r['images']:>26}" for r in results))
+    lines.append(f"{'mIoU (all)':22}" + "".join(f"{_fmt(r['mIoU']):>26}" for r in results))
+    groups = [g["group"] for g in results[0]["by_group"]]
+    for g in groups:
+        cells = []
+        for r in results:
+            row = next((x for x in r["by_group"] if x["group"] == g), None)
+            cells.append(f"{_fmt(row and row['mIoU'])} gap {_fmt(row and row['gap'])}" if row else "-")
+        lines.append(f"{'group ' + g:22}" + "".join(f"{c:>26}" for c in cells))
+    for cls in results[0]["per_class"]:
+        lines.append(f"{'  ' + cls:22}" + "".join(f"{_fmt(r['per_class'][cls]):>26}" for r in results))
+    return "\n".join(lines)
+
+
+def main(args: argparse.Namespace) -> int:
+    from torch.utils.data import ConcatDataset
+
+    from m2fp_batch.data import ParsingDataset
+    from m2fp_batch.inference import M2FPParser
+    from m2fp_batch.inference.loading import ModelLoadError
+    from m2fp_batch.labels import LabelsError
+    from m2fp_batch.train.evaluate import evaluate
+
+    if args.short_edge < 1:
+        print(f"m2fp-batch evaluate: --short-edge must be at least 1, got {args.short_edge}", file=sys.stderr)
+        return 2
+    try:
+        parts = [ParsingDataset(d) for d in args.data]
+        dataset = parts[0] if len(parts) == 1 else ConcatDataset(parts)
+        models = [args.model] + ([args.compare] if args.compare else [])
+        results = []
+        for m in models:
+            parser = M2FPParser.from_pretrained(m, short_edge=args.short_edge, threads=args.threads)
+            results.append(evaluate(parser, dataset).to_dict(parser.class_names))
+    except (ModelLoadError, LabelsError, ValueError, OSError) as e:
+        print(f"m2fp-batch evaluate: {e}", file=sys.stderr)
+        return 2
+    print(render(models, results))
+    if args.json:
+        payload = {"data": args.data, "short_edge": args.short_edge, "models": dict(zip(models, results))}
+        Path(args.json).write_text(json.dumps(payload, indent=2))
+    return 0
