@@ -8,9 +8,11 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+from synthetic_labels import commit_marker
 
 from m2fp_batch.annotate import rle
 from m2fp_batch.annotate.palette import CIHP_CLASSES, hex_color
+from m2fp_batch.labels.layout import stats_name
 
 
 def _rows(out: Path) -> dict[str, dict]:
@@ -170,6 +172,7 @@ def test_schema_v1_output_reads_without_inventing_skin_tone(fresh_output):
     v1_person = pa.list_(pa.struct([f for f in table.schema.field("persons").type.value_type if f.name != "skin_tone"]))
     table = table.set_column(table.schema.get_field_index("persons"), "persons", pa.array(persons, v1_person))
     pq.write_table(table, fresh_output / "shard-00000.parquet")
+    (fresh_output / stats_name(0)).write_text(json.dumps(commit_marker(fresh_output, 0)))  # committed again
 
     ds, stats = build_review_dataset(fresh_output, "rv-v1")
     assert stats.schema_versions == {1}
@@ -189,5 +192,6 @@ def test_unknown_schema_version_is_refused(fresh_output):
     table = pq.read_table(fresh_output / "shard-00000.parquet")
     table = table.set_column(0, "schema_version", pa.array([99] * table.num_rows, pa.int32()))
     pq.write_table(table, fresh_output / "shard-00000.parquet")
+    (fresh_output / stats_name(0)).write_text(json.dumps(commit_marker(fresh_output, 0)))  # committed again
     with pytest.raises(ReviewInputError, match="schema_version 99"):
         build_review_dataset(fresh_output, "rv-v99")
