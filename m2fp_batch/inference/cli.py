@@ -33,7 +33,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     p.add_argument("--batch-size", type=int, default=1, help="images per forward pass (same-size images only)")
     p.add_argument(
-        "--fast-backbone", action="store_true", help="fold BatchNorm + channels-last (not the official op order)"
+        "--fast-backbone",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="fold BatchNorm + channels-last (default; --no-fast-backbone: the official op order)",
+    )
+    p.add_argument(
+        "--compile",
+        action="store_true",
+        help="torch.compile the backbone and pixel decoder (inductor; cached in $M2FP_COMPILE_CACHE; eager fallback)",
     )
 
 
@@ -51,6 +59,7 @@ def main(args: argparse.Namespace) -> int:
             threads=args.threads,
             max_batch=args.batch_size,
             fast_backbone=args.fast_backbone,
+            torch_compile=args.compile,
         )
     except ModelLoadError as e:
         log.error("%s", e)
