@@ -80,7 +80,8 @@ def compile_stage(module: nn.Module, name: str, cache_dir: str | os.PathLike | N
     except OSError as e:
         log.warning("torch.compile cache %s is not writable (%s); compiling without a cache", cache, e)
     else:
-        os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(cache))
+        if cache_dir is not None or "TORCHINDUCTOR_CACHE_DIR" not in os.environ:
+            os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(cache)  # inductor's FX-graph and kernel caches
     eager = module.forward
     try:
         compiled = torch.compile(eager, backend="inductor", dynamic=False, options=INDUCTOR_OPTIONS)
