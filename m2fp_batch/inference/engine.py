@@ -66,8 +66,8 @@ class M2FPParser:
         self.class_names = tuple(config.classes)
         self.channels_last = fast_backbone
         if fast_backbone:
-            fold_batchnorm_(self.model.backbone)
-            self.model.backbone.to(memory_format=torch.channels_last)
+            fold_batchnorm_(self.model.backbone, torch.channels_last)
+            self.model.backbone.to(memory_format=torch.channels_last)  # the convolutions without a norm
         self.compiled = torch_compile and all(
             compiled.compile_stage(stage, name, compile_cache_dir)
             for name, stage in (

@@ -224,10 +224,11 @@ def _semantic_paste(
             cnt[inner] += hit
             del prob, hit, lg
         cat = acc.div_(cnt.clamp_(min=1))
+        del cnt
         region = best[win.slices()]
-        better = cat > region
-        region.copy_(torch.where(better, cat, region))
-        label_map[win.slices()][better] = c
+        label_map[win.slices()][cat > region] = c
+        torch.maximum(region, cat, out=region)  # in place: no second full-size map
+        del acc, cat
     return label_map, best
 
 
