@@ -35,8 +35,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--fast-backbone",
         action=argparse.BooleanOptionalAction,
-        default=True,
-        help="fold BatchNorm + channels-last (default; --no-fast-backbone: the official op order)",
+        default=False,
+        help="fold BatchNorm + channels-last (off by default: the official op order, less memory)",
     )
     p.add_argument(
         "--compile",
