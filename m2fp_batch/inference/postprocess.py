@@ -29,7 +29,7 @@ HUMAN_SCORE_THR = 0.1  # humans kept at score > 0.1
 TOPK = 100
 # Budget of full-resolution mask logits kept for the semantic paste (floats); beyond it a
 # query's box is recomputed when pasted.
-MAX_FLOATS_AT_ONCE = 32 * 1024 * 1024
+MAX_FLOATS_AT_ONCE = 8 * 1024 * 1024
 
 
 def resize_matrix(out_size: int, in_size: int) -> torch.Tensor:
@@ -213,7 +213,7 @@ def _semantic_paste(
         for q, _ in inst[1:]:
             win = win.union(boxes[q])
         acc = torch.zeros(win.y1 - win.y0, win.x1 - win.x0)
-        cnt = torch.zeros_like(acc)
+        cnt = torch.zeros(acc.shape, dtype=torch.int16)  # instances per pixel (<= TOPK)
         for q, s in inst:
             b = boxes[q]
             lg = cache[q] if q in cache else up.logits(q, b)
