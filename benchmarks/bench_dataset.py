@@ -10,7 +10,10 @@ Measured in one run: the time per sample of each stage in this process (row read
 decode), then the DataLoader with ``--workers`` workers over every sample in shard order
 (shuffled within shards), steady state (after the first batch) and overall, and the workers' CPU
 seconds per sample: on a machine shared with other work the wall-clock rate shows the load, the
-CPU time per sample what ``--workers`` dedicated cores deliver.
+CPU time per sample what ``--workers`` dedicated cores deliver. Three hand-overs from the workers
+(``LOADERS``): whole samples as tensors (the DataLoader's own conversion: shared memory; the goal
+line), the README's training loop (crops, batches), and numpy arrays kept by ``collate_fn=list``
+(pickled through a pipe: the slow path to avoid).
 
     python benchmarks/bench_dataset.py [--images 512] [--workers 2] [--epochs 2]
 """
@@ -93,21 +96,51 @@ def children_cpu_s() -> float:
     return r.ru_utime + r.ru_stime
 
 
-def loader_rate(ds, workers: int, epochs: int) -> dict[str, float]:
-    """samples/s through a DataLoader (batches of 8, shard order), steady state and overall, and
-    the workers' CPU seconds per sample (what the rate would be on dedicated cores)."""
+def readme_crop(sample: dict, size: int = 384) -> tuple:
+    """The README's training transform: a random square crop of image and semantic map, as tensors."""
+    import torch
+    import torch.nn.functional as F
+
+    h, w = sample["semantic"].shape
+    y, x = np.random.randint(0, max(h - size, 0) + 1), np.random.randint(0, max(w - size, 0) + 1)
+    img = torch.from_numpy(sample["image"][y : y + size, x : x + size].copy()).permute(2, 0, 1).float() / 255
+    sem = torch.from_numpy(sample["semantic"][y : y + size, x : x + size].copy())
+    img = F.pad(img, (0, size - img.shape[2], 0, size - img.shape[1]))
+    return img, F.pad(sem, (0, size - sem.shape[1], 0, size - sem.shape[0]), value=255)
+
+
+def count(batch) -> int:
+    """Samples in what the loader yielded: a list of samples, one sample dict, or stacked tensors."""
+    if isinstance(batch, dict):
+        return 1
+    if isinstance(batch, (tuple, list)) and batch and hasattr(batch[0], "shape"):
+        return int(batch[0].shape[0])
+    return len(batch)
+
+
+# name -> (transform, DataLoader keywords): how the samples leave the workers
+LOADERS = {
+    "full-size samples as tensors (batch_size=None)": (None, {"batch_size": None}),
+    "README loop: 384-px crops, batches of 8": (readme_crop, {"batch_size": 8}),
+    "numpy kept (collate_fn=list, pickled through a pipe)": (None, {"batch_size": 8, "collate_fn": list}),
+}
+
+
+def loader_rate(ds, workers: int, epochs: int, **loader_kw) -> dict[str, float]:
+    """samples/s through a DataLoader (shard order), steady state and overall, and the workers'
+    CPU seconds per sample (what the rate would be on dedicated cores)."""
     import torch
 
     order = [i for e in range(epochs) for i in ds.shard_order(np.random.default_rng(e))]
     loader = torch.utils.data.DataLoader(
-        ds, batch_size=8, num_workers=workers, sampler=order, collate_fn=list, persistent_workers=False
+        ds, num_workers=workers, sampler=order, persistent_workers=False, **loader_kw
     )
     cpu0, t0 = children_cpu_s(), time.perf_counter()
     first = None
     n = 0
     batches = iter(loader)
     for batch in batches:
-        n += len(batch)
+        n += count(batch)
         if first is None:
             first, n_first = time.perf_counter(), n
     end = time.perf_counter()
@@ -146,16 +179,16 @@ def main() -> None:
         stages = stage_times(ds)
         print("per sample, one process: " + ", ".join(f"{k} {v:.1f}" for k, v in stages.items()))
         print(f"  -> {1e3 / sum(stages.values()):.1f} samples/s in one process")
-        rate = loader_rate(ds, args.workers, args.epochs)
-        print(
-            f"DataLoader, {args.workers} workers, {rate['samples']} samples: "
-            f"{rate['steady']:.1f} samples/s steady, {rate['overall']:.1f} overall (worker start included)"
-        )
-        dedicated = args.workers * 1e3 / rate["cpu_ms_per_sample"]
-        print(
-            f"  workers' CPU: {rate['cpu_ms_per_sample']:.1f} ms per sample (worker start included) -> "
-            f"{dedicated:.1f} samples/s with {args.workers} dedicated cores"
-        )
+        for name, (transform, loader_kw) in LOADERS.items():
+            ds.transform = transform
+            rate = loader_rate(ds, args.workers, args.epochs, **loader_kw)
+            dedicated = args.workers * 1e3 / rate["cpu_ms_per_sample"]
+            print(
+                f"DataLoader, {args.workers} workers, {name}, {rate['samples']} samples: "
+                f"{rate['steady']:.1f} samples/s steady, {rate['overall']:.1f} overall (worker start included); "
+                f"workers' CPU {rate['cpu_ms_per_sample']:.1f} ms per sample -> {dedicated:.1f} samples/s "
+                f"with {args.workers} dedicated cores"
+            )
         print(f"load average after: {os.getloadavg()}")
 
 

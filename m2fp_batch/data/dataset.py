@@ -166,7 +166,8 @@ class ParsingDataset(torch.utils.data.Dataset):
                 f"image {image_id!r}: {uri} is {image.shape[1]}x{image.shape[0]} but its labels are "
                 f"{shape[1]}x{shape[0]}: the file changed after the job labelled it"
             )
-        return image
+        # PIL's buffer is read-only; a sample is the caller's to modify (and torch warns on read-only arrays)
+        return image if image.flags.writeable else image.copy()
 
     def _parquet_sample(self, ref: SampleRef) -> dict[str, Any]:
         row = self._table(ref.file).slice(ref.row, 1).to_pylist()[0]

@@ -49,6 +49,7 @@ def test_samples_are_the_photo_as_the_job_decodes_it_and_the_maps(output):
     assert s["image"].shape == (600, 400, 3) and s["image"].dtype == np.uint8
     np.testing.assert_array_equal(s["image"], photo)  # EXIF orientation applied
     assert all(s[k].shape == (600, 400) and s[k].dtype == np.int64 for k in KEYS)
+    assert all(s[k].flags.writeable for k in ("image", *KEYS))  # the caller's to transform in place
     assert set(np.unique(s["humans"])) == {0, 1, 2} and s["skin_tones"] == ["light", "medium"]
     assert np.all((s["semantic"] > 0) == (s["humans"] > 0)) and np.all((s["parts"] > 0) == (s["humans"] > 0))
     assert ds[-1]["image_id"] == "astronaut"
