@@ -132,9 +132,7 @@ def loader_rate(ds, workers: int, epochs: int, **loader_kw) -> dict[str, float]:
     import torch
 
     order = [i for e in range(epochs) for i in ds.shard_order(np.random.default_rng(e))]
-    loader = torch.utils.data.DataLoader(
-        ds, num_workers=workers, sampler=order, persistent_workers=False, **loader_kw
-    )
+    loader = torch.utils.data.DataLoader(ds, num_workers=workers, sampler=order, persistent_workers=False, **loader_kw)
     cpu0, t0 = children_cpu_s(), time.perf_counter()
     first = None
     n = 0
