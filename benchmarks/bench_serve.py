@@ -167,7 +167,7 @@ def main() -> int:
     p.add_argument("--model", required=True, help="model dir (the full-size seed-3 checkpoint)")
     p.add_argument("--images", type=int, default=8)
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--max-batch", type=int, default=4)
+    p.add_argument("--max-batch", type=int, default=1)
     p.add_argument("--clients", type=int, default=4)
     p.add_argument("--json", default=None, help="also write the numbers here")
     p.add_argument("--bare-only", action="store_true", help=argparse.SUPPRESS)
@@ -191,6 +191,7 @@ def main() -> int:
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(120)
+    time.sleep(10)  # Ray's processes finish exiting before the second bare loop
     after, _ = bare_child(args)
     bare_ips = args.images / ((before + after) / 2)
     serve_ips = len(many_lat) / many_wall

@@ -56,7 +56,8 @@ class JobConfig:
     max_bytes: int = DEFAULT_MAX_BYTES  # per input file, checked before decoding (reads stop at +1 byte)
     min_side: int = 8
     # inference
-    batch_size: int = 4
+    batch_size: int = 4  # images per actor call
+    forward_batch: int = 1  # images per forward pass (same padded size); 1 is fastest on CPU
     short_edge: int = 640
     max_size: int = 1333
     adaptive_brightness: bool = False  # brighten dark photos (mean V < 80) for the model only
@@ -114,7 +115,16 @@ class JobConfig:
             raise ConfigError("no output: pass --output DIR (where the Parquet shards go)")
         if not self.model:
             raise ConfigError("no model: pass --model DIR-or-ModelScope-id")
-        positive = ("max_pixels", "max_bytes", "batch_size", "short_edge", "max_size", "shard_size", "read_concurrency")
+        positive = (
+            "max_pixels",
+            "max_bytes",
+            "batch_size",
+            "forward_batch",
+            "short_edge",
+            "max_size",
+            "shard_size",
+            "read_concurrency",
+        )
         for k in positive:
             if getattr(self, k) < 1:
                 raise ConfigError(f"{k} must be >= 1, got {getattr(self, k)}")

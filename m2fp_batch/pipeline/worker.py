@@ -133,7 +133,7 @@ class Labeler:
             revision=settings.get("model_revision"),
             trust_checkpoint=bool(settings.get("trust_checkpoint")),
             threads=max(1, int(threads)),
-            max_batch=int(settings["batch_size"]),
+            max_batch=int(settings["forward_batch"]),
             short_edge=int(settings["short_edge"]),
             max_size=int(settings["max_size"]),
         )

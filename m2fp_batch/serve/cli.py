@@ -24,7 +24,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--port", type=int, default=d.port, help="HTTP port (default: %(default)s)")
     p.add_argument("--replicas", type=int, default=d.replicas, help="model replicas (default: %(default)s)")
     p.add_argument("--threads", type=int, default=None, help="torch threads per replica (default: CPUs / replicas)")
-    p.add_argument("--max-batch", type=int, default=d.max_batch, help="images per forward pass (same padded size)")
+    p.add_argument(
+        "--max-batch",
+        type=int,
+        default=d.max_batch,
+        help="images per forward pass (same padded size; 1 is fastest on CPU)",
+    )
     p.add_argument("--batch-wait-s", type=float, default=d.batch_wait_s, help="wait to fill a batch (seconds)")
     p.add_argument(
         "--queue", type=int, default=d.queue_per_replica, help="waiting requests per replica before 503 (%(default)s)"
