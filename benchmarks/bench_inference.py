@@ -10,6 +10,16 @@ times on a 640x640-input photo (decode, preprocess, backbone, pixel decoder, tra
 decoder, postprocess), the model FLOPs (torch FlopCounterMode), model efficiency =
 FLOPs / (forward time x peak), end to end images/s against the bare model loop, and the
 peak RSS of a fresh process parsing an 1800x1536 JPEG and a 24-megapixel JPEG.
+
+End-to-end efficiency = model FLOPs / (``parse_one`` time from JPEG bytes x peak): what
+``m2fp-batch parse`` does per photo, against the machine's fp32 matmul peak.
+
+Levers, each measured in the same run as one on/off pair (end-to-end ``parse_one`` time;
+for the postprocess, the postprocess alone on the same network outputs):
+  BatchNorm folding + channels-last   (--fast-backbone) vs the official op order (default)
+  embedding_bag sampling core          (default) vs the grid_sample reference core
+  box-limited separable postprocess    (default) vs all 100 masks upsampled at full size
+  torch.compile (inductor, CPU)        (--compile) vs eager; its first call (compile) reported
 """
 
 from __future__ import annotations
@@ -92,12 +102,91 @@ def memory_probe(model: str, h: int, w: int, threads: int) -> dict:
     }
 
 
+def parse_time(parser, jpeg: bytes, repeats: int) -> float:
+    """Median seconds of ``parse_one(load_image(jpeg))`` after one warm-up call."""
+    from m2fp_batch.inference import load_image
+
+    parser.parse_one(load_image(jpeg))
+    return statistics.median(_time(lambda: parser.parse_one(load_image(jpeg))) for _ in range(repeats))
+
+
+def _row(lever: str, on: float, off: float, note: str = "") -> dict:
+    return {"lever": lever, "on_s": round(on, 3), "off_s": round(off, 3), "gain_s": round(off - on, 3),
+            "speedup": round(off / on, 3), "note": note}  # fmt: skip
+
+
+def measure_levers(parser, model: str, jpeg: bytes, args, flops: float, peak: float) -> list[dict]:
+    """Each lever on/off in this run (see the module docstring)."""
+    from inference.test_postprocess import official_dense
+
+    from m2fp_batch.inference import M2FPParser, load_image
+    from m2fp_batch.inference import preprocess as pp
+    from m2fp_batch.inference.postprocess import parse_instances
+    from m2fp_batch.model.ms_deform_attn import MSDeformAttn
+
+    rows = []
+    base = parse_time(parser, jpeg, args.repeats)
+    other = M2FPParser.from_pretrained(model, threads=args.threads, fast_backbone=not parser.channels_last)
+    t_other = parse_time(other, jpeg, args.repeats)
+    on, off = (base, t_other) if parser.channels_last else (t_other, base)
+    rows.append(_row("BatchNorm folding + channels-last", on, off))
+    del other
+    attn = [m for m in parser.model.modules() if isinstance(m, MSDeformAttn)]
+    for m in attn:
+        m.naive = True
+    naive = parse_time(parser, jpeg, args.repeats)
+    for m in attn:
+        m.naive = False
+    rows.append(_row("embedding_bag sampling core (vs grid_sample)", base, naive))
+    img = load_image(jpeg)
+    size = pp.target_size(*img.shape[:2])
+    net = parser.model
+    batch = pp.to_batch([pp.resize(img, size)], net.pixel_mean, net.pixel_std, net.size_divisibility)
+    out = parser.forward(batch)
+    lg, masks = out["pred_logits"][0], out["pred_masks"][0]
+    cfg = parser.config
+    post = statistics.median(
+        _time(lambda: parse_instances(lg, masks, size, img.shape[:2], cfg.num_parsing, cfg.parsing_ins_score_thr))
+        for _ in range(args.repeats)
+    )
+    dense = statistics.median(
+        _time(lambda: official_dense(lg, masks, size, img.shape[:2], cfg.num_parsing, cfg.parsing_ins_score_thr))
+        for _ in range(args.repeats)
+    )
+    rows.append(_row("box-limited separable postprocess (vs dense)", post, dense, "postprocess alone"))
+    if not args.no_compile:
+        t0 = time.perf_counter()
+        comp = M2FPParser.from_pretrained(model, threads=args.threads, torch_compile=True)
+        comp.parse_one(img)
+        first = time.perf_counter() - t0
+        on = parse_time(comp, jpeg, args.repeats)
+        rows.append(
+            _row("torch.compile backbone + pixel decoder", on, base,
+                 f"first call incl. load + compile {first:.1f} s; compiled={comp.compiled}; "
+                 f"efficiency with it {flops / (on * peak):.3f}")
+        )  # fmt: skip
+    return rows
+
+
+def lever_table(rows: list[dict]) -> str:
+    lines = ["| lever | on (s) | off (s) | gain (s) | speedup | note |", "|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(
+            f"| {r['lever']} | {r['on_s']:.3f} | {r['off_s']:.3f} | {r['gain_s']:+.3f} | {r['speedup']:.2f}x | {r['note']} |"
+        )
+    return "\n".join(lines)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default=None, help="model dir (default: build the seed-3 full-size checkpoint)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--fast-backbone", action="store_true")
+    ap.add_argument(
+        "--fast-backbone", action=argparse.BooleanOptionalAction, default=False, help="the engine default: off"
+    )
+    ap.add_argument("--no-levers", action="store_true", help="skip the per-lever on/off measurements")
+    ap.add_argument("--no-compile", action="store_true", help="skip the torch.compile lever")
     ap.add_argument("--no-memory", action="store_true", help="skip the large-photo memory probes")
     ap.add_argument("--json", default=None, help="also write the results here")
     args = ap.parse_args()
@@ -177,7 +266,16 @@ def main() -> int:
     if not args.no_memory:
         result["memory_1800x1536"] = memory_probe(model, 1800, 1536, args.threads)
         result["memory_24mp_6000x4000"] = memory_probe(model, 4000, 6000, args.threads)
+    result["end_to_end_efficiency"] = round(flops / (e2e * peak), 3)
+    result["load_average_1min"] = round(os.getloadavg()[0], 2)
+    if not args.no_levers:
+        result["levers"] = measure_levers(parser, model, jpeg, args, flops, peak)
     print(json.dumps(result, indent=1))
+    print(
+        f"\nend-to-end efficiency (parse_one, 640x640): {result['end_to_end_efficiency']:.3f} of {peak / 1e9:.0f} GFLOP/s"
+    )
+    if "levers" in result:
+        print(lever_table(result["levers"]))
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=1))
     if tmp:

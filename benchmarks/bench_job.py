@@ -11,16 +11,29 @@
 Prints (and writes with ``--json``) images/s of both, their ratio (steady state: from the first
 labelled rows to the end, i.e. without Ray start and model load; and end to end), Parquet bytes
 per image, and the peak RSS of the driver and of the model actor.
+
+    .venv/bin/python benchmarks/bench_job.py --layouts     # 1 actor x N threads vs N actors x 1 thread
+    .venv/bin/python benchmarks/bench_job.py --nodes 2     # a head + a `ray start --address` node
+
+``--layouts`` runs the job twice on the same photos on a local Ray of ``--threads`` CPUs: one
+actor with all the threads, then one single-thread actor per CPU; prints both and their ratio.
+``--nodes K`` starts a Ray head plus K-1 more nodes on this machine (1 CPU each, one actor of
+1 thread per node), runs the job there and on a single 1-CPU node, and prints the scaling ratio
+(K nodes / 1 node) and the job over the bare engine on the same CPUs (K single-thread bare
+loops in parallel processes).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import json
 import logging
 import os
 import shutil
+import statistics
+import subprocess
 import sys
 import tempfile
 import threading
@@ -31,7 +44,8 @@ import numpy as np
 import psutil
 from PIL import Image
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
 
 from m2fp_batch.inference import M2FPParser, load_image  # noqa: E402
 
@@ -93,12 +107,13 @@ def bare_loop(model: str, paths: list[Path], threads: int) -> dict:
     return {"images": len(paths), "seconds": round(sec, 3), "images_per_s": round(len(paths) / sec, 4)}
 
 
-def job(model: str, src: Path, out: Path, threads: int, batch_size: int) -> dict:
+def job(model: str, src: Path, out: Path, threads: int, batch_size: int, cpus_per_actor: int | None = None) -> dict:
     import ray
 
     from m2fp_batch.pipeline.config import JobConfig
     from m2fp_batch.pipeline.job import run_job
 
+    per_actor = cpus_per_actor or threads
     cfg = JobConfig.from_sources(
         None,
         {
@@ -106,7 +121,8 @@ def job(model: str, src: Path, out: Path, threads: int, batch_size: int) -> dict
             "output": str(out),
             "model": model,
             "num_cpus": threads,
-            "cpus_per_actor": threads,
+            "cpus_per_actor": per_actor,
+            "min_actors": threads // per_actor,
             "batch_size": batch_size,
             "shard_size": 64,
             "overwrite": True,
@@ -122,6 +138,7 @@ def job(model: str, src: Path, out: Path, threads: int, batch_size: int) -> dict
     ray.shutdown()
     run = summary["run"]
     return {
+        "layout": f"{threads // per_actor} actor(s) x {per_actor} thread(s)",
         "images": summary["rows"],
         "status": summary["status"],
         "wall_s": round(wall, 3),
@@ -135,6 +152,94 @@ def job(model: str, src: Path, out: Path, threads: int, batch_size: int) -> dict
     }
 
 
+def bare_parallel(model: str, paths: list[Path], procs: int) -> dict:
+    """``procs`` single-thread bare loops in parallel processes, the photos split between them."""
+    code = (
+        "import json,sys;sys.path.insert(0,sys.argv[1]);from bench_job import bare_loop;"
+        "print(json.dumps(bare_loop(sys.argv[2],[__import__('pathlib').Path(p) for p in sys.argv[3:]],1)))"
+    )
+    here = str(Path(__file__).resolve().parent)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    t0 = time.perf_counter()
+    ps = [
+        subprocess.Popen(
+            [sys.executable, "-c", code, here, model, *map(str, paths[i::procs])],
+            stdout=subprocess.PIPE,
+            env=env,
+            text=True,
+        )
+        for i in range(procs)
+    ]
+    each = [json.loads(p.communicate()[0].strip().splitlines()[-1]) for p in ps]
+    # each loop's own rate (model load and warm-up excluded), summed: the CPUs' bare throughput
+    return {
+        "processes": procs,
+        "per_process": each,
+        "images_per_s": round(sum(e["images_per_s"] for e in each), 4),
+        "wall_s_with_load": round(time.perf_counter() - t0, 1),
+    }
+
+
+def cluster_job(model: str, src: Path, out: Path, nodes: int, batch_size: int) -> dict:
+    """The job via ``m2fp-batch run --address`` on a head plus ``nodes - 1`` nodes, 1 CPU each."""
+    sys.path.insert(0, str(REPO / "tests" / "pipeline"))
+    from cluster import ray_head, ray_worker
+
+    os.environ["RAY_AUTH_MODE"] = "token"
+    with contextlib.ExitStack() as stack:
+        gcs, _, env, _ = stack.enter_context(ray_head(num_cpus=1, multi_node=nodes > 1))
+        for _ in range(nodes - 1):
+            stack.enter_context(ray_worker(gcs, env, num_cpus=1))
+        cmd = [
+            sys.executable, "-m", "m2fp_batch.cli", "run", "--input", str(src), "--output", str(out),
+            "--model", model, "--address", gcs, "--batch-size", str(batch_size), "--shard-size", "64",
+            "--overwrite", "--set", "cpus_per_actor=1", "--set", f"min_actors={nodes}",
+        ]  # fmt: skip
+        env = {**env, "RAY_DATA_DEFAULT_WAIT_FOR_MIN_ACTORS_S": "600"}
+        t0 = time.perf_counter()
+        subprocess.run(cmd, env=env, cwd=REPO, check=True, capture_output=True, text=True)
+        wall = time.perf_counter() - t0
+    summary = json.loads((out / "_run.json").read_text())
+    run = summary["run"]
+    return {
+        "nodes": nodes,
+        "images": summary["rows"],
+        "status": summary["status"],
+        "wall_s": round(wall, 3),
+        "first_rows_after_s": run["first_rows_after_s"],
+        "steady_images_per_s": run["steady_images_per_s"],
+        "model_loads_per_node": list(run["model_loads_per_node"].values()),
+    }
+
+
+def run_layouts(args, paths: list[Path], tmp: Path) -> dict:
+    """1 actor x N threads against N actors x 1 thread, same photos, one run (twice, interleaved)."""
+    big, small = [], []
+    for r in range(args.rounds):
+        big.append(job(args.model, tmp / "in", tmp / f"out_big{r}", args.threads, args.batch_size, args.threads))
+        small.append(job(args.model, tmp / "in", tmp / f"out_small{r}", args.threads, args.batch_size, 1))
+    rate = lambda runs: statistics.mean(j["steady_images_per_s"] for j in runs)  # noqa: E731
+    return {
+        "one_big_actor": big,
+        "many_small_actors": small,
+        "steady_images_per_s": {"1 x N threads": round(rate(big), 4), "N x 1 thread": round(rate(small), 4)},
+        "ratio_many_small_over_one_big": round(rate(small) / rate(big), 3),
+    }
+
+
+def run_nodes(args, paths: list[Path], tmp: Path) -> dict:
+    one = cluster_job(args.model, tmp / "in", tmp / "out1", 1, args.batch_size)
+    bare = bare_parallel(args.model, paths, args.nodes)
+    many = cluster_job(args.model, tmp / "in", tmp / "outk", args.nodes, args.batch_size)
+    return {
+        "one_node": one,
+        f"{args.nodes}_nodes": many,
+        "bare_parallel": bare,
+        "scaling_ratio": round(many["steady_images_per_s"] / one["steady_images_per_s"], 3),
+        "job_over_bare": round(many["steady_images_per_s"] / bare["images_per_s"], 3),
+    }
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", default="/tmp/m2fp_seed3", help="model dir (full size: gen_checkpoint.py output)")
@@ -142,29 +247,56 @@ def main() -> int:
     ap.add_argument("--short-edge", type=int, default=640, help="short edge of the test photos (px)")
     ap.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1), help="CPUs for both runs")
     ap.add_argument("--batch-size", type=int, default=1)
+    ap.add_argument("--layouts", action="store_true", help="1 actor x N threads vs N actors x 1 thread")
+    ap.add_argument("--rounds", type=int, default=1, help="--layouts: repeat both layouts, interleaved")
+    ap.add_argument("--nodes", type=int, default=None, help="a Ray head plus NODES-1 nodes, 1 CPU each")
     ap.add_argument("--json", help="also write the results here")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    # the pool's min_actors start before batches flow, so every layout runs at full size from its first rows
+    os.environ.setdefault("RAY_DATA_DEFAULT_WAIT_FOR_MIN_ACTORS_S", "600")
     tmp = Path(tempfile.mkdtemp(prefix="bench_job_"))
     try:
         paths = photos(args.images, args.short_edge, tmp / "in")
-        # bare loop before and after the job: on a shared machine the load changes over minutes
-        bare_before = bare_loop(args.model, paths, args.threads)
-        load_before = os.getloadavg()[0]
-        j = job(args.model, tmp / "in", tmp / "out", args.threads, args.batch_size)
-        load_job = os.getloadavg()[0]
-        bare_after = bare_loop(args.model, paths, args.threads)
-        load_after = os.getloadavg()[0]
+        load0 = os.getloadavg()[0]
+        if args.layouts:
+            res = run_layouts(args, paths, tmp)
+        elif args.nodes:
+            res = run_nodes(args, paths, tmp)
+        else:
+            res = run_bare_vs_job(args, paths, tmp)
+        res.update(
+            model=args.model,
+            images=args.images,
+            short_edge=args.short_edge,
+            cpu_count=os.cpu_count(),
+            cpu=_cpu_name(),
+            load_average_1min_before_after=[load0, os.getloadavg()[0]],
+        )
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+    print(json.dumps(res, indent=2))
+    if args.json:
+        Path(args.json).write_text(json.dumps(res, indent=2) + "\n")
+    return 0
+
+
+def _cpu_name() -> str:
+    return next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")), "?")
+
+
+def run_bare_vs_job(args, paths: list[Path], tmp: Path) -> dict:
+    """The bare loop before and after the job (the mean is the baseline), then the ratios."""
+    bare_before = bare_loop(args.model, paths, args.threads)
+    load_before = os.getloadavg()[0]
+    j = job(args.model, tmp / "in", tmp / "out", args.threads, args.batch_size)
+    load_job = os.getloadavg()[0]
+    bare_after = bare_loop(args.model, paths, args.threads)
+    load_after = os.getloadavg()[0]
     bare_mean = round((bare_before["images_per_s"] + bare_after["images_per_s"]) / 2, 4)
-    res = {
-        "model": args.model,
-        "images": args.images,
-        "short_edge": args.short_edge,
+    return {
         "threads": args.threads,
-        "cpu_count": os.cpu_count(),
         "bare_loop_before": bare_before,
         "bare_loop_after": bare_after,
         "bare_images_per_s_mean": bare_mean,
@@ -173,10 +305,6 @@ def main() -> int:
         "ratio_steady": round(j["steady_images_per_s"] / bare_mean, 3) if j["steady_images_per_s"] else None,
         "ratio_end_to_end": round(j["images_per_s_end_to_end"] / bare_mean, 3),
     }
-    print(json.dumps(res, indent=2))
-    if args.json:
-        Path(args.json).write_text(json.dumps(res, indent=2) + "\n")
-    return 0
 
 
 if __name__ == "__main__":

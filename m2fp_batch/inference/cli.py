@@ -36,7 +36,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int, default=1, help="images per forward pass (same-size images only)")
     p.add_argument("--short-edge", type=int, default=SHORT_EDGE, help="model input short edge (default: %(default)s)")
     p.add_argument(
-        "--fast-backbone", action="store_true", help="fold BatchNorm + channels-last (not the official op order)"
+        "--fast-backbone",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="fold BatchNorm + channels-last (off by default: the official op order, less memory)",
+    )
+    p.add_argument(
+        "--compile",
+        action="store_true",
+        help="torch.compile the backbone and pixel decoder (inductor; cached in $M2FP_COMPILE_CACHE; eager fallback)",
     )
 
 
@@ -94,6 +102,7 @@ def main(args: argparse.Namespace) -> int:
             max_batch=args.batch_size,
             fast_backbone=args.fast_backbone,
             short_edge=args.short_edge,
+            torch_compile=args.compile,
         )
     except ModelLoadError as e:
         log.error("%s", e)

@@ -35,12 +35,13 @@ class ConvNorm(nn.Conv2d):
         return x
 
 
-def fold_batchnorm_(module: nn.Module) -> int:
+def fold_batchnorm_(module: nn.Module, memory_format: torch.memory_format = torch.contiguous_format) -> int:
     """Fold every eval-mode ``BatchNorm2d`` of a :class:`ConvNorm` into its convolution.
 
     ``y = gamma * (conv(x) - mean) / sqrt(var + eps) + beta`` becomes one convolution with
-    scaled weights and a bias. Inference only: call it after the weights are loaded.
-    Returns the number of folded norms.
+    scaled weights and a bias. Inference only: call it after the weights are loaded. The
+    folded weights are new tensors in ``memory_format`` (the loaded ones, possibly pages of a
+    memory-mapped checkpoint, are never written). Returns the number of folded norms.
     """
     count = 0
     for m in module.modules():
@@ -51,7 +52,8 @@ def fold_batchnorm_(module: nn.Module) -> int:
             if m.bias is not None:
                 bias = bias + m.bias * scale
             with torch.no_grad():
-                m.weight.mul_(scale.reshape(-1, 1, 1, 1))
+                weight = (m.weight * scale.reshape(-1, 1, 1, 1)).contiguous(memory_format=memory_format)
+                m.weight = nn.Parameter(weight)
                 m.bias = nn.Parameter(bias.detach().clone())
             m.norm = None
             count += 1

@@ -3,9 +3,10 @@
 The sampling core is the hot spot of the whole network on CPU. The fast path turns the
 bilinear sampling of every (query, head, level, point) into one weighted gather-sum:
 each sample reads 4 neighbouring value rows with weight
-``attention_weight * bilinear_weight`` (zero for a neighbour outside the map), which is
-exactly ``F.embedding_bag(..., per_sample_weights=..., mode="sum")`` over a flat value
-table. No (heads, dim, queries, points) intermediate is materialised.
+``attention_weight * bilinear_weight``, which is exactly
+``F.embedding_bag(..., per_sample_weights=..., mode="sum")`` over a flat value table whose
+levels carry a zero border (so a neighbour outside the map reads zeros, as ``grid_sample``'s
+zero padding). No (heads, dim, queries, points) intermediate is materialised.
 
 :func:`ms_deform_attn_sample_naive` is the textbook ``grid_sample`` formulation (what
 the official code runs on CPU); tests hold the fast path to it.
@@ -60,42 +61,52 @@ def ms_deform_attn_sample(
 ) -> torch.Tensor:
     """Fast sampling: one ``embedding_bag`` over all queries, heads, levels and points.
 
-    Same arguments and result as :func:`ms_deform_attn_sample_naive`.
+    Same arguments and result as :func:`ms_deform_attn_sample_naive`. Each level's values
+    get a zero border (1 pixel before, 2 after) and sample positions are clamped to
+    [-1, size]: a neighbour outside the map then reads a zero row, so no validity masks
+    are needed (a position clamped from further outside has both neighbours in the border).
     """
     n, s, m, d = value.shape
     _, q, _, n_levels, p, _ = sampling_locations.shape
     dev, dt = value.device, sampling_locations.dtype
-    table = value.permute(0, 2, 1, 3).reshape(n * m * s, d)  # row = (n * M + m) * S + position
+    padded = [(h + 3, w + 3) for h, w in spatial_shapes]
+    levels = value.split([h * w for h, w in spatial_shapes], dim=1)
+    table = torch.cat(
+        [
+            F.pad(v.permute(0, 2, 3, 1).reshape(n * m, d, h, w), (1, 2, 1, 2)).flatten(2)
+            for v, (h, w) in zip(levels, spatial_shapes)
+        ],
+        dim=2,
+    )  # (N*M, D, S') with S' = sum of padded areas
+    s_pad = table.shape[2]
+    table = table.transpose(1, 2).reshape(n * m * s_pad, d)  # row = (n * M + m) * S' + padded position
     # Row numbers are built in floating point (exact below 2**24 in float32).
-    ft = torch.float32 if n * m * s < 2**24 else torch.float64
+    ft = torch.float32 if n * m * s_pad < 2**24 else torch.float64
 
-    size = torch.tensor([[w, h] for h, w in spatial_shapes], dtype=dt, device=dev)  # (L, 2) as (W, H)
-    size = size.view(1, 1, 1, n_levels, 1, 2)
-    pix = sampling_locations * size - 0.5  # align_corners=False: pixel centres at integers
-    base = torch.floor(pix)
-    frac = pix - base
-    # Per axis, the weights of the lower and upper neighbour, zero for one outside the map.
-    # A zero-weight neighbour may point anywhere: its row is only clamped into the table.
-    w_lo = (1 - frac) * ((base >= 0) & (base <= size - 1))
-    w_hi = frac * ((base >= -1) & (base <= size - 2))
-    wx = torch.stack((w_lo[..., 0], w_hi[..., 0]), dim=-1)  # (N, Q, M, L, P, 2)
-    wy = torch.stack((w_lo[..., 1], w_hi[..., 1]), dim=-1)
-    weights = (wy * attention_weights.unsqueeze(-1)).unsqueeze(-1) * wx.unsqueeze(-2)  # (..., 2 y, 2 x)
+    size = torch.tensor([[w, h] for h, w in spatial_shapes], dtype=dt, device=dev).view(1, 1, 1, n_levels, 1, 2)
+    pix = torch.addcmul(torch.tensor(-0.5, dtype=dt, device=dev), sampling_locations, size)  # pixel centres at integers
+    pix = torch.minimum(pix.clamp_(min=-1), size)
+    base = pix.floor()
+    frac = pix.sub_(base)
+    fx, fy = frac.unbind(-1)
+    wy1 = attention_weights * fy
+    wy = torch.stack((attention_weights - wy1, wy1), dim=-1).unsqueeze(-1)  # (..., 2 y, 1)
+    wx = torch.stack((1 - fx, fx), dim=-1).unsqueeze(-2)  # (..., 1, 2 x)
+    weights = wy * wx  # (N, Q, M, L, P, 2 y, 2 x)
 
     starts = [0]
-    for h, w in spatial_shapes[:-1]:
+    for h, w in padded[:-1]:
         starts.append(starts[-1] + h * w)
-    level_start = torch.tensor(starts, dtype=ft, device=dev).view(1, 1, 1, n_levels, 1)
-    width = size[..., 0].to(ft)  # (1, 1, 1, L, 1)
-    row0 = torch.arange(n * m, dtype=ft, device=dev).view(n, 1, m, 1, 1) * s + level_start
-    top_left = row0 + base[..., 1].to(ft) * width + base[..., 0].to(ft)  # (N, Q, M, L, P)
-    offsets = torch.stack((torch.zeros_like(width), torch.ones_like(width), width, width + 1), dim=-1)
-    idx = (top_left.unsqueeze(-1) + offsets).clamp_(0, n * m * s - 1)  # (..., 4) = (y0x0, y0x1, y1x0, y1x1)
+    pw = torch.tensor([w for _, w in padded], dtype=ft, device=dev).view(1, 1, 1, n_levels, 1)
+    # row of the top-left neighbour: the level's first row, + (y + 1) * padded width + (x + 1)
+    first = torch.tensor(starts, dtype=ft, device=dev).view(1, 1, 1, n_levels, 1) + pw + 1
+    first = torch.arange(n * m, dtype=ft, device=dev).view(n, 1, m, 1, 1) * s_pad + first
+    top_left = torch.addcmul(first, base[..., 1].to(ft), pw).add_(base[..., 0].to(ft))  # (N, Q, M, L, P)
+    offsets = torch.stack((torch.zeros_like(pw), torch.ones_like(pw), pw, pw + 1), dim=-1)
+    idx = (top_left.unsqueeze(-1) + offsets).to(torch.int64)  # (..., 4) = (y0x0, y0x1, y1x0, y1x1)
 
     k = n_levels * p * 4
-    out = F.embedding_bag(
-        idx.reshape(-1, k).to(torch.int64), table, per_sample_weights=weights.reshape(-1, k).to(table.dtype), mode="sum"
-    )
+    out = F.embedding_bag(idx.view(-1, k), table, per_sample_weights=weights.reshape(-1, k).to(table.dtype), mode="sum")
     return out.view(n, q, m * d)
 
 

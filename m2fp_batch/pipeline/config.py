@@ -67,7 +67,7 @@ class JobConfig:
     # Ray
     address: str | None = None
     num_cpus: int | None = None  # a local Ray only
-    cpus_per_actor: float = 2.0
+    cpus_per_actor: float = 1.0  # one single-thread actor per CPU: faster than fewer, wider ones (docs/job.md)
     min_actors: int = 1
     max_actors: int | None = None  # None: cluster CPUs // cpus_per_actor
     read_cpus: float = 0.0

@@ -312,6 +312,7 @@ def run_job(cfg: JobConfig) -> dict[str, Any]:
         else None,
         actors_max=actors,
         torch_threads=threads,
+        model_loads_per_node=ray.get(ledger.model_loads.remote()),
         ray_address=cfg.ray_address() or "local",
         pid=os.getpid(),
     )

@@ -74,6 +74,15 @@ class CrashLedger:
 
     def __init__(self) -> None:
         self.unfinished: dict[str, int] = {}
+        self.loads: dict[str, int] = {}
+
+    def model_loaded(self, node: str) -> None:
+        """An actor on ``node`` (a Ray node id) loaded the model."""
+        self.loads[node] = self.loads.get(node, 0) + 1
+
+    def model_loads(self) -> dict[str, int]:
+        """Model loads per node."""
+        return dict(self.loads)
 
     def begin_batch(self, ids: list[str]) -> list[int]:
         """If no id has an unfinished attempt, mark all started and return zeros; else return the counts."""
@@ -137,6 +146,7 @@ class Labeler:
             short_edge=int(settings["short_edge"]),
             max_size=int(settings["max_size"]),
         )
+        self._call("model_loaded", _node_id())
         info = self.parser.info
         if info and settings.get("checkpoint_sha256") and info.checkpoint_sha256 != settings["checkpoint_sha256"]:
             raise RuntimeError(
@@ -233,6 +243,13 @@ class Labeler:
         for f in self.passthrough:
             table = table.append_column(f, batch.column(f.name).cast(f.type))
         return table.cast(self.out_schema)
+
+
+def _node_id() -> str:
+    """The Ray node this process runs on ("local" outside Ray)."""
+    import ray
+
+    return ray.get_runtime_context().get_node_id() if ray.is_initialized() else "local"
 
 
 def actor_threads(cpus_per_actor: float) -> int:

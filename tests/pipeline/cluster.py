@@ -92,19 +92,22 @@ def _stop(proc: subprocess.Popen, grace: float = 20.0) -> None:
 
 
 @contextlib.contextmanager
-def ray_head(num_cpus: int = 2):
-    """Yield (gcs address, dashboard url, env, head pid) of a fresh single-node Ray cluster."""
+def ray_head(num_cpus: int = 2, multi_node: bool = False):
+    """Yield (gcs address, dashboard url, env, head pid) of a fresh Ray cluster: single-node,
+    or, with ``multi_node``, one that :func:`ray_worker` nodes may join (still on loopback)."""
     gcs, dash, client, agent, metrics = free_ports(5)
     tmp = Path(tempfile.mkdtemp(prefix="rt", dir="/tmp"))
     log = tmp / "head.log"
     env = {
         **os.environ,
         "RAY_USAGE_STATS_ENABLED": "0",
-        "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
+        "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "1" if multi_node else "0",
         "RAY_AUTH_MODE": "token",
         "RAY_AUTH_TOKEN_PATH": str(token_path()),
         "PATH": f"{BIN}:{os.environ.get('PATH', '')}",
     }
+    # token auth: `ray start` refuses to run without a token; make one where clients look
+    subprocess.run([str(BIN / "ray"), "get-auth-token", "--generate"], env=env, check=True, capture_output=True)
     cmd = [
         str(BIN / "ray"), "start", "--head", "--block", f"--num-cpus={num_cpus}", f"--port={gcs}",
         "--node-ip-address=127.0.0.1", "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}",
@@ -117,6 +120,30 @@ def ray_head(num_cpus: int = 2):
     try:
         _wait(lambda: _answers(url + "/api/version"), 120, "ray head", proc, log)
         yield f"127.0.0.1:{gcs}", url, env, proc.pid
+    finally:
+        _stop(proc)
+
+
+@contextlib.contextmanager
+def ray_worker(gcs: str, env: dict[str, str], num_cpus: int = 1):
+    """A second Ray node (``ray start --address``) on this machine, joined to the head at ``gcs``.
+
+    Yields its ``ray start`` pid. Every listener on its own free loopback port (the head's
+    defaults would clash); files go to the head's temp dir."""
+    nm, om, metrics, agent, agent_grpc, rt_env = free_ports(6)
+    tmp = Path(tempfile.mkdtemp(prefix="rw", dir="/tmp"))
+    log = tmp / "worker.log"
+    cmd = [
+        str(BIN / "ray"), "start", f"--address={gcs}", "--block", f"--num-cpus={num_cpus}",
+        "--node-ip-address=127.0.0.1", f"--node-manager-port={nm}", f"--object-manager-port={om}",
+        f"--metrics-export-port={metrics}", f"--dashboard-agent-listen-port={agent}",
+        f"--dashboard-agent-grpc-port={agent_grpc}", f"--runtime-env-agent-port={rt_env}", "--disable-usage-stats",
+    ]  # fmt: skip
+    with log.open("w") as f:
+        proc = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    try:
+        _wait(lambda: "Ray runtime started" in log.read_text(), 120, "ray worker node", proc, log)
+        yield proc.pid
     finally:
         _stop(proc)
 
