@@ -84,7 +84,9 @@ def ms_deform_attn_sample(
     ft = torch.float32 if n * m * s_pad < 2**24 else torch.float64
 
     size = torch.tensor([[w, h] for h, w in spatial_shapes], dtype=dt, device=dev).view(1, 1, 1, n_levels, 1, 2)
-    pix = torch.addcmul(torch.tensor(-0.5, dtype=dt, device=dev), sampling_locations, size)  # pixel centres at integers
+    # pixel centres at integers. Not addcmul: its vectorised body fuses the multiply-add and its
+    # scalar tail does not, so a result would depend on where an element falls in the batch
+    pix = sampling_locations * size - 0.5
     pix = torch.minimum(pix.clamp_(min=-1), size)
     base = pix.floor()
     frac = pix.sub_(base)
