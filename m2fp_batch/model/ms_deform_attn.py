@@ -66,50 +66,91 @@ def ms_deform_attn_sample(
     [-1, size]: a neighbour outside the map then reads a zero row, so no validity masks
     are needed (a position clamped from further outside has both neighbours in the border).
     """
-    n, s, m, d = value.shape
+    n, _, m, d = value.shape
     _, q, _, n_levels, p, _ = sampling_locations.shape
-    dev, dt = value.device, sampling_locations.dtype
-    padded = [(h + 3, w + 3) for h, w in spatial_shapes]
-    levels = value.split([h * w for h, w in spatial_shapes], dim=1)
-    table = torch.cat(
-        [
-            F.pad(v.permute(0, 2, 3, 1).reshape(n * m, d, h, w), (1, 2, 1, 2)).flatten(2)
-            for v, (h, w) in zip(levels, spatial_shapes)
-        ],
-        dim=2,
-    )  # (N*M, D, S') with S' = sum of padded areas
-    s_pad = table.shape[2]
-    table = table.transpose(1, 2).reshape(n * m * s_pad, d)  # row = (n * M + m) * S' + padded position
-    # Row numbers are built in floating point (exact below 2**24 in float32).
-    ft = torch.float32 if n * m * s_pad < 2**24 else torch.float64
+    table, level_rows, padded_w = _padded_table(value, spatial_shapes, p)
+    s_pad = table.shape[0] // (n * m)
+    sizes = _level_pattern(spatial_shapes, p, sampling_locations)  # (L*P*2,) as (W, H) per point
 
-    size = torch.tensor([[w, h] for h, w in spatial_shapes], dtype=dt, device=dev).view(1, 1, 1, n_levels, 1, 2)
-    # pixel centres at integers. Not addcmul: its vectorised body fuses the multiply-add and its
-    # scalar tail does not, so a result would depend on where an element falls in the batch
-    pix = sampling_locations * size - 0.5
-    pix = torch.minimum(pix.clamp_(min=-1), size)
+    # Element-wise work runs on (N, Q, M, L*P*2) rows with a short contiguous pattern broadcast
+    # along them (a (L, 1, 2) broadcast over 6-D shapes runs 3-4x slower on CPU). Every value
+    # is computed by the same operations as the textbook formula, so results do not depend on
+    # the layout or the batch. Not addcmul: its vectorised body fuses the multiply-add and its
+    # scalar tail does not, which would make a result depend on an element's position.
+    pix = sampling_locations.reshape(n, q, m, -1) * sizes - 0.5  # pixel centres at integers
+    pix = torch.minimum(pix.clamp_(min=-1), sizes)
     base = pix.floor()
-    frac = pix.sub_(base)
+    frac = pix.sub_(base).view(n, q, m, n_levels * p, 2)
     fx, fy = frac.unbind(-1)
-    wy1 = attention_weights * fy
-    wy = torch.stack((attention_weights - wy1, wy1), dim=-1).unsqueeze(-1)  # (..., 2 y, 1)
-    wx = torch.stack((1 - fx, fx), dim=-1).unsqueeze(-2)  # (..., 1, 2 x)
-    weights = wy * wx  # (N, Q, M, L, P, 2 y, 2 x)
+    attn = attention_weights.reshape(n, q, m, n_levels * p)
+    wy1 = attn * fy
+    wy0 = attn - wy1
+    wx0 = 1 - fx
+    # each bag lists its samples corner by corner (y0x0, y0x1, y1x0, y1x1), each corner over (L, P)
+    weights = _corner_products(((wy0, wx0), (wy0, fx), (wy1, wx0), (wy1, fx)))  # (N, Q, M, 4, L*P)
 
-    starts = [0]
-    for h, w in padded[:-1]:
-        starts.append(starts[-1] + h * w)
-    pw = torch.tensor([w for _, w in padded], dtype=ft, device=dev).view(1, 1, 1, n_levels, 1)
-    # row of the top-left neighbour: the level's first row, + (y + 1) * padded width + (x + 1)
-    first = torch.tensor(starts, dtype=ft, device=dev).view(1, 1, 1, n_levels, 1) + pw + 1
-    first = torch.arange(n * m, dtype=ft, device=dev).view(n, 1, m, 1, 1) * s_pad + first
-    top_left = torch.addcmul(first, base[..., 1].to(ft), pw).add_(base[..., 0].to(ft))  # (N, Q, M, L, P)
-    offsets = torch.stack((torch.zeros_like(pw), torch.ones_like(pw), pw, pw + 1), dim=-1)
-    idx = (top_left.unsqueeze(-1) + offsets).to(torch.int64)  # (..., 4) = (y0x0, y0x1, y1x0, y1x1)
+    bxy = base.to(torch.int64).view(n, q, m, n_levels * p, 2)
+    heads = torch.arange(n * m, dtype=torch.int64, device=value.device).view(n, 1, m, 1) * s_pad
+    top_left = bxy[..., 1] * padded_w + bxy[..., 0] + (heads + level_rows)  # (N, Q, M, L*P) table rows
+    idx = top_left.new_empty(n, q, m, 4, n_levels * p)  # corners as the weights
+    # (adding an (L*P,) row: a copy_ or a scalar add into a strided int64 view is 5-8x slower)
+    steps = torch.stack((torch.zeros_like(padded_w), torch.ones_like(padded_w), padded_w, padded_w + 1))
+    for c in range(4):
+        torch.add(top_left, steps[c], out=idx[:, :, :, c])
 
     k = n_levels * p * 4
-    out = F.embedding_bag(idx.view(-1, k), table, per_sample_weights=weights.reshape(-1, k).to(table.dtype), mode="sum")
+    out = F.embedding_bag(idx.view(-1, k), table, per_sample_weights=weights.view(-1, k).to(table.dtype), mode="sum")
     return out.view(n, q, m * d)
+
+
+def _padded_table(
+    value: torch.Tensor, spatial_shapes: Sequence[tuple[int, int]], p: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The flat value table with a zero border around each level, and the row arithmetic.
+
+    Args:
+        value: (N, S, M, D).
+
+    Returns:
+        table (N*M*S', D) with row ``(n * M + m) * S' + padded position``, S' the sum of the
+        padded areas (H+3)(W+3); level_rows (L*P,) int64, the row of the level's pixel (0, 0)
+        within a head's block, and padded_w (L*P,) int64, the level's padded width, for each
+        of the ``p`` points of each level.
+    """
+    n, _, m, d = value.shape
+    padded = [(h + 3, w + 3) for h, w in spatial_shapes]
+    s_pad = sum(h * w for h, w in padded)
+    table = value.new_zeros(n, m, s_pad, d)
+    start, src, firsts = 0, 0, []
+    for (h, w), (ph, pw) in zip(spatial_shapes, padded):
+        level = value[:, src : src + h * w].view(n, h, w, m, d).permute(0, 3, 1, 2, 4)  # (N, M, H, W, D)
+        table[:, :, start : start + ph * pw].view(n, m, ph, pw, d)[:, :, 1 : h + 1, 1 : w + 1] = level
+        firsts.append(start + pw + 1)  # a 1-pixel border before each row and above the first
+        start, src = start + ph * pw, src + h * w
+    dev = value.device
+    level_rows = torch.tensor(firsts, dtype=torch.int64, device=dev).repeat_interleave(p)
+    padded_w = torch.tensor([pw for _, pw in padded], dtype=torch.int64, device=dev).repeat_interleave(p)
+    return table.view(n * m * s_pad, d), level_rows, padded_w
+
+
+def _corner_products(pairs: Sequence[tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
+    """(N, Q, M, 4, L*P): the products of the 4 pairs of (N, Q, M, L*P) tensors, along dim 3.
+
+    Without autograd they are written in place (``torch.stack`` along an inner dim copies in
+    small pieces, 5x slower); when training needs gradients, ``torch.stack``. Same values."""
+    if torch.is_grad_enabled() and any(t.requires_grad for pair in pairs for t in pair):
+        return torch.stack([a * b for a, b in pairs], dim=3)
+    a0 = pairs[0][0]
+    out = a0.new_empty(*a0.shape[:3], len(pairs), a0.shape[3])
+    for c, (a, b) in enumerate(pairs):
+        torch.mul(a, b, out=out[:, :, :, c])
+    return out
+
+
+def _level_pattern(spatial_shapes: Sequence[tuple[int, int]], p: int, like: torch.Tensor) -> torch.Tensor:
+    """(L*P*2,) the (W, H) of each level repeated for its P points: the divisor / scale of a location row."""
+    wh = torch.tensor([[w, h] for h, w in spatial_shapes], dtype=like.dtype, device=like.device)
+    return wh[:, None, :].expand(-1, p, -1).reshape(-1)
 
 
 class MSDeformAttn(nn.Module):
@@ -159,7 +200,8 @@ class MSDeformAttn(nn.Module):
         offsets = self.sampling_offsets(query).view(n, q, m, n_levels, p, 2)
         weights = self.attention_weights(query).view(n, q, m, n_levels * p)
         weights = F.softmax(weights, -1).view(n, q, m, n_levels, p)
-        normalizer = torch.tensor([[w, h] for h, w in spatial_shapes], dtype=query.dtype, device=query.device)
-        locations = reference_points[:, :, None, :, None, :] + offsets / normalizer[None, None, None, :, None, :]
+        # the same values as ``reference + offsets / (W, H)`` broadcast per level, on (N, Q, M, L*P*2) rows
+        ref = reference_points[:, :, None, :, None, :].expand(n, q, 1, n_levels, p, 2).reshape(n, q, 1, -1)
+        locations = (offsets.view(n, q, m, -1) / _level_pattern(spatial_shapes, p, offsets) + ref).view(offsets.shape)
         core = ms_deform_attn_sample_naive if self.naive else ms_deform_attn_sample
         return self.output_proj(core(value, spatial_shapes, locations, weights))
