@@ -144,6 +144,8 @@ class MSDeformAttnPixelDecoder(nn.Module):
         for idx, name in enumerate(self.in_features[: self.num_fpn_levels][::-1]):
             i = self.num_fpn_levels - idx  # top-down: the last created adapter first
             cur = getattr(self, f"adapter_{i}")(features[name].float())
-            up = F.interpolate(out[-1], size=cur.shape[-2:], mode="bilinear", align_corners=False)
+            # contiguous first: on the encoder's (N, HW, C)-strided view the bilinear kernel's
+            # result for one image depends on the batch around it (measured), on NCHW it does not
+            up = F.interpolate(out[-1].contiguous(), size=cur.shape[-2:], mode="bilinear", align_corners=False)
             out.append(getattr(self, f"layer_{i}")(cur + up))
         return self.mask_features(out[-1]), out[: self.num_outputs]

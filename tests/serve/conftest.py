@@ -118,7 +118,7 @@ def server(tiny_model_dir) -> Server:
     }
     cmd = [
         sys.executable, "-m", "m2fp_batch.cli", "serve", "--model", str(tiny_model_dir), "--port", str(port),
-        "--threads", "1", "--max-batch", "4", "--queue", str(QUEUE), "--max-body-mb", str(MAX_BODY_MB),
+        "--threads", "1", "--queue", str(QUEUE), "--max-body-mb", str(MAX_BODY_MB),
         "--max-pixels", str(MAX_PIXELS), "--min-side", str(MIN_SIDE),
         "--short-edge", str(SHORT_EDGE), "--max-size", str(MAX_SIZE),
     ]  # fmt: skip

@@ -1,6 +1,6 @@
 """Load on loopback: 32 clients x 8 requests lose nothing and every answer equals the one-at-a-time answer
-for its photo (batching never changes a result); a flood beyond the bounded queue gets 503 + Retry-After
-while the server stays up."""
+for its photo (concurrency never changes a result; the server runs the default one photo per forward
+pass); a flood beyond the bounded queue gets 503 + Retry-After while the server stays up."""
 
 from __future__ import annotations
 
