@@ -20,6 +20,10 @@ from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 # PIL's decompression-bomb limit: the job's default max_pixels, and the readers' limit for an
 # output that does not record its own setting.
 DEFAULT_MAX_PIXELS = 89_478_485
+# The official resize of the model input (short side, long-side cap). Defined here, torch-free, so the
+# service front end and the job's settings share it with the engine (inference/preprocess.py).
+SHORT_EDGE = 640
+MAX_SIZE = 1333
 
 # Modes convert("RGB") handles with the right meaning.
 _DIRECT = {"RGB", "L", "CMYK", "YCbCr", "LAB", "HSV", "RGBX", "1"}

@@ -10,8 +10,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps
 
-SHORT_EDGE = 640
-MAX_SIZE = 1333
+from m2fp_batch.decode import MAX_SIZE, SHORT_EDGE
 
 
 def load_image(src: str | os.PathLike | bytes) -> np.ndarray:

@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from m2fp_batch.decode import DEFAULT_MAX_PIXELS
+from m2fp_batch.decode import DEFAULT_MAX_PIXELS, MAX_SIZE, SHORT_EDGE
 from m2fp_batch.inference import DEFAULT_MODEL_ID
 from m2fp_batch.storage import DEFAULT_MAX_BYTES
 
@@ -58,8 +58,8 @@ class JobConfig:
     # inference
     batch_size: int = 4  # images per actor call
     forward_batch: int = 1  # images per forward pass (same padded size); 1 is fastest on CPU
-    short_edge: int = 640
-    max_size: int = 1333
+    short_edge: int = SHORT_EDGE
+    max_size: int = MAX_SIZE
     adaptive_brightness: bool = False  # brighten dark photos (mean V < 80) for the model only
     # output
     shard_size: int = 256

@@ -8,6 +8,8 @@ import json
 import os
 from dataclasses import dataclass
 
+from m2fp_batch.decode import MAX_SIZE, SHORT_EDGE
+
 # Settings that change what a parse contains (hashed into the answers' ``config_hash``).
 RESULT_KEYS = ("model", "model_revision", "max_pixels", "min_side", "short_edge", "max_size", "adaptive_brightness")
 
@@ -43,8 +45,8 @@ class ServeSettings:
     max_body_bytes: int = 20 * 2**20
     max_pixels: int = 40_000_000
     min_side: int = 8
-    short_edge: int = 640
-    max_size: int = 1333
+    short_edge: int = SHORT_EDGE
+    max_size: int = MAX_SIZE
     adaptive_brightness: bool = False
     retry_after_s: int = 2
     cache_entries: int = 256
