@@ -171,16 +171,18 @@ def measure_levers(parser, model: str, jpeg: bytes, args, flops: float, peak: fl
     return rows
 
 
-def interleaved(model: str, jpeg: bytes, args, flops: float) -> dict:
+def interleaved(parser, model: str, jpeg: bytes, args, flops: float) -> dict:
     """Engines (default, --fast-backbone, --compile) timed in turn, round after round, in this
     process, with the matmul peak measured in every round: on a VM whose speed drifts from
     minute to minute this is the comparison that holds. Efficiency uses the highest peak seen."""
     from m2fp_batch.inference import M2FPParser, load_image
 
-    engines = {
-        "default": M2FPParser.from_pretrained(model, threads=args.threads),
-        "fast_backbone": M2FPParser.from_pretrained(model, threads=args.threads, fast_backbone=True),
-    }
+    other = M2FPParser.from_pretrained(model, threads=args.threads, fast_backbone=not parser.channels_last)
+    engines = (
+        {"fast_backbone": parser, "default": other}
+        if parser.channels_last
+        else {"default": parser, "fast_backbone": other}
+    )
     if not args.no_compile:
         engines["compile"] = M2FPParser.from_pretrained(model, threads=args.threads, torch_compile=True)
     for parser in engines.values():
@@ -304,7 +306,7 @@ def main() -> int:
     if not args.no_levers:
         result["levers"] = measure_levers(parser, model, jpeg, args, flops, peak)
     if args.interleave:
-        result["interleaved"] = interleaved(model, jpeg, args, flops)
+        result["interleaved"] = interleaved(parser, model, jpeg, args, flops)
     print(json.dumps(result, indent=1))
     print(
         f"\nend-to-end efficiency (parse_one, 640x640): {result['end_to_end_efficiency']:.3f} of {peak / 1e9:.0f} GFLOP/s"

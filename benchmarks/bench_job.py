@@ -31,7 +31,6 @@ import io
 import json
 import logging
 import os
-import secrets
 import shutil
 import statistics
 import subprocess
@@ -187,11 +186,6 @@ def cluster_job(model: str, src: Path, out: Path, nodes: int, batch_size: int) -
     from cluster import ray_head, ray_worker
 
     os.environ["RAY_AUTH_MODE"] = "token"
-    if not os.environ.get("RAY_AUTH_TOKEN_PATH"):  # this run's own token, never one in the user's ~
-        token = Path(tempfile.mkdtemp(prefix="bench_job_token")) / "auth_token"
-        token.write_text(secrets.token_hex(32))
-        token.chmod(0o600)
-        os.environ["RAY_AUTH_TOKEN_PATH"] = str(token)
     with contextlib.ExitStack() as stack:
         gcs, _, env, _ = stack.enter_context(ray_head(num_cpus=1, multi_node=nodes > 1))
         for _ in range(nodes - 1):

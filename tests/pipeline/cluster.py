@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -44,9 +45,17 @@ def _wait(check, timeout: float, what: str, proc: subprocess.Popen, log: Path) -
 
 
 def token_path() -> Path:
-    """The session's Ray token (made by tests/conftest.py); never one left in the user's ``~``."""
-    path = Path(os.environ["RAY_AUTH_TOKEN_PATH"])
-    assert path.is_file(), "tests/conftest.py makes the session's Ray token"
+    """The session's Ray token, never one left in the user's ``~``: the one tests/conftest.py makes,
+    or (a benchmark using these servers) a fresh one in a temporary dir, made on first use."""
+    env = os.environ.get("RAY_AUTH_TOKEN_PATH")
+    if env:
+        path = Path(env)
+        assert path.is_file(), f"RAY_AUTH_TOKEN_PATH={env} is not a file"
+        return path
+    path = Path(tempfile.mkdtemp(prefix="raytoken", dir="/tmp")) / "auth_token"
+    path.write_text(secrets.token_hex(32))
+    path.chmod(0o600)
+    os.environ["RAY_AUTH_TOKEN_PATH"] = str(path)
     return path
 
 
