@@ -20,9 +20,9 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from m2fp_batch import localray
 from m2fp_batch.inference.loading import ModelInfo
 from m2fp_batch.labels.layout import RUN_FILE, shard_name, stats_name
-from m2fp_batch.pipeline import reaper
 from m2fp_batch.pipeline.config import ConfigError, JobConfig
 from m2fp_batch.pipeline.inputs import KEY_COLUMNS
 from m2fp_batch.pipeline.output import OutputDir
@@ -154,11 +154,7 @@ def _init_ray(cfg: JobConfig):
         ray.init(address=address, log_to_driver=True)
     else:
         log.info("starting a local Ray (num_cpus=%s)", cfg.num_cpus or "all")
-        reaper.start_watcher()  # its processes end with this driver, even after kill -9
-        try:
-            ray.init(address="local", num_cpus=cfg.num_cpus, include_dashboard=False)
-        finally:
-            reaper.unmark()
+        localray.init_local(num_cpus=cfg.num_cpus, include_dashboard=False)  # ends with this driver
     return ray
 
 

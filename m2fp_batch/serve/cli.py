@@ -9,6 +9,7 @@ import signal
 import socket
 import threading
 
+from m2fp_batch import localray
 from m2fp_batch.inference.loading import DEFAULT_MODEL_ID, ModelLoadError, find_checkpoint, resolve_model_dir
 from m2fp_batch.serve.settings import ServeSettings
 
@@ -72,7 +73,7 @@ def _start_ray(settings: ServeSettings):
         ray.init(address=settings.address)
     else:
         log.info("starting a local Ray")
-        ray.init(address="local", include_dashboard=False)
+        localray.init_local(include_dashboard=False)  # ends with this process, even after kill -9
     return ray
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import torch
 
+from m2fp_batch import localray
 from m2fp_batch.inference.loading import find_checkpoint, sha256_file
 from m2fp_batch.train.loop import checkpoint_path, run_loop
 from m2fp_batch.train.model_io import write_model_dir
@@ -78,7 +79,7 @@ def _ensure_ray(workers: int) -> None:
 
     if not ray.is_initialized():
         os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-        ray.init(
+        localray.init_local(  # ends with this process, even after kill -9
             num_cpus=max(os.cpu_count() or 1, workers),
             include_dashboard=False,
             log_to_driver=True,

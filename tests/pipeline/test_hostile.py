@@ -573,25 +573,40 @@ def test_unreachable_address_fails_in_bounded_time(tmp_path, tiny_model):
 
 
 def _our_ray_processes(ray_tmp: Path) -> list[int]:
-    """Processes started for this RAY_TMPDIR (Ray retitles its workers, so the environment tells)."""
+    """Processes started for this RAY_TMPDIR: its entry in their environment, or a file open
+    under it (Ray's agents retitle themselves, which overwrites /proc/PID/environ, but they keep
+    their logs in the session dir open)."""
     entry = f"RAY_TMPDIR={ray_tmp}".encode()
     found = []
     for name in os.listdir("/proc"):
         if name.isdigit():
             try:
                 with open(f"/proc/{name}/environ", "rb") as f:
-                    if entry in f.read().split(b"\0"):
+                    if entry in f.read().split(b"\0") or _has_open_file_under(int(name), ray_tmp):
                         found.append(int(name))
             except OSError:
                 continue
     return found
 
 
+def _has_open_file_under(pid: int, root: Path) -> bool:
+    prefix = f"{root}/"
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        with contextlib.suppress(OSError):
+            if os.readlink(f"/proc/{pid}/fd/{fd}").startswith(prefix):
+                return True
+    return False
+
+
 def _cmdline(pid: int) -> str:
+    """The command line and state of ``pid``, e.g. ``'ray::IDLE [S]'``."""
     try:
         with open(f"/proc/{pid}/cmdline", "rb") as f:
-            return f.read().replace(b"\0", b" ").decode(errors="replace")[:120]
-    except OSError:
+            cmd = f.read().replace(b"\0", b" ").decode(errors="replace").strip()[:120]
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            state = f.read().rsplit(b")", 1)[1].split()[0].decode()
+        return f"{cmd} [{state}]"
+    except (OSError, IndexError):
         return "?"
 
 
@@ -614,11 +629,11 @@ def _assert_none_left(ray_tmp: Path, seconds: float = 60) -> None:
     end = time.time() + seconds
     while _our_ray_processes(ray_tmp) and time.time() < end:
         time.sleep(0.5)
-    left = _our_ray_processes(ray_tmp)
+    left = {pid: _cmdline(pid) for pid in _our_ray_processes(ray_tmp)}  # named before they are killed
     for pid in left:  # clean up what this test started before failing
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
-    assert not left, f"Ray processes of this job are left: {[_cmdline(p) for p in left]}"
+    assert not left, f"Ray processes of this job are left: {left}"
 
 
 @pytest.mark.slow
