@@ -81,27 +81,42 @@ def photo_bytes(h: int, w: int, quality: int = 92) -> bytes:
     return buf.getvalue()
 
 
-def memory_probe(model: str, h: int, w: int, threads: int) -> dict:
-    """Parse one h x w JPEG in a fresh process; its peak RSS (ru_maxrss)."""
+# The largest photo the job accepts by default: 89.47 Mpx, under DEFAULT_MAX_PIXELS (89,478,485).
+LARGEST = (7728, 11578)
+MEMORY_PROBES = {
+    "1800x1536": [(1800, 1536)],
+    "24mp_6000x4000": [(4000, 6000)],
+    "largest_7728x11578": [LARGEST],
+    "actor_sequence": [(4000, 6000), LARGEST, (640, 640), LARGEST],  # one process, as an actor
+}
+
+
+def memory_probe(model: str, sizes: list[tuple[int, int]], threads: int) -> dict:
+    """Parse h x w JPEGs one after another in one fresh process, as an actor would, each through
+    the job's decoder and row builder; the peak RSS over all of them (VmHWM)."""
     code = (
         # VmHWM (peak RSS of this process image): ru_maxrss would carry the parent's peak over exec
-        "import sys,time,torch;from m2fp_batch.inference import M2FPParser,load_image;"
+        "import sys,time,torch;from m2fp_batch.inference import M2FPParser;"
+        "from m2fp_batch.decode import DEFAULT_MAX_PIXELS,decode_image;from m2fp_batch.rows import result_columns;"
         "hwm=lambda:int(next(l for l in open('/proc/self/status') if l.startswith('VmHWM')).split()[1]);"
-        f"torch.set_num_threads({threads});p=M2FPParser.from_pretrained(sys.argv[1]);base=hwm();"
-        "b=open(sys.argv[2],'rb').read();t=time.perf_counter();r=p.parse_one(load_image(b));t=time.perf_counter()-t;"
-        "print(base/1024, hwm()/1024, t, len(r.persons))"
+        f"torch.set_num_threads({threads});p=M2FPParser.from_pretrained(sys.argv[1]);base=hwm();t=time.perf_counter();"
+        "[result_columns(p.parse_one(im),p.class_names,im) for f in sys.argv[2:] "
+        "for im in [decode_image(open(f,'rb').read(),max_pixels=DEFAULT_MAX_PIXELS)]];"
+        "print(base/1024, hwm()/1024, time.perf_counter()-t)"
     )
-    with tempfile.NamedTemporaryFile(suffix=".jpg") as f:
-        f.write(photo_bytes(h, w))
-        f.flush()
-        out = subprocess.run([sys.executable, "-c", code, model, f.name], capture_output=True, text=True, check=True)
-    after_load, peak, secs, people = out.stdout.split()
+    with tempfile.TemporaryDirectory() as d:
+        files = []
+        for i, (h, w) in enumerate(sizes):
+            files.append(os.path.join(d, f"{i}.jpg"))
+            with open(files[-1], "wb") as f:
+                f.write(photo_bytes(h, w))
+        out = subprocess.run([sys.executable, "-c", code, model, *files], capture_output=True, text=True, check=True)
+    after_load, peak, secs = out.stdout.split()
     return {
-        "image_hw": [h, w],
+        "images_hw": [list(s) for s in sizes],
         "peak_rss_mib": round(float(peak), 1),
         "rss_after_model_load_mib": round(float(after_load), 1),
         "seconds": round(float(secs), 2),
-        "people": int(people),
     }
 
 
@@ -299,8 +314,8 @@ def main() -> int:
         "fast_backbone": args.fast_backbone,
     }
     if not args.no_memory:
-        result["memory_1800x1536"] = memory_probe(model, 1800, 1536, args.threads)
-        result["memory_24mp_6000x4000"] = memory_probe(model, 4000, 6000, args.threads)
+        for name, sizes in MEMORY_PROBES.items():
+            result[f"memory_{name}"] = memory_probe(model, sizes, args.threads)
     result["end_to_end_efficiency"] = round(flops / (e2e * peak), 3)
     result["load_average_1min"] = round(os.getloadavg()[0], 2)
     if not args.no_levers:

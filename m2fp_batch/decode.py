@@ -25,6 +25,9 @@ DEFAULT_MAX_PIXELS = 89_478_485
 SHORT_EDGE = 640
 MAX_SIZE = 1333
 
+# Pixels per strip wherever a whole photo is walked in rows (copying out of PIL, counting labels):
+# the transient beside the image stays this small.
+STRIP_PIXELS = 4 * 1024 * 1024
 # Modes convert("RGB") handles with the right meaning.
 _DIRECT = {"RGB", "L", "CMYK", "YCbCr", "LAB", "HSV", "RGBX", "1"}
 _ALPHA = {"RGBA", "LA", "La", "RGBa", "PA", "P"}
@@ -53,13 +56,31 @@ def _describe_head(data: bytes) -> str:
     return f"first bytes {head[:8].hex(' ')}"
 
 
+def rgb_array(im: Image.Image) -> np.ndarray:
+    """(H, W, 3) uint8 copy of an ``RGB`` PIL image, made in row strips.
+
+    ``np.asarray(im)`` goes through ``im.tobytes()``, which joins its chunks: two more full
+    copies at once beside PIL's own 4 bytes per pixel (1.5 GB at peak for an 84-Mpx photo).
+    """
+    if im.mode != "RGB":
+        raise ValueError(f"expected an RGB image, got mode {im.mode!r}")
+    w, h = im.size
+    out = np.empty((h, w, 3), np.uint8)
+    step = max(1, STRIP_PIXELS // max(w, 1))
+    for y in range(0, h, step):
+        out[y : y + step] = np.asarray(im.crop((0, y, w, min(h, y + step))))
+    return out
+
+
 def _to_rgb(im: Image.Image) -> np.ndarray:
     mode = im.mode
+    if mode == "RGB":
+        return rgb_array(im)
     if mode in _DIRECT:
-        return np.asarray(im.convert("RGB"))
+        return rgb_array(im.convert("RGB"))
     if mode in _ALPHA:
         # Alpha is dropped (the colour under it is kept), as the official loader does.
-        return np.asarray(im.convert("RGBA").convert("RGB"))
+        return rgb_array(im.convert("RGBA").convert("RGB"))
     if mode in _SIXTEEN or mode == "I":
         a = np.asarray(im)
         if mode == "I" and (a.size and (a.min() < 0 or a.max() > 65535)):
@@ -122,7 +143,7 @@ def decode_image(data: bytes, *, max_pixels: int, min_side: int = 1) -> np.ndarr
             except (SyntaxError, ValueError, struct.error, IndexError) as e:
                 raise ImageError("corrupt", f"the image data is corrupt: {e}") from e
             try:
-                im = ImageOps.exif_transpose(im)
+                ImageOps.exif_transpose(im, in_place=True)  # no copy when the photo is upright
             except (OSError, SyntaxError, ValueError, struct.error, KeyError, TypeError) as e:
                 raise ImageError("corrupt", f"the EXIF orientation metadata is corrupt: {e}") from e
             return _to_rgb(im)

@@ -29,7 +29,8 @@ from typing import Any, NamedTuple
 __all__ = ["MARK", "Proc", "init_local", "marked_processes", "processes", "start_watcher", "unmark", "watch"]
 
 MARK = "M2FP_RAY_OWNER"
-POLL_S = 1.0
+POLL_S = 1.0  # while the driver lives
+SETTLE_POLL_S = 0.25  # once it is gone: three quiet polls and the watcher ends
 
 
 class Proc(NamedTuple):
@@ -133,7 +134,7 @@ def _record(known: dict[int, int], pids: set[int], table: dict[int, Proc]) -> No
             known.setdefault(pid, table[pid].start)
 
 
-def watch(driver_pid: int, mark: str, settle_s: float = 60.0, poll_s: float = POLL_S) -> None:
+def watch(driver_pid: int, mark: str, settle_s: float = 60.0) -> None:
     """Record the driver's process tree until ``driver_pid`` ends, then SIGKILL what is left of
     it and every process marked ``mark``, until none is seen for three polls in a row (processes
     still being spawned are caught too) or for ``settle_s``."""
@@ -145,7 +146,7 @@ def watch(driver_pid: int, mark: str, settle_s: float = 60.0, poll_s: float = PO
         if now is None or now.start != driver.start:
             break
         _record(known, _descendants({driver_pid}, table), table)
-        time.sleep(poll_s)
+        time.sleep(POLL_S)
     end, quiet = time.time() + settle_s, 0
     while quiet < 3 and time.time() < end:
         table = processes()
@@ -159,7 +160,7 @@ def watch(driver_pid: int, mark: str, settle_s: float = 60.0, poll_s: float = PO
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 continue
-        time.sleep(poll_s)
+        time.sleep(SETTLE_POLL_S)
 
 
 if __name__ == "__main__":

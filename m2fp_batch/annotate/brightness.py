@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from m2fp_batch.decode import STRIP_PIXELS
+
 # (mean V strictly below, factor), checked in order.
 BRIGHTNESS_RULE: tuple[tuple[float, float], ...] = ((50.0, 1.5), (80.0, 1.2))
 
@@ -49,14 +51,19 @@ def scale_value(image: np.ndarray, factor: float) -> np.ndarray:
     image = _check(image)
     if factor <= 0:
         raise ValueError(f"factor must be positive, got {factor}")
-    v = _value(image).astype(np.intp)
     levels = np.arange(256, dtype=np.float64)
     new_levels = np.minimum(np.rint(levels * factor), 255.0)
     ratio = np.divide(new_levels, levels, out=np.ones(256), where=levels > 0)  # new V / V per V
     # lut[V, c] = the new value of a channel c <= V of a pixel whose value is V
     lut = np.clip(np.rint(ratio[:, None] * levels[None, :]), 0, 255).astype(np.uint8).ravel()
-    base = v * 256
-    return np.stack([lut[base + image[..., k]] for k in range(3)], axis=-1)
+    out = np.empty_like(image)
+    step = max(1, STRIP_PIXELS // image.shape[1])  # int indices take 8 bytes a pixel: in strips
+    for y in range(0, image.shape[0], step):
+        strip = image[y : y + step]
+        base = _value(strip).astype(np.intp) * 256
+        for k in range(3):
+            out[y : y + step, :, k] = lut[base + strip[..., k]]
+    return out
 
 
 def adaptive_brightness(image: np.ndarray) -> tuple[np.ndarray, float]:

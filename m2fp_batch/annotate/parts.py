@@ -16,6 +16,8 @@ from typing import Protocol
 
 import numpy as np
 
+from m2fp_batch.decode import STRIP_PIXELS
+
 
 class PersonLike(Protocol):
     bbox: tuple[int, int, int, int]
@@ -68,43 +70,58 @@ def person_parts(person: PersonLike, semantic_score: np.ndarray | None = None) -
     if part_map.shape != pmask.shape or part_map.shape != (y1 - y0, x1 - x0):
         raise ValueError(f"part_map {part_map.shape} / mask {pmask.shape} do not match bbox {person.bbox}")
     person_area = int(pmask.sum())
-    labels = part_map[pmask]
-    counts = np.bincount(labels.astype(np.int64), minlength=1) if labels.size else np.zeros(1, np.int64)
+    ids = np.where(pmask, part_map, 0)
     score_crop = None if semantic_score is None else np.asarray(semantic_score)[y0:y1, x0:x1]
+    counts, sums = label_sums(ids, score_crop)
     out: list[PartStat] = []
     for label_id in np.flatnonzero(counts):
         if label_id == 0:
             continue
-        m = (part_map == label_id) & pmask
+        m = ids == label_id
         bb = mask_bbox(m)
         if bb is None:  # pragma: no cover - counts > 0 implies a pixel
             continue
         bx0, by0, bx1, by1 = bb
         area = int(counts[label_id])
-        score = None if score_crop is None else float(score_crop[m].mean())
         out.append(
             PartStat(
                 label_id=int(label_id),
                 area=area,
                 fraction=area / person_area if person_area else 0.0,
                 bbox=(x0 + bx0, y0 + by0, x0 + bx1, y0 + by1),
-                score=score,
-                mask=m[by0:by1, bx0:bx1],
+                score=None if sums is None else float(sums[label_id] / area),
+                mask=m[by0:by1, bx0:bx1].copy(),  # not a view that keeps the person-sized map
             )
         )
     return out
 
 
+def label_sums(ids: np.ndarray, weights: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+    """Pixels per label id of an integer map and, with ``weights`` of its shape, their sums
+    (float64); in row strips, since ``np.bincount`` takes 8 bytes a pixel for its int64 copy."""
+    ids = np.asarray(ids)
+    if ids.size == 0:
+        return np.zeros(1, np.int64), None if weights is None else np.zeros(1)
+    n = int(ids.max()) + 1
+    counts = np.zeros(n, np.int64)
+    sums = None if weights is None else np.zeros(n)
+    step = max(1, STRIP_PIXELS // max(1, ids.shape[-1]))
+    for y in range(0, ids.shape[0], step):
+        strip = ids[y : y + step].reshape(-1).astype(np.int64)
+        counts += np.bincount(strip, minlength=n)
+        if sums is not None:
+            sums += np.bincount(strip, weights=weights[y : y + step].reshape(-1), minlength=n)
+    return counts, sums
+
+
 def semantic_classes(semantic: np.ndarray) -> list[tuple[int, int]]:
     """(class id, area) of every class id > 0 present in an (H, W) semantic map, by class id."""
-    counts = np.bincount(np.asarray(semantic).ravel().astype(np.int64))
+    counts, _ = label_sums(semantic)
     return [(int(c), int(counts[c])) for c in np.flatnonzero(counts) if c > 0]
 
 
 def semantic_class_scores(semantic: np.ndarray, semantic_score: np.ndarray) -> dict[int, float]:
     """{class id: mean per-pixel semantic probability over its pixels} for every class id > 0 present
     (the image-level counterpart of a part's ``score``)."""
-    ids = np.asarray(semantic).ravel().astype(np.int64)
-    counts = np.bincount(ids)
-    sums = np.bincount(ids, weights=np.asarray(semantic_score, dtype=np.float64).ravel(), minlength=counts.size)
+    counts, sums = label_sums(semantic, np.asarray(semantic_score))
     return {int(c): float(sums[c] / counts[c]) for c in np.flatnonzero(counts) if c > 0}

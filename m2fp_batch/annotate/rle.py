@@ -10,22 +10,46 @@ from __future__ import annotations
 import numpy as np
 from pycocotools import mask as mask_utils
 
+from m2fp_batch.decode import STRIP_PIXELS
+
 
 def encode(mask: np.ndarray) -> dict:
     """(H, W) bool mask -> ``{"size": [H, W], "counts": str}`` (COCO compressed RLE)."""
     m = np.asarray(mask)
     if m.ndim != 2:
         raise ValueError(f"expected an (H, W) mask, got shape {m.shape}")
-    rle = mask_utils.encode(np.asfortranarray(m.astype(np.uint8, copy=False)))
-    return {"size": [int(rle["size"][0]), int(rle["size"][1])], "counts": rle["counts"].decode("ascii")}
+    return encode_crop(m, (0, 0, m.shape[1], m.shape[0]), m.shape)
 
 
 def encode_crop(crop: np.ndarray, bbox: tuple[int, int, int, int], shape: tuple[int, int]) -> dict:
-    """Encode a mask given as a crop inside ``bbox`` = (x0, y0, x1, y1) of an image of ``shape`` = (H, W)."""
+    """Encode a mask given as a crop inside ``bbox`` = (x0, y0, x1, y1) of an image of ``shape`` = (H, W).
+
+    The runs come from the crop alone, a strip of columns at a time, never from a full-size
+    mask: pycocotools' own encoder takes 5 bytes per image pixel, 450 MB on a 90-Mpx photo.
+    """
     x0, y0, x1, y1 = (int(v) for v in bbox)
-    full = np.zeros((int(shape[0]), int(shape[1])), dtype=np.uint8, order="F")
-    full[y0:y1, x0:x1] = crop
-    return encode(full)
+    h, w = int(shape[0]), int(shape[1])
+    crop = np.asarray(crop, dtype=bool)
+    if crop.shape != (y1 - y0, x1 - x0):
+        raise ValueError(f"crop {crop.shape} does not match bbox {bbox}")
+    bh = y1 - y0
+    step = max(1, STRIP_PIXELS // max(1, bh))  # columns at a time
+    found = []
+    for c0 in range(0, x1 - x0, step):
+        cols = crop[:, c0 : c0 + step]
+        padded = np.zeros((cols.shape[1], bh + 2), bool)  # each column between two off pixels
+        padded[:, 1:-1] = cols.T
+        flat = padded.reshape(-1)
+        col, k = np.divmod(np.flatnonzero(flat[1:] != flat[:-1]) + 1, bh + 2)
+        found.append((x0 + c0 + col) * h + (y0 + k - 1))  # column-major index in the image
+    full = np.concatenate(found) if found else np.zeros(0, np.int64)
+    # a run that ends at the bottom row and goes on at the top of the next column: one run
+    dup = np.flatnonzero(full[1:] == full[:-1])
+    full = np.delete(full, np.concatenate([dup, dup + 1]))
+    full = full[full < h * w]  # a run that ends with the image has no end toggle
+    counts = np.diff(np.concatenate([[0], full, [h * w]]))
+    rle = mask_utils.frPyObjects({"size": [h, w], "counts": counts.tolist()}, h, w)
+    return {"size": [h, w], "counts": rle["counts"].decode("ascii")}
 
 
 def decode(rle: dict) -> np.ndarray:

@@ -61,6 +61,9 @@ MONK_LAB = color.rgb2lab(MONK_RGB[None].astype(np.float64) / 255.0)[0]
 DEFAULT_MIN_PIXELS = 200
 DEFAULT_EROSION_RADIUS = 2
 DEFAULT_TRIM = (10.0, 90.0)
+# Skin pixels measured at most: beyond, an even stride over them in raster order (the Lab
+# conversion takes ~150 bytes a pixel; a median over a million pixels does not need more).
+MAX_SKIN_PIXELS = 1_000_000
 
 
 @dataclass(frozen=True)
@@ -159,6 +162,9 @@ def estimate_skin_tone(
         erosion_radius: disk radius in pixels of the erosion away from the mask edges (0: none).
         trim: (low, high) L* percentiles; pixels outside are dropped (shadows, highlights).
 
+    Above :data:`MAX_SKIN_PIXELS` skin pixels (a close-up on a very large photo), every k-th
+    one in raster order is measured, so memory stays bounded; ``pixels`` counts those measured.
+
     Returns:
         A :class:`SkinTone`; ``group == "unknown"`` when too few skin pixels remain.
     """
@@ -181,7 +187,10 @@ def estimate_skin_tone(
     if int(mask.sum()) < min_pixels:
         return _unknown(int(mask.sum()))
 
-    lab = color.rgb2lab(image[mask][None].astype(np.float64) / 255.0)[0]  # (N, 3)
+    rgb = image[mask]
+    if len(rgb) > MAX_SKIN_PIXELS:
+        rgb = rgb[:: -(-len(rgb) // MAX_SKIN_PIXELS)]
+    lab = color.rgb2lab(rgb[None].astype(np.float64) / 255.0)[0]  # (N, 3)
     lo, hi = np.percentile(lab[:, 0], trim)
     lab = lab[(lab[:, 0] >= lo) & (lab[:, 0] <= hi)]
     n = int(lab.shape[0])

@@ -9,6 +9,11 @@ positive low-resolution logit contributes: each query is computed only inside th
 (:class:`MaskUpsampler`), and everything downstream (mask score, semantic paste) reads only
 the boxes. Results equal the dense version up to float summation order.
 
+Full-size logits exist only one band of rows at a time (:data:`BAND_FLOATS`), on a grid of
+bands shared by the scoring pass and the paste, so both see the same floats and the memory of
+the post-processing does not grow with the photo beyond the label maps it returns. Masks leave
+as runs inside their boxes (:class:`InstanceSet`), never as full-size copies.
+
 A top-k entry can only appear in the output if its class probability reaches the
 smallest threshold in use (its score is class probability x mean mask probability, and
 the mean mask probability is at most 1), so the others are skipped.
@@ -27,9 +32,11 @@ from m2fp_batch.inference.types import InstanceSet, Person
 PART_SCORE_THR = 0.1  # parts kept at score >= 0.1
 HUMAN_SCORE_THR = 0.1  # humans kept at score > 0.1
 TOPK = 100
-# Budget of full-resolution mask logits kept for the semantic paste (floats); beyond it a
-# query's box is recomputed when pasted.
-MAX_FLOATS_AT_ONCE = 8 * 1024 * 1024
+# Full-resolution logits computed at once: a band of rows of the image (floats).
+BAND_FLOATS = 4 * 1024 * 1024
+# Band logits kept from the scoring pass for the semantic paste (floats); beyond it they are
+# recomputed when pasted.
+CACHE_FLOATS = 8 * 1024 * 1024
 
 
 def resize_matrix(out_size: int, in_size: int) -> torch.Tensor:
@@ -66,11 +73,13 @@ class Box:
     def area(self) -> int:
         return (self.y1 - self.y0) * (self.x1 - self.x0)
 
-    def slices(self) -> tuple[slice, slice]:
-        return slice(self.y0, self.y1), slice(self.x0, self.x1)
-
     def union(self, o: Box) -> Box:
         return Box(min(self.y0, o.y0), max(self.y1, o.y1), min(self.x0, o.x0), max(self.x1, o.x1))
+
+    def rows(self, y0: int, y1: int) -> Box | None:
+        """This box cut to rows y0:y1 (None: they do not meet)."""
+        a, b = max(self.y0, y0), min(self.y1, y1)
+        return Box(a, b, self.x0, self.x1) if b > a else None
 
 
 class MaskUpsampler:
@@ -87,6 +96,12 @@ class MaskUpsampler:
         self.ax = composed_resize(image_size[1], input_size[1], wl)  # (W, wl)
         self.y_first, self.y_last = _support(self.ay)
         self.x_first, self.x_last = _support(self.ax)
+        self.band = max(1, BAND_FLOATS // max(1, image_size[1]))  # rows per band
+
+    def pieces(self, box: Box) -> list[Box]:
+        """``box`` cut along the band grid (rows k * band ... (k + 1) * band)."""
+        starts = range(box.y0 - box.y0 % self.band, box.y1, self.band)
+        return [box.rows(y, y + self.band) for y in starts]  # type: ignore[misc]
 
     def box(self, q: int) -> Box | None:
         """Where query ``q``'s full-size logits can be > 0 (None: nowhere)."""
@@ -104,14 +119,54 @@ class MaskUpsampler:
         return (self.ay[box.y0 : box.y1] @ self.masks[q]) @ self.ax[box.x0 : box.x1].T
 
 
-def _score_and_pack(lg: torch.Tensor, box: Box, image_size: tuple[int, int]) -> tuple[float, np.ndarray]:
-    """Mean probability inside the mask (logit > 0) and the packed full-size mask."""
-    binary = lg > 0
-    area = binary.sum(dtype=torch.float32)
-    score = float(lg.sigmoid().mul_(binary).sum() / (area + 1e-6))
-    full = np.zeros(image_size, bool)
-    full[box.slices()] = binary.numpy()
-    return score, np.packbits(full.reshape(-1))
+@dataclass
+class _Scored:
+    """One query's full-size mask: its box, mean probability inside it, and its runs."""
+
+    box: Box
+    score: float
+    toggles: np.ndarray
+
+
+def _toggles(flat: np.ndarray, offset: int, before: bool) -> np.ndarray:
+    """Indices (from ``offset``) where ``flat`` switches, ``before`` being the value ahead of it."""
+    t = np.flatnonzero(flat[1:] != flat[:-1]) + 1
+    if flat.size and bool(flat[0]) != before:
+        t = np.concatenate([[0], t])
+    return t + offset
+
+
+class _BandCache:
+    """Band logits of the scoring pass kept for the paste, up to ``CACHE_FLOATS`` floats."""
+
+    def __init__(self) -> None:
+        self.kept: dict[tuple[int, int], torch.Tensor] = {}  # (query, band start) -> logits
+        self.left = CACHE_FLOATS
+
+    def offer(self, q: int, piece: Box, lg: torch.Tensor) -> None:
+        if piece.area <= self.left:
+            self.kept[(q, piece.y0)] = lg
+            self.left -= piece.area
+
+    def logits(self, up: MaskUpsampler, q: int, piece: Box) -> torch.Tensor:
+        lg = self.kept.get((q, piece.y0))
+        return lg if lg is not None else up.logits(q, piece)
+
+
+def _score_query(up: MaskUpsampler, q: int, box: Box, cache: _BandCache) -> _Scored:
+    """Mean probability inside query ``q``'s mask (logit > 0) and its runs, band by band."""
+    area, prob, runs, before, offset = 0, 0.0, [], False, 0
+    for piece in up.pieces(box):
+        lg = up.logits(q, piece)
+        binary = lg > 0
+        area += int(binary.sum())
+        prob += float(lg.sigmoid().mul_(binary).sum())
+        flat = binary.numpy().reshape(-1)
+        runs.append(_toggles(flat, offset, before))
+        before, offset = bool(flat[-1]), offset + flat.size
+        cache.offer(q, piece, lg)
+    score = float(np.float32(prob) / np.float32(area + 1e-6))
+    return _Scored(box, score, np.concatenate(runs).astype(np.int64))
 
 
 def parse_instances(
@@ -149,102 +204,114 @@ def parse_instances(
     relevant = (vals >= min_thr * (1 - 1e-4)).nonzero().flatten().tolist()
     up = MaskUpsampler(pred_masks, input_size, image_size)
 
-    boxes: dict[int, Box] = {}
-    cache: dict[int, torch.Tensor] = {}
-    mask_score: dict[int, float] = {}
-    packed: dict[int, np.ndarray] = {}
-    cached = 0
+    cache = _BandCache()
+    scored: dict[int, _Scored] = {}
     for q in sorted({int(queries[i]) for i in relevant}):
         box = up.box(q)
-        if box is None:  # no positive logit anywhere: an empty mask, score 0
-            mask_score[q] = 0.0
-            continue
-        lg = up.logits(q, box)
-        boxes[q] = box
-        mask_score[q], packed[q] = _score_and_pack(lg, box, image_size)
-        if cached + box.area <= MAX_FLOATS_AT_ONCE:
-            cache[q] = lg
-            cached += box.area
+        if box is not None:  # else no positive logit anywhere: an empty mask, score 0
+            scored[q] = _score_query(up, q, box, cache)
 
     entries = []  # (topk rank, label, query, score)
     for i in relevant:
         q = int(queries[i])
-        s = float(np.float32(vals[i]) * np.float32(mask_score[q]))
-        entries.append((i, int(labels[i]), q, s))
+        mask_score = scored[q].score if q in scored else 0.0
+        entries.append((i, int(labels[i]), q, float(np.float32(vals[i]) * np.float32(mask_score))))
 
     def make_set(sel: list[tuple[int, int, int, float]]) -> InstanceSet:
         if not sel:
             return InstanceSet.empty(image_size)
+        boxes = [scored[e[2]].box for e in sel]
         return InstanceSet(
             np.array([e[1] for e in sel], np.int64),
             np.array([e[3] for e in sel], np.float64),
-            np.stack([packed[e[2]] for e in sel]),
+            np.array([(b.y0, b.y1, b.x0, b.x1) for b in boxes], np.int64).reshape(-1, 4),
+            tuple(scored[e[2]].toggles for e in sel),
             image_size,
         )
 
-    # kept instances have score > 0, so a non-empty mask (an entry in ``packed``)
+    # kept instances have score > 0, so a non-empty mask (an entry in ``scored``)
     parts = make_set([e for e in entries if 0 < e[1] < num_parsing and e[3] >= PART_SCORE_THR])
     humans = make_set([e for e in entries if e[1] == num_parsing and e[3] > HUMAN_SCORE_THR])
-    pasted = [(label, q, s) for _, label, q, s in entries if s >= ins_score_thr and q in boxes]
-    label_map, best = _semantic_paste(pasted, up, boxes, cache, image_size, num_parsing)
-    return label_map.numpy(), (best.numpy() if keep_semantic_score else None), parts, humans
+    pasted = [(label, q, s) for _, label, q, s in entries if s >= ins_score_thr and q in scored]
+    boxes = {q: sc.box for q, sc in scored.items()}
+    label_map, best = _semantic_paste(pasted, up, boxes, cache, image_size, num_parsing, keep_semantic_score)
+    return label_map.numpy(), (best.numpy() if best is not None else None), parts, humans
 
 
 def _semantic_paste(
     pasted: list[tuple[int, int, float]],
     up: MaskUpsampler,
     boxes: dict[int, Box],
-    cache: dict[int, torch.Tensor],
+    cache: _BandCache,
     image_size: tuple[int, int],
     num_parsing: int,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per class, the mean pasted probability of its instances (ascending score) where it
-    exceeds 0.5, then a running arg-max over classes; each class reads only its boxes.
+    keep_score: bool,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The label map and (when ``keep_score``) the max semantic probability, band by band."""
+    by_class = [
+        sorted(((q, s) for label, q, s in pasted if label == c), key=lambda e: e[1]) for c in range(num_parsing)
+    ]
+    label_map = torch.zeros(image_size, dtype=torch.uint8)
+    best = torch.zeros(image_size, dtype=torch.float32) if keep_score else None
+    for y0 in range(0, image_size[0], up.band):
+        y1 = min(image_size[0], y0 + up.band)
+        band_best = best[y0:y1] if best is not None else torch.zeros((y1 - y0, image_size[1]))
+        for c, inst in enumerate(by_class):
+            pieces = [(q, s, boxes[q].rows(y0, y1)) for q, s in inst]
+            _paste_class(c, [(q, s, b) for q, s, b in pieces if b is not None], up, cache, label_map, band_best, y0)
+    return label_map, best
+
+
+def _paste_class(
+    c: int,
+    inst: list[tuple[int, float, Box]],
+    up: MaskUpsampler,
+    cache: _BandCache,
+    label_map: torch.Tensor,
+    band_best: torch.Tensor,
+    y0: int,
+) -> None:
+    """Class ``c`` in one band: the mean pasted probability of its instances (ascending score)
+    where it exceeds 0.5, then the running arg-max over classes; reads only its pieces.
 
     A pixel outside a query's box has logit <= 0, so probability x score <= 0.5: no hit.
     """
-    best = torch.zeros(image_size, dtype=torch.float32)
-    label_map = torch.zeros(image_size, dtype=torch.uint8)
-    for c in range(num_parsing):
-        inst = sorted(((q, s) for label, q, s in pasted if label == c), key=lambda e: e[1])
-        if not inst:
-            continue  # an all-zero class map never beats the running max (ties keep the lower class)
-        win = boxes[inst[0][0]]
-        for q, _ in inst[1:]:
-            win = win.union(boxes[q])
-        acc = torch.zeros(win.y1 - win.y0, win.x1 - win.x0)
-        cnt = torch.zeros(acc.shape, dtype=torch.int16)  # instances per pixel (<= TOPK)
-        for q, s in inst:
-            b = boxes[q]
-            lg = cache[q] if q in cache else up.logits(q, b)
-            prob = lg.sigmoid().mul_(s)
-            hit = prob > 0.5
-            inner = (slice(b.y0 - win.y0, b.y1 - win.y0), slice(b.x0 - win.x0, b.x1 - win.x0))
-            acc[inner] += prob.mul_(hit)  # == where(hit, prob + acc, acc): prob is finite
-            cnt[inner] += hit
-            del prob, hit, lg
-        cat = acc.div_(cnt.clamp_(min=1))
-        del cnt
-        region = best[win.slices()]
-        label_map[win.slices()][cat > region] = c
-        torch.maximum(region, cat, out=region)  # in place: no second full-size map
-        del acc, cat
-    return label_map, best
+    if not inst:
+        return  # an all-zero class map never beats the running max (ties keep the lower class)
+    win = inst[0][2]
+    for _, _, b in inst[1:]:
+        win = win.union(b)
+    acc = torch.zeros(win.y1 - win.y0, win.x1 - win.x0)
+    cnt = torch.zeros(acc.shape, dtype=torch.int16)  # instances per pixel (<= TOPK)
+    for q, s, b in inst:
+        prob = cache.logits(up, q, b).sigmoid().mul_(s)
+        hit = prob > 0.5
+        inner = (slice(b.y0 - win.y0, b.y1 - win.y0), slice(b.x0 - win.x0, b.x1 - win.x0))
+        acc[inner] += prob.mul_(hit)  # == where(hit, prob + acc, acc): prob is finite
+        cnt[inner] += hit
+        del prob, hit
+    cat = acc.div_(cnt.clamp_(min=1))
+    del cnt
+    rows, cols = slice(win.y0, win.y1), slice(win.x0, win.x1)
+    region = band_best[win.y0 - y0 : win.y1 - y0, cols]
+    label_map[rows, cols][cat > region] = c
+    torch.maximum(region, cat, out=region)  # in place: no second full-size map
 
 
 def persons_from(humans: InstanceSet, semantic: np.ndarray) -> list[Person]:
     """One :class:`Person` per human instance: its mask, bbox and the parse inside it."""
     out = []
     for i in range(len(humans)):
-        m = humans.mask(i)
+        (by0, _, bx0, _), m = humans.box_mask(i)
         ys = np.flatnonzero(m.any(1))
         xs = np.flatnonzero(m.any(0))
         if len(ys) == 0:
-            bbox = (0, 0, 0, 0)
+            bbox, crop = (0, 0, 0, 0), m[:0, :0]
         else:
-            bbox = (int(xs[0]), int(ys[0]), int(xs[-1]) + 1, int(ys[-1]) + 1)
+            crop = m[ys[0] : ys[-1] + 1, xs[0] : xs[-1] + 1]
+            crop = crop if crop.shape == m.shape else crop.copy()  # not a view keeping the whole box
+            bbox = (bx0 + int(xs[0]), by0 + int(ys[0]), bx0 + int(xs[-1]) + 1, by0 + int(ys[-1]) + 1)
         x0, y0, x1, y1 = bbox
-        crop = m[y0:y1, x0:x1]
         out.append(
             Person(
                 score=float(humans.scores[i]),

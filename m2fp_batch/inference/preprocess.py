@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps
 
-from m2fp_batch.decode import MAX_SIZE, SHORT_EDGE
+from m2fp_batch.decode import MAX_SIZE, SHORT_EDGE, rgb_array
 
 
 def load_image(src: str | os.PathLike | bytes) -> np.ndarray:
@@ -19,8 +19,8 @@ def load_image(src: str | os.PathLike | bytes) -> np.ndarray:
     Returns (H, W, 3) uint8. Alpha is dropped, grayscale expanded.
     """
     with Image.open(io.BytesIO(src) if isinstance(src, (bytes, bytearray, memoryview)) else src) as im:
-        im = ImageOps.exif_transpose(im)
-        return np.asarray(im.convert("RGB"))
+        ImageOps.exif_transpose(im, in_place=True)
+        return rgb_array(im if im.mode == "RGB" else im.convert("RGB"))
 
 
 def target_size(h: int, w: int, short_edge: int = SHORT_EDGE, max_size: int = MAX_SIZE) -> tuple[int, int]:

@@ -33,7 +33,7 @@ def raw_arrays(names: Sequence[str], results: Sequence[ParseResult], with_pred_m
         labels = [names_[c] for c in r.parts.labels] + [names_[c] for c in r.humans.labels]
         out[p + "labels"] = np.array(labels, dtype=str)
         out[p + "scores"] = np.concatenate([r.parts.scores, r.humans.scores]).astype(np.float64)
-        out[p + "masks_packed"] = np.concatenate([r.parts.masks_packed, r.humans.masks_packed], axis=0)
+        out[p + "masks_packed"] = np.concatenate([r.parts.packed_masks(), r.humans.packed_masks()], axis=0)
     return out
 
 

@@ -7,35 +7,62 @@ from dataclasses import dataclass, field
 import numpy as np
 
 
+def runs_to_mask(toggles: np.ndarray, n: int) -> np.ndarray:
+    """(n,) bool from the indices where a mask toggles, starting off: ``[2, 5]`` -> ``00111000...``."""
+    lengths = np.diff(np.concatenate([[0], toggles, [n]]))
+    return np.repeat(np.arange(len(lengths)) % 2 == 1, lengths)
+
+
 @dataclass(frozen=True)
 class InstanceSet:
     """Instances of one kind (parts or humans) as the official pipeline returns them.
 
+    A mask is kept as the box it can be on and its runs inside the box (bytes per mask grow
+    with its outline, not with the image: a full-size copy per instance would not fit an actor's
+    memory on a large photo).
+
     Attributes:
         labels: (N,) int64 class ids (indices into ``ParseResult.class_names``).
         scores: (N,) float64 class probability x mean mask probability.
-        masks_packed: (N, ceil(H * W / 8)) uint8, ``np.packbits`` of each (H, W) bool mask
-            flattened in C order (the compact parity layout).
+        boxes: (N, 4) int64 (y0, y1, x0, x1), end-exclusive: the mask is off outside.
+        toggles: per instance, (T,) int64 indices into its box flattened in C order where the
+            mask switches, starting off.
         shape: (H, W) of the original image.
     """
 
     labels: np.ndarray
     scores: np.ndarray
-    masks_packed: np.ndarray
+    boxes: np.ndarray
+    toggles: tuple[np.ndarray, ...]
     shape: tuple[int, int]
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])
 
+    def box_mask(self, i: int) -> tuple[tuple[int, int, int, int], np.ndarray]:
+        """The i-th box (y0, y1, x0, x1) and the (y1 - y0, x1 - x0) bool mask inside it."""
+        y0, y1, x0, x1 = (int(v) for v in self.boxes[i])
+        return (y0, y1, x0, x1), runs_to_mask(self.toggles[i], (y1 - y0) * (x1 - x0)).reshape(y1 - y0, x1 - x0)
+
     def mask(self, i: int) -> np.ndarray:
         """The i-th mask, (H, W) bool."""
-        h, w = self.shape
-        return np.unpackbits(self.masks_packed[i], count=h * w).reshape(h, w).astype(bool)
+        (y0, y1, x0, x1), crop = self.box_mask(i)
+        full = np.zeros(self.shape, bool)
+        full[y0:y1, x0:x1] = crop
+        return full
+
+    def packed_masks(self) -> np.ndarray:
+        """(N, ceil(H * W / 8)) uint8: ``np.packbits`` of each full mask in C order (the parity
+        fixture's layout; N full-size masks' bits, so meant for test-sized images)."""
+        n = (self.shape[0] * self.shape[1] + 7) // 8
+        out = np.zeros((len(self), n), np.uint8)
+        for i in range(len(self)):
+            out[i] = np.packbits(self.mask(i).reshape(-1))
+        return out
 
     @staticmethod
     def empty(shape: tuple[int, int]) -> InstanceSet:
-        n = (shape[0] * shape[1] + 7) // 8
-        return InstanceSet(np.zeros(0, np.int64), np.zeros(0, np.float64), np.zeros((0, n), np.uint8), shape)
+        return InstanceSet(np.zeros(0, np.int64), np.zeros(0, np.float64), np.zeros((0, 4), np.int64), (), shape)
 
 
 @dataclass(frozen=True)

@@ -88,3 +88,14 @@ def test_bad_input_is_rejected():
         adaptive_brightness(np.zeros((4, 4, 3), np.float32))
     with pytest.raises(ValueError, match="empty"):
         adaptive_brightness(np.zeros((0, 4, 3), np.uint8))
+
+
+def test_strips_give_the_same_pixels(monkeypatch):
+    from skimage import data
+
+    from m2fp_batch.annotate import brightness
+
+    dark = (data.astronaut()[:301] // 5).astype(np.uint8)
+    whole = brightness.scale_value(dark, 1.5)
+    monkeypatch.setattr(brightness, "STRIP_PIXELS", dark.shape[1] * 7)  # 43 strips, the last one short
+    np.testing.assert_array_equal(brightness.scale_value(dark, 1.5), whole)

@@ -117,3 +117,16 @@ def test_bad_input_is_rejected():
         estimate_skin_tone(np.zeros((4, 4, 3)), np.ones((4, 4), bool))
     with pytest.raises(ValueError, match="skin_mask"):
         estimate_skin_tone(np.zeros((4, 4, 3), np.uint8), np.ones((4, 5), bool))
+
+
+def test_large_skin_areas_are_measured_on_an_even_stride(monkeypatch):
+    from m2fp_batch.annotate import skin_tone
+
+    rng = np.random.default_rng(0)
+    image = np.clip(rng.normal((200, 150, 120), 12, (400, 300, 3)), 0, 255).astype(np.uint8)
+    mask = np.ones((400, 300), bool)
+    whole = skin_tone.estimate_skin_tone(image, mask)
+    monkeypatch.setattr(skin_tone, "MAX_SKIN_PIXELS", 10_000)
+    strided = skin_tone.estimate_skin_tone(image, mask)
+    assert strided.pixels < 10_000 < whole.pixels
+    assert strided.group == whole.group and abs(strided.ita - whole.ita) < 1.0

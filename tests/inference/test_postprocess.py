@@ -88,8 +88,36 @@ def test_small_memory_budget_gives_same_answer(tiny_parser, astronaut, monkeypat
     import m2fp_batch.inference.postprocess as pp
 
     a = tiny_parser.parse_one(astronaut)
-    monkeypatch.setattr(pp, "MAX_FLOATS_AT_ONCE", 1)  # one mask at a time, recomputed for the paste
+    monkeypatch.setattr(pp, "CACHE_FLOATS", 1)  # nothing kept: every band recomputed for the paste
     b = tiny_parser.parse_one(astronaut)
     np.testing.assert_array_equal(a.semantic, b.semantic)
     np.testing.assert_array_equal(a.semantic_score, b.semantic_score)
-    np.testing.assert_array_equal(a.parts.masks_packed, b.parts.masks_packed)
+    np.testing.assert_array_equal(a.parts.packed_masks(), b.parts.packed_masks())
+
+
+def test_thin_bands_give_the_same_answer(tiny_parser, astronaut, monkeypatch):
+    """Bands of 7 rows (73 of them, the last one short) against one band for the whole photo:
+    the same parse, up to the float summation order of the band's matmul."""
+    import m2fp_batch.inference.postprocess as pp
+
+    a = tiny_parser.parse_one(astronaut)
+    monkeypatch.setattr(pp, "BAND_FLOATS", 7 * astronaut.shape[1])
+    b = tiny_parser.parse_one(astronaut)
+    assert (a.semantic == b.semantic).mean() > 0.9999
+    np.testing.assert_allclose(a.semantic_score, b.semantic_score, atol=1e-5)
+    for x, y in ((a.parts, b.parts), (a.humans, b.humans)):
+        np.testing.assert_array_equal(x.labels, y.labels)
+        np.testing.assert_allclose(x.scores, y.scores, rtol=1e-5)
+        assert all((x.mask(i) == y.mask(i)).mean() > 0.9999 for i in range(len(x)))
+    assert [p.bbox for p in a.persons] == [p.bbox for p in b.persons]
+
+
+def test_runs_round_trip():
+    from m2fp_batch.inference.postprocess import _toggles
+    from m2fp_batch.inference.types import runs_to_mask
+
+    rng = np.random.default_rng(0)
+    for p in (0.0, 0.02, 0.5, 0.98, 1.0):
+        m = rng.random(1000) < p
+        t = np.concatenate([_toggles(m[:377], 0, False), _toggles(m[377:], 377, bool(m[376]))])
+        np.testing.assert_array_equal(runs_to_mask(t, m.size), m)

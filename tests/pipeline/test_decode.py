@@ -54,3 +54,18 @@ def test_truncated_images_are_not_silently_accepted(monkeypatch):
     monkeypatch.setattr(ImageFile, "LOAD_TRUNCATED_IMAGES", True)
     with pytest.raises(RuntimeError, match="LOAD_TRUNCATED_IMAGES"):
         decode_image(GOOD["good/photo.jpg"][0], max_pixels=MAX_PIXELS)
+
+
+def test_rgb_array_copies_in_strips_the_same_pixels(monkeypatch):
+    from PIL import Image
+    from skimage import data
+
+    from m2fp_batch import decode
+
+    im = Image.fromarray(data.astronaut()[:509, :301])
+    monkeypatch.setattr(decode, "STRIP_PIXELS", 301 * 7)  # 73 strips, the last one short
+    out = decode.rgb_array(im)
+    assert out.flags.writeable and out.shape == (509, 301, 3)
+    np.testing.assert_array_equal(out, np.asarray(im))
+    with pytest.raises(ValueError, match="RGB"):
+        decode.rgb_array(im.convert("L"))

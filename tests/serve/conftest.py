@@ -136,7 +136,9 @@ def server(tiny_model_dir) -> Server:
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             raise
-        time.sleep(2)
+        end = time.time() + 15  # the kill -9 watcher (m2fp_batch/localray.py) ends a moment after serve
+        while _alive(ours) and time.time() < end:
+            time.sleep(0.2)
         left = _alive(ours)
         names = [p.pid for p in left]
         for p in left:
