@@ -87,33 +87,54 @@ MEMORY_PROBES = {
     "1800x1536": [(1800, 1536)],
     "24mp_6000x4000": [(4000, 6000)],
     "largest_7728x11578": [LARGEST],
-    "actor_sequence": [(4000, 6000), LARGEST, (640, 640), LARGEST],  # one process, as an actor
+    "actor_batch": [(4000, 6000), LARGEST, (640, 640), LARGEST],  # one batch of 4, as an actor gets it
 }
 
 
+# One actor call in a fresh process: the job's Labeler (decode, engine, rows) over one batch of
+# the given JPEGs, with the default job settings (batch_size 4, forward_batch 1). VmHWM is the
+# peak RSS of this process image (ru_maxrss would carry the parent's peak over exec).
+ACTOR_CODE = """
+import sys, time
+import pyarrow as pa
+from m2fp_batch.pipeline.config import JobConfig
+from m2fp_batch.pipeline.worker import Labeler
+from m2fp_batch.schema import SCHEMA
+
+def hwm():
+    return int(next(line for line in open("/proc/self/status") if line.startswith("VmHWM")).split()[1]) / 1024
+
+model, threads, files = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
+cfg = JobConfig(input="x", output="y", model=model)
+labeler = Labeler({**cfg.to_dict(redact=False), "config_hash": cfg.config_hash()}, SCHEMA, None, threads=threads)
+base = hwm()
+n = len(files)
+batch = pa.table({
+    "image_id": [str(i) for i in range(n)], "uri": files, "shard": pa.array([0] * n, pa.int32()),
+    "data": pa.array([open(f, "rb").read() for f in files], pa.large_binary()),
+    "read_error": pa.array([None] * n, pa.string()), "read_error_kind": pa.array([None] * n, pa.string()),
+    "read_s": [0.0] * n,
+})
+t = time.perf_counter()
+rows = labeler(batch).to_pylist()
+print(base, hwm(), time.perf_counter() - t, sum(r["status"] == "ok" for r in rows))
+"""
+
+
 def memory_probe(model: str, sizes: list[tuple[int, int]], threads: int) -> dict:
-    """Parse h x w JPEGs one after another in one fresh process, as an actor would, each through
-    the job's decoder and row builder; the peak RSS over all of them (VmHWM)."""
-    code = (
-        # VmHWM (peak RSS of this process image): ru_maxrss would carry the parent's peak over exec
-        "import sys,time,torch;from m2fp_batch.inference import M2FPParser;"
-        "from m2fp_batch.decode import DEFAULT_MAX_PIXELS,decode_image;from m2fp_batch.rows import result_columns;"
-        "hwm=lambda:int(next(l for l in open('/proc/self/status') if l.startswith('VmHWM')).split()[1]);"
-        f"torch.set_num_threads({threads});p=M2FPParser.from_pretrained(sys.argv[1]);base=hwm();t=time.perf_counter();"
-        "[result_columns(p.parse_one(im),p.class_names,im) for f in sys.argv[2:] "
-        "for im in [decode_image(open(f,'rb').read(),max_pixels=DEFAULT_MAX_PIXELS)]];"
-        "print(base/1024, hwm()/1024, time.perf_counter()-t)"
-    )
+    """Peak RSS of one actor call over h x w JPEGs (:data:`ACTOR_CODE`), in a fresh process."""
     with tempfile.TemporaryDirectory() as d:
         files = []
         for i, (h, w) in enumerate(sizes):
             files.append(os.path.join(d, f"{i}.jpg"))
             with open(files[-1], "wb") as f:
                 f.write(photo_bytes(h, w))
-        out = subprocess.run([sys.executable, "-c", code, model, *files], capture_output=True, text=True, check=True)
-    after_load, peak, secs = out.stdout.split()
+        cmd = [sys.executable, "-c", ACTOR_CODE, model, str(threads), *files]
+        out = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    after_load, peak, secs, ok = out.stdout.split()
     return {
         "images_hw": [list(s) for s in sizes],
+        "ok_rows": int(ok),
         "peak_rss_mib": round(float(peak), 1),
         "rss_after_model_load_mib": round(float(after_load), 1),
         "seconds": round(float(secs), 2),

@@ -208,6 +208,12 @@ class Labeler:
         ]
 
     def _label_rows(self, rows: list[dict]) -> list[dict]:
+        """Rows ``forward_batch`` at a time: only that many decoded photos and full-size parses
+        are alive at once, so a batch of large photos stays within an actor's memory."""
+        step = max(1, int(self.settings["forward_batch"]))
+        return [row for start in range(0, len(rows), step) for row in self._label_chunk(rows[start : start + step])]
+
+    def _label_chunk(self, rows: list[dict]) -> list[dict]:
         decoded = [self._decode(r) for r in rows]
         labels: list[dict | None] = [err for _, err, _ in decoded]
         to_parse = [i for i, (img, _, _) in enumerate(decoded) if img is not None]

@@ -112,3 +112,16 @@ def test_skin_tone_uses_original_pixels_and_brightness_is_recorded(settings, tin
     plain = Labeler(settings, SCHEMA, None, threads=1)
     row = plain(_batch([("dark.png", buf.getvalue())]).drop_columns(["caption"])).to_pylist()[0]
     assert row["brightened"] is False and row["brightness_factor"] == 1.0
+
+
+@pytest.mark.parametrize("forward_batch", [1, 2])
+def test_a_batch_is_labelled_forward_batch_photos_at_a_time(settings, forward_batch):
+    """Only ``forward_batch`` decoded photos (and their full-size parses) are alive at once."""
+    labeler = Labeler({**settings, "forward_batch": forward_batch}, SCHEMA, None, threads=1)
+    seen = []
+    parse = labeler.parser.parse
+    labeler.parser.parse = lambda images, **kw: seen.append(len(images)) or parse(images, **kw)
+    photo = good_files()["good/photo.jpg"][0]
+    rows = labeler(_batch([(f"p{i}.jpg", photo) for i in range(5)]).drop_columns(["caption"])).to_pylist()
+    assert [r["status"] for r in rows] == ["ok"] * 5
+    assert max(seen) == forward_batch and sum(seen) == 5
