@@ -8,15 +8,12 @@ of its own temp dir (``ray stop`` would stop every Ray of the user).
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -24,7 +21,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests" / "pipeline"))
-from cluster import free_ports  # noqa: E402
+from cluster import free_ports, kill_processes_using  # noqa: E402
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(600)]
 
@@ -34,27 +31,6 @@ def cluster_commands() -> str:
     m = re.search(r"<!-- cluster-commands:begin -->\s*```bash\n(.*?)```\s*<!-- cluster-commands:end -->", text, re.S)
     assert m, "README.md has the cluster-commands block"
     return m.group(1)
-
-
-def _processes_of(marker: str) -> list[int]:
-    import psutil
-
-    pids = []
-    for p in psutil.process_iter(["pid", "cmdline"]):
-        with contextlib.suppress(psutil.Error):
-            if marker in " ".join(p.info["cmdline"] or []):
-                pids.append(p.pid)
-    return pids
-
-
-def _stop_head(ray_tmp: str) -> None:
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        for pid in _processes_of(ray_tmp):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, sig)
-        end = time.time() + 15
-        while _processes_of(ray_tmp) and time.time() < end:
-            time.sleep(0.5)
 
 
 def test_readme_cluster_commands_in_a_new_shell(tmp_path, tiny_model_dir):
@@ -93,7 +69,7 @@ def test_readme_cluster_commands_in_a_new_shell(tmp_path, tiny_model_dir):
             ["bash", "-euo", "pipefail", "-c", script], cwd=REPO, env=env, capture_output=True, text=True, timeout=540
         )
     finally:
-        _stop_head(ray_tmp)
+        kill_processes_using(ray_tmp)
         shutil.rmtree(ray_tmp, ignore_errors=True)
     log = proc.stdout[-4000:] + proc.stderr[-4000:]
     assert proc.returncode == 0, log

@@ -80,6 +80,46 @@ def descendants_matching(pid: int, needle: str) -> list[int]:
     return out
 
 
+def processes_using(path: str | os.PathLike) -> list[int]:
+    """Processes started for a Ray temp dir ``path``: it is in their command line or environment,
+    or they hold a file open under it. Ray's agents retitle themselves, which overwrites both
+    command line and environment in /proc, but they keep their logs in the session dir open."""
+    root = str(path)
+    found = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            with open(f"/proc/{name}/cmdline", "rb") as f:
+                cmd = f.read()
+            with open(f"/proc/{name}/environ", "rb") as f:
+                env = f.read()
+            named = any(root.encode() + end in text + b"\0" for text in (cmd, env) for end in (b"\0", b"/"))
+            if named or _has_open_file_under(int(name), root):
+                found.append(int(name))
+    return found
+
+
+def _has_open_file_under(pid: int, root: str) -> bool:
+    prefix = root.rstrip("/") + "/"
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        with contextlib.suppress(OSError):
+            if os.readlink(f"/proc/{pid}/fd/{fd}").startswith(prefix):
+                return True
+    return False
+
+
+def kill_processes_using(path: str | os.PathLike, seconds: float = 15.0) -> None:
+    """SIGTERM, then SIGKILL, every process of :func:`processes_using`, until none is left."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for pid in processes_using(path):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
+        end = time.time() + seconds
+        while processes_using(path) and time.time() < end:
+            time.sleep(0.5)
+
+
 def _answers(url: str) -> bool:
     """The HTTP server answers (401/403 without a token or keys count as up)."""
     try:
@@ -131,6 +171,7 @@ def ray_head(num_cpus: int = 2, multi_node: bool = False):
         yield f"127.0.0.1:{gcs}", url, env, proc.pid
     finally:
         _stop(proc)
+        kill_processes_using(tmp)  # the agents, retitled, outlive `ray start`
 
 
 @contextlib.contextmanager

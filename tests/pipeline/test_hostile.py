@@ -33,6 +33,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import torch
+from cluster import processes_using
 from PIL import Image
 
 from m2fp_batch import cli
@@ -572,32 +573,6 @@ def test_unreachable_address_fails_in_bounded_time(tmp_path, tiny_model):
     assert "Traceback" not in proc.stderr and not (tmp_path / "out").exists()
 
 
-def _our_ray_processes(ray_tmp: Path) -> list[int]:
-    """Processes started for this RAY_TMPDIR: its entry in their environment, or a file open
-    under it (Ray's agents retitle themselves, which overwrites /proc/PID/environ, but they keep
-    their logs in the session dir open)."""
-    entry = f"RAY_TMPDIR={ray_tmp}".encode()
-    found = []
-    for name in os.listdir("/proc"):
-        if name.isdigit():
-            try:
-                with open(f"/proc/{name}/environ", "rb") as f:
-                    if entry in f.read().split(b"\0") or _has_open_file_under(int(name), ray_tmp):
-                        found.append(int(name))
-            except OSError:
-                continue
-    return found
-
-
-def _has_open_file_under(pid: int, root: Path) -> bool:
-    prefix = f"{root}/"
-    for fd in os.listdir(f"/proc/{pid}/fd"):
-        with contextlib.suppress(OSError):
-            if os.readlink(f"/proc/{pid}/fd/{fd}").startswith(prefix):
-                return True
-    return False
-
-
 def _cmdline(pid: int) -> str:
     """The command line and state of ``pid``, e.g. ``'ray::IDLE [S]'``."""
     try:
@@ -627,9 +602,9 @@ def _start_job(tmp_path: Path, tiny_model: Path, ray_tmp: Path) -> tuple[subproc
 
 def _assert_none_left(ray_tmp: Path, seconds: float = 60) -> None:
     end = time.time() + seconds
-    while _our_ray_processes(ray_tmp) and time.time() < end:
+    while processes_using(ray_tmp) and time.time() < end:
         time.sleep(0.5)
-    left = {pid: _cmdline(pid) for pid in _our_ray_processes(ray_tmp)}  # named before they are killed
+    left = {pid: _cmdline(pid) for pid in processes_using(ray_tmp)}  # named before they are killed
     for pid in left:  # clean up what this test started before failing
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
