@@ -258,6 +258,7 @@ def main() -> int:
     ap.add_argument("--no-levers", action="store_true", help="skip the per-lever on/off measurements")
     ap.add_argument("--no-compile", action="store_true", help="skip the torch.compile lever")
     ap.add_argument("--no-memory", action="store_true", help="skip the large-photo memory probes")
+    ap.add_argument("--memory-only", action="store_true", help="only the memory probes (MEMORY_PROBES)")
     ap.add_argument("--interleave", type=int, default=5, help="rounds of the interleaved engines (0: skip)")
     ap.add_argument("--json", default=None, help="also write the results here")
     args = ap.parse_args()
@@ -272,6 +273,13 @@ def main() -> int:
 
         tmp = tempfile.TemporaryDirectory()
         model = str(write_reference_model(Path(tmp.name) / "seed3"))
+    if args.memory_only:
+        print(
+            json.dumps(
+                {f"memory_{k}": memory_probe(model, v, args.threads) for k, v in MEMORY_PROBES.items()}, indent=1
+            )
+        )
+        return 0
 
     peak_before = matmul_peak(args.threads)
     parser = M2FPParser.from_pretrained(model, threads=args.threads, fast_backbone=args.fast_backbone)
