@@ -233,15 +233,14 @@ def parse_instances(
     parts = make_set([e for e in entries if 0 < e[1] < num_parsing and e[3] >= PART_SCORE_THR])
     humans = make_set([e for e in entries if e[1] == num_parsing and e[3] > HUMAN_SCORE_THR])
     pasted = [(label, q, s) for _, label, q, s in entries if s >= ins_score_thr and q in scored]
-    boxes = {q: sc.box for q, sc in scored.items()}
-    label_map, best = _semantic_paste(pasted, up, boxes, cache, image_size, num_parsing, keep_semantic_score)
+    label_map, best = _semantic_paste(pasted, up, scored, cache, image_size, num_parsing, keep_semantic_score)
     return label_map.numpy(), (best.numpy() if best is not None else None), parts, humans
 
 
 def _semantic_paste(
     pasted: list[tuple[int, int, float]],
     up: MaskUpsampler,
-    boxes: dict[int, Box],
+    scored: dict[int, _Scored],
     cache: _BandCache,
     image_size: tuple[int, int],
     num_parsing: int,
@@ -257,7 +256,7 @@ def _semantic_paste(
         y1 = min(image_size[0], y0 + up.band)
         band_best = best[y0:y1] if best is not None else torch.zeros((y1 - y0, image_size[1]))
         for c, inst in enumerate(by_class):
-            pieces = [(q, s, boxes[q].rows(y0, y1)) for q, s in inst]
+            pieces = [(q, s, scored[q].box.rows(y0, y1)) for q, s in inst]
             _paste_class(c, [(q, s, b) for q, s, b in pieces if b is not None], up, cache, label_map, band_best, y0)
     return label_map, best
 
