@@ -15,6 +15,7 @@ from PIL import Image
 from m2fp_batch.annotate.render import RENDER_KINDS, render_png
 from m2fp_batch.errors import UserError
 from m2fp_batch.inference.engine import M2FPParser
+from m2fp_batch.inference.engines import ENGINES
 from m2fp_batch.inference.loading import DEFAULT_MODEL_ID, ModelLoadError
 from m2fp_batch.inference.preprocess import SHORT_EDGE, load_image
 from m2fp_batch.inference.raw import write_raw
@@ -28,6 +29,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--revision", default=None, help="ModelScope revision")
     p.add_argument("--cache-dir", default=None, help="ModelScope download cache")
     p.add_argument("--trust-checkpoint", action="store_true", help="allow a checkpoint that needs full unpickling")
+    p.add_argument(
+        "--engine",
+        choices=ENGINES,
+        default="torch",
+        help="network forward: torch, onnxruntime, openvino (exported once per checkpoint into the engine "
+        "cache, or --model an export dir) or auto (the fastest installed; docs/engine.md) (default: %(default)s)",
+    )
     p.add_argument("--out", required=True, help="directory for the PNGs")
     p.add_argument("--raw", default=None, help="also write the raw outputs (compact parity layout) to this .npz")
     p.add_argument("--raw-pred-masks", action="store_true", help="include pred_masks (float16) in --raw")
@@ -98,6 +106,7 @@ def main(args: argparse.Namespace) -> int:
             revision=args.revision,
             cache_dir=args.cache_dir,
             trust_checkpoint=args.trust_checkpoint,
+            engine=args.engine,
             threads=args.threads,
             max_batch=args.batch_size,
             fast_backbone=args.fast_backbone,

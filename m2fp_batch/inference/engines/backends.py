@@ -54,7 +54,9 @@ class OnnxRuntimeBackend:
 
     def __init__(self, export_dir: Path, manifest: ExportManifest, threads: int | None = None) -> None:
         if manifest.format != "onnx":
-            raise ExportError(f"{export_dir} holds an {manifest.format} export; the onnxruntime engine reads ONNX exports")
+            raise ExportError(
+                f"{export_dir} holds an {manifest.format} export; the onnxruntime engine reads ONNX exports"
+            )
         try:
             import onnxruntime as ort
         except ImportError as e:
@@ -68,9 +70,7 @@ class OnnxRuntimeBackend:
         opts.enable_mem_pattern = False
         opts.enable_cpu_mem_arena = False
         opts.log_severity_level = 3
-        self.session = ort.InferenceSession(
-            str(export_dir / manifest.graph), opts, providers=["CPUExecutionProvider"]
-        )
+        self.session = ort.InferenceSession(str(export_dir / manifest.graph), opts, providers=["CPUExecutionProvider"])
 
     def __call__(self, batch: torch.Tensor) -> dict[str, torch.Tensor]:
         return _outputs(self.session.run(list(OUTPUT_NAMES), {INPUT_NAME: batch.numpy()}))

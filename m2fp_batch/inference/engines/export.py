@@ -123,7 +123,7 @@ def _export_onnx(net: M2FP, path: Path) -> None:
         warnings.filterwarnings("ignore", message=".*legacy TorchScript-based ONNX export.*")
         warnings.filterwarnings("ignore", message=".*will be removed.*")
         torch.onnx.export(
-            _Forward(net.eval()),
+            _Forward(net).eval(),  # the exporter restores the wrapper's mode afterwards: eval, never train
             (dummy,),
             str(path),
             dynamo=False,
