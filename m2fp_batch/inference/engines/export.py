@@ -17,7 +17,7 @@ import shutil
 import tempfile
 import time
 import warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from importlib import metadata
 from pathlib import Path
 
@@ -41,6 +41,7 @@ __all__ = [
     "default_cache_dir",
     "export_model",
     "is_export_dir",
+    "onnx_to_openvino",
     "read_manifest",
 ]
 
@@ -144,6 +145,19 @@ def _convert_openvino(onnx_path: Path, xml_path: Path) -> None:
     ov.save_model(ov.convert_model(str(onnx_path)), str(xml_path), compress_to_fp16=False)
 
 
+def onnx_to_openvino(onnx_dir: Path, out: Path) -> ExportManifest:
+    """An OpenVINO IR export dir from an ONNX export dir (same manifest, IR graph)."""
+    source = read_manifest(onnx_dir)
+    if source.format != "onnx":
+        raise ExportError(f"{onnx_dir} is not an ONNX export")
+    out.mkdir(parents=True, exist_ok=True)
+    _convert_openvino(onnx_dir / source.graph, out / OPENVINO_NAME)
+    shutil.copyfile(onnx_dir / CONFIG_NAME, out / CONFIG_NAME)
+    manifest = replace(source, format="openvino", graph=OPENVINO_NAME)
+    (out / MANIFEST_NAME).write_text(manifest.to_json())
+    return manifest
+
+
 def _manifest(fmt: str, info: ModelInfo, precision: str, calibration_images: int) -> ExportManifest:
     return ExportManifest(
         format=fmt,
@@ -236,7 +250,8 @@ def default_cache_dir() -> Path:
 
 
 def cached_export(net: M2FP, info: ModelInfo, fmt: str, cache_dir: Path | None = None) -> Path:
-    """The fp32 export dir of this checkpoint, configuration and network code, exported on a miss.
+    """The fp32 export dir of this checkpoint, configuration and network code, exported on a miss
+    (OpenVINO IR: converted from the cached ONNX export, so the network is traced once).
 
     Several processes may miss at once: each exports into its own temporary dir and the first
     rename wins; the others use the winner's.
@@ -245,11 +260,15 @@ def cached_export(net: M2FP, info: ModelInfo, fmt: str, cache_dir: Path | None =
     final = (cache_dir or default_cache_dir()) / key / fmt
     if is_export_dir(final):
         return final
+    onnx_dir = cached_export(net, info, "onnx", cache_dir) if fmt == "openvino" else None
     final.parent.mkdir(parents=True, exist_ok=True)
     log.info("no cached %s export of %s: exporting into %s (once per checkpoint)", fmt, info.model, final)
     tmp = Path(tempfile.mkdtemp(prefix=f".{fmt}-", dir=final.parent))
     try:
-        export_model(net, info, tmp, fmt)
+        if onnx_dir is not None:
+            onnx_to_openvino(onnx_dir, tmp)
+        else:
+            export_model(net, info, tmp, fmt)
         os.rename(tmp, final)
     except OSError:
         if not is_export_dir(final):
