@@ -11,6 +11,7 @@ import torch
 
 from m2fp_batch.inference import preprocess
 from m2fp_batch.inference.engines import EXPORT_FORMATS, ExportError, export_model, open_engine, read_manifest
+from m2fp_batch.inference.engines.export import check_precision
 from m2fp_batch.inference.loading import DEFAULT_MODEL_ID, load_model
 from m2fp_batch.model import M2FP
 from m2fp_batch.model.build import PIXEL_MEAN, PIXEL_STD, SIZE_DIVISIBILITY
@@ -94,6 +95,7 @@ def main(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise ExportError(f"--out {str(out)!r} already exists and is not an empty directory")
+    check_precision(args.format, args.precision)
     calibration = None
     if args.precision == "int8":
         if not args.calibration_images:

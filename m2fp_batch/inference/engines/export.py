@@ -38,6 +38,7 @@ __all__ = [
     "ExportError",
     "ExportManifest",
     "cached_export",
+    "check_precision",
     "default_cache_dir",
     "export_model",
     "is_export_dir",
@@ -190,7 +191,9 @@ def export_model(
     preprocessed batches of the user's images; ONNX only); bf16 (OpenVINO only: the graph
     stays float32 and the CPU plugin runs it in bf16).
     """
-    _check_precision(fmt, precision, calibration)
+    check_precision(fmt, precision)
+    if precision == "int8" and not calibration:
+        raise ExportError("int8 needs calibration images: pass --calibration-images DIR with a few of your photos")
     out.mkdir(parents=True, exist_ok=True)
     onnx_path = out / ONNX_NAME
     t0 = time.perf_counter()
@@ -212,7 +215,8 @@ def export_model(
     return manifest
 
 
-def _check_precision(fmt: str, precision: str, calibration: list[torch.Tensor] | None) -> None:
+def check_precision(fmt: str, precision: str) -> None:
+    """An ExportError unless ``precision`` is one that ``fmt`` offers."""
     if fmt not in EXPORT_FORMATS:
         raise ExportError(f"format {fmt!r} is not one of {', '.join(EXPORT_FORMATS)}")
     allowed = {"onnx": ("fp32", "int8"), "openvino": ("fp32", "bf16")}[fmt]
@@ -221,8 +225,6 @@ def _check_precision(fmt: str, precision: str, calibration: list[torch.Tensor] |
             f"precision {precision!r} is not available for --format {fmt} (choose {' or '.join(allowed)}; "
             "int8 is ONNX Runtime static quantisation, bf16 the OpenVINO CPU plugin's inference precision)"
         )
-    if precision == "int8" and not calibration:
-        raise ExportError("int8 needs calibration images: pass --calibration-images DIR with a few of your photos")
 
 
 def is_export_dir(path: str | os.PathLike) -> bool:
