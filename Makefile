@@ -31,7 +31,7 @@ browser-deps:
 
 run: install
 	@test -n "$(INPUT)" -a -n "$(OUTPUT)" || { echo "usage: make run INPUT=images/ OUTPUT=out/ [MODEL=dir-or-modelscope-id] [CONFIG=job.yaml]" >&2; exit 2; }
-	$(VENV)/bin/m2fp-batch run --input "$(INPUT)" --output "$(OUTPUT)" --model "$(MODEL)" $(if $(CONFIG),--config "$(CONFIG)")
+	$(VENV)/bin/m2fp-batch run --input "$(INPUT)" --out "$(OUTPUT)" --model "$(MODEL)" $(if $(CONFIG),--config "$(CONFIG)")
 	$(VENV)/bin/m2fp-batch review "$(OUTPUT)" --dataset "$(DATASET)"
 
 test: install browser-deps
