@@ -12,7 +12,7 @@ PYTEST_ARGS ?=
 export RAY_USAGE_STATS_ENABLED ?= 0
 export FIFTYONE_DO_NOT_TRACK ?= true
 
-.PHONY: install run test lint format bench browser-deps clean
+.PHONY: install run test lint format bench docs browser-deps clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -47,6 +47,10 @@ format: install
 
 bench: install
 	$(PY) benchmarks/bench_inference.py
+
+# docs/cli.md from the parsers (tests/test_cli_docs.py checks it is current)
+docs: install
+	$(PY) -m m2fp_batch.cli_docs > docs/cli.md.tmp && mv docs/cli.md.tmp docs/cli.md
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info
