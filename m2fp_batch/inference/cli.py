@@ -15,7 +15,7 @@ from PIL import Image
 from m2fp_batch.annotate.render import RENDER_KINDS, render_png
 from m2fp_batch.errors import UserError
 from m2fp_batch.inference.engine import M2FPParser
-from m2fp_batch.inference.loading import DEFAULT_MODEL_ID, ModelLoadError
+from m2fp_batch.inference.loading import DEFAULT_MODEL_ID
 from m2fp_batch.inference.preprocess import SHORT_EDGE, load_image
 from m2fp_batch.inference.raw import write_raw
 
@@ -92,21 +92,17 @@ def main(args: argparse.Namespace) -> int:
     if not paths:
         log.error("none of the %d input(s) could be read: nothing to parse", len(args.images))
         return 1
-    try:
-        parser = M2FPParser.from_pretrained(
-            args.model,
-            revision=args.revision,
-            cache_dir=args.cache_dir,
-            trust_checkpoint=args.trust_checkpoint,
-            threads=args.threads,
-            max_batch=args.batch_size,
-            fast_backbone=args.fast_backbone,
-            short_edge=args.short_edge,
-            torch_compile=args.compile,
-        )
-    except ModelLoadError as e:
-        log.error("%s", e)
-        return 2
+    parser = M2FPParser.from_pretrained(
+        args.model,
+        revision=args.revision,
+        cache_dir=args.cache_dir,
+        trust_checkpoint=args.trust_checkpoint,
+        threads=args.threads,
+        max_batch=args.batch_size,
+        fast_backbone=args.fast_backbone,
+        short_edge=args.short_edge,
+        torch_compile=args.compile,
+    )
     out.mkdir(parents=True, exist_ok=True)
     results = parser.parse(images, keep_pred_masks=args.raw_pred_masks)
     summary = []

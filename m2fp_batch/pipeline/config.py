@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 
 from m2fp_batch.decode import DEFAULT_MAX_PIXELS, MAX_SIZE, SHORT_EDGE
+from m2fp_batch.errors import UserError
 from m2fp_batch.inference import DEFAULT_MODEL_ID
 from m2fp_batch.storage import DEFAULT_MAX_BYTES
 
@@ -34,8 +35,10 @@ RESULT_KEYS = (
 )
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
     """A setting is missing or wrong; the message says which and what to do."""
+
+    prefix = "bad configuration: "
 
 
 @dataclass

@@ -44,8 +44,7 @@ def resolve_model(cfg: JobConfig) -> ModelInfo:
     """
     from m2fp_batch.inference.loading import load_model
 
-    net, _, info = load_model(cfg.model, cfg.model_revision, trust_checkpoint=cfg.trust_checkpoint)
-    del net
+    info = load_model(cfg.model, cfg.model_revision, trust_checkpoint=cfg.trust_checkpoint).info
     log.info("model %s: %s (checkpoint sha256 %s)", cfg.model, info.model_dir, info.checkpoint_sha256[:16])
     return info
 

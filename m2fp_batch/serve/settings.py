@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import os
 from dataclasses import dataclass
 
 from m2fp_batch.decode import MAX_SIZE, SHORT_EDGE
+from m2fp_batch.errors import UserError
 
 # Settings that change what a parse contains (hashed into the answers' ``config_hash``).
 RESULT_KEYS = ("model", "model_revision", "max_pixels", "min_side", "short_edge", "max_size", "adaptive_brightness")
+
+
+class ServeSettingsError(UserError, ValueError):
+    """A service setting is out of range; the message says which."""
 
 
 @dataclass(frozen=True)
@@ -60,13 +64,13 @@ class ServeSettings:
         )  # fmt: skip
         for key in positive:
             if getattr(self, key) < 1:
-                raise ValueError(f"{key} must be >= 1, got {getattr(self, key)}")
+                raise ServeSettingsError(f"{key} must be >= 1, got {getattr(self, key)}")
         if self.threads is not None and self.threads < 1:
-            raise ValueError(f"threads must be >= 1, got {self.threads}")
+            raise ServeSettingsError(f"threads must be >= 1, got {self.threads}")
         if self.batch_wait_s < 0 or self.retry_after_s < 0:
-            raise ValueError("batch_wait_s and retry_after_s must be >= 0")
+            raise ServeSettingsError("batch_wait_s and retry_after_s must be >= 0")
         if self.port > 65535:
-            raise ValueError(f"port must be <= 65535, got {self.port}")
+            raise ServeSettingsError(f"port must be <= 65535, got {self.port}")
 
     @property
     def replica_threads(self) -> int:
@@ -85,6 +89,3 @@ class ServeSettings:
     def config_hash(self) -> str:
         values = {k: getattr(self, k) for k in RESULT_KEYS}
         return hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()[:16]
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 
+from m2fp_batch.errors import UserError
 from m2fp_batch.inference.preprocess import SHORT_EDGE
 
 
@@ -47,24 +47,17 @@ def main(args: argparse.Namespace) -> int:
 
     from m2fp_batch.data import ParsingDataset
     from m2fp_batch.inference import M2FPParser
-    from m2fp_batch.inference.loading import ModelLoadError
-    from m2fp_batch.labels import LabelsError
-    from m2fp_batch.train.evaluate import evaluate
+    from m2fp_batch.train.evaluate import evaluate_parser
 
     if args.short_edge < 1:
-        print(f"m2fp-batch evaluate: --short-edge must be at least 1, got {args.short_edge}", file=sys.stderr)
-        return 2
-    try:
-        parts = [ParsingDataset(d) for d in args.data]
-        dataset = parts[0] if len(parts) == 1 else ConcatDataset(parts)
-        models = [args.model] + ([args.compare] if args.compare else [])
-        results = []
-        for m in models:
-            parser = M2FPParser.from_pretrained(m, short_edge=args.short_edge, threads=args.threads)
-            results.append(evaluate(parser, dataset).to_dict(parser.class_names))
-    except (ModelLoadError, LabelsError, ValueError, OSError) as e:
-        print(f"m2fp-batch evaluate: {e}", file=sys.stderr)
-        return 2
+        raise UserError(f"--short-edge must be at least 1, got {args.short_edge}")
+    parts = [ParsingDataset(d) for d in args.data]
+    dataset = parts[0] if len(parts) == 1 else ConcatDataset(parts)
+    models = [args.model] + ([args.compare] if args.compare else [])
+    results = []
+    for m in models:
+        parser = M2FPParser.from_pretrained(m, short_edge=args.short_edge, threads=args.threads)
+        results.append(evaluate_parser(parser, dataset).to_dict(parser.class_names))
     print(render(models, results))
     if args.json:
         payload = {"data": args.data, "short_edge": args.short_edge, "models": dict(zip(models, results))}
