@@ -12,12 +12,9 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parents[1] / "m2fp_batch"
 MAX_LINES = 60
 
-# Functions other branches of issue 17 are splitting right now (i17core: run_job,
-# result_columns; i21: estimate_skin_tone, _render_html, _render_markdown). The lead removes
-# this list at merge: it may only shrink.
+# Functions another branch is splitting right now (i21: estimate_skin_tone, _render_html,
+# _render_markdown). The lead removes this list at merge: it may only shrink.
 BEING_SPLIT = {
-    "pipeline/job.py::run_job",
-    "rows.py::result_columns",
     "annotate/skin_tone.py::estimate_skin_tone",
     "report/build.py::_render_html",
     "report/build.py::_render_markdown",

@@ -36,7 +36,7 @@ ROWS = [
     ("serve", ["--model", "{tmp}/no-model"], "no such directory"),
     ("train", ["--data", "{tmp}", "--model", "{tmp}", "--out", "{tmp}/m", "--skin-weights", "blue=1"], "GROUP=WEIGHT"),
     ("train", ["--data", "{tmp}", "--model", "{tmp}/no-model", "--out", "{tmp}/m"], "no such directory"),
-    ("evaluate", ["--model", "{tmp}", "--data", "{tmp}", "--short-edge", "0"], "--short-edge must be at least 1"),
+    ("evaluate", ["--model", "{tmp}", "--data", "{tmp}", "--short-edge", "0"], "short_edge (--short-edge) must be"),
     ("evaluate", ["--model", "{tmp}/no-model", "--data", "{tmp}/nowhere"], "nowhere"),
 ]
 
