@@ -29,7 +29,6 @@ import argparse
 import contextlib
 import io
 import json
-import logging
 import os
 import shutil
 import statistics
@@ -47,6 +46,7 @@ from PIL import Image
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from m2fp_batch.errors import configure_logging  # noqa: E402
 from m2fp_batch.inference import M2FPParser, load_image  # noqa: E402
 
 
@@ -252,7 +252,7 @@ def main() -> int:
     ap.add_argument("--nodes", type=int, default=None, help="a Ray head plus NODES-1 nodes, 1 CPU each")
     ap.add_argument("--json", help="also write the results here")
     args = ap.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging()
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     # the pool's min_actors start before batches flow, so every layout runs at full size from its first rows
     os.environ.setdefault("RAY_DATA_DEFAULT_WAIT_FOR_MIN_ACTORS_S", "600")
