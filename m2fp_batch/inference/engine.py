@@ -12,11 +12,12 @@ import torch
 
 from m2fp_batch.inference import compiled, postprocess, preprocess
 from m2fp_batch.inference.engines import Backend, ExportError, TorchBackend, open_engine, resolve_engine
-from m2fp_batch.inference.loading import DEFAULT_MODEL_ID, ModelInfo
+from m2fp_batch.inference.loading import ModelInfo
 from m2fp_batch.inference.types import ParseResult
 from m2fp_batch.model import M2FP, M2FPConfig
 from m2fp_batch.model.build import PIXEL_MEAN, PIXEL_STD, SIZE_DIVISIBILITY
 from m2fp_batch.model.layers import fold_batchnorm_
+from m2fp_batch.settings import DEFAULT_MODEL_ID, EngineSettings
 
 log = logging.getLogger(__name__)
 
@@ -126,6 +127,24 @@ class M2FPParser:
         )
         return cls(loaded.net, loaded.config, loaded.info, backend=loaded.backend, threads=threads, **kwargs)
 
+    @classmethod
+    def from_settings(
+        cls, settings: EngineSettings, *, threads: int | None = None, max_batch: int = 1, **kwargs
+    ) -> M2FPParser:
+        """The engine ``settings`` describe (model, revision, trust, engine, resize); ``threads`` overrides
+        ``settings.threads``. Extra keyword arguments go to the constructor (``fast_backbone``, ...)."""
+        return cls.from_pretrained(
+            settings.model,
+            revision=settings.revision,
+            engine=settings.engine,
+            trust_checkpoint=settings.trust_checkpoint,
+            threads=threads if threads is not None else settings.threads,
+            max_batch=max_batch,
+            short_edge=settings.short_edge,
+            max_size=settings.max_size,
+            **kwargs,
+        )
+
     @torch.inference_mode()
     def forward(self, batch: torch.Tensor) -> dict:
         """The network alone on a normalised padded batch (N, 3, Hp, Wp)."""
@@ -198,7 +217,7 @@ class M2FPParser:
         keep_pred_masks: bool,
     ) -> ParseResult:
         image_size = (int(image_size[0]), int(image_size[1]))
-        semantic, sem_score, parts, humans = postprocess.parse_instances(
+        parsed = postprocess.parse_instances(
             pred_logits,
             pred_masks,
             input_size,
@@ -212,11 +231,11 @@ class M2FPParser:
             input_size=(int(input_size[0]), int(input_size[1])),
             padded_size=pad,
             class_names=self.class_names,
-            semantic=semantic,
-            semantic_score=sem_score,
-            parts=parts,
-            humans=humans,
-            persons=postprocess.persons_from(humans, semantic),
+            semantic=parsed.semantic,
+            semantic_score=parsed.semantic_score,
+            parts=parsed.parts,
+            humans=parsed.humans,
+            persons=postprocess.persons_from(parsed.humans, parsed.semantic),
             pred_logits=pred_logits.float().numpy().copy(),
             pred_masks=pred_masks.float().numpy().copy() if keep_pred_masks else None,
             timings={},

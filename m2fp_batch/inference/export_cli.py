@@ -12,9 +12,10 @@ import torch
 from m2fp_batch.inference import preprocess
 from m2fp_batch.inference.engines import EXPORT_FORMATS, ExportError, export_model, open_engine, read_manifest
 from m2fp_batch.inference.engines.export import check_precision
-from m2fp_batch.inference.loading import DEFAULT_MODEL_ID, load_model
+from m2fp_batch.inference.loading import load_model
 from m2fp_batch.model import M2FP
 from m2fp_batch.model.build import PIXEL_MEAN, PIXEL_STD, SIZE_DIVISIBILITY
+from m2fp_batch.settings import DEFAULT_MODEL_ID
 
 log = logging.getLogger(__name__)
 
@@ -101,9 +102,10 @@ def main(args: argparse.Namespace) -> int:
         if not args.calibration_images:
             raise ExportError("--precision int8 needs --calibration-images DIR (a few of your own photos)")
         calibration = calibration_batches(args.calibration_images, args.calibration_count)
-    net, _, info = load_model(
+    loaded = load_model(
         args.model, revision=args.revision, cache_dir=args.cache_dir, trust_checkpoint=args.trust_checkpoint
     )
+    net, info = loaded.net, loaded.info
     if args.threads:
         torch.set_num_threads(args.threads)
     manifest = export_model(net, info, out, args.format, precision=args.precision, calibration=calibration)

@@ -21,6 +21,7 @@ from m2fp_batch.inference.engines.export import (
     read_manifest,
 )
 from m2fp_batch.inference.engines.load import LoadedEngine, open_engine
+from m2fp_batch.settings import ENGINES
 
 __all__ = [
     "AUTO_ORDER",
@@ -41,7 +42,6 @@ __all__ = [
     "resolve_engine",
 ]
 
-ENGINES = ("torch", "onnxruntime", "openvino", "auto")
 AUTO_ORDER = ("onnxruntime", "openvino", "torch")
 
 

@@ -77,7 +77,8 @@ def open_engine(
     """
     if is_export_dir(model):
         return _from_export_dir(Path(model), engine, threads)
-    net, config, info = load_model(model, revision=revision, cache_dir=cache_dir, trust_checkpoint=trust_checkpoint)
+    loaded = load_model(model, revision=revision, cache_dir=cache_dir, trust_checkpoint=trust_checkpoint)
+    net, config, info = loaded.net, loaded.config, loaded.info
     if engine == "torch":
         return LoadedEngine(backends.TorchBackend(net), config, info, net)
     if engine not in CACHE_FORMAT:
