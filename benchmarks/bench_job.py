@@ -191,7 +191,7 @@ def cluster_job(model: str, src: Path, out: Path, nodes: int, batch_size: int) -
         for _ in range(nodes - 1):
             stack.enter_context(ray_worker(gcs, env, num_cpus=1))
         cmd = [
-            sys.executable, "-m", "m2fp_batch.cli", "run", "--input", str(src), "--output", str(out),
+            sys.executable, "-m", "m2fp_batch.cli", "run", "--input", str(src), "--out", str(out),
             "--model", model, "--address", gcs, "--batch-size", str(batch_size), "--shard-size", "64",
             "--overwrite", "--set", "cpus_per_actor=1", "--set", f"min_actors={nodes}",
         ]  # fmt: skip

@@ -20,6 +20,7 @@ SUBCOMMANDS = {
     "export": ("m2fp_batch.formats.cli", "export the labels as a CIHP-layout or COCO training dataset"),
     "serve": ("m2fp_batch.serve.cli", "the web page and POST /api/parse on Ray Serve"),
     "train": ("m2fp_batch.train.cli", "fine-tune M2FP on labelled dirs (Ray Train, skin-tone aware)"),
+    "export-model": ("m2fp_batch.inference.export_cli", "export the network to ONNX or OpenVINO IR (dynamic sizes)"),
     "evaluate": ("m2fp_batch.train.evaluate_cli", "mIoU overall, per class and per skin-tone group on labelled dirs"),
 }
 

@@ -36,6 +36,14 @@ ROWS = [
     ("serve", ["--model", "{tmp}/no-model"], "no such directory"),
     ("train", ["--data", "{tmp}", "--model", "{tmp}", "--out", "{tmp}/m", "--skin-weights", "blue=1"], "GROUP=WEIGHT"),
     ("train", ["--data", "{tmp}", "--model", "{tmp}/no-model", "--out", "{tmp}/m"], "no such directory"),
+    ("export-model", ["--model", "{tmp}/no-model", "--format", "onnx", "--out", "{tmp}/e"], "no such directory"),
+    ("export-model", ["--format", "onnx", "--out", "{tmp}"], "is not an empty directory"),
+    (
+        "export-model",
+        ["--model", "{tmp}", "--format", "openvino", "--precision", "int8", "--out", "{tmp}/e"],
+        "not available for --format openvino",
+    ),
+    ("parse", ["{tmp}/photo.png", "--model", "{tmp}", "--engine", "tensorrt", "--out", "{tmp}/o"], "must be one of"),
     ("evaluate", ["--model", "{tmp}", "--data", "{tmp}", "--short-edge", "0"], "short_edge (--short-edge) must be"),
     ("evaluate", ["--model", "{tmp}/no-model", "--data", "{tmp}/nowhere"], "nowhere"),
 ]
