@@ -130,7 +130,8 @@ def run_loop(
     """Train from the current state to ``settings.steps``; rank 0 checkpoints every
     ``checkpoint_every`` steps and at the end."""
     torch.manual_seed(settings.seed)
-    model, cfg, parent_sha = load_trainable(settings.init_model)
+    loaded = load_trainable(settings.init_model)
+    model, cfg, parent_sha = loaded.net, loaded.config, loaded.checkpoint_sha256
     model.to(device)
     state = make_state(settings, model)
     if resume and checkpoint_path(settings).is_file():
