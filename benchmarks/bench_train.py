@@ -2,7 +2,7 @@
 
     python benchmarks/bench_train.py                       # both parts below
     python benchmarks/bench_train.py --part cli --rounds 2 --steps 8
-    python benchmarks/bench_train.py --part full --steps 2
+    python benchmarks/bench_train.py --part full --steps 2   # flags as in train: --crop, --batch
 
 ``cli``: the tiny test config at 256 px, batch 2, 12,544 points per mask. Each round runs, in
 turn, the bare loop (``run_loop`` in a plain process) and the real ``m2fp-batch train``
@@ -72,16 +72,16 @@ def bare_child(a) -> dict:
     tmp = Path(tempfile.mkdtemp(prefix="bench_train_"))
     model = write_tiny_model(tmp / "model")
     recs = samples()
-    settings = _settings(model, tmp / "out", a.steps, a.short_edge, a.batch_size, a.num_points)
+    settings = _settings(model, tmp / "out", a.steps, a.crop, a.batch, a.num_points)
     state = run_loop(settings, recs, ["light"] * len(recs))
-    return {"images_per_s": images_per_s(state.history, a.batch_size)}
+    return {"images_per_s": images_per_s(state.history, a.batch)}
 
 
 def cli_run(model: Path, data: Path, out: Path, a, workers: int) -> dict:
     """The real ``m2fp-batch train`` command in a subprocess; speed from its training.json."""
     cmd = [sys.executable, "-m", "m2fp_batch.cli", "train", "--data", str(data), "--model", str(model)]
-    cmd += ["--out", str(out), "--steps", str(a.steps), "--batch-size", str(a.batch_size)]
-    cmd += ["--short-edge", str(a.short_edge), "--num-points", str(a.num_points), "--workers", str(workers)]
+    cmd += ["--out", str(out), "--steps", str(a.steps), "--batch", str(a.batch)]
+    cmd += ["--crop", str(a.crop), "--num-points", str(a.num_points), "--workers", str(workers)]
     cmd += ["--checkpoint-every", str(10**6)]
     env = {**os.environ, "PYTHONPATH": str(REPO), "RAY_USAGE_STATS_ENABLED": "0"}
     t0 = time.perf_counter()
@@ -90,7 +90,7 @@ def cli_run(model: Path, data: Path, out: Path, a, workers: int) -> dict:
     if proc.returncode:
         raise RuntimeError(f"m2fp-batch train failed:\n{proc.stderr[-3000:]}")
     record = json.loads((out / "training.json").read_text())
-    return {"images_per_s": images_per_s(record["losses"], a.batch_size), "command_wall_s": round(wall, 1)}
+    return {"images_per_s": images_per_s(record["losses"], a.batch), "command_wall_s": round(wall, 1)}
 
 
 def run_cli_part(a) -> dict:
@@ -112,7 +112,7 @@ def run_cli_part(a) -> dict:
     ratio = [x["cli_workers_1"]["images_per_s"] / x["bare"]["images_per_s"] for x in rounds]
     w2_w1 = [x["cli_workers_2"]["images_per_s"] / x["cli_workers_1"]["images_per_s"] for x in rounds]
     return {
-        "setting": f"tiny config, {a.short_edge} px, batch {a.batch_size}, {a.num_points} points, {a.steps} steps",
+        "setting": f"tiny config, {a.crop} px, batch {a.batch}, {a.num_points} points, {a.steps} steps",
         "cli_over_bare_per_round": [round(x, 3) for x in ratio],
         "cli_over_bare_median": round(statistics.median(ratio), 3),
         "workers_2_over_1_per_round": [round(x, 3) for x in w2_w1],
@@ -211,13 +211,13 @@ def full_child(a) -> dict:
     peak_before = matmul_peak(a.threads)
     tmp = Path(tempfile.mkdtemp(prefix="bench_train_full_"))
     model_dir = write_reference_model(tmp / "model")
-    settings = _settings(model_dir, tmp / "out", a.steps, a.short_edge, a.batch_size, a.num_points)
+    settings = _settings(model_dir, tmp / "out", a.steps, a.crop, a.batch, a.num_points)
     model, cfg, _ = load_trainable(model_dir)
     state = make_state(settings, model)
     recs, flip = samples(), flip_permutation(cfg.classes)
 
     def batch(step: int):
-        pos = list(range(a.batch_size))
+        pos = list(range(a.batch))
         picked = [recs[(step + p) % len(recs)] for p in pos]
         return prepare_batch(picked, pos, step, 0, settings.augment, settings.skin, flip, cfg.num_parsing,
                              model.pixel_mean, model.pixel_std)  # fmt: skip
@@ -225,14 +225,14 @@ def full_child(a) -> dict:
     with torch.no_grad(), FlopCounterMode(display=False) as fc:
         model(batch(0).images, keep_aux=True)
     flops = fc.get_total_flops()
-    train_step(state, settings, batch(0), a.batch_size)  # warm-up
+    train_step(state, settings, batch(0), a.batch)  # warm-up
     clock = StageClock(model, state.optimizer)
-    runs = [clock.step(lambda s=s: train_step(state, settings, batch(s), a.batch_size)) for s in range(1, a.steps)]
+    runs = [clock.step(lambda s=s: train_step(state, settings, batch(s), a.batch)) for s in range(1, a.steps)]
     peak = max(peak_before, matmul_peak(a.threads))
     stages = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
     ideal = 3 * flops / peak
     return {
-        "setting": f"full size, {a.short_edge} px crop, batch {a.batch_size}, {a.num_points} points",
+        "setting": f"full size, {a.crop} px crop, batch {a.batch}, {a.num_points} points",
         "forward_gflops": round(flops / 1e9, 1),
         "matmul_peak_gflops": round(peak / 1e9, 1),
         "step_s": round(stages["step"], 2),
@@ -246,7 +246,7 @@ def full_child(a) -> dict:
 
 def _child(a, part: str) -> dict:
     cmd = [sys.executable, __file__, "--child", part, "--steps", str(max(2, a.steps))]
-    cmd += ["--short-edge", str(a.short_edge), "--batch-size", str(a.batch_size)]
+    cmd += ["--crop", str(a.crop), "--batch", str(a.batch)]
     cmd += ["--threads", str(a.threads), "--num-points", str(a.num_points)]
     env = {**os.environ, "OMP_NUM_THREADS": str(a.threads)}
     out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env).stdout
@@ -258,8 +258,8 @@ def main() -> None:
     ap.add_argument("--part", choices=["cli", "full"], nargs="+", default=["cli", "full"])
     ap.add_argument("--rounds", type=int, default=2, help="cli: interleaved rounds")
     ap.add_argument("--steps", type=int, default=None, help="steps per run (default: cli 8, full 2)")
-    ap.add_argument("--short-edge", type=int, default=None, help="default: cli 256, full 512")
-    ap.add_argument("--batch-size", type=int, default=None, help="default: cli 2, full 1")
+    ap.add_argument("--crop", type=int, default=None, help="training crop (train --crop); default: cli 256, full 512")
+    ap.add_argument("--batch", type=int, default=None, help="images per step (train --batch); default: cli 2, full 1")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--num-points", type=int, default=12544, help="points per mask (12544 = upstream)")
     ap.add_argument("--child", choices=["bare", "full"], help=argparse.SUPPRESS)
@@ -278,8 +278,8 @@ def main() -> None:
     defaults = {"cli": (8, 256, 2), "full": (2, 512, 1)}
     for part in a.part:
         steps, edge, batch = defaults[part]
-        b = argparse.Namespace(**{**vars(a), "steps": a.steps or steps, "short_edge": a.short_edge or edge,
-                                  "batch_size": a.batch_size or batch})  # fmt: skip
+        b = argparse.Namespace(**{**vars(a), "steps": a.steps or steps, "crop": a.crop or edge,
+                                  "batch": a.batch or batch})  # fmt: skip
         result = run_cli_part(b) if part == "cli" else _child(b, "full")
         print(json.dumps({part: result, "load_1min_after": os.getloadavg()[0]}, indent=1), flush=True)
         if part == "cli":
