@@ -36,7 +36,7 @@ log = logging.getLogger("m2fp_batch.job")
 
 ADDRESS_TIMEOUT_S = 10.0
 ACTORS_READY_TIMEOUT_S = 600  # a fixed pool: how long the job waits for every actor to start
-MAX_BLOCK_ROWS = 256
+MAX_BLOCK_ROWS = 128  # also bounds a block's bytes in the object store (128 photos)
 BLOCKS_PER_ACTOR = 4
 MAX_BLOCKS = 20000
 
@@ -180,7 +180,7 @@ def _build_dataset(cfg: JobConfig, model: ModelInfo, plan: Plan, pool: Pool, out
         Labeler,
         fn_constructor_kwargs=labeler_kwargs,
         batch_format="pyarrow",
-        batch_size=cfg.batch_size,
+        batch_size=None,  # a whole block per call: the Labeler groups its rows by batch_size itself
         num_cpus=cfg.cpus_per_actor,
         compute=pool_strategy(cfg, pool.actors),
     )
@@ -198,7 +198,7 @@ def pool_strategy(cfg: JobConfig, actors: int):
 
 
 def block_rows(pending: int, actors: int, batch_size: int) -> int:
-    """Rows per block (one read task, one actor call of ``batch_size``-row batches).
+    """Rows per block (one read task, one actor call that labels them ``batch_size`` at a time).
 
     Large blocks keep the per-block overhead (a read task, an actor call, a driver batch) off the
     job's ceiling; at most :data:`MAX_BLOCK_ROWS` and at least :data:`BLOCKS_PER_ACTOR` blocks per

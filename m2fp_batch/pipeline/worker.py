@@ -247,13 +247,18 @@ class Labeler:
         return out
 
     def __call__(self, batch: pa.Table) -> pa.Table:
-        rows = batch.select([*LISTING_COLUMNS, *READ_COLUMNS]).to_pylist()
-        # a row that could not be read becomes its error row here: it never reaches the model, so it
-        # cannot crash the worker and needs no ledger round trip (the job's ceiling, docs/job.md)
-        out = [None if r["read_error"] is None else self._row(r, self._decode(r).error, None) for r in rows]
-        live = [i for i, r in enumerate(rows) if r["read_error"] is None]
-        if live:
-            for i, row in zip(live, self._label_with_ledger([rows[i] for i in live]), strict=True):
+        """A block of read rows -> its output rows. A row that could not be read becomes its error
+        row at once: it never reaches the model, so it cannot crash the worker and needs no ledger
+        round trip (the job's ceiling, docs/job.md). The others go ``batch_size`` at a time, each
+        group one ledger batch, and only that group's bytes become Python objects."""
+        keys = batch.select([c for c in (*LISTING_COLUMNS, *READ_COLUMNS) if c != "data"]).to_pylist()
+        out = [None if k["read_error"] is None else self._row(k, self._decode(k).error, None) for k in keys]
+        live = [i for i, k in enumerate(keys) if k["read_error"] is None]
+        step = self.cfg.batch_size
+        for start in range(0, len(live), step):
+            group = live[start : start + step]
+            rows = batch.take(group).select([*LISTING_COLUMNS, *READ_COLUMNS]).to_pylist()
+            for i, row in zip(group, self._label_with_ledger(rows), strict=True):
                 out[i] = row
         table = pa.Table.from_pylist(out, schema=SCHEMA)
         for f in self.passthrough:

@@ -40,7 +40,7 @@ def test_autoscaling_is_a_setting():
         (24, 2, 4, 4),  # small job: blocks of one batch, 3 per actor
         (24, 2, 1, 3),  # 4 blocks per actor
         (10_000, 2, 4, MAX_BLOCK_ROWS),  # many rows: large blocks (the ceiling)
-        (1_000_000, 1000, 4, 250),  # 4 blocks per actor
+        (1_000_000, 1000, 4, MAX_BLOCK_ROWS),
         (100_000_000, 8, 4, 5000),  # never more than 20,000 blocks
     ],
 )
