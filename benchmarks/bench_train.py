@@ -7,8 +7,8 @@
 ``cli``: the tiny test config at 256 px, batch 2, 12,544 points per mask. Each round runs, in
 turn, the bare loop (``run_loop`` in a plain process) and the real ``m2fp-batch train``
 command with ``--workers 1`` and ``--workers 2``. Speed comes from the steps' own end times
-(``training.json``'s ``losses[i].time``; the bare loop's history), first step excluded, so
-Ray's start-up, the model load and the final save are not counted. Prints CLI/bare per round
+(``training.json``'s ``losses[i].time``; the bare loop's history): batch / median step, first
+step excluded, so Ray's start-up, the model load and the final save are not counted. Prints CLI/bare per round
 and the median, and workers 2 against 1.
 
 ``full``: the full-size architecture (the parity fixture's seed-3 checkpoint), a 512-px
@@ -55,9 +55,10 @@ def _settings(model: Path, out: Path, steps: int, short_edge: int, batch: int, p
 
 
 def images_per_s(history: list[dict], batch: int) -> float:
-    """Images/s from the steps' end times, the first step (warm-up) excluded."""
+    """Images/s from the steps' end times: batch / the median step (the first, warm-up, excluded;
+    the median, because on a shared machine one step in a run can stall for seconds)."""
     times = [h["time"] for h in history]
-    return batch * (len(times) - 1) / (times[-1] - times[0])
+    return batch / statistics.median(b - a for a, b in zip(times, times[1:]))
 
 
 def bare_child(a) -> dict:

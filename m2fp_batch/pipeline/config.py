@@ -46,7 +46,7 @@ class JobConfig:
     uri_column: str = "uri"
     image_id_column: str = "image_id"
     # inference
-    batch_size: int = 4  # images per actor call
+    batch_size: int = 4  # images labelled per crash-ledger batch; the smallest block (an actor call)
     forward_batch: int = 1  # images per forward pass (same padded size); 1 is fastest on CPU
     # output
     shard_size: int = 256
