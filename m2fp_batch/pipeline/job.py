@@ -123,9 +123,10 @@ def _pool_size(cfg: JobConfig, ray) -> int:
         for c in node_cpus
     ]
     fit = max(1, sum(max(0, p) for p in per_node))
-    if cfg.max_actors is not None:
-        return min(cfg.max_actors, fit) if cfg.read_cpus else cfg.max_actors
-    return fit
+    if cfg.max_actors is None:
+        return fit
+    # a fixed pool starts all its actors at once: never more than fit (an autoscaling cluster grows)
+    return cfg.max_actors if cfg.autoscaling and not cfg.read_cpus else min(cfg.max_actors, fit)
 
 
 @dataclass(frozen=True)

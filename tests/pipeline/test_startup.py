@@ -4,6 +4,7 @@ that skip the crash ledger, and Ray's internal ERROR line filtered from stderr."
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import sys
 from pathlib import Path
@@ -13,7 +14,7 @@ import pytest
 from test_worker import _batch
 
 from m2fp_batch.pipeline.config import JobConfig
-from m2fp_batch.pipeline.job import MAX_BLOCK_ROWS, Timeline, actor_startup, block_rows, pool_strategy
+from m2fp_batch.pipeline.job import MAX_BLOCK_ROWS, Timeline, _pool_size, actor_startup, block_rows, pool_strategy
 from m2fp_batch.pipeline.worker import ActorStartup, CrashLedger, Labeler
 from m2fp_batch.schema import output_schema
 from m2fp_batch.settings import EngineSettings
@@ -26,6 +27,21 @@ def test_fixed_cluster_starts_every_actor_autoscaling_keeps_its_minimum():
     assert (fixed.min_size, fixed.max_size) == (8, 8)
     scaling = pool_strategy(JobConfig(input="x", output="y", autoscaling=True, min_actors=2), 8)
     assert (scaling.min_size, scaling.max_size) == (2, 8)
+
+
+class TwoNodes:
+    """What ``_pool_size`` reads of Ray: two alive 1-CPU nodes."""
+
+    @staticmethod
+    def nodes():
+        return [{"Alive": True, "Resources": {"CPU": 1.0}}, {"Alive": True, "Resources": {"CPU": 1.0}}]
+
+
+def test_fixed_pool_never_exceeds_what_the_cluster_fits():
+    base = JobConfig(input="x", output="y", max_actors=10)
+    assert _pool_size(base, TwoNodes) == 2  # all 10 could never start at once
+    assert _pool_size(JobConfig(input="x", output="y"), TwoNodes) == 2
+    assert _pool_size(dataclasses.replace(base, autoscaling=True), TwoNodes) == 10  # the cluster may grow
 
 
 def test_autoscaling_is_a_setting():
