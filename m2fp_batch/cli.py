@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import logging
 import sys
 
 SUBCOMMANDS = {
@@ -41,10 +40,9 @@ def main(argv: list[str] | None = None) -> int:
     command = next((a for a in argv if a in SUBCOMMANDS), None)
     only = command if command and "-h" not in argv and "--help" not in argv[: argv.index(command)] else None
     args = build_parser(only).parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    from m2fp_batch.errors import run_command
+    from m2fp_batch.errors import configure_logging, run_command
+
+    configure_logging(args.verbose)
 
     return run_command(
         args.command,

@@ -43,6 +43,8 @@ _POSITIVE = ("short_edge", "max_size", "max_pixels", "min_side", "max_bytes")
 class SettingsError(UserError, ValueError):
     """A setting has a wrong value; the message names the setting, its flag and what is allowed."""
 
+    prefix = "bad configuration: "
+
 
 def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")

@@ -89,8 +89,8 @@ class M2FPParser:
         **kwargs,
     ) -> M2FPParser:
         """Load a local model dir or a ModelScope id (see :func:`loading.load_model`)."""
-        net, cfg, info = load_model(model, revision=revision, cache_dir=cache_dir, trust_checkpoint=trust_checkpoint)
-        return cls(net, cfg, info, **kwargs)
+        loaded = load_model(model, revision=revision, cache_dir=cache_dir, trust_checkpoint=trust_checkpoint)
+        return cls(loaded.net, loaded.config, loaded.info, **kwargs)
 
     @classmethod
     def from_settings(
@@ -183,7 +183,7 @@ class M2FPParser:
         keep_pred_masks: bool,
     ) -> ParseResult:
         image_size = (int(image_size[0]), int(image_size[1]))
-        semantic, sem_score, parts, humans = postprocess.parse_instances(
+        parsed = postprocess.parse_instances(
             pred_logits,
             pred_masks,
             input_size,
@@ -197,11 +197,11 @@ class M2FPParser:
             input_size=(int(input_size[0]), int(input_size[1])),
             padded_size=pad,
             class_names=self.class_names,
-            semantic=semantic,
-            semantic_score=sem_score,
-            parts=parts,
-            humans=humans,
-            persons=postprocess.persons_from(humans, semantic),
+            semantic=parsed.semantic,
+            semantic_score=parsed.semantic_score,
+            parts=parsed.parts,
+            humans=parsed.humans,
+            persons=postprocess.persons_from(parsed.humans, parsed.semantic),
             pred_logits=pred_logits.float().numpy().copy(),
             pred_masks=pred_masks.float().numpy().copy() if keep_pred_masks else None,
             timings={},
