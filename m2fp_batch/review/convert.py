@@ -8,6 +8,7 @@ sample is made from its result by :func:`m2fp_batch.review.build.sample_from_dat
 from __future__ import annotations
 
 from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -15,8 +16,14 @@ import numpy as np
 from m2fp_batch.annotate.palette import CIHP_CLASSES
 from m2fp_batch.labels import class_name, decode_persons, person_parts_map, semantic_map
 from m2fp_batch.review import masks as mk
-from m2fp_batch.review.priority import parse_agreement, person_anomalies, review_priority, weighted_part_score
-from m2fp_batch.schema import STATUS_OK
+from m2fp_batch.review.priority import (
+    Priority,
+    parse_agreement,
+    person_anomalies,
+    review_priority,
+    weighted_part_score,
+)
+from m2fp_batch.schema import SKIN_GROUPS, STATUS_OK
 
 FACE_ID = CIHP_CLASSES.index("Face")
 TAG_ERROR = "error"
@@ -27,6 +34,13 @@ TAG_REVIEWED = "reviewed"
 TAG_REJECTED = "rejected"
 REVIEW_TAGS = (TAG_REVIEWED, TAG_REJECTED)
 DEFAULT_LOW_SCORE = 0.5
+
+# Saved views of the review dataset (names shared by every review tool's --view)
+VIEW_ERRORS = "errors"
+VIEW_LOW_CONFIDENCE = "low-confidence"
+VIEW_QUEUE = "review-queue"
+VIEW_SKIN = {g: f"skin-{g}" for g in SKIN_GROUPS}
+VIEWS = (VIEW_QUEUE, VIEW_LOW_CONFIDENCE, VIEW_ERRORS, *VIEW_SKIN.values())
 
 
 def is_auto_tag(tag: str) -> bool:
@@ -168,21 +182,16 @@ def sample_data(
     mk.write_png(Path(data["person_parts"]), parts_map)
     files = 2
 
-    people, anomalies, per_person_part_score, groups, itas = [], [], [], [], []
+    people, itas = [], []
     for p in persons:
         x0, y0, x1, y1 = p.bbox
         mpath = folder / f"person_{p.index}.png"
         mk.write_png(mpath, p.mask[y0:y1, x0:x1].astype(np.uint8) * 255)
         files += 1
         pscore = weighted_part_score(p.part_areas, p.part_scores)
-        per_person_part_score.append(pscore)
-        face = p.part_masks[p.part_ids.index(FACE_ID)] if FACE_ID in p.part_ids else None
-        anomalies += person_anomalies(p.index, p.part_ids, face)
         skin = person_skin(p.row, version)
         group = None if skin is None else (skin.get("group") or "unknown")
         ita = None if skin is None or skin.get("ita") is None else float(skin["ita"])
-        if group is not None:
-            groups.append(group)
         if ita is not None:
             itas.append(ita)
         people.append(
@@ -208,32 +217,89 @@ def sample_data(
     data["part_stats"] = part_stats(persons)
     data["files"] = files
 
-    agreement = parse_agreement(semantic, parts_map)
-    prio = review_priority([p.score for p in persons], per_person_part_score, 1.0 - agreement, anomalies)
-    known = [s for s in per_person_part_score if s is not None]
+    sig = review_signals(row, semantic, persons, parts_map, low_score)
     v2 = v2_columns(row)
-    factor = None if v2["brightness_factor"] is None else float(v2["brightness_factor"])
     fields.update(
-        parse_agreement=agreement,
-        review_priority=prio.score,
-        review_reasons=prio.reasons(),
-        anomalies=list(prio.anomalies),
-        min_person_score=min((p.score for p in persons), default=None),
-        min_part_score=min(known, default=None),
-        brightness_factor=factor,
+        parse_agreement=sig.agreement,
+        review_priority=sig.priority.score,
+        review_reasons=sig.priority.reasons(),
+        anomalies=list(sig.priority.anomalies),
+        min_person_score=sig.min_person_score,
+        min_part_score=sig.min_part_score,
+        brightness_factor=None if v2["brightness_factor"] is None else float(v2["brightness_factor"]),
         brightened=v2["brightened"],
         skin_tone_counts=v2["skin_tone_counts"],
-        skin_groups=sorted(set(groups)) if version >= 2 else None,
+        skin_groups=sorted(set(sig.groups)) if version >= 2 else None,
         ita_mean=float(np.mean(itas)) if itas else None,
     )
-    tags = [SKIN_TAG_PREFIX + g for g in sorted(set(groups))] if version >= 2 else []
-    mps, mqs = fields["min_person_score"], fields["min_part_score"]
-    if (mps is not None and mps < low_score) or (mqs is not None and mqs < low_score):
-        tags.append(TAG_LOW_CONFIDENCE)
-    if v2["brightened"]:
-        tags.append(TAG_BRIGHTENED)
+    tags = sig.tags
     data["tags"] = tags
     return data
+
+
+@dataclass(frozen=True)
+class ReviewSignals:
+    """What the review ranks and filters a row by (the same for every review tool)."""
+
+    priority: Priority
+    agreement: float  # parse_agreement of the image-level parse and the people's part maps
+    groups: list[str]  # skin-tone group per person (schema v2+; empty for v1)
+    min_person_score: float | None
+    min_part_score: float | None
+    tags: list[str]  # skin:<group>, low_confidence, brightened
+
+
+def review_signals(
+    row: dict,
+    semantic: np.ndarray,
+    persons: list[mk.DecodedPerson],
+    parts_map: np.ndarray,
+    low_score: float = DEFAULT_LOW_SCORE,
+) -> ReviewSignals:
+    """The review priority, skin groups and automatic tags of an ``ok`` row (its maps already decoded)."""
+    version = int(row["schema_version"])
+    part_scores, anomalies, groups = [], [], []
+    for p in persons:
+        part_scores.append(weighted_part_score(p.part_areas, p.part_scores))
+        face = p.part_masks[p.part_ids.index(FACE_ID)] if FACE_ID in p.part_ids else None
+        anomalies += person_anomalies(p.index, p.part_ids, face)
+        skin = person_skin(p.row, version)
+        if skin is not None:
+            groups.append(skin.get("group") or "unknown")
+    agreement = parse_agreement(semantic, parts_map)
+    prio = review_priority([p.score for p in persons], part_scores, 1.0 - agreement, anomalies)
+    known = [s for s in part_scores if s is not None]
+    mps, mqs = min((p.score for p in persons), default=None), min(known, default=None)
+    tags = [SKIN_TAG_PREFIX + g for g in sorted(set(groups))] if version >= 2 else []
+    if (mps is not None and mps < low_score) or (mqs is not None and mqs < low_score):
+        tags.append(TAG_LOW_CONFIDENCE)
+    if v2_columns(row)["brightened"]:
+        tags.append(TAG_BRIGHTENED)
+    return ReviewSignals(prio, agreement, groups, mps, mqs, tags)
+
+
+def row_signals(row: dict, low_score: float = DEFAULT_LOW_SCORE) -> ReviewSignals:
+    """:func:`review_signals` of an ``ok`` row, decoding its maps."""
+    shape = (int(row["height"]), int(row["width"]))
+    persons = decode_persons(row)
+    return review_signals(row, semantic_map(row, shape), persons, person_parts_map(persons, shape), low_score)
+
+
+def in_view(view: str | None, signals: ReviewSignals) -> bool:
+    """Whether an ``ok`` row belongs to the saved view ``view`` (None: every row; see :data:`VIEWS`).
+
+    ``review-queue`` holds every ok row (a review tool keeps its own verdicts), ``low-confidence``
+    the rows tagged ``low_confidence``, ``skin-<group>`` the rows with a person of that group, and
+    ``errors`` no ok row.
+    """
+    if view is None or view == VIEW_QUEUE:
+        return True
+    if view == VIEW_LOW_CONFIDENCE:
+        return TAG_LOW_CONFIDENCE in signals.tags
+    groups = {v: g for g, v in VIEW_SKIN.items()}
+    if view in groups:
+        return SKIN_TAG_PREFIX + groups[view] in signals.tags
+    return False
 
 
 def sample_data_star(args: tuple) -> dict:
