@@ -1,4 +1,4 @@
-"""``m2fp-batch export OUT --format cihp|coco --out DIR [--split NAME] [--include-errors no]``."""
+"""``m2fp-batch export OUT --format cihp|coco|cvat-mask --out DIR [--split NAME] [--include-errors no]``."""
 
 from __future__ import annotations
 
@@ -13,7 +13,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     from m2fp_batch.formats.export import FORMATS
 
     parser.add_argument("source", metavar="OUT", help="a job output or export-reviewed dir (local or s3://)")
-    parser.add_argument("--format", required=True, choices=FORMATS, help="cihp (release layout) or coco (one JSON)")
+    parser.add_argument(
+        "--format",
+        required=True,
+        choices=FORMATS,
+        help="cihp (release layout), coco (one JSON) or cvat-mask (CVAT's Segmentation mask 1.1)",
+    )
     parser.add_argument("--out", required=True, metavar="DIR", help="the dataset directory (replaced on a rerun)")
     parser.add_argument("--split", default="train", help="split name: <split>_id.txt / <split>.json (default train)")
     parser.add_argument(

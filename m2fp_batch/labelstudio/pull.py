@@ -21,31 +21,29 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pyarrow as pa
 
 from m2fp_batch.annotate import ls_rle
-from m2fp_batch.errors import UserError
-from m2fp_batch.labels import LabelSource, open_labels
+from m2fp_batch.labels import open_labels
 from m2fp_batch.labelstudio import project as lsp
 from m2fp_batch.labelstudio.client import Client, LabelStudioError
 from m2fp_batch.labelstudio.push import find_project
 from m2fp_batch.review import reviewed as rv
 from m2fp_batch.schema import STATUS_OK
 
-__all__ = ["UNANNOTATED", "AnnotationError", "PullSummary", "check_destination", "pull"]
+__all__ = ["UNANNOTATED", "AnnotationError", "PullSummary", "annotation_persons", "pull", "reviewed_row"]
 
 log = logging.getLogger(__name__)
 
-UNANNOTATED = ("keep", "drop")
+UNANNOTATED = rv.UNANNOTATED
 
 
-class AnnotationError(ValueError):
+class AnnotationError(rv.ReviewRowError):
     """One annotation cannot be read (becomes an entry of the summary's ``errors``)."""
 
 
@@ -66,15 +64,6 @@ class PullSummary:
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-
-def check_destination(dest: Path, source: LabelSource) -> None:
-    """Refuse an ``--out`` inside the job output (it would be read as part of it)."""
-    if "://" in source.uri:
-        return
-    src = Path(source.root).resolve()
-    if dest == src or src in dest.parents:
-        raise UserError(f"--out {dest} is inside the job output {src}: choose a directory outside it")
 
 
 def _regions(result: list[dict], shape: tuple[int, int]) -> list[tuple[str, int, np.ndarray]]:
@@ -187,20 +176,6 @@ def reviewed_row(row: dict, task: Mapping[str, Any] | None, users: Mapping[int, 
     return {**out, "review_status": rv.STATUS_REVIEWED}
 
 
-def _rows_of(
-    source: LabelSource, path: str, tasks: Mapping[str, dict], users: Mapping[int, str], summary: PullSummary
-) -> list[dict]:
-    rows = []
-    for row in source.read_file(path).to_pylist():
-        task = tasks.get(row["image_id"])
-        try:
-            rows.append(reviewed_row(row, task, users))
-        except AnnotationError as e:
-            summary.errors.append({"image_id": row["image_id"], "task": task["id"], "error": str(e)})
-            rows.append({**row, "review_status": rv.STATUS_UNREVIEWED, "review_edited": False})
-    return rows
-
-
 def pull(
     client: Client,
     out: str,
@@ -225,7 +200,7 @@ def pull(
     summary.project_id = int(proj["id"])
     source = open_labels(out)
     dest = Path(dest).expanduser().resolve()
-    check_destination(dest, source)
+    rv.check_destination(dest, source)
     users = client.users()
     tasks: dict[str, dict] = {}
     for task in client.tasks(summary.project_id):
@@ -234,20 +209,17 @@ def pull(
             tasks[iid] = task
     summary.tasks = len(tasks)
 
-    def files() -> Iterator[tuple[str, pa.Schema, list[dict]]]:
-        for path in source.files:
-            rows = _rows_of(source, path, tasks, users, summary)
-            kept = [
-                r
-                for r in rows
-                if unannotated == "keep" or r["review_status"] in (rv.STATUS_REVIEWED, rv.STATUS_REJECTED)
-            ]
-            summary.dropped += len(rows) - len(kept)
-            yield path, source.schema(path), kept
+    def review_row(row: dict) -> dict:
+        task = tasks.get(row["image_id"])
+        try:
+            return reviewed_row(row, task, users)
+        except AnnotationError as e:
+            raise AnnotationError(f"task {task['id']}: {e}") from e
 
-    meta = {"label_studio": client.url, "project": project_name, "source": str(out), "unannotated": unannotated}
-    stats = rv.write_reviewed(dest, files(), meta, rows_per_file)
+    meta = {"label_studio": client.url, "project": project_name, "source": str(out)}
+    stats = rv.review_source(source, dest, review_row, meta, unannotated=unannotated, rows_per_file=rows_per_file)
     summary.rows, summary.by_status, summary.edited = stats.rows, dict(stats.by_status), stats.edited
+    summary.errors, summary.dropped = stats.errors, stats.dropped
     summary.seconds = round(time.perf_counter() - t0, 3)
     log.info("label-studio pull: %s", {k: v for k, v in summary.to_dict().items() if k != "errors"})
     return summary

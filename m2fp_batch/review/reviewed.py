@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import os
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,7 +29,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from m2fp_batch.annotate import rle
-from m2fp_batch.labels import class_name, decode_mask, semantic_map
+from m2fp_batch.errors import UserError
+from m2fp_batch.labels import LabelSource, class_name, decode_mask, semantic_map
 from m2fp_batch.labels.layout import EXPORT_FILE
 from m2fp_batch.review import masks as mk
 from m2fp_batch.schema import SKIN_GROUPS
@@ -44,8 +45,12 @@ __all__ = [
     "STATUS_REVIEWED",
     "STATUS_UNREVIEWED",
     "UNKNOWN_SKIN_TONE",
+    "UNANNOTATED",
+    "ReviewRowError",
     "ReviewedStats",
     "build_person",
+    "check_destination",
+    "review_source",
     "patched_semantic",
     "refresh_summary",
     "signature",
@@ -70,6 +75,7 @@ REVIEW_FIELDS = [
 ]
 REVIEW_COLUMNS = tuple(f.name for f in REVIEW_FIELDS)
 ADDED_PERSON_SCORE = 1.0
+UNANNOTATED = ("keep", "drop")  # rows without a verdict: kept with the job's labels, or left out
 # the estimator's own "not measured" result, for a person a reviewer added (schema v2+)
 UNKNOWN_SKIN_TONE = {
     "lab": None,
@@ -91,6 +97,9 @@ class ReviewedStats:
     edited: int = 0
     files: list[str] = field(default_factory=list)
 
+    errors: list[dict] = field(default_factory=list)  # {image_id, error}: rows whose review could not be read
+    dropped: int = 0  # rows left out (--unannotated drop)
+
     def count(self, row: Mapping[str, Any]) -> None:
         self.rows += 1
         self.by_status[row["review_status"]] += 1
@@ -98,6 +107,62 @@ class ReviewedStats:
 
     def to_dict(self) -> dict:
         return {"rows": self.rows, "by_status": dict(self.by_status), "edited": self.edited, "files": self.files}
+
+
+class ReviewRowError(ValueError):
+    """One row's review cannot be read (an unknown label, a mask of another size): the row keeps the
+    job's labels as ``unreviewed`` and the error is listed."""
+
+
+def check_destination(dest: Path, source: LabelSource) -> None:
+    """Refuse an ``--out`` inside the job output (it would be read as part of it).
+
+    Raises:
+        UserError: it is.
+    """
+    if "://" in source.uri:
+        return
+    src = Path(source.root).resolve()
+    if dest == src or src in dest.parents:
+        raise UserError(f"--out {dest} is inside the job output {src}: choose a directory outside it")
+
+
+def review_source(
+    source: LabelSource,
+    dest: str | Path,
+    review_row: Callable[[dict], dict],
+    summary: Mapping[str, Any],
+    *,
+    unannotated: str = "keep",
+    rows_per_file: int = 5000,
+) -> ReviewedStats:
+    """Write the reviewed layout of every row of ``source``: ``review_row(job row)`` gives each output row.
+
+    A :class:`ReviewRowError` keeps the job's row as ``unreviewed`` and lists the error; with
+    ``unannotated="drop"`` only ``reviewed`` and ``rejected`` rows are written.
+    """
+    errors: list[dict] = []
+    dropped = 0
+
+    def files() -> Iterator[tuple[str, pa.Schema, list[dict]]]:
+        nonlocal dropped
+        for path in source.files:
+            rows = []
+            for row in source.read_file(path).to_pylist():
+                try:
+                    rows.append(review_row(row))
+                except ReviewRowError as e:
+                    errors.append({"image_id": row["image_id"], "error": str(e)})
+                    rows.append({**row, "review_status": STATUS_UNREVIEWED, "review_edited": False})
+            kept = [
+                r for r in rows if unannotated == "keep" or r["review_status"] in (STATUS_REVIEWED, STATUS_REJECTED)
+            ]
+            dropped += len(rows) - len(kept)
+            yield path, source.schema(path), kept
+
+    stats = write_reviewed(dest, files(), {**summary, "unannotated": unannotated}, rows_per_file)
+    stats.errors, stats.dropped = errors, dropped
+    return stats
 
 
 def _part_entry(label_id: int, m: np.ndarray, person_area: int, prev: Mapping | None) -> dict:
