@@ -2,7 +2,8 @@
 Segmentation mask 1.1 directory.
 
     python datumaro_tool.py read DIR OUT.npz
-        every item's instance masks as Datumaro loads them: ``<item>/<k>`` -> (H, W) bool, and
+        every item's instance masks as Datumaro loads them, in instance-index order: ``<item>/<k>`` ->
+        (H, W) bool, and
         ``labels`` -> JSON {item: [label name per instance]}
     python datumaro_tool.py edit DIR DEST EDITS.npz
         load DIR, replace the masks named in EDITS (``<item>/<k>`` -> new mask, k as in ``read``),
@@ -20,7 +21,8 @@ from datumaro.components.dataset import Dataset
 
 
 def _masks(item) -> list:
-    return [a for a in item.annotations if a.type == AnnotationType.mask]
+    """The item's masks in instance-index order (Datumaro groups them by label; ``group`` is the index)."""
+    return sorted((a for a in item.annotations if a.type == AnnotationType.mask), key=lambda a: a.group)
 
 
 def read(src: str, out: str) -> None:
@@ -43,7 +45,7 @@ def edit(src: str, dest: str, edits_path: str) -> None:
         new = []
         for k, m in enumerate(masks):
             image = edits.get(f"{item.id}/{k}")
-            new.append(m if image is None else Mask(image=image.astype(np.uint8), label=m.label, z_order=m.z_order))
+            new.append(m if image is None else Mask(image=image.astype(np.uint8), label=m.label, group=m.group))
         ds.put(item.wrap(annotations=rest + new))
     ds.export(dest, "voc_segmentation", save_media=False, apply_colormap=True, label_map="source")
 
