@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from m2fp_batch.formats import cvat
-from m2fp_batch.labels import decode_mask, open_labels
+from m2fp_batch.labels import decode_mask, open_labels, part_instance_map, part_instances
 from m2fp_batch.labels.layout import safe_name
 from m2fp_batch.review import reviewed as rv
 from m2fp_batch.schema import STATUS_OK
@@ -42,16 +42,27 @@ class CvatPullSummary:
     seconds: float = 0.0
 
 
+def _owner(m: np.ndarray, visible_owner: np.ndarray, person_masks: list[np.ndarray]) -> int | None:
+    """The job person an instance belongs to: whose visible parts it overlaps most, else whose mask; None: none."""
+    ids, counts = np.unique(visible_owner[m], return_counts=True)
+    counts, ids = counts[ids >= 0], ids[ids >= 0]
+    if ids.size:
+        return int(ids[np.argmax(counts)])
+    overlap = [int((m & pm).sum()) for pm in person_masks]
+    return int(np.argmax(overlap)) if overlap and max(overlap) > 0 else None
+
+
 def _assign(row: Mapping[str, Any], item: cvat.CvatItem, person_masks: list[np.ndarray]):
     """Per job person its parts (class id -> mask) from the export, and the parts of new persons."""
+    visible_owner = np.array([-1] + [q.person_id for q in part_instances(row)])[part_instance_map(row)]
     parts: dict[int, dict[int, np.ndarray]] = {}
     new: list[dict[int, np.ndarray]] = []
     for label_id, m in item.instances:
-        overlap = [int((m & pm).sum()) for pm in person_masks]
-        if not overlap or max(overlap) == 0:
+        k = _owner(m, visible_owner, person_masks)
+        if k is None:
             new.append({label_id: m})
             continue
-        owned = parts.setdefault(int(np.argmax(overlap)), {})
+        owned = parts.setdefault(k, {})
         owned[label_id] = owned[label_id] | m if label_id in owned else m
     return parts, new
 
@@ -86,12 +97,8 @@ def item_persons(row: Mapping[str, Any], item: cvat.CvatItem) -> list[dict]:
         if not got and visible.get(k):
             continue  # every part it showed was deleted: the person is gone
         final = _person_parts(old, got, visible.get(k, {}))
-        old_parts = np.zeros(shape, bool)
-        for q in old.get("parts") or []:
-            old_parts |= decode_mask(q["mask"])
-        full = person_masks[k] & ~old_parts
-        for m in final.values():
-            full |= m
+        old_parts = [decode_mask(q["mask"]) for q in old.get("parts") or []]
+        full = rv.person_mask(person_masks[k], old_parts, final.values())
         persons.append(rv.build_person(old, full, final, person_id=len(persons), score=None, schema_version=version))
     for added in new:
         full = np.logical_or.reduce(list(added.values()))

@@ -8,6 +8,7 @@ Every person is an instance: a ``Human`` region with id ``p<k>`` (k = the person
 row) and one region per part, id ``p<k>c<label_id>``. A region a reviewer adds gets Label Studio's
 own random id: a new ``Human`` region is a new person; a new part region belongs to the person
 (``Human`` region) it overlaps most, or, overlapping none, to one new person made of such parts.
+A person's mask is its ``Human`` region plus the pixels its parts gained.
 """
 
 from __future__ import annotations

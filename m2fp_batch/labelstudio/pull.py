@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from m2fp_batch.annotate import ls_rle
-from m2fp_batch.labels import open_labels
+from m2fp_batch.labels import decode_mask, open_labels
 from m2fp_batch.labelstudio import project as lsp
 from m2fp_batch.labelstudio.client import Client, LabelStudioError
 from m2fp_batch.labelstudio.push import find_project
@@ -122,12 +122,12 @@ def annotation_persons(row: Mapping[str, Any], result: list[dict]) -> list[dict]
         owned = parts.setdefault(_owner(rid, m, humans), {})
         owned[lid] = owned[lid] | m if lid in owned else m
     persons = []
+    version = int(row["schema_version"])
     for hid in [*order, None] if None in parts else order:
-        full = humans.get(hid, np.zeros(shape, bool)).copy()
-        for m in parts[hid].values():
-            full |= m
         old = None if hid is None else _old_person(hid, row)
-        version = int(row["schema_version"])
+        old_parts = [decode_mask(q["mask"]) for q in (old or {}).get("parts") or []]
+        human = humans.get(hid, np.zeros(shape, bool))
+        full = rv.person_mask(human, old_parts, parts[hid].values()) | human  # the Human region is drawn: kept
         persons.append(
             rv.build_person(old, full, parts[hid], person_id=len(persons), score=None, schema_version=version)
         )

@@ -52,6 +52,7 @@ __all__ = [
     "check_destination",
     "review_source",
     "patched_semantic",
+    "person_mask",
     "refresh_summary",
     "signature",
     "write_reviewed",
@@ -215,6 +216,20 @@ def build_person(
         parts=[_part_entry(k, m, area, old_parts.get(k)) for k, m in kept.items()],
     )
     return person
+
+
+def person_mask(base: np.ndarray, old_parts: Iterable[np.ndarray], new_parts: Iterable[np.ndarray]) -> np.ndarray:
+    """A person's mask after its parts changed: ``base`` less the pixels its parts lost, plus those they gained.
+
+    Unchanged parts leave ``base`` exactly as it is (a job's parts need not lie inside its person).
+    """
+    base = np.asarray(base, dtype=bool)
+    old, new = np.zeros(base.shape, bool), np.zeros(base.shape, bool)
+    for m in old_parts:
+        old |= m
+    for m in new_parts:
+        new |= m
+    return (base & ~(old & ~new)) | (new & ~old)
 
 
 def _same_mask(enc: Mapping, m: np.ndarray) -> bool:
