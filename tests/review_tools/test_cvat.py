@@ -60,7 +60,7 @@ def test_cvat_mask_round_trip_through_datumaro(job_output, tmp_path):
     rows = {r["image_id"]: r for _, r in open_labels(job_output).iter_rows()}
     ok = {i: r for i, r in rows.items() if r["status"] == "ok"}
     export_dir = tmp_path / "cvat"
-    done = cli("export", str(job_output), "--format", "cvat-mask", "--out", str(export_dir), env={})
+    done = cli("export", str(job_output), "--format", "cvat-mask", "--out", str(export_dir))
     assert done.returncode == 0, done.stderr[-3000:]
     assert json.loads(done.stdout)["images"] == len(ok)
     for f in ("labelmap.txt", "ImageSets/Segmentation/default.txt"):
@@ -87,7 +87,7 @@ def test_cvat_mask_round_trip_through_datumaro(job_output, tmp_path):
     written = tmp_path / "cvat_fixed"
     datumaro("edit", str(export_dir), str(written), str(tmp_path / "edits.npz"))
     reviewed = tmp_path / "reviewed"
-    done = cli("cvat", "pull", str(job_output), "--cvat", str(written), "--out", str(reviewed), env={})
+    done = cli("cvat", "pull", str(job_output), "--cvat", str(written), "--out", str(reviewed))
     assert done.returncode == 0, done.stderr[-3000:]
     summary = json.loads(done.stdout)
     assert summary["by_status"] == {"reviewed": len(ok), "not_in_dataset": len(rows) - len(ok)}
@@ -114,13 +114,13 @@ def _check_fix(got: dict, row: dict, fixed: np.ndarray, first: tuple) -> None:
 def test_foreign_label_is_one_error_row(job_output, tmp_path):
     """An export whose labelmap names a class we do not have: that item is an error row, the rest is read."""
     export_dir = tmp_path / "cvat"
-    assert cli("export", str(job_output), "--format", "cvat-mask", "--out", str(export_dir), env={}).returncode == 0
+    assert cli("export", str(job_output), "--format", "cvat-mask", "--out", str(export_dir)).returncode == 0
     lm = export_dir / "labelmap.txt"
     lines = lm.read_text().splitlines()
     lines = [ln.replace("Face:", "Tail:") for ln in lines]
     lm.write_text("\n".join(lines) + "\n")
     reviewed = tmp_path / "reviewed"
-    done = cli("cvat", "pull", str(job_output), "--cvat", str(export_dir), "--out", str(reviewed), env={})
+    done = cli("cvat", "pull", str(job_output), "--cvat", str(export_dir), "--out", str(reviewed))
     summary = json.loads(done.stdout)
     faces = [r for r in summary["errors"] if "Tail" in r["error"]]
     assert done.returncode == (1 if faces else 0) and "Traceback" not in done.stderr

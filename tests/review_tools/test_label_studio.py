@@ -31,9 +31,10 @@ REPO = Path(__file__).resolve().parents[2]
 PROJECT = "m2fp round trip"
 
 
-def cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
+def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """``m2fp-batch ARGS`` in a subprocess with exactly ``env`` (default: this process's environment)."""
     cmd = [sys.executable, "-m", "m2fp_batch.cli", *args]
-    env = {**os.environ, **env}
+    env = dict(os.environ if env is None else env)
     env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
     return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600, cwd=REPO)
 
