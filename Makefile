@@ -19,7 +19,7 @@ DM_VENV ?= .venv-dm
 LABEL_STUDIO ?= label-studio==1.23.2
 DATUMARO ?= datumaro==1.13.12
 
-.PHONY: install run test lint format bench browser-deps review-tools clean
+.PHONY: install run test lint format bench docs browser-deps review-tools clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -53,7 +53,7 @@ browser-deps:
 
 run: install
 	@test -n "$(INPUT)" -a -n "$(OUTPUT)" || { echo "usage: make run INPUT=images/ OUTPUT=out/ [MODEL=dir-or-modelscope-id] [CONFIG=job.yaml]" >&2; exit 2; }
-	$(VENV)/bin/m2fp-batch run --input "$(INPUT)" --output "$(OUTPUT)" --model "$(MODEL)" $(if $(CONFIG),--config "$(CONFIG)")
+	$(VENV)/bin/m2fp-batch run --input "$(INPUT)" --out "$(OUTPUT)" --model "$(MODEL)" $(if $(CONFIG),--config "$(CONFIG)")
 	$(VENV)/bin/m2fp-batch review "$(OUTPUT)" --dataset "$(DATASET)"
 
 test: install browser-deps review-tools
@@ -69,6 +69,10 @@ format: install
 
 bench: install
 	$(PY) benchmarks/bench_inference.py
+
+# docs/cli.md from the parsers (tests/test_cli_docs.py checks it is current)
+docs: install
+	$(PY) -m m2fp_batch.cli_docs > docs/cli.md.tmp && mv docs/cli.md.tmp docs/cli.md
 
 clean:
 	rm -rf $(VENV) $(LS_VENV) $(DM_VENV) .pytest_cache build *.egg-info

@@ -17,9 +17,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--format",
         required=True,
         choices=FORMATS,
-        help="cihp (release layout), coco (one JSON) or cvat-mask (CVAT's Segmentation mask 1.1)",
+        help="cihp: the CIHP release layout; coco: one COCO JSON; cvat-mask: CVAT's Segmentation mask 1.1",
     )
-    parser.add_argument("--out", required=True, metavar="DIR", help="the dataset directory (replaced on a rerun)")
+    parser.add_argument(
+        "--out",
+        required=True,
+        metavar="DIR",
+        help="local dataset directory, written aside and renamed into place (a rerun replaces it)",
+    )
     parser.add_argument("--split", default="train", help="split name: <split>_id.txt / <split>.json (default train)")
     parser.add_argument(
         "--include-errors",
@@ -30,22 +35,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    """Run ``m2fp-batch export``; 0 on success, 1 when some photos could not be read, 2 on bad input."""
-    from m2fp_batch.formats.export import ExportError, export
-    from m2fp_batch.labels import LabelsError
+    """Run ``m2fp-batch export``; 0 on success, 1 when some photos could not be read (errors: m2fp_batch.errors)."""
+    from m2fp_batch.formats.export import FormatExportError, export
 
     if args.include_errors != "no":
-        print(
-            "m2fp-batch export: --include-errors accepts only 'no': error rows have no labels to export "
-            "(they are skipped and counted in export.json)",
-            file=sys.stderr,
+        raise FormatExportError(
+            "--include-errors accepts only 'no': error rows have no labels to export "
+            "(they are skipped and counted in export.json)"
         )
-        return 2
-    try:
-        summary = export(args.source, args.out, args.format, args.split)
-    except (ExportError, LabelsError) as e:
-        print(f"m2fp-batch export: {e}", file=sys.stderr)
-        return 2
+    summary = export(args.source, args.out, args.format, args.split)
     print(json.dumps(asdict(summary)))
     if summary.unreadable_images:
         print(

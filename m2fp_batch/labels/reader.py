@@ -24,6 +24,7 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from m2fp_batch.errors import UserError
 from m2fp_batch.labels.layout import CONFIG_FILE, SHARD_RE, STATS_DIR, committed_shards, export_files, list_dir
 from m2fp_batch.schema import STATUS_OK
 from m2fp_batch.storage import Filesystems, to_uri
@@ -48,12 +49,13 @@ KIND_REVIEWED = "export-reviewed"
 KIND_SHARDS = "shards"
 REVIEW_STATUS = "review_status"  # the column export-reviewed adds
 REJECTED = "rejected"  # a review_status whose labels a reviewer refused
-KEY_COLUMNS = ("schema_version", "image_id")
+# Columns every job output file has: they tell a Parquet file of ours from any other.
+OUTPUT_MARK_COLUMNS = ("schema_version", "image_id")
 
 log = logging.getLogger(__name__)
 
 
-class LabelsError(ValueError):
+class LabelsError(UserError, ValueError):
     """The labels cannot be read (missing dir, no shards, foreign file); the message says what to do."""
 
 
@@ -126,7 +128,7 @@ class LabelSource:
             names = self.schema(path).names
         except (OSError, pa.ArrowException) as e:
             raise LabelsError(f"{self.file_uri(path)} is not a readable Parquet file: {e}") from e
-        if any(c not in names for c in KEY_COLUMNS):
+        if any(c not in names for c in OUTPUT_MARK_COLUMNS):
             raise LabelsError(f"{self.file_uri(path)} is not a job output file (no schema_version / image_id column)")
         cols = None if columns is None else [c for c in columns if c in names]
         return pq.read_table(path, columns=cols, filesystem=self.fs)

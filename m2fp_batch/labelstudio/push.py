@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from m2fp_batch.labels import decode_persons, open_labels, person_parts_map, semantic_map
+from m2fp_batch.labels import decode_persons, open_labels
 from m2fp_batch.labelstudio import project as lsp
 from m2fp_batch.labelstudio.client import Client, LabelStudioError
 from m2fp_batch.review.convert import DEFAULT_LOW_SCORE, filepath, in_view, review_signals
@@ -138,22 +138,22 @@ def _task(row: dict[str, Any], url: str, low_score: float, view: str | None) -> 
     """The task of an ok row (data + our prediction), or None when the row is outside ``view``."""
     shape = (int(row["height"]), int(row["width"]))
     persons = decode_persons(row)
-    sig = review_signals(row, semantic_map(row, shape), persons, person_parts_map(persons, shape), low_score)
+    sig = review_signals(row, persons, low_score)
     if not in_view(view, sig):
         return None
     data = {
         lsp.IMAGE: url,
         "image_id": row["image_id"],
         "uri": row["uri"],
-        "review_priority": round(sig.priority.score, 6),
-        "review_reasons": ", ".join(sig.priority.reasons()),
-        "skin_groups": ", ".join(sorted(set(sig.groups))),
+        "review_priority": round(sig.fields["review_priority"], 6),
+        "review_reasons": ", ".join(sig.fields["review_reasons"]),
+        "skin_groups": ", ".join(sig.fields["skin_groups"] or []),
         "persons": len(persons),
     }
     data["m2fp_sha"] = lsp.task_fingerprint(row, data if not is_s3(row["uri"]) else {**data, lsp.IMAGE: row["uri"]})
     prediction = {
         "model_version": lsp.model_version(row),
-        "score": sig.min_person_score,
+        "score": sig.fields["min_person_score"],
         "result": lsp.prediction_result(persons, shape),
     }
     return {"data": data, "predictions": [prediction]}

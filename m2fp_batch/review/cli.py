@@ -11,7 +11,8 @@ import argparse
 import json
 import logging
 import signal
-import sys
+
+from m2fp_batch.errors import UserError
 
 log = logging.getLogger(__name__)
 
@@ -19,13 +20,23 @@ log = logging.getLogger(__name__)
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``m2fp-batch review``."""
     parser.add_argument(
-        "output", nargs="?", help="the job's --output directory (omit with --launch to only open the App)"
+        "output",
+        nargs="?",
+        metavar="OUT",
+        help="the job output to import or update (local); omit it with --launch to only open the App",
     )
     parser.add_argument("--dataset", required=True, help="FiftyOne dataset name (persistent; created or updated)")
-    parser.add_argument("--mask-dir", help="where the mask PNGs go (default OUTPUT/_review/masks)")
-    parser.add_argument("--image-root", help="base directory for relative or s3:// image uris (DIR/<bucket>/<key>)")
+    parser.add_argument("--mask-dir", help="where the mask PNGs go (default OUT/_review/masks)")
     parser.add_argument(
-        "--low-score", type=float, default=0.5, help="person/part score below which a sample is tagged low_confidence"
+        "--image-root",
+        metavar="DIR",
+        help="local base for relative image uris; an s3://bucket/key image is read from DIR/bucket/key",
+    )
+    parser.add_argument(
+        "--low-score",
+        type=float,
+        default=0.5,
+        help="a person or part score below this tags the sample low_confidence (default 0.5)",
     )
     parser.add_argument(
         "--overwrite-reviewed",
@@ -33,53 +44,47 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="also replace the labels of samples tagged reviewed/rejected (default: keep the reviewers' work)",
     )
     parser.add_argument(
-        "--launch", action="store_true", help="open the FiftyOne App on 127.0.0.1 and wait (Ctrl-C ends)"
+        "--launch", action="store_true", help="then open the FiftyOne App on 127.0.0.1:PORT and wait (Ctrl-C ends)"
     )
     parser.add_argument("--port", type=int, default=5151, help="App port on 127.0.0.1 (default 5151)")
-    parser.add_argument("--view", help="with --launch: open this saved view (e.g. review-queue)")
+    parser.add_argument(
+        "--view", help="with --launch: open this saved view (review-queue, errors, low-confidence, skin-dark, ...)"
+    )
 
 
 def _raise_keyboard_interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
-def main(args: argparse.Namespace) -> int:
-    """Run ``m2fp-batch review``; 0 on success, 2 on bad input."""
+def _check_arguments(args: argparse.Namespace) -> None:
+    """Refuse flag values that cannot work, before FiftyOne starts (raises :class:`UserError`)."""
     if args.output is None and not args.launch:
-        print("m2fp-batch review: give the job output DIR, or --launch to open an existing dataset", file=sys.stderr)
-        return 2
+        raise UserError("give the job output DIR, or --launch to open an existing dataset")
     if not 0.0 <= args.low_score <= 1.0:
-        print(f"m2fp-batch review: --low-score must be in [0, 1], got {args.low_score}", file=sys.stderr)
-        return 2
+        raise UserError(f"--low-score must be in [0, 1], got {args.low_score}")
     if not 0 < args.port < 65536:
-        print(f"m2fp-batch review: --port must be 1..65535, got {args.port}", file=sys.stderr)
-        return 2
-    from m2fp_batch.review.masks import ReviewInputError
+        raise UserError(f"--port must be 1..65535, got {args.port}")
 
+
+def main(args: argparse.Namespace) -> int:
+    """Run ``m2fp-batch review``; 0 on success (errors: :mod:`m2fp_batch.errors`)."""
+    _check_arguments(args)
     if args.output is not None:
         from m2fp_batch.review.build import build_review_dataset
 
-        try:
-            _, stats = build_review_dataset(
-                args.output,
-                args.dataset,
-                mask_dir=args.mask_dir,
-                image_root=args.image_root,
-                low_score=args.low_score,
-                overwrite_reviewed=args.overwrite_reviewed,
-            )
-        except ReviewInputError as e:
-            print(f"m2fp-batch review: {e}", file=sys.stderr)
-            return 2
+        _, stats = build_review_dataset(
+            args.output,
+            args.dataset,
+            mask_dir=args.mask_dir,
+            image_root=args.image_root,
+            low_score=args.low_score,
+            overwrite_reviewed=args.overwrite_reviewed,
+        )
         print(json.dumps({"dataset": args.dataset, **stats.to_dict()}))
     if args.launch:
         from m2fp_batch.review.app import launch
 
-        try:
-            session = launch(args.dataset, port=args.port, view=args.view)
-        except ValueError as e:
-            print(f"m2fp-batch review: {e}", file=sys.stderr)
-            return 2
+        session = launch(args.dataset, port=args.port, view=args.view)
         print(f"App: http://127.0.0.1:{args.port}/  (Ctrl-C to stop)", flush=True)
         # SIGTERM exits like Ctrl-C, so FiftyOne's exit handlers stop the App server process too
         signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)

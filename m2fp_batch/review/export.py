@@ -32,6 +32,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from PIL import Image
 
+from m2fp_batch.errors import UserError
 from m2fp_batch.review import masks as mk
 from m2fp_batch.review.build import INFO_KEY, TAG_REJECTED, TAG_REVIEWED, label_fingerprint
 from m2fp_batch.review.reviewed import (
@@ -51,7 +52,7 @@ from m2fp_batch.schema import STATUS_OK
 log = logging.getLogger(__name__)
 
 
-class ExportError(ValueError):
+class ReviewExportError(UserError, ValueError):
     """The dataset cannot be exported (message says what to fix)."""
 
 
@@ -61,7 +62,7 @@ __all__ = [
     "STATUS_REJECTED",
     "STATUS_REVIEWED",
     "STATUS_UNREVIEWED",
-    "ExportError",
+    "ReviewExportError",
     "ExportStats",
     "export_reviewed",
     "externalize_inline_masks",
@@ -82,7 +83,7 @@ def _label_mask(label, shape: tuple[int, int] | None = None) -> np.ndarray:
     """A Segmentation's or Detection's mask, inline or from its file."""
     m = label.mask if label.mask is not None else mk.read_png(label.mask_path) if label.mask_path else None
     if m is None:
-        raise ExportError(f"{type(label).__name__} {label.id} has neither mask nor mask_path")
+        raise ReviewExportError(f"{type(label).__name__} {label.id} has neither mask nor mask_path")
     m = np.asarray(m)
     if m.ndim == 3:
         m = m[..., 0]
@@ -192,25 +193,25 @@ def export_reviewed(name: str, out_dir: str | Path, rows_per_file: int = 5000) -
     """Export the dataset ``name`` to ``out_dir`` (one Parquet file per source file, same name).
 
     Raises:
-        ExportError: no such dataset, it was not built by ``m2fp-batch review``, a source file is
+        ReviewExportError: no such dataset, it was not built by ``m2fp-batch review``, a source file is
             gone, or ``out_dir`` is inside the job output.
     """
     if not fo.dataset_exists(name):
-        raise ExportError(f"no FiftyOne dataset named {name!r} (datasets: {fo.list_datasets()})")
+        raise ReviewExportError(f"no FiftyOne dataset named {name!r} (datasets: {fo.list_datasets()})")
     ds = fo.load_dataset(name)
     info = ds.info.get(INFO_KEY)
     if not info:
-        raise ExportError(f"dataset {name!r} was not built by `m2fp-batch review` (no info.{INFO_KEY})")
+        raise ReviewExportError(f"dataset {name!r} was not built by `m2fp-batch review` (no info.{INFO_KEY})")
     out = Path(out_dir).resolve()
     for src in info["sources"]:
         if out == Path(src) or Path(src) in out.parents:
-            raise ExportError(f"--out {out} is inside the job output {src}: choose a directory outside it")
+            raise ReviewExportError(f"--out {out} is inside the job output {src}: choose a directory outside it")
     stats = ExportStats()
     stats.externalized_masks = externalize_inline_masks(ds, Path(info["mask_dir"]))
     sources = sorted(set(ds.distinct("source_parquet")))
     missing = [src for src in sources if not Path(src).is_file()]
     if missing:
-        raise ExportError(f"source file {missing[0]} of the dataset is gone: the export needs the job output")
+        raise ReviewExportError(f"source file {missing[0]} of the dataset is gone: the export needs the job output")
 
     def reviewed_files() -> Iterator[tuple[str, pa.Schema, list[dict]]]:
         for src in sources:

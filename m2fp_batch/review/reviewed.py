@@ -29,6 +29,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from m2fp_batch.annotate import rle
+from m2fp_batch.annotate.parts import mask_bbox
 from m2fp_batch.errors import UserError
 from m2fp_batch.labels import LabelSource, class_name, decode_mask, semantic_map
 from m2fp_batch.labels.layout import EXPORT_FILE
@@ -175,7 +176,7 @@ def _part_entry(label_id: int, m: np.ndarray, person_area: int, prev: Mapping | 
         "label": class_name(label_id),
         "area": area,
         "fraction": float(area / person_area) if person_area else 0.0,
-        "bbox": list(mk.bbox_of(m)),
+        "bbox": list(mask_bbox(m)),
         "score": prev["score"] if same else None,
         "mask": dict(prev["mask"]) if same else enc,
     }
@@ -206,11 +207,11 @@ def build_person(
     person = dict(old) if old is not None else {}
     if old is None and schema_version >= 2:
         person["skin_tone"] = dict(UNKNOWN_SKIN_TONE)
-    x0, y0 = (0, 0) if mk.bbox_of(full) is None else mk.bbox_of(full)[:2]
+    x0, y0 = (0, 0) if mask_bbox(full) is None else mask_bbox(full)[:2]
     person.update(
         person_id=person_id,
         score=float(score) if score is not None else float(old["score"]) if old else ADDED_PERSON_SCORE,
-        bbox=list(mk.bbox_of(full) or (x0, y0, x0, y0)),
+        bbox=list(mask_bbox(full) or (x0, y0, x0, y0)),
         area=area,
         mask=dict(old["mask"]) if old is not None and _same_mask(old["mask"], full) else rle.encode(full),
         parts=[_part_entry(k, m, area, old_parts.get(k)) for k, m in kept.items()],
