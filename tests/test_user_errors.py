@@ -46,6 +46,23 @@ ROWS = [
     ("parse", ["{tmp}/photo.png", "--model", "{tmp}", "--engine", "tensorrt", "--out", "{tmp}/o"], "must be one of"),
     ("evaluate", ["--model", "{tmp}", "--data", "{tmp}", "--short-edge", "0"], "short_edge (--short-edge) must be"),
     ("evaluate", ["--model", "{tmp}/no-model", "--data", "{tmp}/nowhere"], "nowhere"),
+    (
+        "label-studio",
+        ["push", "{tmp}", "--url", "http://127.0.0.1:9", "--project", "p", "--token-env", "M2FP_NO_SUCH_VAR"],
+        "no Label Studio token: set M2FP_NO_SUCH_VAR",
+    ),
+    (
+        "label-studio",
+        ["pull", "{tmp}", "--url", "ftp://x", "--project", "p", "--out", "{tmp}/r", "--token-env", "HOME"],
+        "not an http(s) URL",
+    ),
+    (
+        "label-studio",
+        ["push", "{tmp}", "--url", "http://127.0.0.1:9", "--project", "p", "--token-env", "HOME"],
+        "cannot reach",
+    ),
+    ("cvat", ["pull", "{tmp}", "--cvat", "{tmp}/nowhere", "--out", "{tmp}/r"], "is not a directory"),
+    ("cvat", ["pull", "{tmp}", "--cvat", "{tmp}", "--out", "{tmp}/r"], "has no labelmap.txt"),
 ]
 
 
