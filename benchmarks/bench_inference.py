@@ -105,8 +105,8 @@ from m2fp_batch.settings import EngineSettings
 def hwm():
     return int(next(line for line in open("/proc/self/status") if line.startswith("VmHWM")).split()[1]) / 1024
 
-model, threads, files = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
-cfg = JobConfig(input="x", output="y", engine=EngineSettings(model=model))
+model, engine, threads, files = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4:]
+cfg = JobConfig(input="x", output="y", engine=EngineSettings(model=model, engine=engine))
 labeler = Labeler(cfg, SCHEMA, None, threads=threads)
 base = hwm()
 n = len(files)
@@ -122,7 +122,7 @@ print(base, hwm(), time.perf_counter() - t, sum(r["status"] == "ok" for r in row
 """
 
 
-def memory_probe(model: str, sizes: list[tuple[int, int]], threads: int) -> dict:
+def memory_probe(model: str, sizes: list[tuple[int, int]], threads: int, engine: str = "torch") -> dict:
     """Peak RSS of one actor call over h x w JPEGs (:data:`ACTOR_CODE`), in a fresh process."""
     with tempfile.TemporaryDirectory() as d:
         files = []
@@ -130,7 +130,7 @@ def memory_probe(model: str, sizes: list[tuple[int, int]], threads: int) -> dict
             files.append(os.path.join(d, f"{i}.jpg"))
             with open(files[-1], "wb") as f:
                 f.write(photo_bytes(h, w))
-        cmd = [sys.executable, "-c", ACTOR_CODE, model, str(threads), *files]
+        cmd = [sys.executable, "-c", ACTOR_CODE, model, engine, str(threads), *files]
         out = subprocess.run(cmd, capture_output=True, text=True, check=True)
     after_load, peak, secs, ok = out.stdout.split()
     return {
@@ -473,6 +473,7 @@ def main() -> int:
     ap.add_argument("--no-compile", action="store_true", help="skip the torch.compile lever")
     ap.add_argument("--no-memory", action="store_true", help="skip the large-photo memory probes")
     ap.add_argument("--memory-only", action="store_true", help="only the memory probes (MEMORY_PROBES)")
+    ap.add_argument("--memory-engine", default="torch", help="the engine the --memory-only probes run")
     ap.add_argument("--interleave", type=int, default=5, help="rounds of the interleaved engines (0: skip)")
     ap.add_argument("--json", default=None, help="also write the results here")
     ap.add_argument("--engines", default="torch,onnxruntime,openvino", help="engines to compare (comma-separated)")
@@ -505,7 +506,11 @@ def main() -> int:
     if args.memory_only:
         print(
             json.dumps(
-                {f"memory_{k}": memory_probe(model, v, args.threads) for k, v in MEMORY_PROBES.items()}, indent=1
+                {
+                    f"memory_{k}": memory_probe(model, v, args.threads, args.memory_engine)
+                    for k, v in MEMORY_PROBES.items()
+                },
+                indent=1,
             )
         )
         return 0
