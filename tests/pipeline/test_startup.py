@@ -5,8 +5,10 @@ that skip the crash ledger, and Ray's internal ERROR line filtered from stderr."
 from __future__ import annotations
 
 import dataclasses
+import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pyarrow as pa
@@ -136,3 +138,23 @@ def test_ray_constructor_argument_error_is_explained_once_and_other_lines_pass()
     assert err.count("m2fp-batch: Ray logs 'Actor ... has constructor arguments") == 1
     assert "a real error the user must see" in err and "python stderr passes too" in err
     assert "after the block" in err
+
+
+NICENESS = r"""
+import os, ray
+from m2fp_batch import localray
+os.environ.pop(localray.WORKER_NICENESS, None)
+localray.init_local(num_cpus=1, include_dashboard=False)
+print("niceness", os.nice(0), ray.get(ray.remote(lambda: os.nice(0)).remote()))
+"""
+
+
+@pytest.mark.cluster
+def test_local_ray_workers_run_at_the_commands_priority():
+    """Ray's default worker niceness (15) starved the train worker on a shared machine."""
+    with tempfile.TemporaryDirectory(dir="/tmp") as ray_tmp:  # short: Ray's socket paths are bounded
+        env = {**os.environ, "PYTHONPATH": str(REPO), "RAY_USAGE_STATS_ENABLED": "0", "RAY_TMPDIR": ray_tmp}
+        res = subprocess.run([sys.executable, "-c", NICENESS], capture_output=True, text=True, env=env, timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    driver, worker = res.stdout.split("niceness", 1)[1].split()[:2]
+    assert worker == driver, res.stdout
