@@ -4,8 +4,11 @@
     python benchmarks/bench_label_studio.py [--n 200] [--source JOB_OUTPUT] [--work DIR] [--json out.json]
 
 Starts a real Label Studio 1.23.2 (``.venv-ls``, ``make review-tools``; SQLite, 127.0.0.1, a fresh
-HOME) and, without --source, runs the real job (tiny model, 4 photos) and tiles its ok rows to N
-(real RLE masks under new image ids, the photos served by local-files storage). Measured in one run:
+HOME). The rows: ``--masks synthetic`` (default) writes N rows over 4 real photos (astronaut, coffee,
+chelsea, grace_hopper, served by local-files storage) whose people are the smooth standing figures of
+tests/synthetic_labels.py (3 people, ~9 parts each: masks with a trained model's run counts);
+``--masks job`` runs the real job (tiny model, random weights) and tiles its rows to N (noise-like
+masks: their brush RLE is ~100x larger, a pessimistic size). Measured in one run:
 
 * ``label-studio push`` creating N tasks, and a second push (nothing changed: the update check);
 * a reviewer approving every task (annotations posted through the REST API, not timed);
@@ -30,6 +33,7 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 sys.path.insert(0, str(REPO / "tests"))
 from bench_review import make_source, tile  # noqa: E402
 from review_tools.server import LabelStudioServer  # noqa: E402
+from synthetic_labels import labelled_row, write_output  # noqa: E402
 
 PROJECT = "bench push pull"
 
@@ -69,6 +73,28 @@ def bare_loop(out: Path) -> tuple[float, float]:
     return t1 - t0, time.perf_counter() - t1
 
 
+def synthetic_source(work: Path, n: int) -> Path:
+    """N rows over 4 real photos, people drawn as smooth figures (3 per photo), as one committed shard."""
+    import matplotlib.cbook
+    from PIL import Image
+    from skimage import data
+
+    images = work / "images"
+    images.mkdir(parents=True, exist_ok=True)
+    for name in ("astronaut", "coffee", "chelsea"):
+        Image.fromarray(getattr(data, name)()).save(images / f"{name}.png")
+    with matplotlib.cbook.get_sample_data("grace_hopper.jpg") as f:
+        (images / "grace_hopper.jpg").write_bytes(f.read())
+    photos = sorted(images.iterdir())
+    sizes = {p: Image.open(p).size for p in photos}
+    rows = []
+    for k in range(n):
+        photo = photos[k % len(photos)]
+        w, h = sizes[photo]
+        rows.append(labelled_row(f"img-{k:05d}", str(photo), (h, w), people=3, seed=k))
+    return write_output(work / "synthetic", rows)
+
+
 def cpu_name() -> str:
     flags = Path("/proc/cpuinfo").read_text()
     model = next((ln.split(":", 1)[1].strip() for ln in flags.splitlines() if ln.startswith("model name")), "?")
@@ -76,9 +102,11 @@ def cpu_name() -> str:
 
 
 def run(args: argparse.Namespace, work: Path) -> dict:
-    source = Path(args.source) if args.source else make_source(work)
-    tiled = work / "tiled"
-    tile(source, args.n, tiled)
+    if args.masks == "synthetic":
+        tiled = synthetic_source(work, args.n)
+    else:
+        tiled = work / "tiled"
+        tile(Path(args.source) if args.source else make_source(work), args.n, tiled)
     root = Path(args.document_root or work).resolve()
     server = LabelStudioServer(work / "ls", root).start()
     env = {**os.environ, "LABEL_STUDIO_API_KEY": server.token, "PYTHONPATH": str(REPO)}
@@ -94,6 +122,7 @@ def run(args: argparse.Namespace, work: Path) -> dict:
     decode_s, encode_s = bare_loop(tiled)
     return {
         "n": args.n,
+        "masks": args.masks,
         "cpu": cpu_name(),
         "load_average": os.getloadavg(),
         "push_create_s": round(push1, 2),
@@ -113,7 +142,10 @@ def run(args: argparse.Namespace, work: Path) -> dict:
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--n", type=int, default=200, help="images (default 200)")
-    p.add_argument("--source", help="a job output to tile (default: run the job on 4 photos)")
+    p.add_argument(
+        "--masks", choices=("synthetic", "job"), default="synthetic", help="smooth figures or the tiny job's"
+    )
+    p.add_argument("--source", help="with --masks job: a job output to tile (default: run the job on 4 photos)")
     p.add_argument("--work", help="work directory (default: a temp dir)")
     p.add_argument("--document-root", help="where the --source photos lie (default: --work, where the job's are)")
     p.add_argument("--json", help="write the results here too")

@@ -135,8 +135,7 @@ def ensure_storages(client: Client, project_id: int, folders: set[str]) -> None:
 
 
 def _task(row: dict[str, Any], url: str, low_score: float, view: str | None) -> dict | None:
-    """The task of an ok row (data + our prediction), or None when the row is outside ``view``."""
-    shape = (int(row["height"]), int(row["width"]))
+    """The task data of an ok row and the row itself, or None when the row is outside ``view``."""
     persons = decode_persons(row)
     sig = review_signals(row, persons, low_score)
     if not in_view(view, sig):
@@ -151,16 +150,23 @@ def _task(row: dict[str, Any], url: str, low_score: float, view: str | None) -> 
         "persons": len(persons),
     }
     data["m2fp_sha"] = lsp.task_fingerprint(row, data if not is_s3(row["uri"]) else {**data, lsp.IMAGE: row["uri"]})
-    prediction = {
-        "model_version": lsp.model_version(row),
-        "score": sig.fields["min_person_score"],
-        "result": lsp.prediction_result(persons, shape),
-    }
-    return {"data": data, "predictions": [prediction]}
+    return {"data": data, "row": row, "score": sig.fields["min_person_score"]}
 
 
-def _served(client: Client, url: str) -> bool:
-    return not url.startswith(LOCAL_FILES) or client.status(url) in SERVED
+def _with_prediction(task: dict) -> dict:
+    """The task as Label Studio imports it: data and our prediction (masks encoded only for what is sent)."""
+    row = task["row"]
+    shape = (int(row["height"]), int(row["width"]))
+    result = lsp.prediction_result(decode_persons(row), shape)
+    prediction = {"model_version": lsp.model_version(row), "score": task["score"], "result": result}
+    return {"data": task["data"], "predictions": [prediction]}
+
+
+def _served(client: Client, url: str, seen: dict[str, bool]) -> bool:
+    """Whether Label Studio serves ``url`` (local files are fetched once per push; presigned URLs are not)."""
+    if url not in seen:
+        seen[url] = not url.startswith(LOCAL_FILES) or client.status(url) in SERVED
+    return seen[url]
 
 
 def _collect(
@@ -195,7 +201,7 @@ def _update(client: Client, existing: dict, task: dict) -> None:
     client.call("PATCH", f"/api/tasks/{existing['id']}", {"data": task["data"]})
     for pred in existing.get("predictions") or []:
         client.call("DELETE", f"/api/predictions/{pred['id']}")
-    client.call("POST", "/api/predictions", {"task": existing["id"], **task["predictions"][0]})
+    client.call("POST", "/api/predictions", {"task": existing["id"], **_with_prediction(task)["predictions"][0]})
 
 
 def push(
@@ -221,16 +227,16 @@ def push(
     tasks, folders = _collect(out, summary, root, view, low_score)
     ensure_storages(client, pid, folders)
     existing = {t["data"].get("image_id"): t for t in client.tasks(pid)}
-    new = []
+    new, served = [], {}
     for task in tasks:
         data = task["data"]
-        if not _served(client, data[lsp.IMAGE]):
+        if not _served(client, data[lsp.IMAGE], served):
             error = f"Label Studio at {client.url} cannot serve {data['uri']} ({data[lsp.IMAGE]})"
             summary.image_errors.append({"image_id": data["image_id"], "uri": data["uri"], "error": error})
             continue
         old = existing.get(data["image_id"])
         if old is None:
-            new.append(task)
+            new.append(_with_prediction(task))
         elif (old.get("data") or {}).get("m2fp_sha") == data["m2fp_sha"]:
             summary.unchanged += 1
         else:
