@@ -12,6 +12,12 @@ release). Only ``ok`` rows are samples; rows a reviewer ``rejected`` are left ou
     parts       (H, W) int64      part-instance ids (one per (person, part)), 0 = background
     image_id    str
     skin_tones  list[str]         skin-tone group of each person (light, medium, dark, unknown)
+    skin_sources list[str]        how each group was obtained: measured, derived, reviewed
+    skin_details list[dict]       each person's full tone (SkinTone fields: ITA, hue, Monk, pixels, ...)
+
+Where the data holds no tone for a person (a CIHP dir without meta, the CIHP release, schema v1,
+a person a reviewer added) it is derived from the person's ground-truth skin parts with the job's
+estimator and marked ``derived`` (:mod:`m2fp_batch.data.skin`).
 
 Images differ in size, so batch them after a ``transform`` that crops or resizes (or with a
 ``collate_fn`` of your own). ``ds.refs[i]`` (image id, uri, persons per skin-tone group) needs no
@@ -32,9 +38,10 @@ import numpy as np
 import pyarrow as pa
 import torch.utils.data
 
+from m2fp_batch.data.skin import person_tones, tone_fields
 from m2fp_batch.decode import DEFAULT_MAX_PIXELS, ImageError, decode_image
 from m2fp_batch.formats import cihp
-from m2fp_batch.labels import LabelsError, LabelSource, label_maps, open_labels
+from m2fp_batch.labels import LabelsError, LabelSource, label_maps, open_labels, skin_tone_source
 from m2fp_batch.labels.reader import REVIEW_STATUS, is_trainable
 from m2fp_batch.schema import SKIN_GROUPS
 from m2fp_batch.storage import DEFAULT_MAX_BYTES, Filesystems
@@ -55,7 +62,7 @@ class SampleRef:
     file: int  # index into the source's files (Parquet); -1 for a CIHP dir
     row: int  # row in that file; -1 for a CIHP dir
     name: str = ""  # file id in a CIHP dir
-    skin_tone_counts: dict[str, int] = field(default_factory=dict)  # persons per skin-tone group ({}: unknown)
+    skin_tone_counts: dict[str, int] = field(default_factory=dict)  # persons per stored group ({}: some derived)
 
 
 class ParsingDataset(torch.utils.data.Dataset):
@@ -83,6 +90,7 @@ class ParsingDataset(torch.utils.data.Dataset):
         self.transform = transform
         self.cache_shards = max(1, int(cache_shards))
         self._cache: OrderedDict[int, pa.Table] = OrderedDict()
+        self._derived: dict[int, list[dict[str, Any]]] = {}  # index -> its people's tones, when some were derived
         self._fss = Filesystems()
         root = Path(self.source)
         if "://" not in self.source and (root / cihp.CATEGORY_DIR).is_dir():
@@ -114,8 +122,9 @@ class ParsingDataset(torch.utils.data.Dataset):
         for name in cihp.read_ids(self._cihp_root, self.split):
             meta = self._meta.get(name, {})
             image = str(self._cihp_root / cihp.IMAGE_DIR / f"{name}.jpg")
-            groups = [p["skin_tone"]["group"] for p in meta.get("persons", [])]
-            counts = {g: groups.count(g) for g in SKIN_GROUPS} if meta else {}
+            tones = cihp.stored_tones(meta)
+            groups = [t["group"] for t in tones if skin_tone_source(t) is not None]
+            counts = {g: groups.count(g) for g in SKIN_GROUPS} if tones and len(groups) == len(tones) else {}
             refs.append(SampleRef(meta.get("image_id", name), image, -1, -1, name, counts))
         return refs
 
@@ -178,7 +187,7 @@ class ParsingDataset(torch.utils.data.Dataset):
             "humans": maps.humans,
             "parts": maps.parts,
             "image_id": ref.image_id,
-            "skin_tones": maps.skin_tones,
+            "stored_tones": [p.get("skin_tone") for p in row.get("persons") or []],
         }
 
     def _cihp_sample(self, ref: SampleRef) -> dict[str, Any]:
@@ -189,14 +198,26 @@ class ParsingDataset(torch.utils.data.Dataset):
             "humans": s.humans,
             "parts": s.parts,
             "image_id": ref.image_id,
-            "skin_tones": s.skin_tones,
+            "stored_tones": s.stored_tones,
         }
+
+    def _with_tones(self, i: int, sample: dict[str, Any]) -> dict[str, Any]:
+        """The sample's skin keys (:func:`m2fp_batch.data.skin.tone_fields`), derived tones cached per index."""
+        stored = sample.pop("stored_tones")
+        tones = self._derived.get(i)
+        if tones is None:
+            tones = person_tones(sample["image"], sample["semantic"], sample["humans"], stored)
+            if any(skin_tone_source(t) is None for t in stored) or len(tones) > len(stored):
+                self._derived[i] = tones
+        return sample | tone_fields(tones)
 
     def __getitem__(self, i: int) -> Any:
         if not -len(self.refs) <= i < len(self.refs):
             raise IndexError(f"index {i} out of range for {len(self.refs)} samples")
+        i = i % len(self.refs)
         ref = self.refs[i]
         sample = self._cihp_sample(ref) if self.kind == "cihp" else self._parquet_sample(ref)
+        sample = self._with_tones(i, sample)
         return self.transform(sample) if self.transform is not None else sample
 
     def __repr__(self) -> str:

@@ -25,6 +25,13 @@ def _fmt(x) -> str:
     return "   -  " if x is None or (isinstance(x, float) and np.isnan(x)) else f"{100 * x:6.2f}"
 
 
+def sources_line(result: dict) -> str:
+    """How the people's skin-tone groups were obtained (the same data for every model)."""
+    counts = result["skin_tone_sources"]
+    parts = ", ".join(f"{v} {k}" for k, v in counts.items())
+    return f"skin-tone groups of {sum(counts.values())} people: {parts} (derived: from the ground-truth skin parts)"
+
+
 def render(names: list[str], results: list[dict]) -> str:
     """The table: overall, per group (mIoU, gap to the best), per class; one column per model."""
     lines = [f"{'':22}" + "".join(f"{n[-24:]:>26}" for n in names)]
@@ -39,6 +46,7 @@ def render(names: list[str], results: list[dict]) -> str:
         lines.append(f"{'group ' + g:22}" + "".join(f"{c:>26}" for c in cells))
     for cls in results[0]["per_class"]:
         lines.append(f"{'  ' + cls:22}" + "".join(f"{_fmt(r['per_class'][cls]):>26}" for r in results))
+    lines.append(sources_line(results[0]))
     return "\n".join(lines)
 
 
