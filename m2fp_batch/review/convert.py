@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from m2fp_batch.annotate.palette import CIHP_CLASSES
-from m2fp_batch.labels import class_name, decode_persons, person_parts_map, semantic_map
+from m2fp_batch.labels import class_name, decode_persons, person_parts_map, semantic_map, skin_tone_source
 from m2fp_batch.review import masks as mk
 from m2fp_batch.review.priority import parse_agreement, person_anomalies, review_priority, weighted_part_score
 from m2fp_batch.schema import STATUS_OK
@@ -202,6 +202,8 @@ def sample_data(
                 "skin_confidence": None
                 if skin is None or skin.get("confidence") is None
                 else float(skin["confidence"]),
+                "hue": None if skin is None or skin.get("hue") is None else float(skin["hue"]),
+                "skin_source": None if skin is None else skin_tone_source(skin),
             }
         )
     data["people"] = people

@@ -34,6 +34,7 @@ import pyarrow.parquet as pq
 from PIL import Image
 
 from m2fp_batch.annotate import rle
+from m2fp_batch.annotate.skin_tone import SOURCE_REVIEWED
 from m2fp_batch.labels import class_name
 from m2fp_batch.review import masks as mk
 from m2fp_batch.review.build import INFO_KEY, TAG_REJECTED, TAG_REVIEWED, label_fingerprint
@@ -65,6 +66,8 @@ UNKNOWN_SKIN_TONE = {
     "monk": None,
     "pixels": 0,
     "confidence": 0.0,
+    "hue": None,
+    "source": None,  # schema v3: not measured; readers derive it from the reviewed labels
 }
 
 
@@ -187,7 +190,7 @@ def _persons(sample: fo.Sample, original: dict, shape: tuple[int, int]) -> list[
         if "skin_tone" in person and person["skin_tone"] is not None and det.has_field("skin_group"):
             group = det.get_field("skin_group")
             if group is not None and group != person["skin_tone"].get("group"):
-                person["skin_tone"] = {**person["skin_tone"], "group": group}
+                person["skin_tone"] = {**person["skin_tone"], "group": group, "source": SOURCE_REVIEWED}
         persons.append(person)
     return persons
 
