@@ -1,8 +1,8 @@
 """``ParsingDataset``: the labelled images of a job output as a PyTorch dataset.
 
 Sources: a job output or an ``export-reviewed`` dir (local or ``s3://``, read with
-:mod:`m2fp_batch.labels`), or a CIHP-layout dir (``m2fp-batch export --format cihp``, or the CIHP
-release). Only ``ok`` rows are samples; rows a reviewer ``rejected`` are left out too.
+:mod:`m2fp_batch.labels`), a CIHP-layout dir (``m2fp-batch export --format cihp``, or the CIHP
+release) or a COCO ``.json`` file (``export --format coco`` or another tool's, :mod:`.coco`). Only ``ok`` rows are samples; rows a reviewer ``rejected`` are left out too.
 
 ``ds[i]`` is a dict of numpy arrays at the image's own size::
 
@@ -38,6 +38,7 @@ import numpy as np
 import pyarrow as pa
 import torch.utils.data
 
+from m2fp_batch.data.coco import CocoLabels, is_coco_file
 from m2fp_batch.data.skin import person_tones, tone_fields
 from m2fp_batch.decode import DEFAULT_MAX_PIXELS, ImageError, decode_image
 from m2fp_batch.formats import cihp
@@ -55,12 +56,12 @@ Transform = Callable[[dict[str, Any]], Any]
 
 @dataclass(frozen=True)
 class SampleRef:
-    """Where sample ``i`` lives: a row of a Parquet file, or an id of a CIHP dir."""
+    """Where sample ``i`` lives: a row of a Parquet file, an id of a CIHP dir, an image of a COCO file."""
 
     image_id: str
     uri: str  # the photo
     file: int  # index into the source's files (Parquet); -1 for a CIHP dir
-    row: int  # row in that file; -1 for a CIHP dir
+    row: int  # row in that file; index into the COCO file's images; -1 for a CIHP dir
     name: str = ""  # file id in a CIHP dir
     skin_tone_counts: dict[str, int] = field(default_factory=dict)  # persons per stored group ({}: some derived)
 
@@ -75,7 +76,7 @@ class ParsingDataset(torch.utils.data.Dataset):
         cache_shards: Parquet shards kept in memory per process.
 
     Raises:
-        LabelsError: the source is not a readable job output, export-reviewed or CIHP dir.
+        LabelsError: the source is not a readable job output, export-reviewed or CIHP dir or COCO file.
     """
 
     def __init__(
@@ -92,14 +93,22 @@ class ParsingDataset(torch.utils.data.Dataset):
         self._cache: OrderedDict[int, pa.Table] = OrderedDict()
         self._derived: dict[int, list[dict[str, Any]]] = {}  # index -> its people's tones, when some were derived
         self._fss = Filesystems()
+        self.labels: LabelSource | None = None
+        self.coco: CocoLabels | None = None
+        self.max_pixels = DEFAULT_MAX_PIXELS
         root = Path(self.source)
         if "://" not in self.source and (root / cihp.CATEGORY_DIR).is_dir():
             self.kind = "cihp"
-            self.labels: LabelSource | None = None
             self._cihp_root, self.split = root, _cihp_split(root, split)
             self._meta = cihp.read_meta(root, self.split)
             self.refs = self._cihp_refs()
-            self.max_pixels = DEFAULT_MAX_PIXELS
+        elif "://" not in self.source and is_coco_file(root):
+            self.kind, self.split = "coco", split
+            self.coco = CocoLabels(root)
+            self.refs = [
+                SampleRef(str(im.get("m2fp_image_id", im["id"])), self.coco.uri(im), -1, k)
+                for k, im in enumerate(self.coco.images)
+            ]
         else:
             self.labels = open_labels(self.source)
             self.kind, self.split = self.labels.kind, split
@@ -201,6 +210,18 @@ class ParsingDataset(torch.utils.data.Dataset):
             "stored_tones": s.stored_tones,
         }
 
+    def _coco_sample(self, ref: SampleRef) -> dict[str, Any]:
+        assert self.coco is not None
+        s = self.coco.sample(self.coco.images[ref.row])
+        return {
+            "image": self._image(ref.uri, s.semantic.shape, ref.image_id),
+            "semantic": s.semantic.astype(np.int64),
+            "humans": s.humans,
+            "parts": s.parts,
+            "image_id": ref.image_id,
+            "stored_tones": s.stored_tones,
+        }
+
     def _with_tones(self, i: int, sample: dict[str, Any]) -> dict[str, Any]:
         """The sample's skin keys (:func:`m2fp_batch.data.skin.tone_fields`), derived tones cached per index."""
         stored = sample.pop("stored_tones")
@@ -216,7 +237,8 @@ class ParsingDataset(torch.utils.data.Dataset):
             raise IndexError(f"index {i} out of range for {len(self.refs)} samples")
         i = i % len(self.refs)
         ref = self.refs[i]
-        sample = self._cihp_sample(ref) if self.kind == "cihp" else self._parquet_sample(ref)
+        read = {"cihp": self._cihp_sample, "coco": self._coco_sample}.get(self.kind, self._parquet_sample)
+        sample = read(ref)
         sample = self._with_tones(i, sample)
         return self.transform(sample) if self.transform is not None else sample
 

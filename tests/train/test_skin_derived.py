@@ -93,9 +93,53 @@ def write_toned_cihp_dir(root, split: str = "train"):
     return root
 
 
+def write_other_tool_coco(root, name: str = "parsing.json"):
+    """The same people as a COCO file another tool would write: its own category ids and names
+    (``face``, ``left_arm``, ``person``), polygons, parts tied to people only by overlap, no skin
+    tone; ``file_name`` relative to the JSON file."""
+    names = ["person", *(n.lower().replace("-", "_") for n, *_ in BODY)]
+    cats = [{"id": 100 + k, "name": n} for k, n in enumerate(names)]
+    cat_id = {n: 100 + k for k, n in enumerate(names)}
+    images, anns = [], []
+    for i, tones in enumerate(IMAGES):
+        images.append({"id": 7 + i, "file_name": f"Images/img{i:02d}.jpg", "width": SIZE, "height": SIZE})
+        for k in range(len(tones)):
+            top, left = 20 + 8 * k, 16 + 96 * k
+            polys = {
+                n: [
+                    float(v)
+                    for v in (left + x0, top + y0, left + x1, top + y0, left + x1, top + y1, left + x0, top + y1)
+                ]
+                for n, y0, y1, x0, x1 in BODY
+            }
+            anns.append(
+                {
+                    "id": len(anns) + 1,
+                    "image_id": 7 + i,
+                    "category_id": cat_id["person"],
+                    "segmentation": list(polys.values()),
+                    "iscrowd": 0,
+                }
+            )
+            for n, poly in polys.items():
+                cid = cat_id[n.lower().replace("-", "_")]
+                anns.append({"id": len(anns) + 1, "image_id": 7 + i, "category_id": cid, "segmentation": [poly]})
+    path = root / name
+    path.write_text(json.dumps({"images": images, "annotations": anns[::-1], "categories": cats}))
+    return path
+
+
 @pytest.fixture(scope="module")
 def toned_dir(tmp_path_factory):
-    return write_toned_cihp_dir(tmp_path_factory.mktemp("toned"))
+    root = write_toned_cihp_dir(tmp_path_factory.mktemp("toned"))
+    write_other_tool_coco(root)
+    return root
+
+
+@pytest.fixture(params=["cihp", "coco"])
+def toned_source(request, toned_dir):
+    """The CIHP-layout dir, or the COCO file of another tool over the same photos."""
+    return str(toned_dir if request.param == "cihp" else toned_dir / "parsing.json")
 
 
 def test_drawn_tones_are_in_the_groups_they_are_drawn_for():
@@ -104,13 +148,14 @@ def test_drawn_tones_are_in_the_groups_they_are_drawn_for():
         assert ita_group(float(ita_degrees(lab[0], lab[2]))) == group
 
 
-def test_groups_and_hue_are_derived_from_the_ground_truth_skin(toned_dir):
-    ds = ParsingDataset(toned_dir)
-    assert len(ds) == len(IMAGES)
+def test_groups_and_hue_are_derived_from_the_ground_truth_skin(toned_source):
+    ds = ParsingDataset(toned_source)
+    assert len(ds) == len(IMAGES) and ds.kind in ("cihp", "coco")
     for i, tones in enumerate(IMAGES):
         s = ds[i]
-        assert s["skin_tones"] == tones and s["skin_sources"] == ["derived"] * len(tones)
-        for tone, detail in zip(tones, s["skin_details"], strict=True):
+        # (the COCO file lists its annotations in reverse: the people come in the other order)
+        assert sorted(s["skin_tones"]) == sorted(tones) and s["skin_sources"] == ["derived"] * len(tones)
+        for tone, detail in zip(s["skin_tones"], s["skin_details"], strict=True):
             drawn = lab_of(TONES[tone])
             assert detail["source"] == "derived" and detail["pixels"] >= 200
             # hue within 3 degrees of the drawn colour, after JPEG, noise, erosion and trimming
@@ -118,8 +163,8 @@ def test_groups_and_hue_are_derived_from_the_ground_truth_skin(toned_dir):
             assert abs(detail["ita"] - float(ita_degrees(drawn[0], drawn[2]))) <= 5.0, (i, tone, detail)
 
 
-def test_train_sampler_draws_the_three_groups_uniformly(toned_dir):
-    data = dataset_groups(open_dataset([str(toned_dir)]))  # what `train` computes before the loop
+def test_train_sampler_draws_the_three_groups_uniformly(toned_source):
+    data = dataset_groups(open_dataset([toned_source]))  # what `train` computes before the loop
     assert Counter(data.groups) == {"light": 5, "medium": 2, "dark": 2}  # the mixed image helps the rarer dark
     people = sum(len(t) for t in IMAGES)
     assert data.sources == {"measured": 0, "derived": people, "reviewed": 0}
@@ -135,9 +180,9 @@ def test_train_sampler_draws_the_three_groups_uniformly(toned_dir):
     assert shares[False]["light"] > 0.5  # without --skin-balanced the data's skew shows
 
 
-def test_evaluate_prints_three_group_rows_with_their_gaps(tiny_model_dir, toned_dir, tmp_path, capsys):
+def test_evaluate_prints_three_group_rows_with_their_gaps(tiny_model_dir, toned_source, tmp_path, capsys):
     report = tmp_path / "eval.json"
-    args = ["evaluate", "--model", str(tiny_model_dir), "--data", str(toned_dir), "--short-edge", "96"]
+    args = ["evaluate", "--model", str(tiny_model_dir), "--data", toned_source, "--short-edge", "96"]
     assert main([*args, "--json", str(report)]) == 0
     printed = capsys.readouterr().out
     rows = [line for line in printed.splitlines() if line.startswith("group ")]
