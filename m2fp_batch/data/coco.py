@@ -66,6 +66,15 @@ def _decode(segmentation: Any, h: int, w: int) -> np.ndarray:
     return np.zeros((h, w), bool) if rle is None else mask_utils.decode(rle).astype(bool)
 
 
+def _checked_image(image: dict[str, Any]) -> dict[str, Any]:
+    """An ``images`` entry with the keys the reader needs (id, file_name, positive width and height)."""
+    if not all(k in image for k in ("id", "file_name", "width", "height")):
+        raise ValueError(f"an images entry lacks id, file_name, width or height: {str(image)[:200]}")
+    if int(image["width"]) < 1 or int(image["height"]) < 1:
+        raise ValueError(f"image {image['id']!r} has size {image['width']}x{image['height']}")
+    return image
+
+
 def _stored_tone(person: dict[str, Any]) -> dict[str, Any] | None:
     """The tone in a person annotation's ``attributes`` (None: none there)."""
     attrs = person.get("attributes") or {}
@@ -100,11 +109,11 @@ class CocoLabels:
             raise LabelsError(f"{self.path} is larger than {MAX_JSON_BYTES >> 30} GiB: split the COCO file")
         try:
             doc = json.loads(self.path.read_text())
-            self.images = list(doc["images"])
+            self.images = [_checked_image(im) for im in doc["images"]]
             cats = {int(c["id"]): _key(c["name"]) for c in doc["categories"]}
-            anns = list(doc["annotations"])
-        except (OSError, ValueError, KeyError, TypeError) as e:
-            raise LabelsError(f"{self.path} is not a COCO file (images, annotations, categories): {e}") from e
+            anns = [a for a in doc["annotations"] if isinstance(a, dict)]
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
+            raise LabelsError(f"{self.path} is not a COCO file (images, annotations, categories): {e!r}") from e
         self.person_cats = {i for i, n in cats.items() if n in PERSON_NAMES}
         self.part_class = {i: CLASS_BY_NAME[n] for i, n in cats.items() if n in CLASS_BY_NAME}
         self.by_image: dict[Any, list[dict]] = defaultdict(list)
@@ -117,7 +126,17 @@ class CocoLabels:
         return name if "://" in name or Path(name).is_absolute() else str(self.path.parent / name)
 
     def sample(self, image: dict[str, Any]) -> CocoSample:
-        """The label maps of one ``images`` entry."""
+        """The label maps of one ``images`` entry.
+
+        Raises:
+            LabelsError: an annotation's segmentation cannot be decoded.
+        """
+        try:
+            return self._sample(image)
+        except (ValueError, KeyError, TypeError, AttributeError) as e:
+            raise LabelsError(f"{self.path}: image {image['id']!r}: an annotation cannot be read: {e!r}") from e
+
+    def _sample(self, image: dict[str, Any]) -> CocoSample:
         h, w = int(image["height"]), int(image["width"])
         anns = self.by_image.get(image["id"], [])
         persons = [a for a in anns if a.get("category_id") in self.person_cats]

@@ -14,7 +14,13 @@ from m2fp_batch.inference.preprocess import SHORT_EDGE
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", required=True, help="model dir (or ModelScope id)")
-    p.add_argument("--data", nargs="+", required=True, metavar="DIR", help="job output, export-reviewed or CIHP dirs")
+    p.add_argument(
+        "--data",
+        nargs="+",
+        required=True,
+        metavar="DIR",
+        help="job output, export-reviewed or CIHP dirs, COCO .json files",
+    )
     p.add_argument("--short-edge", type=int, default=SHORT_EDGE, help="model input short edge (default: %(default)s)")
     p.add_argument("--json", default=None, help="also write the numbers to this JSON file")
     p.add_argument("--compare", default=None, metavar="OTHER_MODEL", help="evaluate another model and show both")

@@ -194,3 +194,28 @@ def test_evaluate_prints_three_group_rows_with_their_gaps(tiny_model_dir, toned_
     assert {g["group"] for g in got["by_group"]} == {"light", "medium", "dark"}
     assert min(g["gap"] for g in got["by_group"]) == 0.0
     assert got["skin_tone_sources"] == {"measured": 0, "derived": people, "reviewed": 0}
+
+
+@pytest.mark.parametrize(
+    "doc, match",
+    [
+        ("not json", "not a COCO file"),
+        ({"images": [{"id": 1, "file_name": "a.jpg"}], "annotations": [], "categories": []}, "lacks id"),
+        ({"images": [], "categories": []}, "annotations"),
+    ],
+)
+def test_a_broken_coco_file_is_one_sentence(tmp_path, capsys, tiny_model_dir, doc, match):
+    path = tmp_path / "bad.json"
+    path.write_text(doc if isinstance(doc, str) else json.dumps(doc))
+    assert main(["evaluate", "--model", str(tiny_model_dir), "--data", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert match in err and "Traceback" not in err
+
+
+def test_an_unreadable_segmentation_is_one_sentence(toned_dir, tmp_path, capsys, tiny_model_dir):
+    doc = json.loads((toned_dir / "parsing.json").read_text())
+    doc["annotations"][0]["segmentation"] = {"counts": 12}
+    path = toned_dir / "broken_segmentation.json"
+    path.write_text(json.dumps(doc))
+    assert main(["evaluate", "--model", str(tiny_model_dir), "--data", str(path)]) == 2
+    assert "cannot be read" in capsys.readouterr().err
