@@ -12,7 +12,7 @@ PYTEST_ARGS ?=
 export RAY_USAGE_STATS_ENABLED ?= 0
 export FIFTYONE_DO_NOT_TRACK ?= true
 
-.PHONY: install run test lint format bench browser-deps clean
+.PHONY: install run test lint format bench docs browser-deps clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -31,7 +31,7 @@ browser-deps:
 
 run: install
 	@test -n "$(INPUT)" -a -n "$(OUTPUT)" || { echo "usage: make run INPUT=images/ OUTPUT=out/ [MODEL=dir-or-modelscope-id] [CONFIG=job.yaml]" >&2; exit 2; }
-	$(VENV)/bin/m2fp-batch run --input "$(INPUT)" --output "$(OUTPUT)" --model "$(MODEL)" $(if $(CONFIG),--config "$(CONFIG)")
+	$(VENV)/bin/m2fp-batch run --input "$(INPUT)" --out "$(OUTPUT)" --model "$(MODEL)" $(if $(CONFIG),--config "$(CONFIG)")
 	$(VENV)/bin/m2fp-batch review "$(OUTPUT)" --dataset "$(DATASET)"
 
 test: install browser-deps
@@ -47,6 +47,10 @@ format: install
 
 bench: install
 	$(PY) benchmarks/bench_inference.py
+
+# docs/cli.md from the parsers (tests/test_cli_docs.py checks it is current)
+docs: install
+	$(PY) -m m2fp_batch.cli_docs > docs/cli.md.tmp && mv docs/cli.md.tmp docs/cli.md
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info

@@ -12,7 +12,7 @@ decode), then the DataLoader with ``--workers`` workers over every sample in sha
 seconds per sample: on a machine shared with other work the wall-clock rate shows the load, the
 CPU time per sample what ``--workers`` dedicated cores deliver. Three hand-overs from the workers
 (``LOADERS``): whole samples as tensors (the DataLoader's own conversion: shared memory; the goal
-line), the README's training loop (crops, batches), and numpy arrays kept by ``collate_fn=list``
+line), the training loop of docs/training.md (crops, batches), and numpy arrays kept by ``collate_fn=list``
 (pickled through a pipe: the slow path to avoid).
 
     python benchmarks/bench_dataset.py [--images 512] [--workers 2] [--epochs 2]
@@ -97,7 +97,7 @@ def children_cpu_s() -> float:
 
 
 def readme_crop(sample: dict, size: int = 384) -> tuple:
-    """The README's training transform: a random square crop of image and semantic map, as tensors."""
+    """The training transform of docs/training.md's loop: a random square crop of image and semantic map, as tensors."""
     import torch
     import torch.nn.functional as F
 
@@ -121,7 +121,7 @@ def count(batch) -> int:
 # name -> (transform, DataLoader keywords): how the samples leave the workers
 LOADERS = {
     "full-size samples as tensors (batch_size=None)": (None, {"batch_size": None}),
-    "README loop: 384-px crops, batches of 8": (readme_crop, {"batch_size": 8}),
+    "docs/training.md loop: 384-px crops, batches of 8": (readme_crop, {"batch_size": 8}),
     "numpy kept (collate_fn=list, pickled through a pipe)": (None, {"batch_size": 8, "collate_fn": list}),
 }
 

@@ -100,13 +100,14 @@ import pyarrow as pa
 from m2fp_batch.pipeline.config import JobConfig
 from m2fp_batch.pipeline.worker import Labeler
 from m2fp_batch.schema import SCHEMA
+from m2fp_batch.settings import EngineSettings
 
 def hwm():
     return int(next(line for line in open("/proc/self/status") if line.startswith("VmHWM")).split()[1]) / 1024
 
 model, threads, files = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
-cfg = JobConfig(input="x", output="y", model=model)
-labeler = Labeler({**cfg.to_dict(redact=False), "config_hash": cfg.config_hash()}, SCHEMA, None, threads=threads)
+cfg = JobConfig(input="x", output="y", engine=EngineSettings(model=model))
+labeler = Labeler(cfg, SCHEMA, None, threads=threads)
 base = hwm()
 n = len(files)
 batch = pa.table({

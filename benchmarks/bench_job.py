@@ -131,7 +131,7 @@ def job(model: str, src: Path, out: Path, threads: int, batch_size: int, cpus_pe
     sampler = RssSampler()
     sampler.start()
     t0 = time.perf_counter()
-    summary = run_job(cfg)
+    summary = run_job(cfg).to_dict()
     wall = time.perf_counter() - t0
     sampler.stop.set()
     sampler.join()

@@ -1,7 +1,7 @@
 """Ray job entrypoint: label an image store, writing Parquet (same flags as ``m2fp-batch run``).
 
     ray job submit --address http://127.0.0.1:8265 --working-dir . -- \
-        python jobs/parse_images.py --input s3://bucket/photos --output s3://bucket/labels --config configs/default.yaml
+        python jobs/parse_images.py --input s3://bucket/photos --out s3://bucket/labels --config configs/default.yaml
 
 Inside ``ray job submit`` RAY_ADDRESS is set, so the job joins that cluster.
 """

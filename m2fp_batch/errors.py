@@ -33,7 +33,8 @@ class UserError(Exception):
 # "module.Class" -> prefix of the sentence (empty: the message speaks for itself).
 USER_ERRORS: dict[str, str] = {
     "m2fp_batch.errors.UserError": "",
-    "m2fp_batch.pipeline.config.ConfigError": "bad configuration: ",
+    "m2fp_batch.pipeline.config.JobConfigError": "bad configuration: ",
+    "m2fp_batch.settings.SettingsError": "bad configuration: ",
     "m2fp_batch.pipeline.inputs.InputError": "",
     "m2fp_batch.pipeline.output.OutputError": "",
     "m2fp_batch.storage.StorageError": "",

@@ -13,8 +13,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     from m2fp_batch.formats.export import FORMATS
 
     parser.add_argument("source", metavar="OUT", help="a job output or export-reviewed dir (local or s3://)")
-    parser.add_argument("--format", required=True, choices=FORMATS, help="cihp (release layout) or coco (one JSON)")
-    parser.add_argument("--out", required=True, metavar="DIR", help="the dataset directory (replaced on a rerun)")
+    parser.add_argument(
+        "--format", required=True, choices=FORMATS, help="cihp: the CIHP release layout; coco: one COCO JSON"
+    )
+    parser.add_argument(
+        "--out",
+        required=True,
+        metavar="DIR",
+        help="local dataset directory, written aside and renamed into place (a rerun replaces it)",
+    )
     parser.add_argument("--split", default="train", help="split name: <split>_id.txt / <split>.json (default train)")
     parser.add_argument(
         "--include-errors",

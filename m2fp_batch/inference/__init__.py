@@ -1,12 +1,11 @@
 """preprocess -> model -> postprocess, without Ray."""
 
 from m2fp_batch.inference.engine import M2FPParser
-from m2fp_batch.inference.loading import DEFAULT_MODEL_ID, ModelInfo, ModelLoadError, load_model
+from m2fp_batch.inference.loading import ModelInfo, ModelLoadError, load_model
 from m2fp_batch.inference.preprocess import load_image
 from m2fp_batch.inference.types import InstanceSet, ParseResult, Person
 
 __all__ = [
-    "DEFAULT_MODEL_ID",
     "InstanceSet",
     "M2FPParser",
     "ModelInfo",

@@ -11,10 +11,11 @@ import numpy as np
 import torch
 
 from m2fp_batch.inference import compiled, postprocess, preprocess
-from m2fp_batch.inference.loading import DEFAULT_MODEL_ID, ModelInfo, load_model
+from m2fp_batch.inference.loading import ModelInfo, load_model
 from m2fp_batch.inference.types import ParseResult
 from m2fp_batch.model import M2FP, M2FPConfig
 from m2fp_batch.model.layers import fold_batchnorm_
+from m2fp_batch.settings import DEFAULT_MODEL_ID, EngineSettings
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +91,23 @@ class M2FPParser:
         """Load a local model dir or a ModelScope id (see :func:`loading.load_model`)."""
         net, cfg, info = load_model(model, revision=revision, cache_dir=cache_dir, trust_checkpoint=trust_checkpoint)
         return cls(net, cfg, info, **kwargs)
+
+    @classmethod
+    def from_settings(
+        cls, settings: EngineSettings, *, threads: int | None = None, max_batch: int = 1, **kwargs
+    ) -> M2FPParser:
+        """The engine ``settings`` describe (model, revision, trust, resize); ``threads`` overrides
+        ``settings.threads``. Extra keyword arguments go to the constructor (``fast_backbone``, ...)."""
+        return cls.from_pretrained(
+            settings.model,
+            revision=settings.revision,
+            trust_checkpoint=settings.trust_checkpoint,
+            threads=threads if threads is not None else settings.threads,
+            max_batch=max_batch,
+            short_edge=settings.short_edge,
+            max_size=settings.max_size,
+            **kwargs,
+        )
 
     @torch.inference_mode()
     def forward(self, batch: torch.Tensor, keep_aux: bool = False) -> dict:

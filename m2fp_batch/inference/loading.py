@@ -16,10 +16,10 @@ import torch
 
 from m2fp_batch.model import M2FP, M2FPConfig, build_m2fp
 from m2fp_batch.model.checkpoint import load_weights
+from m2fp_batch.settings import DEFAULT_MODEL_ID
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MODEL_ID = "damo/cv_resnet101_image-multiple-human-parsing"
 CHECKPOINT_NAMES = ("pytorch_model.pt", "pytorch_model.bin")
 CONFIG_NAME = "configuration.json"
 HUB_PROBE_TIMEOUT_S = 5.0

@@ -48,7 +48,8 @@ KIND_REVIEWED = "export-reviewed"
 KIND_SHARDS = "shards"
 REVIEW_STATUS = "review_status"  # the column export-reviewed adds
 REJECTED = "rejected"  # a review_status whose labels a reviewer refused
-KEY_COLUMNS = ("schema_version", "image_id")
+# Columns every job output file has: they tell a Parquet file of ours from any other.
+OUTPUT_MARK_COLUMNS = ("schema_version", "image_id")
 
 log = logging.getLogger(__name__)
 
@@ -126,7 +127,7 @@ class LabelSource:
             names = self.schema(path).names
         except (OSError, pa.ArrowException) as e:
             raise LabelsError(f"{self.file_uri(path)} is not a readable Parquet file: {e}") from e
-        if any(c not in names for c in KEY_COLUMNS):
+        if any(c not in names for c in OUTPUT_MARK_COLUMNS):
             raise LabelsError(f"{self.file_uri(path)} is not a job output file (no schema_version / image_id column)")
         cols = None if columns is None else [c for c in columns if c in names]
         return pq.read_table(path, columns=cols, filesystem=self.fs)

@@ -10,50 +10,43 @@ import json
 import logging
 
 from m2fp_batch.pipeline.config import JobConfig, parse_set
+from m2fp_batch.settings import EngineSettings, add_engine_arguments
 
 log = logging.getLogger("m2fp_batch.job")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--input", help="image directory (recursive), .parquet/.csv manifest, local or s3://")
-    parser.add_argument("--output", help="output directory (local or s3://); rerunning into it resumes")
-    parser.add_argument("--model", help="model dir or ModelScope id (default: the official M2FP)")
-    parser.add_argument("--config", help="YAML settings file (see configs/default.yaml)")
     parser.add_argument(
-        "--trust-checkpoint",
-        action="store_true",
-        default=None,
-        help="allow a checkpoint that needs full unpickling (it can run code: only for weights you trust)",
+        "--out", "--output", dest="output", help="output directory (local or s3://); rerunning into it resumes"
     )
+    parser.add_argument("--config", help="YAML settings file (see configs/default.yaml)")
     parser.add_argument("--overwrite", action="store_true", default=None, help="discard an earlier run's output")
     parser.add_argument("--address", help="Ray address (default: RAY_ADDRESS, else start a local Ray)")
-    parser.add_argument("--batch-size", type=int, help="images per actor call and forward pass")
-    parser.add_argument("--shard-size", type=int, help="images per output Parquet file")
-    parser.add_argument("--short-edge", type=int, help="model input short edge (default 640, the official)")
-    parser.add_argument("--cpus-per-actor", type=float, help="CPUs (= torch threads) per model actor")
+    parser.add_argument(
+        "--batch-size", type=int, help="images per actor call (default 4); forward passes take forward_batch of them"
+    )
+    parser.add_argument(
+        "--shard-size", type=int, help="images per output Parquet file, the unit of resume (default 256)"
+    )
+    parser.add_argument("--cpus-per-actor", type=float, help="CPUs per model actor (default 1)")
     parser.add_argument("--max-actors", type=int, help="upper bound of the actor pool (default: CPUs / cpus-per-actor)")
     parser.add_argument("--num-cpus", type=int, help="CPUs of a local Ray (ignored when joining a cluster)")
     parser.add_argument(
         "--set", action="append", metavar="KEY=VALUE", help="override any setting of the config file (repeatable)"
     )
+    add_engine_arguments(parser, threads_help="torch threads per actor (default: its CPUs, --cpus-per-actor)")
+
+
+# The job's own flags; the engine flags (add_engine_arguments) are overrides of the same name too.
+JOB_FLAGS = ("input", "output", "overwrite", "address", "batch_size", "shard_size", "cpus_per_actor", "max_actors",
+             "num_cpus")  # fmt: skip
 
 
 def config_from_args(args: argparse.Namespace) -> JobConfig:
+    """The config file, then ``--set``, then the flags given (flags left out keep the file's value)."""
     overrides = parse_set(getattr(args, "set", None))
-    for key in (
-        "input",
-        "output",
-        "model",
-        "trust_checkpoint",
-        "overwrite",
-        "address",
-        "batch_size",
-        "shard_size",
-        "short_edge",
-        "cpus_per_actor",
-        "max_actors",
-        "num_cpus",
-    ):
+    for key in (*JOB_FLAGS, *EngineSettings.names()):
         value = getattr(args, key, None)
         if value is not None:
             overrides[key] = value
@@ -65,7 +58,7 @@ def main(args: argparse.Namespace) -> int:
     cfg = config_from_args(args)
     from m2fp_batch.pipeline.job import run_job
 
-    summary = run_job(cfg)
+    summary = run_job(cfg).to_dict()
     print(json.dumps({k: summary[k] for k in ("output", "inputs", "rows", "complete", "status", "error_kinds")}))
     return 0 if summary["complete"] else 1
 

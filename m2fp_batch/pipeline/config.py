@@ -1,11 +1,9 @@
-"""The job's settings: one flat object, loaded from YAML, overridden on the command line,
-validated before Ray starts, saved next to the output (secrets redacted)."""
+"""The job's settings: the job's own and the embedded :class:`EngineSettings`, loaded from YAML (flat
+keys), overridden on the command line, validated before Ray starts, saved next to the output (secrets
+redacted)."""
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
-import json
 import math
 import os
 from dataclasses import dataclass, field, fields
@@ -14,53 +12,42 @@ from typing import Any
 
 import yaml
 
-from m2fp_batch.decode import DEFAULT_MAX_PIXELS, MAX_SIZE, SHORT_EDGE
-from m2fp_batch.inference import DEFAULT_MODEL_ID
-from m2fp_batch.storage import DEFAULT_MAX_BYTES
+from m2fp_batch.errors import UserError
+from m2fp_batch.settings import EngineSettings, SettingsError
 
+__all__ = ["JOB_ONLY_RESUME_KEYS", "JobConfig", "JobConfigError", "KEY_ALIASES", "load_yaml", "parse_set"]
+
+COMPRESSIONS = ("zstd", "snappy", "gzip", "lz4", "brotli", "none")
 SECRET_KEYS = ("s3_access_key", "s3_secret_key", "s3_session_token")
-# Settings that change what a row contains: resuming into an output written with other values
-# would mix two kinds of rows, so the job refuses (use --overwrite or another output dir).
-RESULT_KEYS = (
-    "model",
-    "model_revision",
-    "max_pixels",
-    "max_bytes",
-    "min_side",
-    "short_edge",
-    "max_size",
-    "adaptive_brightness",
-    "shard_size",
-)
+# Job settings that matter on resume beside the label settings: resuming into an output written with
+# other values would mix two kinds of rows (other guards) or other shards, so the job refuses.
+JOB_ONLY_RESUME_KEYS = ("shard_size",)
+# Older names of settings, still accepted in YAML files and --set.
+KEY_ALIASES = {"model_revision": "revision"}
 
 
-class ConfigError(ValueError):
-    """A setting is missing or wrong; the message says which and what to do."""
+class JobConfigError(UserError, ValueError):
+    """A job setting is missing or wrong; the message says which and what to do."""
 
 
-@dataclass
+@dataclass(frozen=True)
 class JobConfig:
-    """Every setting of ``m2fp-batch run`` (see ``configs/default.yaml`` for the documented file)."""
+    """Every setting of ``m2fp-batch run`` (see ``configs/default.yaml`` for the documented file).
+
+    The engine settings (model, resize, decode guards, ...) are ``engine``, an :class:`EngineSettings`;
+    in YAML and ``--set`` they are flat keys beside the job's own (``short_edge: 640``).
+    """
 
     input: str | None = None
     output: str | None = None
-    model: str = DEFAULT_MODEL_ID
-    model_revision: str | None = None
-    trust_checkpoint: bool = False  # allow a checkpoint that needs full unpickling (runs its code)
+    engine: EngineSettings = field(default_factory=EngineSettings)
     overwrite: bool = False
     # manifest (Parquet or CSV)
     uri_column: str = "uri"
     image_id_column: str = "image_id"
-    # decoding guards
-    max_pixels: int = DEFAULT_MAX_PIXELS  # PIL's default decompression-bomb limit
-    max_bytes: int = DEFAULT_MAX_BYTES  # per input file, checked before decoding (reads stop at +1 byte)
-    min_side: int = 8
     # inference
     batch_size: int = 4  # images per actor call
     forward_batch: int = 1  # images per forward pass (same padded size); 1 is fastest on CPU
-    short_edge: int = SHORT_EDGE
-    max_size: int = MAX_SIZE
-    adaptive_brightness: bool = False  # brighten dark photos (mean V < 80) for the model only
     # output
     shard_size: int = 256
     compression: str = "zstd"
@@ -80,95 +67,83 @@ class JobConfig:
     s3_access_key: str | None = None
     s3_secret_key: str | None = None
     s3_session_token: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
     # ------------------------------------------------------------------ building
     @classmethod
+    def job_keys(cls) -> list[str]:
+        return [f.name for f in fields(cls) if f.name != "engine"]
+
+    @classmethod
     def keys(cls) -> list[str]:
-        return [f.name for f in fields(cls) if f.name != "extra"]
+        """Every flat setting name (YAML, ``--set``): the job's own and the engine's."""
+        return cls.job_keys() + list(EngineSettings.names())
 
     @classmethod
     def from_sources(cls, config_file: str | None = None, overrides: dict[str, Any] | None = None) -> JobConfig:
         """YAML file (optional), then overrides (None values ignored); validated."""
         values: dict[str, Any] = {}
         if config_file:
-            values.update(load_yaml(config_file))
+            values.update({KEY_ALIASES.get(k, k): v for k, v in load_yaml(config_file).items()})
         for k, v in (overrides or {}).items():
             if v is not None:
-                values[k] = v
+                values[KEY_ALIASES.get(k, k)] = v
         unknown = sorted(set(values) - set(cls.keys()))
         if unknown:
-            raise ConfigError(f"unknown setting(s) {unknown}; valid settings: {', '.join(cls.keys())}")
-        cfg = cls()
-        for k, v in values.items():
-            setattr(cfg, k, _coerce(k, v))
+            raise JobConfigError(f"unknown setting(s) {unknown}; valid settings: {', '.join(cls.keys())}")
+        coerced = {k: _coerce(k, v) for k, v in values.items()}
+        engine_names = EngineSettings.names()
+        try:
+            engine = EngineSettings(**{k: v for k, v in coerced.items() if k in engine_names})
+        except SettingsError as e:
+            raise JobConfigError(str(e)) from e
+        cfg = cls(engine=engine, **{k: v for k, v in coerced.items() if k not in engine_names})
         cfg.validate()
         return cfg
 
     def validate(self) -> None:
-        """Raise :class:`ConfigError` naming the first wrong setting."""
+        """Raise :class:`JobConfigError` naming the first wrong job setting (the engine's checked itself)."""
         if not self.input:
-            raise ConfigError(
+            raise JobConfigError(
                 "no input: pass --input DIR|MANIFEST (a directory of images, or a .parquet/.csv manifest)"
             )
         if not self.output:
-            raise ConfigError("no output: pass --output DIR (where the Parquet shards go)")
-        if not self.model:
-            raise ConfigError("no model: pass --model DIR-or-ModelScope-id")
-        positive = (
-            "max_pixels",
-            "max_bytes",
-            "batch_size",
-            "forward_batch",
-            "short_edge",
-            "max_size",
-            "shard_size",
-            "read_concurrency",
-        )
-        for k in positive:
+            raise JobConfigError("no output: pass --out DIR (where the Parquet shards go)")
+        for k in ("batch_size", "forward_batch", "shard_size", "read_concurrency", "min_actors", "max_worker_crashes"):
             if getattr(self, k) < 1:
-                raise ConfigError(f"{k} must be >= 1, got {getattr(self, k)}")
-        if self.min_side < 1:
-            raise ConfigError(f"min_side must be >= 1, got {self.min_side}")
+                raise JobConfigError(f"{k} must be >= 1, got {getattr(self, k)}")
         if self.cpus_per_actor <= 0:
-            raise ConfigError(f"cpus_per_actor must be > 0, got {self.cpus_per_actor}")
+            raise JobConfigError(f"cpus_per_actor must be > 0, got {self.cpus_per_actor}")
         if self.read_cpus < 0:
-            raise ConfigError(f"read_cpus must be >= 0, got {self.read_cpus}")
-        if self.min_actors < 1:
-            raise ConfigError(f"min_actors must be >= 1, got {self.min_actors}")
+            raise JobConfigError(f"read_cpus must be >= 0, got {self.read_cpus}")
         if self.max_actors is not None and self.max_actors < self.min_actors:
-            raise ConfigError(f"max_actors ({self.max_actors}) must be >= min_actors ({self.min_actors})")
-        if self.max_worker_crashes < 1:
-            raise ConfigError(f"max_worker_crashes must be >= 1, got {self.max_worker_crashes}")
+            raise JobConfigError(f"max_actors ({self.max_actors}) must be >= min_actors ({self.min_actors})")
         if self.num_cpus is not None and self.num_cpus < 1:
-            raise ConfigError(f"num_cpus must be >= 1, got {self.num_cpus}")
+            raise JobConfigError(f"num_cpus must be >= 1, got {self.num_cpus}")
         if self.progress_interval_s <= 0:
-            raise ConfigError(f"progress_interval_s must be > 0, got {self.progress_interval_s}")
-        if self.compression not in ("zstd", "snappy", "gzip", "lz4", "brotli", "none"):
-            raise ConfigError(
-                f"compression must be one of zstd, snappy, gzip, lz4, brotli, none; got {self.compression!r}"
-            )
+            raise JobConfigError(f"progress_interval_s must be > 0, got {self.progress_interval_s}")
+        if self.compression not in COMPRESSIONS:
+            raise JobConfigError(f"compression must be one of {', '.join(COMPRESSIONS)}; got {self.compression!r}")
         if self.uri_column == self.image_id_column:
-            raise ConfigError("uri_column and image_id_column must differ")
+            raise JobConfigError("uri_column and image_id_column must differ")
 
     # ------------------------------------------------------------------ output
     def to_dict(self, redact: bool = True) -> dict[str, Any]:
-        d = dataclasses.asdict(self)
-        d.pop("extra", None)
+        """Every setting as flat keys (the YAML names), secrets replaced by ``***`` when ``redact``."""
+        d = {k: getattr(self, k) for k in self.job_keys()} | self.engine.to_dict()
         if redact:
             for k in SECRET_KEYS:
                 if d.get(k):
                     d[k] = "***"
         return d
 
-    def result_dict(self) -> dict[str, Any]:
-        """The settings that change row contents (compared on resume)."""
-        return {k: getattr(self, k) for k in RESULT_KEYS}
-
-    def config_hash(self) -> str:
-        """sha256 (16 hex digits) of :meth:`result_dict` (the ``config_hash`` column)."""
-        blob = json.dumps(self.result_dict(), sort_keys=True).encode()
-        return hashlib.sha256(blob).hexdigest()[:16]
+    def resume_settings(self) -> dict[str, Any]:
+        """What an output's rows depend on, compared on resume: the label settings (``config_hash``),
+        the decode guards (which photos get labels) and the job-only ``JOB_ONLY_RESUME_KEYS``."""
+        return {
+            **self.engine.label_settings(),
+            **self.engine.guards(),
+            **{k: getattr(self, k) for k in JOB_ONLY_RESUME_KEYS},
+        }
 
     def ray_address(self) -> str | None:
         """``address`` if set, else ``RAY_ADDRESS``, else None (start a local Ray)."""
@@ -178,17 +153,19 @@ class JobConfig:
 def load_yaml(path: str | os.PathLike) -> dict[str, Any]:
     p = Path(path)
     if not p.is_file():
-        raise ConfigError(f"config file {str(p)!r} does not exist")
+        raise JobConfigError(f"config file {str(p)!r} does not exist")
     try:
         data = yaml.safe_load(p.read_text()) or {}
     except yaml.YAMLError as e:
-        raise ConfigError(f"config file {str(p)!r} is not valid YAML: {e}") from e
+        raise JobConfigError(f"config file {str(p)!r} is not valid YAML: {e}") from e
     if not isinstance(data, dict):
-        raise ConfigError(f"config file {str(p)!r} must be a mapping of setting: value")
+        raise JobConfigError(f"config file {str(p)!r} must be a mapping of setting: value")
     return data
 
 
-_TYPES = {f.name: f.type for f in fields(JobConfig)}
+_TYPES = {f.name: f.type for f in fields(JobConfig) if f.name != "engine"} | {
+    f.name: f.type for f in fields(EngineSettings)
+}
 
 
 def _coerce(key: str, value: Any) -> Any:
@@ -197,7 +174,7 @@ def _coerce(key: str, value: Any) -> Any:
     optional = "None" in t
     if value is None or (isinstance(value, str) and value.lower() in ("null", "none", "") and optional):
         if not optional:
-            raise ConfigError(f"{key} cannot be null")
+            raise JobConfigError(f"{key} cannot be null")
         return None
     try:
         if t.startswith("bool"):
@@ -221,7 +198,7 @@ def _coerce(key: str, value: Any) -> Any:
                 raise ValueError(value)
             return str(value)
     except (TypeError, ValueError, OverflowError) as e:
-        raise ConfigError(f"{key}: expected {t} (finite), got {value!r}") from e
+        raise JobConfigError(f"{key}: expected {t} (finite), got {value!r}") from e
     return value
 
 
@@ -230,7 +207,7 @@ def parse_set(items: list[str] | None) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for item in items or []:
         if "=" not in item:
-            raise ConfigError(f"--set {item!r}: expected KEY=VALUE")
+            raise JobConfigError(f"--set {item!r}: expected KEY=VALUE")
         k, v = item.split("=", 1)
         out[k.strip()] = yaml.safe_load(v) if v.strip() else None
     return out

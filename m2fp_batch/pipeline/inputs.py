@@ -25,7 +25,8 @@ log = logging.getLogger(__name__)
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
 MANIFEST_EXTENSIONS = (".parquet", ".pq", ".csv")
-KEY_COLUMNS = ("image_id", "uri", "shard")
+# The listing's own columns (and every output row's keys); a manifest's other columns pass through.
+LISTING_COLUMNS = ("image_id", "uri", "shard")
 # Columns the read stage adds to each batch (worker.read_batch): a passthrough column of that
 # name would collide inside the pipeline.
 READ_COLUMNS = ("data", "read_error", "read_error_kind", "read_s")
@@ -188,7 +189,7 @@ def _read_manifest(fs: pafs.FileSystem, path: str, src: str, uri_column: str, im
     else:
         ids = [image_id_for(u) for u in resolved]
     rest = [c for c in names if c not in (uri_column, image_id_column)]
-    reserved = [c for c in rest if c in KEY_COLUMNS + READ_COLUMNS]
+    reserved = [c for c in rest if c in LISTING_COLUMNS + READ_COLUMNS]
     if reserved:
         raise InputError(f"manifest {src!r}: column(s) {reserved} are reserved by the pipeline; rename them")
     out = pa.table({"image_id": ids, "uri": resolved})
@@ -215,8 +216,8 @@ def extend_listing(stored: pa.Table, current: pa.Table, shard_size: int) -> tupl
     new = current.filter(mask)
     if new.num_rows == 0:
         return stored, 0
-    stored_rest = [f"{f.name}: {f.type}" for f in stored.schema if f.name not in KEY_COLUMNS]
-    new_rest = [f"{f.name}: {f.type}" for f in new.schema if f.name not in KEY_COLUMNS]
+    stored_rest = [f"{f.name}: {f.type}" for f in stored.schema if f.name not in LISTING_COLUMNS]
+    new_rest = [f"{f.name}: {f.type}" for f in new.schema if f.name not in LISTING_COLUMNS]
     if stored_rest != new_rest:
         raise InputError(
             f"the manifest's passthrough columns changed since the first run ({stored_rest} -> {new_rest}); "

@@ -16,8 +16,8 @@ from typing import Any
 
 import pyarrow as pa
 
-from m2fp_batch.pipeline.config import ConfigError, JobConfig
-from m2fp_batch.pipeline.inputs import KEY_COLUMNS, InputError, assign_shards, extend_listing, list_inputs
+from m2fp_batch.pipeline.config import KEY_ALIASES, JobConfig, JobConfigError
+from m2fp_batch.pipeline.inputs import LISTING_COLUMNS, InputError, assign_shards, extend_listing, list_inputs
 from m2fp_batch.pipeline.output import OutputDir, OutputError
 from m2fp_batch.schema import SCHEMA_NAME, output_schema
 from m2fp_batch.storage import Filesystems, normalize_uri
@@ -25,7 +25,7 @@ from m2fp_batch.storage import Filesystems, normalize_uri
 log = logging.getLogger("m2fp_batch.job")
 
 JOB_ID_KEY = b"m2fp_batch.job_id"
-_START_OVER = "pass --overwrite to start over, or use another --output"
+_START_OVER = "pass --overwrite to start over, or use another --out"
 
 
 @dataclass
@@ -43,7 +43,7 @@ class Prepared:
 
 def _check_passthrough(listing: pa.Table) -> None:
     try:  # passthrough names that clash with output columns
-        output_schema(pa.schema([f for f in listing.schema if f.name not in KEY_COLUMNS]))
+        output_schema(pa.schema([f for f in listing.schema if f.name not in LISTING_COLUMNS]))
     except ValueError as e:
         raise InputError(str(e)) from e
 
@@ -54,8 +54,8 @@ def _identity(cfg: JobConfig, checkpoint_sha256: str, job_id: str) -> dict[str, 
         "job_id": job_id,
         "input": normalize_uri(cfg.input),
         "checkpoint_sha256": checkpoint_sha256,
-        "config_hash": cfg.config_hash(),
-        "settings": cfg.result_dict(),
+        "config_hash": cfg.engine.label_hash(),
+        "settings": cfg.resume_settings(),
     }
 
 
@@ -66,21 +66,32 @@ def check_same_job(saved: dict[str, Any], cfg: JobConfig, checkpoint_sha256: str
         raise OutputError(
             f"{where} has a _config.json without a job id (another tool, or an older version); {_START_OVER}"
         )
-    if saved.get("config_hash") != cfg.config_hash():
-        before = saved.get("settings", {})
-        diff = {k: (before.get(k), v) for k, v in cfg.result_dict().items() if before.get(k) != v}
-        raise ConfigError(f"{where} was written with other settings {diff} (saved -> now); {_START_OVER}")
+    _check_same_settings(saved, cfg, where)
     now_input = normalize_uri(cfg.input)
     if saved.get("input") != now_input:
-        raise ConfigError(
+        raise JobConfigError(
             f"{where} holds the labels of input {saved.get('input')!r}, not {now_input!r}; "
             f"new files in the same input are appended on a rerun, another input needs --overwrite or another --output"
         )
     if saved.get("checkpoint_sha256") != checkpoint_sha256:
-        raise ConfigError(
+        raise JobConfigError(
             f"{where} was labelled with the checkpoint sha256 {str(saved.get('checkpoint_sha256'))[:16]}..., "
             f"the model now has {checkpoint_sha256[:16]}... (weights replaced?); one output holds one checkpoint's "
             f"labels: {_START_OVER}"
+        )
+
+
+def _check_same_settings(saved: dict[str, Any], cfg: JobConfig, where: str) -> None:
+    """The label settings (``config_hash``), decode guards and shard size must be those of the first run."""
+    before = saved.get("settings")
+    before = {KEY_ALIASES.get(k, k): v for k, v in before.items()} if isinstance(before, dict) else {}
+    diff = {k: (before.get(k), v) for k, v in cfg.resume_settings().items() if before.get(k) != v}
+    if diff:
+        raise JobConfigError(f"{where} was written with other settings {diff} (saved -> now); {_START_OVER}")
+    if saved.get("config_hash") != cfg.engine.label_hash():
+        raise JobConfigError(
+            f"{where} was written by an m2fp-batch version whose config_hash covers other settings, so its rows "
+            f"and new ones could not be compared; {_START_OVER}"
         )
 
 

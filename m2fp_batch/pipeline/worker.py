@@ -8,20 +8,22 @@ import logging
 import math
 import os
 import time
-from typing import Any
+from typing import TYPE_CHECKING
 
-import numpy as np
 import pyarrow as pa
 
-from m2fp_batch.annotate.brightness import adaptive_brightness
-from m2fp_batch.decode import ImageError, decode_image
-from m2fp_batch.rows import error_columns, finish_row, result_columns
+from m2fp_batch.labelling import Decoded, LabellingCore
+from m2fp_batch.pipeline.config import JobConfig
+from m2fp_batch.pipeline.inputs import LISTING_COLUMNS, READ_COLUMNS
+from m2fp_batch.rows import error_columns
 from m2fp_batch.schema import SCHEMA
+from m2fp_batch.settings import EngineSettings
 from m2fp_batch.storage import Filesystems, FileTooLargeError, NotARegularFileError, S3Options
 
-log = logging.getLogger(__name__)
+if TYPE_CHECKING:
+    from m2fp_batch.inference.loading import ModelInfo
 
-KEY_COLUMNS = ("image_id", "uri", "shard")
+log = logging.getLogger(__name__)
 
 
 def read_batch(batch: pa.Table, s3: S3Options, max_bytes: int) -> pa.Table:
@@ -106,61 +108,47 @@ class CrashLedger:
         return len(self.unfinished)
 
 
-def _model_location(settings: dict[str, Any]) -> str:
+def _model_location(settings: EngineSettings, model: ModelInfo | None) -> str:
     """Where an actor loads the model: the driver's resolved dir when this node sees it, else the
     ModelScope id (the same revision, downloaded into this node's cache; the sha256 is checked)."""
-    model_dir = settings.get("model_dir")
-    if model_dir and os.path.isdir(model_dir):
-        return model_dir
-    return settings.get("model_id") or settings["model"]
+    if model is not None and model.model_dir and os.path.isdir(model.model_dir):
+        return model.model_dir
+    return (model.model_id if model is not None else None) or settings.model
 
 
 class Labeler:
-    """Decode + M2FP + rows for a batch of read rows. The model loads once, in ``__init__``.
+    """The job's labelling stage (a Ray actor): the labelling core on a batch of read rows, with the
+    crash ledger's bookkeeping. The model loads once, in ``__init__``.
 
     Args:
-        settings: the job config as a dict (``JobConfig.to_dict``).
+        cfg: the job's settings.
         out_schema: the full output schema (``schema.output_schema`` with passthrough columns).
         ledger: a :class:`CrashLedger` actor handle, or None (no crash bookkeeping).
-        threads: torch threads (the actor's CPUs).
+        threads: torch threads (the actor's CPUs) unless ``cfg.engine.threads`` says otherwise.
+        model: what the driver resolved (``resolve_model``): where to load from and the sha256 every
+            node must find; None loads ``cfg.engine.model`` unchecked.
     """
 
-    def __init__(self, settings: dict[str, Any], out_schema: pa.Schema, ledger, threads: int) -> None:
-        from PIL import ImageFile
-
-        from m2fp_batch import __version__
-        from m2fp_batch.inference import M2FPParser
-
-        ImageFile.LOAD_TRUNCATED_IMAGES = False
-        self.settings = settings
+    def __init__(
+        self, cfg: JobConfig, out_schema: pa.Schema, ledger, threads: int, model: ModelInfo | None = None
+    ) -> None:
+        self.cfg = cfg
         self.out_schema = out_schema
         self.passthrough = [f for f in out_schema if f.name not in SCHEMA.names]
         self.ledger = ledger
-        self.max_crashes = int(settings["max_worker_crashes"])
-        self.parser = M2FPParser.from_pretrained(
-            _model_location(settings),
-            revision=settings.get("model_revision"),
-            trust_checkpoint=bool(settings.get("trust_checkpoint")),
-            threads=max(1, int(threads)),
-            max_batch=int(settings["forward_batch"]),
-            short_edge=int(settings["short_edge"]),
-            max_size=int(settings["max_size"]),
+        self.core = LabellingCore.load(
+            cfg.engine,
+            threads=cfg.engine.threads or max(1, int(threads)),
+            max_batch=cfg.forward_batch,
+            location=_model_location(cfg.engine, model),
         )
         self._call("model_loaded", _node_id())
-        info = self.parser.info
-        if info and settings.get("checkpoint_sha256") and info.checkpoint_sha256 != settings["checkpoint_sha256"]:
+        info = self.core.parser.info
+        if info and model is not None and info.checkpoint_sha256 != model.checkpoint_sha256:
             raise RuntimeError(
                 f"this node loaded checkpoint sha256 {info.checkpoint_sha256[:16]}... from {info.model_dir}, "
-                f"the driver resolved {settings['checkpoint_sha256'][:16]}...: the model differs between nodes"
+                f"the driver resolved {model.checkpoint_sha256[:16]}...: the model differs between nodes"
             )
-        self.provenance = {
-            "model": settings["model"],
-            "model_id": info.model_id if info else None,
-            "model_revision": (info.revision if info else None) or settings.get("model_revision"),
-            "checkpoint_sha256": info.checkpoint_sha256 if info else "",
-            "package_version": __version__,
-            "config_hash": settings["config_hash"],
-        }
 
     # -- ledger calls (no-ops without a ledger)
     def _call(self, method: str, *args):
@@ -174,77 +162,55 @@ class Labeler:
             return ray.get(fn.remote(*args))
         return fn(*args)
 
-    def _decode(self, row: dict) -> tuple[Any, dict | None, float]:
-        t0 = time.perf_counter()
+    def _decode(self, row: dict) -> Decoded:
         if row["read_error"] is not None:
-            return None, error_columns(row["read_error_kind"], row["read_error"]), 0.0
-        try:
-            img = decode_image(
-                row["data"], max_pixels=int(self.settings["max_pixels"]), min_side=int(self.settings["min_side"])
-            )
-        except ImageError as e:
-            return None, error_columns(e.kind, e.message), time.perf_counter() - t0
-        return img, None, time.perf_counter() - t0
-
-    def _model_input(self, image: np.ndarray) -> tuple[np.ndarray, float]:
-        """The image the model sees: brightened when ``adaptive_brightness`` is on and it is dark."""
-        if self.settings.get("adaptive_brightness"):
-            return adaptive_brightness(image)
-        return image, 1.0
-
-    def _parse(self, images: list[np.ndarray]) -> list[dict]:
-        """Label columns per original image; an engine failure on a batch is retried image by image."""
-        inputs = [self._model_input(im) for im in images]
-        try:
-            results = self.parser.parse([x for x, _ in inputs])
-        except (RuntimeError, ValueError, MemoryError, IndexError) as e:
-            if len(images) == 1:
-                msg = f"the model failed on this image: {type(e).__name__}: {e}"
-                return [error_columns("inference_error", msg, images[0], inputs[0][1])]
-            return [self._parse([im])[0] for im in images]
-        return [
-            result_columns(r, self.parser.class_names, im, factor)
-            for r, im, (_, factor) in zip(results, images, inputs, strict=True)
-        ]
+            return Decoded(None, error_columns(row["read_error_kind"], row["read_error"]), 0.0)
+        return self.core.decode(row["data"])
 
     def _label_rows(self, rows: list[dict]) -> list[dict]:
         """Rows ``forward_batch`` at a time: only that many decoded photos and full-size parses
         are alive at once, so a batch of large photos stays within an actor's memory."""
-        step = max(1, int(self.settings["forward_batch"]))
+        step = self.cfg.forward_batch
         return [row for start in range(0, len(rows), step) for row in self._label_chunk(rows[start : start + step])]
 
     def _label_chunk(self, rows: list[dict]) -> list[dict]:
         decoded = [self._decode(r) for r in rows]
-        labels: list[dict | None] = [err for _, err, _ in decoded]
-        to_parse = [i for i, (img, _, _) in enumerate(decoded) if img is not None]
-        for i, lab in zip(to_parse, self._parse([decoded[i][0] for i in to_parse]) if to_parse else [], strict=True):
-            labels[i] = lab
-        return [
-            finish_row({k: r[k] for k in KEY_COLUMNS}, labels[i], self.provenance, r["read_s"], decoded[i][2] or None)
-            for i, r in enumerate(rows)
-        ]
+        labels: list[dict | None] = [d.error for d in decoded]
+        ok = [i for i, d in enumerate(decoded) if d.image is not None]
+        for i, label in zip(ok, self.core.label_images([decoded[i].image for i in ok]) if ok else [], strict=True):
+            labels[i] = label
+        return [self._row(r, labels[i], decoded[i].seconds or None) for i, r in enumerate(rows)]
+
+    def _row(self, row: dict, label: dict | None, decode_s: float | None) -> dict:
+        return self.core.row({k: row[k] for k in LISTING_COLUMNS}, label, row["read_s"], decode_s)
+
+    def _crashed(self, row: dict, attempts: int) -> dict:
+        label = error_columns(
+            "worker_crash",
+            f"labelling this image killed the worker process {attempts} times "
+            "(out of memory or a native crash); it was skipped",
+        )
+        return self._row(row, label, None)
+
+    def _label_one_by_one(self, rows: list[dict]) -> list[dict]:
+        """After a worker crash: each image alone, and one with ``max_worker_crashes`` unfinished
+        attempts becomes an error row instead of running again."""
+        out = []
+        for r in rows:
+            n = self._call("begin_one", r["image_id"])
+            out.extend([self._crashed(r, n)] if n >= self.cfg.max_worker_crashes else self._label_rows([r]))
+            self._call("finish", [r["image_id"]])
+        return out
 
     def __call__(self, batch: pa.Table) -> pa.Table:
-        rows = batch.select([*KEY_COLUMNS, "data", "read_error", "read_error_kind", "read_s"]).to_pylist()
+        rows = batch.select([*LISTING_COLUMNS, *READ_COLUMNS]).to_pylist()
         ids = [r["image_id"] for r in rows]
         counts = self._call("begin_batch", ids) or [0] * len(ids)
         if not any(counts):
             out = self._label_rows(rows)
             self._call("finish", ids)
         else:
-            out = []
-            for r in rows:
-                n = self._call("begin_one", r["image_id"])
-                if n >= self.max_crashes:
-                    label = error_columns(
-                        "worker_crash",
-                        f"labelling this image killed the worker process {n} times "
-                        "(out of memory or a native crash); it was skipped",
-                    )
-                    out.append(finish_row({k: r[k] for k in KEY_COLUMNS}, label, self.provenance, r["read_s"], None))
-                else:
-                    out.extend(self._label_rows([r]))
-                self._call("finish", [r["image_id"]])
+            out = self._label_one_by_one(rows)
         table = pa.Table.from_pylist(out, schema=SCHEMA)
         for f in self.passthrough:
             table = table.append_column(f, batch.column(f.name).cast(f.type))

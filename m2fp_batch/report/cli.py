@@ -10,11 +10,14 @@ log = logging.getLogger(__name__)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("output", metavar="DIR", help="the job's output directory (its Parquet files)")
+    parser.add_argument(
+        "output", metavar="DIR", help="a job output or export-reviewed directory (local; committed shards only)"
+    )
     parser.add_argument(
         "--ground-truth",
         metavar="GT_DIR",
-        help="CIHP-style label PNGs named <image_id>.png (class ids 0..19): adds per-group IoU and mIoU",
+        help="CIHP-style label PNGs named <image_id>.png (class ids 0..19): adds IoU per class and mIoU per "
+        "skin-tone group with the gap to the best group",
     )
     parser.add_argument(
         "--out",

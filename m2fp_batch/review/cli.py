@@ -19,13 +19,23 @@ log = logging.getLogger(__name__)
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``m2fp-batch review``."""
     parser.add_argument(
-        "output", nargs="?", help="the job's --output directory (omit with --launch to only open the App)"
+        "output",
+        nargs="?",
+        metavar="OUT",
+        help="the job output to import or update (local); omit it with --launch to only open the App",
     )
     parser.add_argument("--dataset", required=True, help="FiftyOne dataset name (persistent; created or updated)")
-    parser.add_argument("--mask-dir", help="where the mask PNGs go (default OUTPUT/_review/masks)")
-    parser.add_argument("--image-root", help="base directory for relative or s3:// image uris (DIR/<bucket>/<key>)")
+    parser.add_argument("--mask-dir", help="where the mask PNGs go (default OUT/_review/masks)")
     parser.add_argument(
-        "--low-score", type=float, default=0.5, help="person/part score below which a sample is tagged low_confidence"
+        "--image-root",
+        metavar="DIR",
+        help="local base for relative image uris; an s3://bucket/key image is read from DIR/bucket/key",
+    )
+    parser.add_argument(
+        "--low-score",
+        type=float,
+        default=0.5,
+        help="a person or part score below this tags the sample low_confidence (default 0.5)",
     )
     parser.add_argument(
         "--overwrite-reviewed",
@@ -33,10 +43,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="also replace the labels of samples tagged reviewed/rejected (default: keep the reviewers' work)",
     )
     parser.add_argument(
-        "--launch", action="store_true", help="open the FiftyOne App on 127.0.0.1 and wait (Ctrl-C ends)"
+        "--launch", action="store_true", help="then open the FiftyOne App on 127.0.0.1:PORT and wait (Ctrl-C ends)"
     )
     parser.add_argument("--port", type=int, default=5151, help="App port on 127.0.0.1 (default 5151)")
-    parser.add_argument("--view", help="with --launch: open this saved view (e.g. review-queue)")
+    parser.add_argument(
+        "--view", help="with --launch: open this saved view (review-queue, errors, low-confidence, skin-dark, ...)"
+    )
 
 
 def _raise_keyboard_interrupt(signum: int, frame: object) -> None:

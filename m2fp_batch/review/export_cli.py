@@ -11,9 +11,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``m2fp-batch export-reviewed``."""
     parser.add_argument("dataset", help="the FiftyOne review dataset (built by `m2fp-batch review`)")
     parser.add_argument(
-        "--out", required=True, help="directory for the reviewed Parquet files (outside the job output)"
+        "--out",
+        required=True,
+        metavar="DIR",
+        help="local directory for the reviewed Parquet files (outside the job output)",
     )
-    parser.add_argument("--rows-per-file", type=int, default=5000, help="rows per Parquet file (default 5000)")
+    parser.add_argument(
+        "--rows-per-file",
+        type=int,
+        default=5000,
+        help="one Parquet file per source shard; a shard with more rows than this is split into NAME-000.parquet, "
+        "NAME-001.parquet, ... (default 5000)",
+    )
 
 
 def main(args: argparse.Namespace) -> int:

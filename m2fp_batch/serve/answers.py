@@ -6,11 +6,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from m2fp_batch.annotate.palette import PALETTE
+from m2fp_batch.labelling import PROVENANCE_COLUMNS
 
 FORMATS = ("json", "image", "overlay", "people")
 # format -> the annotate.render kind it returns
 FORMAT_RENDER = {"image": "parse", "overlay": "overlay", "people": "people"}
-PROVENANCE_KEYS = ("model", "model_id", "model_revision", "checkpoint_sha256", "package_version", "config_hash")
 
 # The job's error kinds (schema.ERROR_KINDS) plus the service's own, each with its HTTP status.
 SERVICE_ERROR_KINDS = {
@@ -107,5 +107,5 @@ def parse_json(row: dict[str, Any], class_scores: dict[int, float], inference_ti
         "result_url": None,  # set by the front end, which keeps the PNG
         "inference_time": inference_time,
         "timings": row["timings"],
-        "model": {k: row[k] for k in PROVENANCE_KEYS},
+        "model": {k: row[k] for k in PROVENANCE_COLUMNS},
     }

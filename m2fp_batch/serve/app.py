@@ -197,8 +197,8 @@ class Frontend:
                 },
                 "limits": {
                     "max_body_bytes": self.settings.max_body_bytes,
-                    "max_pixels": self.settings.max_pixels,
-                    "min_side": self.settings.min_side,
+                    "max_pixels": self.settings.engine.max_pixels,
+                    "min_side": self.settings.engine.min_side,
                     "max_batch": self.settings.max_batch,
                     "replicas": self.settings.replicas,
                     "capacity": self.settings.capacity,

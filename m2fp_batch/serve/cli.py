@@ -10,57 +10,44 @@ import socket
 import threading
 
 from m2fp_batch import localray
-from m2fp_batch.inference.loading import DEFAULT_MODEL_ID, ModelLoadError, find_checkpoint, resolve_model_dir
-from m2fp_batch.serve.settings import ServeSettings
+from m2fp_batch.inference.loading import ModelLoadError, find_checkpoint, resolve_model_dir
+from m2fp_batch.serve.settings import SERVE_ENGINE, ServeSettings
+from m2fp_batch.settings import EngineSettings, add_engine_arguments
 
 log = logging.getLogger(__name__)
 APP_NAME = "m2fp"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    d = ServeSettings(model="")
-    p.add_argument("--model", default=DEFAULT_MODEL_ID, help="local model dir or ModelScope id (default: %(default)s)")
-    p.add_argument("--revision", default=None, help="ModelScope revision")
+    d = ServeSettings()
     p.add_argument("--host", default=d.host, help="address to listen on (default: %(default)s, loopback only)")
     p.add_argument("--port", type=int, default=d.port, help="HTTP port (default: %(default)s)")
     p.add_argument("--replicas", type=int, default=d.replicas, help="model replicas (default: %(default)s)")
-    p.add_argument("--threads", type=int, default=None, help="torch threads per replica (default: CPUs / replicas)")
     p.add_argument(
         "--max-batch",
         type=int,
         default=d.max_batch,
-        help="images per forward pass (same padded size; 1 is fastest on CPU)",
+        help="images per forward pass (same padded size; 1 is fastest on CPU) (default: %(default)s)",
     )
     p.add_argument("--batch-wait-s", type=float, default=d.batch_wait_s, help="wait to fill a batch (seconds)")
     p.add_argument(
         "--queue", type=int, default=d.queue_per_replica, help="waiting requests per replica before 503 (%(default)s)"
     )
     p.add_argument("--max-body-mb", type=float, default=d.max_body_bytes / 2**20, help="request body limit (MiB)")
-    p.add_argument("--max-pixels", type=int, default=d.max_pixels, help="decoded pixel limit (decompression bombs)")
-    p.add_argument("--min-side", type=int, default=d.min_side, help="smallest accepted image side")
-    p.add_argument("--short-edge", type=int, default=d.short_edge, help="model input short side (as the job's)")
-    p.add_argument("--max-size", type=int, default=d.max_size, help="model input long side limit (as the job's)")
-    p.add_argument("--adaptive-brightness", action="store_true", help="brighten dark photos for the model only")
     p.add_argument("--address", default=None, help="Ray cluster to join (default: RAY_ADDRESS, else a local Ray)")
+    add_engine_arguments(p, threads_help="torch threads per replica (default: CPUs / replicas)", base=SERVE_ENGINE)
 
 
 def settings_from_args(args: argparse.Namespace) -> ServeSettings:
     return ServeSettings(
-        model=args.model,
-        model_revision=args.revision,
+        engine=EngineSettings.from_args(args, base=SERVE_ENGINE),
         host=args.host,
         port=args.port,
         replicas=args.replicas,
-        threads=args.threads,
         max_batch=args.max_batch,
         batch_wait_s=args.batch_wait_s,
         queue_per_replica=args.queue,
         max_body_bytes=int(args.max_body_mb * 2**20),
-        max_pixels=args.max_pixels,
-        min_side=args.min_side,
-        short_edge=args.short_edge,
-        max_size=args.max_size,
-        adaptive_brightness=args.adaptive_brightness,
         address=args.address or os.environ.get("RAY_ADDRESS") or None,
     )
 
@@ -98,7 +85,7 @@ def main(args: argparse.Namespace) -> int:
         log.error("%s", problem)
         return 2
     try:  # a clear sentence before Ray starts, not a replica that fails to start
-        find_checkpoint(resolve_model_dir(settings.model, settings.model_revision)[0])
+        find_checkpoint(resolve_model_dir(settings.engine.model, settings.engine.revision)[0])
     except ModelLoadError as e:
         log.error("%s", e)
         return 2
@@ -115,7 +102,7 @@ def main(args: argparse.Namespace) -> int:
         serve.run(build_app(settings), name=APP_NAME, route_prefix="/", blocking=False)
         log.info(
             "serving %s on http://%s:%d/ (%d replica(s), batch %d); Ctrl-C stops",
-            settings.model, settings.host, settings.port, settings.replicas, settings.max_batch,
+            settings.engine.model, settings.host, settings.port, settings.replicas, settings.max_batch,
         )  # fmt: skip
         print(f"READY http://{settings.host}:{settings.port}/", flush=True)
         while not stop.wait(0.5):

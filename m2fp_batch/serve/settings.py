@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
-import json
 import os
 from dataclasses import dataclass
 
-from m2fp_batch.decode import MAX_SIZE, SHORT_EDGE
+from m2fp_batch.settings import EngineSettings, SettingsError
 
-# Settings that change what a parse contains (hashed into the answers' ``config_hash``).
-RESULT_KEYS = ("model", "model_revision", "max_pixels", "min_side", "short_edge", "max_size", "adaptive_brightness")
+__all__ = ["SERVE_ENGINE", "ServeSettings"]
+
+# The service's engine defaults: the job's, with a lower pixel limit (a replica holds several uploads at once).
+SERVE_ENGINE = EngineSettings(max_pixels=40_000_000)
 
 
 @dataclass(frozen=True)
@@ -19,35 +18,28 @@ class ServeSettings:
     """Every setting of ``m2fp-batch serve``.
 
     Attributes:
-        model: local model dir or ModelScope id.
+        engine: the engine settings, the job's (model, resize, decode guards, brightening); their
+            ``label_hash`` is every answer's ``config_hash``. ``engine.threads``: torch threads per
+            replica (None: the machine's CPUs / replicas).
         host, port: where the HTTP server listens (loopback unless told).
         replicas: model replicas; each loads the model once.
-        threads: torch threads per replica (None: the machine's CPUs / replicas).
         max_batch: images of the same padded size per forward pass (``serve.batch``).
         batch_wait_s: how long a replica waits to fill a batch.
         queue_per_replica: parse requests that may wait per replica; beyond that 503 + Retry-After.
         max_body_bytes: request body limit (413 above it).
-        max_pixels, min_side: the job's decoding guards.
         retry_after_s: the ``Retry-After`` of a 503.
         cache_entries, cache_bytes: bound of the ``/results/...`` cache.
         address: a Ray cluster to join (None: start a local Ray).
     """
 
-    model: str
-    model_revision: str | None = None
+    engine: EngineSettings = SERVE_ENGINE
     host: str = "127.0.0.1"
     port: int = 8000
     replicas: int = 1
-    threads: int | None = None
     max_batch: int = 1  # on CPU a pass of 4 640-px photos takes 1.3x four single passes
     batch_wait_s: float = 0.01
     queue_per_replica: int = 32
     max_body_bytes: int = 20 * 2**20
-    max_pixels: int = 40_000_000
-    min_side: int = 8
-    short_edge: int = SHORT_EDGE
-    max_size: int = MAX_SIZE
-    adaptive_brightness: bool = False
     retry_after_s: int = 2
     cache_entries: int = 256
     cache_bytes: int = 128 * 2**20
@@ -55,22 +47,25 @@ class ServeSettings:
 
     def __post_init__(self) -> None:
         positive = (
-            "port", "replicas", "max_batch", "queue_per_replica", "max_body_bytes", "max_pixels", "min_side",
-            "short_edge", "max_size", "cache_entries", "cache_bytes",
-        )  # fmt: skip
+            "port",
+            "replicas",
+            "max_batch",
+            "queue_per_replica",
+            "max_body_bytes",
+            "cache_entries",
+            "cache_bytes",
+        )
         for key in positive:
             if getattr(self, key) < 1:
-                raise ValueError(f"{key} must be >= 1, got {getattr(self, key)}")
-        if self.threads is not None and self.threads < 1:
-            raise ValueError(f"threads must be >= 1, got {self.threads}")
+                raise SettingsError(f"{key} must be >= 1, got {getattr(self, key)}")
         if self.batch_wait_s < 0 or self.retry_after_s < 0:
-            raise ValueError("batch_wait_s and retry_after_s must be >= 0")
+            raise SettingsError("batch_wait_s and retry_after_s must be >= 0")
         if self.port > 65535:
-            raise ValueError(f"port must be <= 65535, got {self.port}")
+            raise SettingsError(f"port must be <= 65535, got {self.port}")
 
     @property
     def replica_threads(self) -> int:
-        return self.threads or max(1, (os.cpu_count() or 1) // self.replicas)
+        return self.engine.threads or max(1, (os.cpu_count() or 1) // self.replicas)
 
     @property
     def replica_ongoing(self) -> int:
@@ -81,10 +76,3 @@ class ServeSettings:
     def capacity(self) -> int:
         """Parse requests admitted at once (the rest get 503): waiting plus in the replicas."""
         return self.replicas * (self.queue_per_replica + self.replica_ongoing)
-
-    def config_hash(self) -> str:
-        values = {k: getattr(self, k) for k in RESULT_KEYS}
-        return hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()[:16]
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)

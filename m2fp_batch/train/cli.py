@@ -22,9 +22,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", required=True, help="initial model dir (configuration.json + pytorch_model.pt)")
     p.add_argument("--out", required=True, help="new model dir")
     p.add_argument("--steps", type=int, default=1000)
-    p.add_argument("--batch-size", type=int, default=2, help="global batch (split over workers)")
+    p.add_argument("--batch", type=int, default=2, help="images per optimizer step, split over the workers")
     p.add_argument("--lr", type=float, default=1e-4)
-    p.add_argument("--short-edge", type=int, default=512, help="training short edge and square crop size")
+    p.add_argument(
+        "--crop",
+        type=int,
+        default=512,
+        help="training crop: photos are scaled to this short side (with jitter) and cropped to a square of "
+        "this side rounded up to 32 (default: %(default)s)",
+    )
     p.add_argument("--workers", type=int, default=1, help="Ray Train workers")
     p.add_argument("--gpu", action="store_true", help="one GPU per worker (nccl); Ray must see GPUs")
     p.add_argument("--skin-balanced", action="store_true", help="balance skin-tone groups when sampling")
@@ -45,7 +51,7 @@ def main(args: argparse.Namespace) -> int:
         weights = parse_skin_weights(args.skin_weights)
         model_dir, _ = resolve_model_dir(args.model)
         cfg, _ = read_config(model_dir)
-        short = int(args.short_edge)
+        short = int(args.crop)
         canvas = -(-short // 32) * 32
         aug = AugmentConfig.off(short, canvas) if args.no_augment else AugmentConfig(short_edge=short, crop_size=canvas)
         settings = TrainSettings(
@@ -53,7 +59,7 @@ def main(args: argparse.Namespace) -> int:
             init_model=str(model_dir),
             out=args.out,
             steps=args.steps,
-            batch_size=args.batch_size,
+            batch_size=args.batch,
             lr=args.lr,
             workers=args.workers,
             use_gpu=args.gpu,

@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from pathlib import Path
 
 import numpy as np
 
-from m2fp_batch.inference.preprocess import SHORT_EDGE
+from m2fp_batch.settings import EngineSettings, add_engine_arguments
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", required=True, help="model dir (or ModelScope id)")
     p.add_argument(
         "--data",
         nargs="+",
@@ -21,10 +21,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         metavar="DIR",
         help="job output, export-reviewed or CIHP dirs, COCO .json files",
     )
-    p.add_argument("--short-edge", type=int, default=SHORT_EDGE, help="model input short edge (default: %(default)s)")
     p.add_argument("--json", default=None, help="also write the numbers to this JSON file")
-    p.add_argument("--compare", default=None, metavar="OTHER_MODEL", help="evaluate another model and show both")
-    p.add_argument("--threads", type=int, default=None, help="torch threads")
+    p.add_argument(
+        "--compare", default=None, metavar="OTHER_MODEL", help="evaluate another model too (same engine settings)"
+    )
+    # The photos are read through the labelled dirs' own guards, so no decode-guard flags here.
+    add_engine_arguments(p, guards=False, threads_help="torch threads (default: torch's choice)")
 
 
 def _fmt(x) -> str:
@@ -65,22 +67,21 @@ def main(args: argparse.Namespace) -> int:
     from m2fp_batch.labels import LabelsError
     from m2fp_batch.train.evaluate import evaluate
 
-    if args.short_edge < 1:
-        print(f"m2fp-batch evaluate: --short-edge must be at least 1, got {args.short_edge}", file=sys.stderr)
-        return 2
+    settings = EngineSettings.from_args(args)
     try:
         parts = [ParsingDataset(d) for d in args.data]
         dataset = parts[0] if len(parts) == 1 else ConcatDataset(parts)
-        models = [args.model] + ([args.compare] if args.compare else [])
+        models = [settings.model] + ([args.compare] if args.compare else [])
         results = []
         for m in models:
-            parser = M2FPParser.from_pretrained(m, short_edge=args.short_edge, threads=args.threads)
-            results.append(evaluate(parser, dataset).to_dict(parser.class_names))
+            engine = dataclasses.replace(settings, model=m)
+            parser = M2FPParser.from_settings(engine)
+            results.append(evaluate(parser, dataset, engine).to_dict(parser.class_names))
     except (ModelLoadError, LabelsError, ValueError, OSError) as e:
         print(f"m2fp-batch evaluate: {e}", file=sys.stderr)
         return 2
     print(render(models, results))
     if args.json:
-        payload = {"data": args.data, "short_edge": args.short_edge, "models": dict(zip(models, results))}
+        payload = {"data": args.data, "short_edge": settings.short_edge, "models": dict(zip(models, results))}
         Path(args.json).write_text(json.dumps(payload, indent=2))
     return 0

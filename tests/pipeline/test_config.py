@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from m2fp_batch.pipeline.config import ConfigError, JobConfig, parse_set
+from m2fp_batch.pipeline.config import JobConfig, JobConfigError, parse_set
+from m2fp_batch.settings import EngineSettings
 from m2fp_batch.storage import S3Options
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
@@ -48,16 +49,31 @@ def test_precedence_and_coercion(tmp_path):
     ],
 )
 def test_bad_values_name_the_setting(overrides, message):
-    with pytest.raises(ConfigError, match=message):
+    with pytest.raises(JobConfigError, match=message):
         JobConfig.from_sources(None, {"input": "a", "output": "b", **overrides})
 
 
-def test_secrets_are_redacted_and_do_not_change_the_hash():
+def test_secrets_are_redacted_and_do_not_change_what_resume_compares():
     a = JobConfig(input="a", output="b", s3_secret_key="hunter2", s3_access_key="AK")
     b = JobConfig(input="a", output="b")
     assert "hunter2" not in str(a.to_dict()) and a.to_dict()["s3_secret_key"] == "***"
-    assert a.config_hash() == b.config_hash()
-    assert a.config_hash() != JobConfig(input="a", output="b", max_pixels=10).config_hash()
+    assert a.engine.label_hash() == b.engine.label_hash() and a.resume_settings() == b.resume_settings()
+    # a decode guard decides which photos get labels: compared on resume, not in the label hash
+    guarded = JobConfig.from_sources(None, {"input": "a", "output": "b", "max_pixels": 10})
+    assert guarded.resume_settings() != b.resume_settings() and guarded.engine.label_hash() == b.engine.label_hash()
+    assert JobConfig.from_sources(None, {"input": "a", "output": "b", "shard_size": 9}).resume_settings() != (
+        b.resume_settings()
+    )
+
+
+def test_engine_keys_are_flat_and_old_names_still_work(tmp_path):
+    f = tmp_path / "c.yaml"
+    f.write_text("model_revision: v1.0.2\nshort_edge: 512\nadaptive_brightness: true\n")
+    cfg = JobConfig.from_sources(str(f), {"input": "a", "output": "b", **parse_set(["max_size=1000"])})
+    assert cfg.engine == EngineSettings(revision="v1.0.2", short_edge=512, adaptive_brightness=True, max_size=1000)
+    assert cfg.to_dict()["revision"] == "v1.0.2" and cfg.to_dict()["short_edge"] == 512
+    with pytest.raises(JobConfigError, match=r"short_edge \(--short-edge\) must be an integer >= 1"):
+        JobConfig.from_sources(None, {"input": "a", "output": "b", "short_edge": 0})
 
 
 def test_s3_options_from_environment(monkeypatch):

@@ -14,7 +14,7 @@ from badfiles import MAX_PIXELS, MIN_SIDE, good_files, write_inputs
 
 from m2fp_batch import cli as m2fp_cli
 from m2fp_batch.annotate import rle
-from m2fp_batch.pipeline.config import ConfigError, JobConfig
+from m2fp_batch.pipeline.config import JobConfig, JobConfigError
 from m2fp_batch.pipeline.job import run_job
 from m2fp_batch.schema import output_schema
 
@@ -44,6 +44,11 @@ def _cfg(tiny_model_dir, src, out, **kw) -> JobConfig:
     return JobConfig.from_sources(None, base)
 
 
+def _run(cfg: JobConfig) -> dict:
+    """The job's summary as the dict it writes to ``_run.json``."""
+    return run_job(cfg).to_dict()
+
+
 def _rows(out) -> list[dict]:
     return pq.read_table(out).to_pylist()
 
@@ -54,7 +59,7 @@ def dir_job(tmp_path_factory, tiny_model_dir):
     src, out = root / "in", root / "out"
     expected = write_inputs(src)
     cfg = _cfg(tiny_model_dir, src, out)
-    summary = run_job(cfg)
+    summary = _run(cfg)
     return cfg, src, out, expected, summary
 
 
@@ -87,6 +92,7 @@ def test_directory_gives_one_row_per_file(dir_job):
             kinds[k] = kinds.get(k, 0) + 1
     assert summary["error_kinds"] == kinds
     saved = json.loads((out / "_run.json").read_text())
+    assert saved == json.loads(json.dumps(summary))  # the returned summary is what the file holds
     assert saved["status"] == summary["status"] and saved["provenance"]["checkpoint_sha256"]
     assert saved["run"]["images_per_s"] > 0
     assert len(list((out / "_stats").glob("shard-*.json"))) == summary["shards"]["total"]
@@ -94,13 +100,13 @@ def test_directory_gives_one_row_per_file(dir_job):
 
 def test_rerun_resumes_and_appends_new_inputs(dir_job, tiny_model_dir):
     cfg, src, out, expected, _ = dir_job
-    again = run_job(cfg)
+    again = _run(cfg)
     assert again["run"]["labelled_this_run"] == 0 and again["rows"] == len(expected)
     # a shard without its stats file counts as unfinished; a new photo becomes a new shard
     (out / "_stats" / "shard-00001.json").unlink()
     (src / "new" / "later.jpg").parent.mkdir()
     (src / "new" / "later.jpg").write_bytes(good_files()["good/photo.jpg"][0])
-    resumed = run_job(cfg)
+    resumed = _run(cfg)
     assert resumed["run"]["labelled_this_run"] == 8 + 1
     rows = _rows(out)
     ids = [r["image_id"] for r in rows]
@@ -124,7 +130,7 @@ def test_manifests_keep_passthrough_columns(tmp_path, tiny_model_dir):
         }
     )
     pq.write_table(manifest, tmp_path / "manifest.parquet")
-    summary = run_job(_cfg(tiny_model_dir, tmp_path / "manifest.parquet", tmp_path / "out"))
+    summary = _run(_cfg(tiny_model_dir, tmp_path / "manifest.parquet", tmp_path / "out"))
     assert summary["status"] == {"ok": 2, "error": 1} and summary["error_kinds"] == {"missing": 1}
     t = pq.read_table(tmp_path / "out")
     assert t.schema.field("rating").type == pa.int64() and t.schema.field("tags").type == pa.list_(pa.string())
@@ -137,13 +143,13 @@ def test_manifests_keep_passthrough_columns(tmp_path, tiny_model_dir):
     # CSV, custom uri column, ids derived from the uri
     csv = tmp_path / "list.csv"
     pacsv.write_csv(pa.table({"path": [str(imgs / "photo.jpg")], "source": ["web"]}), csv)
-    s2 = run_job(_cfg(tiny_model_dir, csv, tmp_path / "out_csv", uri_column="path"))
+    s2 = _run(_cfg(tiny_model_dir, csv, tmp_path / "out_csv", uri_column="path"))
     r = pq.read_table(tmp_path / "out_csv").to_pylist()
     assert s2["status"]["ok"] == 1 and r[0]["source"] == "web" and len(r[0]["image_id"]) == 20
     # resuming with settings that change rows is refused; --overwrite starts over
-    with pytest.raises(ConfigError, match="other settings"):
-        run_job(_cfg(tiny_model_dir, csv, tmp_path / "out_csv", uri_column="path", max_pixels=MAX_PIXELS * 2))
-    fresh = run_job(_cfg(tiny_model_dir, csv, tmp_path / "out_csv", uri_column="path", max_pixels=7, overwrite=True))
+    with pytest.raises(JobConfigError, match="other settings"):
+        _run(_cfg(tiny_model_dir, csv, tmp_path / "out_csv", uri_column="path", max_pixels=MAX_PIXELS * 2))
+    fresh = _run(_cfg(tiny_model_dir, csv, tmp_path / "out_csv", uri_column="path", max_pixels=7, overwrite=True))
     assert fresh["run"]["labelled_this_run"] == 1 and fresh["error_kinds"] == {"too_large": 1}
     assert pq.read_table(tmp_path / "out_csv").num_rows == 1
 

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pyarrow as pa
 import pytest
 from badfiles import MAX_PIXELS, MIN_SIDE, bad_files, good_files
@@ -10,6 +12,7 @@ from badfiles import MAX_PIXELS, MIN_SIDE, bad_files, good_files
 from m2fp_batch.pipeline.config import JobConfig
 from m2fp_batch.pipeline.worker import CrashLedger, Labeler
 from m2fp_batch.schema import SCHEMA, output_schema
+from m2fp_batch.settings import EngineSettings
 
 
 def _batch(items: list[tuple[str, bytes | None]]) -> pa.Table:
@@ -29,9 +32,13 @@ def _batch(items: list[tuple[str, bytes | None]]) -> pa.Table:
 
 
 @pytest.fixture(scope="module")
-def settings(tiny_model_dir):
-    cfg = JobConfig(input="x", output="y", model=str(tiny_model_dir), max_pixels=MAX_PIXELS, min_side=MIN_SIDE)
-    return {**cfg.to_dict(redact=False), "config_hash": cfg.config_hash()}
+def settings(tiny_model_dir) -> JobConfig:
+    engine = EngineSettings(model=str(tiny_model_dir), max_pixels=MAX_PIXELS, min_side=MIN_SIDE)
+    return JobConfig(input="x", output="y", engine=engine)
+
+
+def _with(cfg: JobConfig, **engine) -> JobConfig:
+    return dataclasses.replace(cfg, engine=dataclasses.replace(cfg.engine, **engine))
 
 
 def test_rows_for_good_bad_and_missing(settings):
@@ -53,7 +60,7 @@ def test_rows_for_good_bad_and_missing(settings):
     assert [r["caption"] for r in rows] == ["c0", "c1", "c2", "c3"]
     ok = rows[0]
     assert (ok["width"], ok["height"]) == (512, 512) and ok["num_persons"] == len(ok["persons"]) > 0
-    assert ok["checkpoint_sha256"] and ok["config_hash"] == settings["config_hash"]
+    assert ok["checkpoint_sha256"] and ok["config_hash"] == settings.engine.label_hash()
     assert ok["timings"]["forward_s"] > 0 and ok["timings"]["read_s"] == pytest.approx(0.001)
     assert rows[1]["persons"] is None and rows[1]["error"].startswith("the image data is truncated")
 
@@ -91,7 +98,7 @@ def test_skin_tone_uses_original_pixels_and_brightness_is_recorded(settings, tin
 
     buf = io.BytesIO()
     Image.fromarray(dark).save(buf, "PNG")
-    labeler = Labeler({**settings, "adaptive_brightness": True}, SCHEMA, None, threads=1)
+    labeler = Labeler(_with(settings, adaptive_brightness=True), SCHEMA, None, threads=1)
     row = labeler(_batch([("dark.png", buf.getvalue())]).drop_columns(["caption"])).to_pylist()[0]
     assert row["status"] == "ok" and row["brightened"] is True and row["brightness_factor"] == 1.5
     # the same parse by hand: the model saw the brightened image, skin tone the original pixels
@@ -117,10 +124,10 @@ def test_skin_tone_uses_original_pixels_and_brightness_is_recorded(settings, tin
 @pytest.mark.parametrize("forward_batch", [1, 2])
 def test_a_batch_is_labelled_forward_batch_photos_at_a_time(settings, forward_batch):
     """Only ``forward_batch`` decoded photos (and their full-size parses) are alive at once."""
-    labeler = Labeler({**settings, "forward_batch": forward_batch}, SCHEMA, None, threads=1)
+    labeler = Labeler(dataclasses.replace(settings, forward_batch=forward_batch), SCHEMA, None, threads=1)
     seen = []
-    parse = labeler.parser.parse
-    labeler.parser.parse = lambda images, **kw: seen.append(len(images)) or parse(images, **kw)
+    parse = labeler.core.parser.parse
+    labeler.core.parser.parse = lambda images, **kw: seen.append(len(images)) or parse(images, **kw)
     photo = good_files()["good/photo.jpg"][0]
     rows = labeler(_batch([(f"p{i}.jpg", photo) for i in range(5)]).drop_columns(["caption"])).to_pylist()
     assert [r["status"] for r in rows] == ["ok"] * 5

@@ -190,11 +190,11 @@ def test_export_rerun_replaces_and_bad_inputs_are_one_sentence(job_output, tmp_p
 
 
 def test_readme_training_loop_runs(job_output):
-    """The README's "Train on the labels" loop, as written, over the real job output."""
-    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
-    section = readme[readme.index("## Train on the labels") :]
+    """docs/training.md's "Your own trainer" loop, as written, over the real job output."""
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "training.md").read_text()
+    section = doc[doc.index("## Your own trainer: `ParsingDataset`") :]
     code = section[section.index("```python") + len("```python") : section.index("```", section.index("```python") + 9)]
     assert code.count('"OUT/"') == 1
     namespace: dict = {}
-    exec(compile(code.replace('"OUT/"', repr(str(job_output))), "README.md", "exec"), namespace)  # noqa: S102
+    exec(compile(code.replace('"OUT/"', repr(str(job_output))), "docs/training.md", "exec"), namespace)  # noqa: S102
     assert namespace["loss"].item() > 0

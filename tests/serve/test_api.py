@@ -4,6 +4,7 @@ in both formats; every bad-input kind of the job's corpus gets its 4xx and the s
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 
@@ -21,6 +22,7 @@ from m2fp_batch.pipeline.config import JobConfig
 from m2fp_batch.pipeline.worker import Labeler
 from m2fp_batch.schema import SCHEMA
 from m2fp_batch.serve.answers import HTTP_STATUS
+from m2fp_batch.settings import EngineSettings
 
 from .conftest import MAX_BODY_MB, MAX_SIZE, SHORT_EDGE, jpeg
 
@@ -39,11 +41,10 @@ def _png(array) -> bytes:
 @pytest.fixture(scope="module")
 def job_rows(tiny_model_dir) -> dict[str, dict]:
     """The job's rows for PHOTOS: its labelling stage on the same bytes, with the server's settings."""
-    cfg = JobConfig(
-        input="x", output="y", model=str(tiny_model_dir), max_pixels=MAX_PIXELS, min_side=MIN_SIDE,
-        short_edge=SHORT_EDGE, max_size=MAX_SIZE,
-    )  # fmt: skip
-    labeler = Labeler({**cfg.to_dict(redact=False), "config_hash": cfg.config_hash()}, SCHEMA, None, threads=1)
+    engine = EngineSettings(
+        model=str(tiny_model_dir), max_pixels=MAX_PIXELS, min_side=MIN_SIDE, short_edge=SHORT_EDGE, max_size=MAX_SIZE
+    )
+    labeler = Labeler(JobConfig(input="x", output="y", engine=engine), SCHEMA, None, threads=1)
     names = list(PHOTOS)
     batch = pa.table(
         {
@@ -102,6 +103,21 @@ def test_json_equals_the_job_row(server, job_rows, name):
     for p in row["persons"]:
         people |= rle.decode(p["mask"])
     np.testing.assert_array_equal(np.asarray(Image.open(io.BytesIO(mask_png))).astype(bool), people)
+
+
+@pytest.mark.parametrize("name", list(PHOTOS))
+def test_job_row_and_answer_carry_the_same_hash(server, job_rows, tiny_model_dir, name):
+    """Same photo, model and settings: the job's row and the service's answer have one ``config_hash``,
+    the hash of exactly the label settings (the service's other settings and the guards are not in it)."""
+    status, _, body = server.post(PHOTOS[name](), name=name)
+    assert status == 200, body[:500]
+    answer, row = json.loads(body), job_rows[name]
+    engine = EngineSettings(model=str(tiny_model_dir), short_edge=SHORT_EDGE, max_size=MAX_SIZE)
+    assert answer["model"]["config_hash"] == row["config_hash"] == engine.label_hash()
+    status, _, info = server.get("/api/info")
+    assert status == 200 and json.loads(info)["model"]["config_hash"] == row["config_hash"]
+    # the hash changes with a label setting
+    assert dataclasses.replace(engine, short_edge=SHORT_EDGE + 32).label_hash() != row["config_hash"]
 
 
 def test_image_formats_equal_the_job_row(server, job_rows):

@@ -1,0 +1,158 @@
+"""The engine's settings: one frozen dataclass shared by ``parse``, ``run``, ``serve`` and ``evaluate``.
+
+Torch-free (the service front end and the job's driver read it without loading the model). A setting
+is a field here, added to every subcommand by :func:`add_engine_arguments` with the same flag and
+meaning, validated once (``__post_init__``) and passed as this type across every boundary, Ray
+included. :meth:`EngineSettings.label_hash` is the ``config_hash`` of every row and every
+``/api/parse`` answer: the same photo, model and settings give the same hash in the job and the service.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, fields
+from typing import Any
+
+from m2fp_batch.decode import DEFAULT_MAX_PIXELS, MAX_SIZE, SHORT_EDGE
+from m2fp_batch.errors import UserError
+from m2fp_batch.storage import DEFAULT_MAX_BYTES
+
+__all__ = [
+    "DEFAULT_MODEL_ID",
+    "ENGINES",
+    "GUARD_FIELDS",
+    "LABEL_FIELDS",
+    "EngineSettings",
+    "SettingsError",
+    "add_engine_arguments",
+]
+
+DEFAULT_MODEL_ID = "damo/cv_resnet101_image-multiple-human-parsing"
+# Network-forward backends; preprocess and postprocess are shared by all of them.
+ENGINES = ("torch",)
+# The settings that change an ``ok`` row's labels: hashed by label_hash.
+LABEL_FIELDS = ("model", "revision", "engine", "short_edge", "max_size", "adaptive_brightness")
+# The decode guards: they decide which photos get labels (an error row instead), never the labels.
+GUARD_FIELDS = ("max_pixels", "min_side", "max_bytes")
+_POSITIVE = ("short_edge", "max_size", "max_pixels", "min_side", "max_bytes")
+
+
+class SettingsError(UserError, ValueError):
+    """A setting has a wrong value; the message names the setting, its flag and what is allowed."""
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+@dataclass(frozen=True)
+class EngineSettings:
+    """How a photo becomes labels: the model, the engine, the model input and the decode guards.
+
+    Attributes:
+        model: local model dir or ModelScope id.
+        revision: ModelScope revision (None: the hub's default).
+        trust_checkpoint: allow a checkpoint that needs full unpickling (it can run code).
+        engine: the network-forward backend (one of ``ENGINES``).
+        short_edge, max_size: the model input's resize (short side, long-side cap).
+        max_pixels, min_side, max_bytes: decode guards (an error row instead of labels).
+        adaptive_brightness: brighten dark photos for the model input only (skin tone uses the original).
+        threads: torch threads per engine (None: the caller's choice, see each subcommand's help).
+    """
+
+    model: str = DEFAULT_MODEL_ID
+    revision: str | None = None
+    trust_checkpoint: bool = False
+    engine: str = "torch"
+    short_edge: int = SHORT_EDGE
+    max_size: int = MAX_SIZE
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    min_side: int = 8
+    max_bytes: int = DEFAULT_MAX_BYTES
+    adaptive_brightness: bool = False
+    threads: int | None = None
+
+    def __post_init__(self) -> None:
+        if not self.model:
+            raise SettingsError("no model: pass --model DIR-or-ModelScope-id")
+        for name in _POSITIVE:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise SettingsError(f"{name} ({_flag(name)}) must be an integer >= 1, got {value!r}")
+        if self.threads is not None and (not isinstance(self.threads, int) or self.threads < 1):
+            raise SettingsError(f"threads (--threads) must be an integer >= 1, got {self.threads!r}")
+        if self.engine not in ENGINES:
+            raise SettingsError(f"engine (--engine) must be one of {', '.join(ENGINES)}; got {self.engine!r}")
+
+    def label_settings(self) -> dict[str, Any]:
+        """The settings that change an ``ok`` row's labels (``LABEL_FIELDS``)."""
+        return {k: getattr(self, k) for k in LABEL_FIELDS}
+
+    def guards(self) -> dict[str, int]:
+        """The decode guards (``GUARD_FIELDS``)."""
+        return {k: getattr(self, k) for k in GUARD_FIELDS}
+
+    def label_hash(self) -> str:
+        """sha256 (16 hex digits) of :meth:`label_settings`: the ``config_hash`` of rows and answers."""
+        blob = json.dumps(self.label_settings(), sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def names(cls) -> tuple[str, ...]:
+        return tuple(f.name for f in fields(cls))
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace, base: EngineSettings | None = None) -> EngineSettings:
+        """``base`` (default: the defaults) with every engine flag the user gave (flags default to None)."""
+        given = {k: v for k in cls.names() if (v := getattr(args, k, None)) is not None}
+        return dataclasses.replace(base or cls(), **given)
+
+
+_HELP = {
+    "model": "local model dir or ModelScope id (default: the official M2FP, {d})",
+    "revision": "ModelScope revision of --model (default: the hub's default)",
+    "trust_checkpoint": "allow a checkpoint that needs full unpickling (it can run code: only weights you trust)",
+    "engine": "network-forward backend, one of {choices} (default: {d})",
+    "short_edge": "model input short side in pixels (default: {d}, the official resize)",
+    "max_size": "model input long-side cap in pixels (default: {d}, the official resize)",
+    "max_pixels": "decode guard: a photo above this many pixels becomes a too_large error (default: {d})",
+    "min_side": "decode guard: a photo with a side below this becomes a too_small error (default: {d})",
+    "max_bytes": "decode guard: a file above this many bytes becomes a too_large error (default: {d})",
+    "adaptive_brightness": "brighten dark photos (mean HSV V < 80) for the model input only; skin tone uses the "
+    "original pixels",
+}
+
+
+def add_engine_arguments(
+    parser: argparse.ArgumentParser,
+    *,
+    guards: bool = True,
+    threads_help: str = "torch threads (default: torch's)",
+    base: EngineSettings | None = None,
+) -> None:
+    """The engine flags, each defaulting to None (unset: :meth:`EngineSettings.from_args` keeps the base value).
+
+    Args:
+        guards: add the decode guards (``--max-pixels``, ``--min-side``, ``--max-bytes``); off where the
+            subcommand reads photos through other guards (``evaluate`` reads labelled dirs).
+        threads_help: what ``--threads`` means in this subcommand (its default differs).
+        base: the subcommand's defaults, shown in the help (give the same to ``from_args``).
+    """
+    d = base or EngineSettings()
+    group = parser.add_argument_group("engine settings (the same flags in parse, run, serve and evaluate)")
+    for f in fields(EngineSettings):
+        if f.name in GUARD_FIELDS and not guards:
+            continue
+        text = threads_help if f.name == "threads" else _HELP[f.name]
+        text = text.format(d=getattr(d, f.name), choices=", ".join(ENGINES))
+        if f.type == "bool":
+            group.add_argument(_flag(f.name), action="store_true", default=None, help=text)
+        else:
+            kind = int if f.type.startswith("int") else str
+            group.add_argument(_flag(f.name), type=kind, default=None, help=text)

@@ -1,0 +1,100 @@
+"""EngineSettings: validated once, a hash over exactly the label settings, the same flags in every
+subcommand that labels photos, torch-free."""
+
+from __future__ import annotations
+
+import dataclasses
+import subprocess
+import sys
+
+import pytest
+
+from m2fp_batch.cli import build_parser
+from m2fp_batch.settings import GUARD_FIELDS, LABEL_FIELDS, EngineSettings, SettingsError
+
+CHANGED = {
+    "model": "other/model",
+    "revision": "v2",
+    "trust_checkpoint": True,
+    "short_edge": 512,
+    "max_size": 1000,
+    "max_pixels": 1000,
+    "min_side": 2,
+    "max_bytes": 1000,
+    "adaptive_brightness": True,
+    "threads": 3,
+}
+
+
+@pytest.mark.parametrize("name", sorted(CHANGED))
+def test_label_hash_covers_exactly_the_label_settings(name):
+    base = EngineSettings()
+    other = dataclasses.replace(base, **{name: CHANGED[name]})
+    assert (other.label_hash() != base.label_hash()) == (name in LABEL_FIELDS), name
+
+
+def test_every_field_is_a_label_setting_a_guard_or_how_to_run():
+    names = set(EngineSettings.names())
+    assert set(LABEL_FIELDS) | set(GUARD_FIELDS) | {"trust_checkpoint", "threads"} == names
+    assert set(CHANGED) | {"engine"} == names
+
+
+@pytest.mark.parametrize(
+    ("bad", "message"),
+    [
+        ({"short_edge": 0}, r"short_edge \(--short-edge\) must be an integer >= 1"),
+        ({"max_pixels": -1}, r"max_pixels \(--max-pixels\)"),
+        ({"threads": 0}, r"threads \(--threads\)"),
+        ({"engine": "tensorrt"}, r"engine \(--engine\) must be one of torch"),
+        ({"model": ""}, "no model"),
+        ({"max_size": True}, "max_size"),
+    ],
+)
+def test_validated_once_with_the_flag_named(bad, message):
+    with pytest.raises(SettingsError, match=message):
+        EngineSettings(**bad)
+
+
+ENGINE_FLAGS = ["--model", "--revision", "--trust-checkpoint", "--engine", "--short-edge", "--max-size", "--threads",
+                "--adaptive-brightness"]  # fmt: skip
+GUARD_FLAGS = ["--max-pixels", "--min-side", "--max-bytes"]
+
+
+def _options(command: str) -> dict[str, str]:
+    sub = next(a for a in build_parser(command)._actions if a.dest == "command").choices[command]
+    return {o: a.dest for a in sub._actions for o in a.option_strings}
+
+
+@pytest.mark.parametrize("command", ["parse", "run", "serve", "evaluate"])
+def test_the_same_engine_flags_in_every_subcommand(command):
+    opts = _options(command)
+    flags = ENGINE_FLAGS + (GUARD_FLAGS if command != "evaluate" else [])
+    for flag in flags:
+        assert opts.get(flag) == flag[2:].replace("-", "_"), (command, flag)
+    if command == "evaluate":  # it reads photos through the labelled dirs' own guards
+        assert not any(f in opts for f in GUARD_FLAGS)
+
+
+def test_one_meaning_per_flag():
+    """--out is the output everywhere (run keeps --output); --crop and --batch are training's."""
+    for command in ("parse", "run", "train"):
+        assert _options(command)["--out"] in ("out", "output"), command
+    assert _options("run")["--output"] == _options("run")["--out"]
+    train = _options("train")
+    assert "--crop" in train and "--batch" in train and "--short-edge" not in train and "--batch-size" not in train
+    assert "--batch-size" not in _options("parse") and _options("parse")["--max-batch"] == "max_batch"
+    assert _options("serve")["--max-batch"] == "max_batch"
+
+
+def test_from_args_keeps_the_base_for_flags_not_given():
+    parser = build_parser("serve")
+    args = parser.parse_args(["serve", "--short-edge", "320", "--adaptive-brightness"])
+    base = EngineSettings(max_pixels=1234)
+    got = EngineSettings.from_args(args, base=base)
+    assert got == dataclasses.replace(base, short_edge=320, adaptive_brightness=True)
+
+
+def test_settings_are_torch_free():
+    code = "import sys, m2fp_batch.settings, m2fp_batch.serve.settings; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
