@@ -20,8 +20,10 @@ from m2fp_batch.annotate.skin_tone import (
     SOURCE_DERIVED,
     SOURCE_MEASURED,
     SOURCES,
+    SkinTone,
     estimate_skin_tone,
     skin_mask_from_labels,
+    unknown_tone,
 )
 from m2fp_batch.labels import skin_tone_source
 from m2fp_batch.schema import SKIN_GROUPS
@@ -29,6 +31,7 @@ from m2fp_batch.schema import SKIN_GROUPS
 __all__ = ["count_sources", "derive_tone", "person_tones", "present_sources", "tone_fields"]
 
 UNKNOWN = SKIN_GROUPS[-1]
+TONE_FIELDS = tuple(SkinTone.__dataclass_fields__)  # every person's tone dict has exactly these keys
 
 
 def derive_tone(image: np.ndarray, semantic: np.ndarray, humans: np.ndarray, person_id: int) -> dict[str, Any]:
@@ -39,7 +42,7 @@ def derive_tone(image: np.ndarray, semantic: np.ndarray, humans: np.ndarray, per
     """
     ys, xs = np.nonzero(humans == person_id)
     if ys.size == 0:
-        return {"group": UNKNOWN, "pixels": 0, "source": SOURCE_DERIVED}
+        return unknown_tone(0, SOURCE_DERIVED).to_dict()
     y0, y1, x0, x1 = int(ys.min()), int(ys.max()) + 1, int(xs.min()), int(xs.max()) + 1
     mask = (humans[y0:y1, x0:x1] == person_id) & skin_mask_from_labels(semantic[y0:y1, x0:x1])
     return estimate_skin_tone(image[y0:y1, x0:x1], mask, source=SOURCE_DERIVED).to_dict()
@@ -53,6 +56,7 @@ def person_tones(
 ) -> list[dict[str, Any]]:
     """The skin tone of every person id 1..max(humans): the stored one where it holds a tone
     (:func:`m2fp_batch.labels.skin_tone_source`), else derived from the ground truth (:func:`derive_tone`).
+    Each is a dict of the :class:`SkinTone` fields (a field the data lacks is None).
 
     ``stored[k]`` is what the data holds for person id k + 1 (None: nothing).
     """
@@ -64,7 +68,7 @@ def person_tones(
         if source is None:
             out.append(derive_tone(image, semantic, humans, k + 1))
         else:
-            out.append({**dict(tone), "source": source})
+            out.append({f: tone.get(f) for f in TONE_FIELDS} | {"source": source})
     return out
 
 
