@@ -187,40 +187,31 @@ class ParsingDataset(torch.utils.data.Dataset):
         # PIL's buffer is read-only; a sample is the caller's to modify (and torch warns on read-only arrays)
         return image if image.flags.writeable else image.copy()
 
+    def _labelled(self, ref: SampleRef, semantic, humans, parts, stored: list) -> dict[str, Any]:
+        """A sample before its skin keys: the photo, the label maps and the tones the data holds."""
+        return {
+            "image": self._image(ref.uri, semantic.shape, ref.image_id),
+            "semantic": semantic.astype(np.int64),
+            "humans": humans,
+            "parts": parts,
+            "image_id": ref.image_id,
+            "stored_tones": stored,
+        }
+
     def _parquet_sample(self, ref: SampleRef) -> dict[str, Any]:
         row = self._table(ref.file).slice(ref.row, 1).to_pylist()[0]
         maps = label_maps(row)
-        return {
-            "image": self._image(ref.uri, maps.semantic.shape, ref.image_id),
-            "semantic": maps.semantic.astype(np.int64),
-            "humans": maps.humans,
-            "parts": maps.parts,
-            "image_id": ref.image_id,
-            "stored_tones": [p.get("skin_tone") for p in row.get("persons") or []],
-        }
+        stored = [p.get("skin_tone") for p in row.get("persons") or []]
+        return self._labelled(ref, maps.semantic, maps.humans, maps.parts, stored)
 
     def _cihp_sample(self, ref: SampleRef) -> dict[str, Any]:
         s = cihp.read_sample(self._cihp_root, ref.name, self._meta.get(ref.name))
-        return {
-            "image": self._image(ref.uri, s.semantic.shape, ref.image_id),
-            "semantic": s.semantic.astype(np.int64),
-            "humans": s.humans,
-            "parts": s.parts,
-            "image_id": ref.image_id,
-            "stored_tones": s.stored_tones,
-        }
+        return self._labelled(ref, s.semantic, s.humans, s.parts, s.stored_tones)
 
     def _coco_sample(self, ref: SampleRef) -> dict[str, Any]:
         assert self.coco is not None
         s = self.coco.sample(self.coco.images[ref.row])
-        return {
-            "image": self._image(ref.uri, s.semantic.shape, ref.image_id),
-            "semantic": s.semantic.astype(np.int64),
-            "humans": s.humans,
-            "parts": s.parts,
-            "image_id": ref.image_id,
-            "stored_tones": s.stored_tones,
-        }
+        return self._labelled(ref, s.semantic, s.humans, s.parts, s.stored_tones)
 
     def _with_tones(self, i: int, sample: dict[str, Any]) -> dict[str, Any]:
         """The sample's skin keys (:func:`m2fp_batch.data.skin.tone_fields`), derived tones cached per index."""
