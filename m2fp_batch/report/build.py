@@ -270,7 +270,7 @@ MONK_NOTE = (
     "(benchmarks/skin_tone_confusion.py), and classic colour estimators are near chance on the 10-tone "
     "scale in published tests: read it as a range, not a tone."
 )
-_HUE_FMT = {"median h*": lambda v: _num(v, 1), "*": str}
+_HUE_FMT = {"median h*": lambda v: _num(v, 1), "*": lambda v: str(int(v))}  # counts: ints
 _SOURCE_FMT = {"median skin pixels": lambda v: _num(v, 0), "10th pct skin pixels": lambda v: _num(v, 0), "*": str}
 
 

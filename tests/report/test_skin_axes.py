@@ -73,6 +73,7 @@ def test_tone_by_hue_sources_pixels_and_monk_range(tmp_path):
     for text in ("Tone &times; hue", "How the groups were obtained", "Monk Skin Tone", "&plusmn;1 tone"):
         assert text in html
     assert "## Tone x hue" in md and "| group | red | yellow | unknown | median h* |" in md
+    assert "| dark | 2 | 1 | 0 | 52.0 |" in md  # counts as integers, the group's median h*
     people = pd.read_csv(report.people_path)
     assert len(people) == len(PEOPLE) and list(people["source"].fillna("")) == [
         s or "not measured" for _, _, s, _ in PEOPLE
