@@ -29,7 +29,6 @@ import argparse
 import contextlib
 import io
 import json
-import logging
 import os
 import shutil
 import statistics
@@ -47,6 +46,7 @@ from PIL import Image
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from m2fp_batch.errors import configure_logging  # noqa: E402
 from m2fp_batch.inference import M2FPParser, load_image  # noqa: E402
 
 
@@ -191,7 +191,7 @@ def cluster_job(model: str, src: Path, out: Path, nodes: int, batch_size: int) -
         for _ in range(nodes - 1):
             stack.enter_context(ray_worker(gcs, env, num_cpus=1))
         cmd = [
-            sys.executable, "-m", "m2fp_batch.cli", "run", "--input", str(src), "--output", str(out),
+            sys.executable, "-m", "m2fp_batch.cli", "run", "--input", str(src), "--out", str(out),
             "--model", model, "--address", gcs, "--batch-size", str(batch_size), "--shard-size", "64",
             "--overwrite", "--set", "cpus_per_actor=1", "--set", f"min_actors={nodes}",
         ]  # fmt: skip
@@ -252,7 +252,7 @@ def main() -> int:
     ap.add_argument("--nodes", type=int, default=None, help="a Ray head plus NODES-1 nodes, 1 CPU each")
     ap.add_argument("--json", help="also write the results here")
     args = ap.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging()
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     # the pool's min_actors start before batches flow, so every layout runs at full size from its first rows
     os.environ.setdefault("RAY_DATA_DEFAULT_WAIT_FOR_MIN_ACTORS_S", "600")

@@ -55,7 +55,7 @@ def make_source(work: Path) -> Path:
     model = work / "tiny_model"
     subprocess.run([sys.executable, str(REPO / "tests" / "tiny_model.py"), str(model)], check=True, cwd=REPO)
     out = work / "job"
-    cmd = [sys.executable, "-m", "m2fp_batch.cli", "run", "--input", str(images), "--output", str(out)]
+    cmd = [sys.executable, "-m", "m2fp_batch.cli", "run", "--input", str(images), "--out", str(out)]
     subprocess.run([*cmd, "--model", str(model)], check=True, cwd=REPO)
     return out
 

@@ -1,8 +1,8 @@
 """Training speed and memory: images/s and peak RSS of the training loop (one process, no Ray
 overhead) for the tiny test config and the full-size architecture, on real photos.
 
-    python benchmarks/bench_train.py --config tiny --steps 6 --short-edge 128
-    python benchmarks/bench_train.py --config full --steps 3 --short-edge 512
+    python benchmarks/bench_train.py --config tiny --steps 6 --crop 128
+    python benchmarks/bench_train.py --config full --steps 3 --crop 512
 
 Each configuration runs in a fresh child process; the first step (warm-up) is not timed.
 """
@@ -71,20 +71,22 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--config", choices=["tiny", "full"], nargs="+", default=["tiny", "full"])
     ap.add_argument("--steps", type=int, default=3)
-    ap.add_argument("--short-edge", type=int, default=None, help="default: 128 tiny, 512 full")
-    ap.add_argument("--batch-size", type=int, default=2)
+    ap.add_argument(
+        "--crop", type=int, default=None, help="training crop, as train --crop (default: 128 tiny, 512 full)"
+    )
+    ap.add_argument("--batch", type=int, default=2, help="images per step, as train --batch")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--num-points", type=int, default=12544, help="points per mask (12544 = upstream)")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.child:
-        print(json.dumps(child(a.config[0], a.steps, a.short_edge, a.batch_size, a.threads, a.num_points)))
+        print(json.dumps(child(a.config[0], a.steps, a.crop, a.batch, a.threads, a.num_points)))
         return
     cpu = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
     print("cpu:", next((x.split(":", 1)[1].strip() for x in cpu.splitlines() if x.startswith("Model name")), "?"))
     print("load average:", open("/proc/loadavg").read().split()[:3])
     for cfg in a.config:
-        se = a.short_edge or (128 if cfg == "tiny" else 512)
+        se = a.crop or (128 if cfg == "tiny" else 512)
         cmd = [
             sys.executable,
             __file__,
@@ -93,10 +95,10 @@ def main() -> None:
             cfg,
             "--steps",
             str(max(2, a.steps)),
-            "--short-edge",
+            "--crop",
             str(se),
-            "--batch-size",
-            str(a.batch_size),
+            "--batch",
+            str(a.batch),
             "--threads",
             str(a.threads),
             "--num-points",

@@ -13,9 +13,9 @@ workstation with ``m2fp-batch review --dataset NAME --launch``).
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 
+from m2fp_batch.errors import configure_logging, run_command
 from m2fp_batch.review import cli
 
 
@@ -27,8 +27,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--launch is for a workstation: `m2fp-batch review --dataset NAME --launch`")
     if args.output is None:
         parser.error("the job output directory is required")
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    return cli.main(args)
+    configure_logging()
+    return run_command("review", lambda: cli.main(args))
 
 
 if __name__ == "__main__":

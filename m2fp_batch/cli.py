@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import logging
 import sys
 
 SUBCOMMANDS = {
@@ -21,6 +20,7 @@ SUBCOMMANDS = {
     "export": ("m2fp_batch.formats.cli", "export the labels as a CIHP-layout or COCO training dataset"),
     "serve": ("m2fp_batch.serve.cli", "the web page and POST /api/parse on Ray Serve"),
     "train": ("m2fp_batch.train.cli", "fine-tune M2FP on labelled dirs (Ray Train, skin-tone aware)"),
+    "export-model": ("m2fp_batch.inference.export_cli", "export the network to ONNX or OpenVINO IR (dynamic sizes)"),
     "evaluate": ("m2fp_batch.train.evaluate_cli", "mIoU overall, per class and per skin-tone group on labelled dirs"),
 }
 
@@ -41,10 +41,9 @@ def main(argv: list[str] | None = None) -> int:
     command = next((a for a in argv if a in SUBCOMMANDS), None)
     only = command if command and "-h" not in argv and "--help" not in argv[: argv.index(command)] else None
     args = build_parser(only).parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    from m2fp_batch.errors import run_command
+    from m2fp_batch.errors import configure_logging, run_command
+
+    configure_logging(args.verbose)
 
     return run_command(
         args.command,

@@ -17,6 +17,8 @@ import warnings
 import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
+from m2fp_batch.errors import UserError
+
 # PIL's decompression-bomb limit: the job's default max_pixels, and the readers' limit for an
 # output that does not record its own setting.
 DEFAULT_MAX_PIXELS = 89_478_485
@@ -34,7 +36,7 @@ _ALPHA = {"RGBA", "LA", "La", "RGBa", "PA", "P"}
 _SIXTEEN = {"I;16", "I;16B", "I;16L", "I;16N"}
 
 
-class ImageError(Exception):
+class ImageError(UserError):
     """An input that cannot become an RGB image; ``kind`` is the error class."""
 
     def __init__(self, kind: str, message: str) -> None:

@@ -6,8 +6,10 @@ model, unreachable storage, a refused resume) prints ``m2fp-batch CMD: <sentence
 other exception is a bug: one sentence asking for ``-v`` and exit 1. The traceback is printed
 only with ``-v``.
 
-The known error types are named here by their import path, so this module imports nothing of
-the package (``model/`` imports nothing of ours and cannot subclass :class:`UserError`).
+Our own user errors are the subclasses of :class:`UserError` (matched with ``isinstance``);
+the standard library's and pyarrow's errors that a user causes (a missing file, a file that is
+not Parquet) are listed in two small tables keyed by class. Logging is set up here too, once
+per process, by :func:`configure_logging`. This module imports nothing of the package.
 """
 
 from __future__ import annotations
@@ -16,56 +18,76 @@ import logging
 import sys
 import traceback
 from collections.abc import Callable
+from typing import ClassVar
 
-__all__ = ["EXIT_INTERRUPTED", "EXIT_USER_ERROR", "USER_ERRORS", "UserError", "run_command", "user_message"]
+__all__ = [
+    "EXIT_INTERRUPTED",
+    "EXIT_USER_ERROR",
+    "UserError",
+    "configure_logging",
+    "run_command",
+    "user_message",
+]
 
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
 MAX_MESSAGE = 600
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 log = logging.getLogger("m2fp_batch")
 
 
 class UserError(Exception):
-    """A failure the user can fix; ``str(e)`` is the sentence they read."""
+    """A failure the user can fix; ``prefix + str(e)`` is the sentence they read."""
+
+    prefix: ClassVar[str] = ""
 
 
-# "module.Class" -> prefix of the sentence (empty: the message speaks for itself).
-USER_ERRORS: dict[str, str] = {
-    "m2fp_batch.errors.UserError": "",
-    "m2fp_batch.pipeline.config.JobConfigError": "bad configuration: ",
-    "m2fp_batch.settings.SettingsError": "bad configuration: ",
-    "m2fp_batch.pipeline.inputs.InputError": "",
-    "m2fp_batch.pipeline.output.OutputError": "",
-    "m2fp_batch.storage.StorageError": "",
-    "m2fp_batch.inference.loading.ModelLoadError": "",
-    "m2fp_batch.model.build.ConfigError": "bad model configuration.json: ",
-    "m2fp_batch.model.checkpoint.CheckpointMismatchError": "",
-    "m2fp_batch.decode.ImageError": "",
-    "m2fp_batch.report.data.ReportError": "",
-    "m2fp_batch.review.masks.ReviewInputError": "",
-    "m2fp_batch.review.export.ExportError": "",
-    "m2fp_batch.labels.reader.LabelsError": "",
-    "m2fp_batch.labels.maps.MaskSizeError": "",
-    "m2fp_batch.formats.export.ExportError": "",
-    "m2fp_batch.train.run.TrainError": "",
-    "pyarrow.lib.ArrowInvalid": "a Parquet or CSV file cannot be read: ",
-    "pyarrow.lib.ArrowTypeError": "a Parquet or CSV file has an unexpected type: ",
-    "UnicodeDecodeError": "text that is not UTF-8: ",
-    "UnicodeEncodeError": "a name that cannot be encoded: ",
-    "FileNotFoundError": "no such file or directory: ",
-    "IsADirectoryError": "a directory where a file was expected: ",
-    "NotADirectoryError": "a file where a directory was expected: ",
-    "FileExistsError": "a file is in the way: ",
-    "PermissionError": "permission denied: ",
-    "TimeoutError": "timed out: ",
-    "ConnectionError": "cannot connect: ",
-    "OSError": "",
+# Standard-library errors a user causes -> prefix of the sentence (empty: the message speaks).
+BUILTIN_ERRORS: dict[type[BaseException], str] = {
+    UnicodeDecodeError: "text that is not UTF-8: ",
+    UnicodeEncodeError: "a name that cannot be encoded: ",
+    FileNotFoundError: "no such file or directory: ",
+    IsADirectoryError: "a directory where a file was expected: ",
+    NotADirectoryError: "a file where a directory was expected: ",
+    FileExistsError: "a file is in the way: ",
+    PermissionError: "permission denied: ",
+    TimeoutError: "timed out: ",
+    ConnectionError: "cannot connect: ",
+    OSError: "",
+}
+
+# pyarrow's, by (module, class): looked up among the imported modules, so that this module does
+# not import pyarrow (an exception of a module that is not imported cannot be raised).
+LIBRARY_ERRORS: dict[tuple[str, str], str] = {
+    ("pyarrow.lib", "ArrowInvalid"): "a Parquet or CSV file cannot be read: ",
+    ("pyarrow.lib", "ArrowTypeError"): "a Parquet or CSV file has an unexpected type: ",
 }
 
 
-def _key(cls: type) -> str:
-    return cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
+def configure_logging(verbose: bool = False) -> None:
+    """The one logging set-up: the CLI calls it once; so does each Ray Train worker process.
+
+    Our own loggers (``m2fp_batch.*``) speak at INFO, other libraries only from WARNING (a
+    fresh HOME's matplotlib font cache is not news); ``verbose`` turns everything to DEBUG.
+    """
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, format=LOG_FORMAT)
+    log.setLevel(logging.DEBUG if verbose else logging.INFO)
+
+
+def _foreign_prefix(exc: BaseException) -> str | None:
+    """The prefix for a standard-library or pyarrow user error, or None."""
+    library = {}
+    for (module, name), prefix in LIBRARY_ERRORS.items():
+        cls = getattr(sys.modules.get(module), name, None)
+        if isinstance(cls, type):
+            library[cls] = prefix
+    for cls in type(exc).__mro__:
+        if cls in library:
+            return library[cls]
+        if cls in BUILTIN_ERRORS:
+            return BUILTIN_ERRORS[cls]
+    return None
 
 
 def _one_sentence(text: str) -> str:
@@ -83,15 +105,15 @@ def _os_error_text(e: OSError) -> str:
 
 def user_message(exc: BaseException) -> str | None:
     """The sentence for a user error, or None when ``exc`` is not one (a bug)."""
-    for cls in type(exc).__mro__:
-        prefix = USER_ERRORS.get(_key(cls))
-        if prefix is None:
-            continue
-        body = _os_error_text(exc) if isinstance(exc, OSError) and cls is not UserError else str(exc)
-        if isinstance(exc, OSError) and prefix and body.lower().startswith(prefix.rstrip(": ").lower()):
-            prefix = ""
-        return _one_sentence(prefix + (body or type(exc).__name__))
-    return None
+    if isinstance(exc, UserError):
+        return _one_sentence(exc.prefix + (str(exc) or type(exc).__name__))
+    prefix = _foreign_prefix(exc)
+    if prefix is None:
+        return None
+    body = _os_error_text(exc) if isinstance(exc, OSError) else str(exc)
+    if isinstance(exc, OSError) and prefix and body.lower().startswith(prefix.rstrip(": ").lower()):
+        prefix = ""
+    return _one_sentence(prefix + (body or type(exc).__name__))
 
 
 def _stop_ray() -> None:

@@ -161,7 +161,13 @@ FIELDS: list[pa.Field] = [
     _f("model_revision", pa.string(), "ModelScope revision, when known"),
     _f("checkpoint_sha256", pa.string(), "sha256 of the checkpoint file", nullable=False),
     _f("package_version", pa.string(), "m2fp-batch version that wrote the row", nullable=False),
-    _f("config_hash", pa.string(), "sha256 of the job's effective config (first 16 hex digits)", nullable=False),
+    _f(
+        "config_hash",
+        pa.string(),
+        "sha256 (first 16 hex digits) of the settings that change labels (model, revision, engine, short_edge, "
+        "max_size, adaptive_brightness): equal in job rows and /api/parse answers of the same settings",
+        nullable=False,
+    ),
     _f("timings", TIMINGS, "seconds per stage for this image"),
 ]
 

@@ -15,6 +15,8 @@ from urllib.parse import urlparse
 
 import pyarrow.fs as pafs
 
+from m2fp_batch.errors import UserError
+
 S3_CONNECT_TIMEOUT_S = 5.0
 S3_REQUEST_TIMEOUT_S = 60.0
 S3_MAX_ATTEMPTS = 3
@@ -78,7 +80,7 @@ def is_s3(uri: str) -> bool:
     return uri.lower().startswith("s3://")
 
 
-class StorageError(ValueError):
+class StorageError(UserError, ValueError):
     """A uri this job cannot address (unsupported scheme); the message says which."""
 
 

@@ -87,7 +87,7 @@ def main() -> int:
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
     m2fp = [sys.executable, "-m", "m2fp_batch.cli"]
     subprocess.run(
-        [*m2fp, "run", "--input", str(work / "images"), "--output", str(work / "out"), "--model", model]
+        [*m2fp, "run", "--input", str(work / "images"), "--out", str(work / "out"), "--model", model]
         + ["--num-cpus", "2", "--set", "adaptive_brightness=true"],
         check=True,
         env=env,

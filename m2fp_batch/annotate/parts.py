@@ -20,6 +20,14 @@ from m2fp_batch.decode import STRIP_PIXELS
 
 
 class PersonLike(Protocol):
+    """The person every function of ``annotate/`` takes (the one definition; render.py imports it).
+
+    The engine's :class:`m2fp_batch.inference.types.Person` is one. ``bbox``: (x0, y0, x1, y1)
+    end-exclusive, in image pixels; ``mask``: the person's pixels inside ``bbox`` (bool);
+    ``part_map``: the class id of each of those pixels (0 outside the person). Rows read back from
+    Parquet are :class:`m2fp_batch.labels.DecodedPerson` (full-image masks), a different boundary.
+    """
+
     bbox: tuple[int, int, int, int]
     mask: np.ndarray
     part_map: np.ndarray

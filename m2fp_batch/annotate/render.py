@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import io
 from collections.abc import Iterable
-from typing import Protocol
 
 import numpy as np
 from PIL import Image
 
 from m2fp_batch.annotate.palette import PALETTE, colorize
+from m2fp_batch.annotate.parts import PersonLike
 
 __all__ = [
     "RENDER_KINDS",
@@ -30,11 +30,6 @@ __all__ = [
 
 # What `parse` writes per photo and `POST /api/parse` returns for format=image|overlay|people.
 RENDER_KINDS = ("parse", "overlay", "people")
-
-
-class PersonLike(Protocol):
-    bbox: tuple[int, int, int, int]
-    mask: np.ndarray
 
 
 def parse_image(semantic: np.ndarray, palette: np.ndarray = PALETTE) -> np.ndarray:

@@ -32,22 +32,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    """Run ``m2fp-batch export``; 0 on success, 1 when some photos could not be read, 2 on bad input."""
-    from m2fp_batch.formats.export import ExportError, export
-    from m2fp_batch.labels import LabelsError
+    """Run ``m2fp-batch export``; 0 on success, 1 when some photos could not be read (errors: m2fp_batch.errors)."""
+    from m2fp_batch.formats.export import FormatExportError, export
 
     if args.include_errors != "no":
-        print(
-            "m2fp-batch export: --include-errors accepts only 'no': error rows have no labels to export "
-            "(they are skipped and counted in export.json)",
-            file=sys.stderr,
+        raise FormatExportError(
+            "--include-errors accepts only 'no': error rows have no labels to export "
+            "(they are skipped and counted in export.json)"
         )
-        return 2
-    try:
-        summary = export(args.source, args.out, args.format, args.split)
-    except (ExportError, LabelsError) as e:
-        print(f"m2fp-batch export: {e}", file=sys.stderr)
-        return 2
+    summary = export(args.source, args.out, args.format, args.split)
     print(json.dumps(asdict(summary)))
     if summary.unreadable_images:
         print(

@@ -21,13 +21,14 @@ from pathlib import Path
 from typing import Any
 
 from m2fp_batch.decode import DEFAULT_MAX_PIXELS, ImageError, decode_image
+from m2fp_batch.errors import UserError
 from m2fp_batch.formats import cihp, coco
 from m2fp_batch.labels import LabelSource, label_maps, open_labels
 from m2fp_batch.labels.reader import REJECTED, REVIEW_STATUS, check_version
 from m2fp_batch.schema import STATUS_OK
 from m2fp_batch.storage import DEFAULT_MAX_BYTES, Filesystems
 
-__all__ = ["FORMATS", "SUMMARY_FILE", "ExportError", "ExportSummary", "export"]
+__all__ = ["FORMATS", "SUMMARY_FILE", "ExportSummary", "FormatExportError", "export"]
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +41,7 @@ PERSON_COLUMNS = (*IMAGE_COLUMNS, "persons")
 ROW_COLUMNS = (*PERSON_COLUMNS, "semantic")
 
 
-class ExportError(ValueError):
+class FormatExportError(UserError, ValueError):
     """The export cannot start (bad source, bad --out, bad split); the message says why."""
 
 
@@ -79,13 +80,13 @@ class _Progress:
 
 def _check_out(out: Path, source: LabelSource) -> None:
     if out.exists() and not out.is_dir():
-        raise ExportError(f"--out {out} is a file: give a directory")
+        raise FormatExportError(f"--out {out} is a file: give a directory")
     if out.is_dir() and any(out.iterdir()) and not (out / SUMMARY_FILE).is_file():
-        raise ExportError(f"--out {out} exists and is not an m2fp-batch export: choose a new or empty directory")
+        raise FormatExportError(f"--out {out} exists and is not an m2fp-batch export: choose a new or empty directory")
     if "://" not in source.uri:
         src = Path(source.root).resolve()
         if out == src or src in out.parents:
-            raise ExportError(f"--out {out} is inside the source {src}: choose a directory outside it")
+            raise FormatExportError(f"--out {out} is inside the source {src}: choose a directory outside it")
 
 
 def _rows(
@@ -164,14 +165,14 @@ def export(source: str | Path, out: str | Path, fmt: str, split: str = "train") 
     """Export the labels at ``source`` (local or ``s3://``) to the local dir ``out`` as ``fmt``.
 
     Raises:
-        ExportError: unknown format, bad split name, ``out`` is a file, someone else's directory
+        FormatExportError: unknown format, bad split name, ``out`` is a file, someone else's directory
             or inside the source.
         LabelsError: the source is not a job output / export-reviewed dir.
     """
     if fmt not in FORMATS:
-        raise ExportError(f"unknown format {fmt!r}: choose one of {', '.join(FORMATS)}")
+        raise FormatExportError(f"unknown format {fmt!r}: choose one of {', '.join(FORMATS)}")
     if not _SPLIT.match(split):
-        raise ExportError(f"split name {split!r} must be letters, digits, '_', '-' or '.' (e.g. train, val)")
+        raise FormatExportError(f"split name {split!r} must be letters, digits, '_', '-' or '.' (e.g. train, val)")
     t0 = time.perf_counter()
     labels = open_labels(source)
     out = Path(out).expanduser().resolve()

@@ -17,7 +17,6 @@ from m2fp_batch.annotate.render import RENDER_KINDS, render_png
 from m2fp_batch.decode import ImageError
 from m2fp_batch.errors import UserError
 from m2fp_batch.inference.engine import M2FPParser
-from m2fp_batch.inference.loading import ModelLoadError
 from m2fp_batch.inference.raw import write_raw
 from m2fp_batch.labelling import decode, model_input
 from m2fp_batch.settings import EngineSettings, add_engine_arguments
@@ -96,17 +95,13 @@ def main(args: argparse.Namespace) -> int:
     if not paths:
         log.error("none of the %d input(s) could be read: nothing to parse", len(args.images))
         return 1
-    try:
-        parser = M2FPParser.from_settings(
-            settings,
-            max_batch=args.max_batch,
-            cache_dir=args.cache_dir,
-            fast_backbone=args.fast_backbone,
-            torch_compile=args.compile,
-        )
-    except ModelLoadError as e:
-        log.error("%s", e)
-        return 2
+    parser = M2FPParser.from_settings(
+        settings,
+        max_batch=args.max_batch,
+        cache_dir=args.cache_dir,
+        fast_backbone=args.fast_backbone,
+        torch_compile=args.compile,
+    )
     out.mkdir(parents=True, exist_ok=True)
     inputs = [model_input(img, settings)[0] for img in images]
     results = parser.parse(inputs, keep_pred_masks=args.raw_pred_masks)

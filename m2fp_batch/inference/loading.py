@@ -14,6 +14,7 @@ from pathlib import Path
 
 import torch
 
+from m2fp_batch.errors import UserError
 from m2fp_batch.model import M2FP, M2FPConfig, build_m2fp
 from m2fp_batch.model.checkpoint import load_weights
 from m2fp_batch.settings import DEFAULT_MODEL_ID
@@ -25,7 +26,7 @@ CONFIG_NAME = "configuration.json"
 HUB_PROBE_TIMEOUT_S = 5.0
 
 
-class ModelLoadError(RuntimeError):
+class ModelLoadError(UserError, RuntimeError):
     """The model cannot be found, downloaded or loaded; the message says what to do."""
 
 
@@ -47,6 +48,15 @@ class ModelInfo:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """What :func:`load_model` returns: the network (eval mode), its configuration, its provenance."""
+
+    net: M2FP
+    config: M2FPConfig
+    info: ModelInfo
 
 
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 22) -> str:
@@ -191,7 +201,7 @@ def load_model(
     revision: str | None = None,
     cache_dir: str | None = None,
     trust_checkpoint: bool = False,
-) -> tuple[M2FP, M2FPConfig, ModelInfo]:
+) -> LoadedModel:
     """Build the network from the model dir's configuration and load its weights (eval mode).
 
     Unexpected checkpoint keys are logged as a warning; missing or mis-shaped keys raise.
@@ -221,4 +231,4 @@ def load_model(
         config_sha256=cfg_sha,
         unexpected_keys=report.unexpected,
     )
-    return net, cfg, info
+    return LoadedModel(net, cfg, info)

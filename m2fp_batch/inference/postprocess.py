@@ -22,11 +22,13 @@ the mean mask probability is at most 1), so the others are skipped.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import torch
 from torch.nn import functional as F
 
+from m2fp_batch.annotate.parts import mask_bbox
 from m2fp_batch.inference.types import InstanceSet, Person
 
 PART_SCORE_THR = 0.1  # parts kept at score >= 0.1
@@ -169,6 +171,51 @@ def _score_query(up: MaskUpsampler, q: int, box: Box, cache: _BandCache) -> _Sco
     return _Scored(box, score, np.concatenate(runs).astype(np.int64))
 
 
+@dataclass(frozen=True)
+class InstanceParsing:
+    """What :func:`parse_instances` returns: the semantic parse and the two instance sets."""
+
+    semantic: np.ndarray  # (H, W) uint8 class ids
+    semantic_score: np.ndarray | None  # (H, W) float32 max semantic probability, or None
+    parts: InstanceSet
+    humans: InstanceSet
+
+
+class _Entry(NamedTuple):
+    """A top-k (query, class) pair: its rank, class, query and score (class prob x mask score)."""
+
+    rank: int
+    label: int
+    query: int
+    score: float
+
+
+def _candidates(pred_logits: torch.Tensor, min_thr: float, topk: int) -> list[_Entry]:
+    """The top-k (query, class) pairs whose class probability can reach ``min_thr``; score = that prob."""
+    q_count, k1 = pred_logits.shape
+    k = k1 - 1
+    scores = F.softmax(pred_logits.float(), dim=-1)[:, :-1]
+    vals, idx = scores.flatten().topk(min(topk, q_count * k), sorted=True)
+    labels = idx % k
+    queries = idx // k
+    relevant = (vals >= min_thr * (1 - 1e-4)).nonzero().flatten().tolist()
+    return [_Entry(i, int(labels[i]), int(queries[i]), float(np.float32(vals[i]))) for i in relevant]
+
+
+def _instance_set(sel: list[_Entry], scored: dict[int, _Scored], image_size: tuple[int, int]) -> InstanceSet:
+    """The selected entries as an :class:`InstanceSet` (their queries' boxes and runs)."""
+    if not sel:
+        return InstanceSet.empty(image_size)
+    boxes = [scored[e.query].box for e in sel]
+    return InstanceSet(
+        np.array([e.label for e in sel], np.int64),
+        np.array([e.score for e in sel], np.float64),
+        np.array([(b.y0, b.y1, b.x0, b.x1) for b in boxes], np.int64).reshape(-1, 4),
+        tuple(scored[e.query].toggles for e in sel),
+        image_size,
+    )
+
+
 def parse_instances(
     pred_logits: torch.Tensor,
     pred_masks: torch.Tensor,
@@ -178,7 +225,7 @@ def parse_instances(
     ins_score_thr: float,
     keep_semantic_score: bool = True,
     topk: int = TOPK,
-) -> tuple[np.ndarray, np.ndarray | None, InstanceSet, InstanceSet]:
+) -> InstanceParsing:
     """M2FP's ``instance_parsing_inference`` and semantic paste.
 
     Args:
@@ -188,53 +235,30 @@ def parse_instances(
         image_size: (H, W) of the original image.
         num_parsing: parsing classes (labels 0..num_parsing-1; label num_parsing = human).
         ins_score_thr: instances at or above this score are pasted into the semantic map.
-
-    Returns:
-        semantic label (H, W) uint8, semantic max probability (H, W) float32 or None,
-        part instances, human instances.
     """
-    q_count, k1 = pred_logits.shape
-    k = k1 - 1
     image_size = (int(image_size[0]), int(image_size[1]))
-    scores = F.softmax(pred_logits.float(), dim=-1)[:, :-1]
-    vals, idx = scores.flatten().topk(min(topk, q_count * k), sorted=True)
-    labels = idx % k
-    queries = idx // k
-    min_thr = min(PART_SCORE_THR, HUMAN_SCORE_THR, ins_score_thr)
-    relevant = (vals >= min_thr * (1 - 1e-4)).nonzero().flatten().tolist()
+    candidates = _candidates(pred_logits, min(PART_SCORE_THR, HUMAN_SCORE_THR, ins_score_thr), topk)
     up = MaskUpsampler(pred_masks, input_size, image_size)
-
     cache = _BandCache()
     scored: dict[int, _Scored] = {}
-    for q in sorted({int(queries[i]) for i in relevant}):
+    for q in sorted({e.query for e in candidates}):
         box = up.box(q)
         if box is not None:  # else no positive logit anywhere: an empty mask, score 0
             scored[q] = _score_query(up, q, box, cache)
-
-    entries = []  # (topk rank, label, query, score)
-    for i in relevant:
-        q = int(queries[i])
-        mask_score = scored[q].score if q in scored else 0.0
-        entries.append((i, int(labels[i]), q, float(np.float32(vals[i]) * np.float32(mask_score))))
-
-    def make_set(sel: list[tuple[int, int, int, float]]) -> InstanceSet:
-        if not sel:
-            return InstanceSet.empty(image_size)
-        boxes = [scored[e[2]].box for e in sel]
-        return InstanceSet(
-            np.array([e[1] for e in sel], np.int64),
-            np.array([e[3] for e in sel], np.float64),
-            np.array([(b.y0, b.y1, b.x0, b.x1) for b in boxes], np.int64).reshape(-1, 4),
-            tuple(scored[e[2]].toggles for e in sel),
-            image_size,
-        )
-
+    entries = [
+        e._replace(score=float(np.float32(e.score) * np.float32(scored[e.query].score if e.query in scored else 0.0)))
+        for e in candidates
+    ]
     # kept instances have score > 0, so a non-empty mask (an entry in ``scored``)
-    parts = make_set([e for e in entries if 0 < e[1] < num_parsing and e[3] >= PART_SCORE_THR])
-    humans = make_set([e for e in entries if e[1] == num_parsing and e[3] > HUMAN_SCORE_THR])
-    pasted = [(label, q, s) for _, label, q, s in entries if s >= ins_score_thr and q in scored]
+    parts = _instance_set(
+        [e for e in entries if 0 < e.label < num_parsing and e.score >= PART_SCORE_THR], scored, image_size
+    )
+    humans = _instance_set(
+        [e for e in entries if e.label == num_parsing and e.score > HUMAN_SCORE_THR], scored, image_size
+    )
+    pasted = [(e.label, e.query, e.score) for e in entries if e.score >= ins_score_thr and e.query in scored]
     label_map, best = _semantic_paste(pasted, up, scored, cache, image_size, num_parsing, keep_semantic_score)
-    return label_map.numpy(), (best.numpy() if best is not None else None), parts, humans
+    return InstanceParsing(label_map.numpy(), best.numpy() if best is not None else None, parts, humans)
 
 
 def _semantic_paste(
@@ -302,14 +326,14 @@ def persons_from(humans: InstanceSet, semantic: np.ndarray) -> list[Person]:
     out = []
     for i in range(len(humans)):
         (by0, _, bx0, _), m = humans.box_mask(i)
-        ys = np.flatnonzero(m.any(1))
-        xs = np.flatnonzero(m.any(0))
-        if len(ys) == 0:
+        tight = mask_bbox(m)
+        if tight is None:
             bbox, crop = (0, 0, 0, 0), m[:0, :0]
         else:
-            crop = m[ys[0] : ys[-1] + 1, xs[0] : xs[-1] + 1]
+            cx0, cy0, cx1, cy1 = tight
+            crop = m[cy0:cy1, cx0:cx1]
             crop = crop if crop.shape == m.shape else crop.copy()  # not a view keeping the whole box
-            bbox = (bx0 + int(xs[0]), by0 + int(ys[0]), bx0 + int(xs[-1]) + 1, by0 + int(ys[-1]) + 1)
+            bbox = (bx0 + cx0, by0 + cy0, bx0 + cx1, by0 + cy1)
         x0, y0, x1, y1 = bbox
         out.append(
             Person(

@@ -19,6 +19,7 @@ import numpy as np
 from pycocotools import mask as mask_utils
 
 from m2fp_batch.annotate.palette import CIHP_CLASSES
+from m2fp_batch.errors import UserError
 from m2fp_batch.schema import SKIN_GROUPS, SKIN_SOURCES
 
 __all__ = [
@@ -44,7 +45,7 @@ __all__ = [
 UNKNOWN_SKIN = SKIN_GROUPS[-1]
 
 
-class MaskSizeError(ValueError):
+class MaskSizeError(UserError, ValueError):
     """A mask's size differs from the image it belongs to."""
 
 

@@ -24,6 +24,7 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from m2fp_batch.errors import UserError
 from m2fp_batch.labels.layout import CONFIG_FILE, SHARD_RE, STATS_DIR, committed_shards, export_files, list_dir
 from m2fp_batch.schema import STATUS_OK
 from m2fp_batch.storage import Filesystems, to_uri
@@ -54,7 +55,7 @@ OUTPUT_MARK_COLUMNS = ("schema_version", "image_id")
 log = logging.getLogger(__name__)
 
 
-class LabelsError(ValueError):
+class LabelsError(UserError, ValueError):
     """The labels cannot be read (missing dir, no shards, foreign file); the message says what to do."""
 
 

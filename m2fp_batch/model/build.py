@@ -10,6 +10,7 @@ from typing import Any
 
 from torch import nn
 
+from m2fp_batch.errors import UserError
 from m2fp_batch.model.backbone import BottleneckBlock, DeeplabResNet, DeepLabStem
 from m2fp_batch.model.layers import ConvNorm
 from m2fp_batch.model.m2fp import M2FP, M2FPHead
@@ -38,8 +39,10 @@ DEFORM_POINTS = 4
 DECODER_FEATURE_LEVELS = 3
 
 
-class ConfigError(ValueError):
+class ModelConfigError(UserError, ValueError):
     """configuration.json lacks a field or has a value the network cannot be built from."""
+
+    prefix = "bad model configuration.json: "
 
 
 @dataclass(frozen=True)
@@ -61,9 +64,9 @@ class M2FPConfig:
         model = cfg.get("model", cfg)
         missing = [k for k in ("backbone", "encoder", "decoder", "classes", "num_parsing") if k not in model]
         if missing:
-            raise ConfigError(f"configuration.json: the 'model' object lacks {missing}")
+            raise ModelConfigError(f"configuration.json: the 'model' object lacks {missing}")
         if model.get("single_human", False):
-            raise ConfigError(
+            raise ModelConfigError(
                 "configuration.json: single_human=true (the single-person M2FP model) is not "
                 "supported; use the multiple-human model damo/cv_resnet101_image-multiple-human-parsing"
             )
@@ -78,7 +81,7 @@ class M2FPConfig:
             extra={k: v for k, v in model.items() if k not in ("backbone", "encoder", "decoder")},
         )
         if len(c.classes) != c.decoder.get("num_classes"):
-            raise ConfigError(
+            raise ModelConfigError(
                 f"configuration.json: {len(c.classes)} class names but decoder.num_classes="
                 f"{c.decoder.get('num_classes')}"
             )
@@ -91,13 +94,13 @@ def _stage_blocks(bb: Mapping[str, Any]) -> tuple[int, ...]:
     try:
         return RESNET_BLOCKS[int(bb["depth"])]
     except KeyError as e:
-        raise ConfigError(f"backbone.depth={bb.get('depth')} is not one of {sorted(RESNET_BLOCKS)}") from e
+        raise ModelConfigError(f"backbone.depth={bb.get('depth')} is not one of {sorted(RESNET_BLOCKS)}") from e
 
 
 def build_backbone(bb: Mapping[str, Any]) -> DeeplabResNet:
     """DeepLab ResNet from the ``backbone`` object."""
     if bb.get("norm", "BN") != "BN":
-        raise ConfigError(f"backbone.norm={bb.get('norm')!r}: only 'BN' is supported")
+        raise ModelConfigError(f"backbone.norm={bb.get('norm')!r}: only 'BN' is supported")
     blocks_per_stage = _stage_blocks(bb)
     out_features = list(bb["out_features"])
     last_stage = max(STAGE_INDEX[f] for f in out_features)
@@ -179,9 +182,9 @@ def build_transformer_decoder(dec: Mapping[str, Any], in_channels: int) -> Multi
     """Masked-attention decoder from the ``decoder`` object."""
     hidden = int(dec["hidden_dim"])
     if in_channels != hidden or dec.get("enforce_input_project", False):
-        raise ConfigError("decoder input projection (conv_dim != hidden_dim) is not supported")
+        raise ModelConfigError("decoder input projection (conv_dim != hidden_dim) is not supported")
     if dec.get("pre_norm", False):
-        raise ConfigError("decoder.pre_norm=true is not supported (M2FP uses post-norm)")
+        raise ModelConfigError("decoder.pre_norm=true is not supported (M2FP uses post-norm)")
     nheads = int(dec["nheads"])
     n = int(dec["dec_layers"])
     return MultiScaleMaskedTransformerDecoder(
@@ -206,5 +209,5 @@ def build_m2fp(cfg: M2FPConfig | Mapping[str, Any]) -> M2FP:
         pixel_decoder = build_pixel_decoder(cfg.encoder, backbone.output_shape())
         predictor = build_transformer_decoder(cfg.decoder, int(cfg.encoder["conv_dim"]))
     except KeyError as e:
-        raise ConfigError(f"configuration.json lacks the architecture field {e}") from e
+        raise ModelConfigError(f"configuration.json lacks the architecture field {e}") from e
     return M2FP(backbone, M2FPHead(pixel_decoder, predictor), PIXEL_MEAN, PIXEL_STD, SIZE_DIVISIBILITY)

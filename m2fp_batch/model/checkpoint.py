@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 import torch
 
+from m2fp_batch.errors import UserError
+
 # Buffers the official checkpoint carries that carry no information at inference.
 IGNORED_SUFFIXES = ("num_batches_tracked",)
 
@@ -23,7 +25,7 @@ def remap_state_dict(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.
     return out
 
 
-class CheckpointMismatchError(ValueError):
+class CheckpointMismatchError(UserError, ValueError):
     """The checkpoint lacks weights the network needs, or has them in the wrong shape."""
 
 

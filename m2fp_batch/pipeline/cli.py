@@ -69,9 +69,8 @@ def entrypoint(argv: list[str] | None = None) -> int:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     add_arguments(parser)
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    from m2fp_batch.errors import run_command
+    from m2fp_batch.errors import configure_logging, run_command
+
+    configure_logging(args.verbose)
 
     return run_command("run", lambda: main(args), verbose=args.verbose)

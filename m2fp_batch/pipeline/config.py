@@ -29,6 +29,10 @@ KEY_ALIASES = {"model_revision": "revision"}
 class JobConfigError(UserError, ValueError):
     """A job setting is missing or wrong; the message says which and what to do."""
 
+    prefix = "bad configuration: "
+
+    prefix = "bad configuration: "
+
 
 @dataclass(frozen=True)
 class JobConfig:

@@ -19,6 +19,7 @@ import pyarrow.csv as pacsv
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from m2fp_batch.errors import UserError
 from m2fp_batch.storage import Filesystems, is_s3, normalize_uri, to_uri
 
 log = logging.getLogger(__name__)
@@ -33,7 +34,7 @@ READ_COLUMNS = ("data", "read_error", "read_error_kind", "read_s")
 MAX_ROWS_SHOWN = 5
 
 
-class InputError(ValueError):
+class InputError(UserError, ValueError):
     """The input cannot be listed (missing, empty, bad manifest); the message says why."""
 
 

@@ -45,8 +45,7 @@ def resolve_model(cfg: JobConfig) -> ModelInfo:
     from m2fp_batch.inference.loading import load_model
 
     engine = cfg.engine
-    net, _, info = load_model(engine.model, engine.revision, trust_checkpoint=engine.trust_checkpoint)
-    del net
+    info = load_model(engine.model, engine.revision, trust_checkpoint=engine.trust_checkpoint).info
     log.info("model %s: %s (checkpoint sha256 %s)", engine.model, info.model_dir, info.checkpoint_sha256[:16])
     return info
 

@@ -20,6 +20,7 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from m2fp_batch.errors import UserError
 from m2fp_batch.labels.layout import (
     CONFIG_FILE,
     INPUTS_FILE,
@@ -39,7 +40,7 @@ __all__ = ["OutputDir", "is_local"]
 log = logging.getLogger(__name__)
 
 
-class OutputError(ValueError):
+class OutputError(UserError, ValueError):
     """The output location cannot be used, or holds another job's files; the message says why."""
 
 

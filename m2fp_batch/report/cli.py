@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 
 log = logging.getLogger(__name__)
 
@@ -27,13 +26,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from m2fp_batch.report import ReportError, build_report
+    from m2fp_batch.report import build_report
 
-    try:
-        report = build_report(args.output, args.out, args.ground_truth)
-    except ReportError as e:
-        print(f"m2fp-batch report: {e}", file=sys.stderr)
-        return 2
+    report = build_report(args.output, args.out, args.ground_truth)
     n = report.numbers
     print(f"report: {report.html_path}")
     print(f"summary: {report.markdown_path}")

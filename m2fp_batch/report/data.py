@@ -24,6 +24,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from m2fp_batch.errors import UserError
 from m2fp_batch.labels import LabelsError, open_labels
 from m2fp_batch.schema import SKIN_SOURCES
 
@@ -32,17 +33,27 @@ COL_PERSONS = "persons"
 COL_SEMANTIC = "semantic"
 COL_BRIGHTNESS = "brightness_factor"  # image level: factor applied to the model input (1.0 none)
 PERSON_SKIN = "skin_tone"  # persons[].skin_tone struct (SkinTone fields)
-SKIN_FIELDS = ("group", "ita", "ita_category", "monk", "pixels", "confidence")
 IMAGE_COLUMNS = ("image_id", "status", "width", "height", "num_persons")
 NOT_MEASURED = "not measured"  # the source of a person whose struct holds no tone (v3 source null)
 
 
-class ReportError(Exception):
+class ReportError(UserError):
     """The job output cannot be reported on (missing files, wrong schema); the message says why."""
 
 
 @dataclass(frozen=True)
+class OutputTable:
+    """A job output as read: all its rows, its files and the job's settings (``_config.json``)."""
+
+    table: pa.Table  # semantic masks included only when asked for
+    files: tuple[str, ...]
+    settings: dict | None  # None when not recorded
+
+
+@dataclass(frozen=True)
 class JobOutput:
+    """A job output read and flattened for the report (see the module docstring)."""
+
     images: pd.DataFrame
     persons: pd.DataFrame
     parts: pd.DataFrame
@@ -52,8 +63,8 @@ class JobOutput:
     adaptive_brightness: bool | None  # the job's setting (_config.json); None when not recorded
 
 
-def read_table(directory: str | Path, with_semantic: bool = False) -> tuple[pa.Table, list[str], dict | None]:
-    """(all rows of the job output, its files, the job settings); ``semantic`` only when ``with_semantic``."""
+def read_table(directory: str | Path, with_semantic: bool = False) -> OutputTable:
+    """All rows of the job output, its files and the job settings; ``semantic`` only when ``with_semantic``."""
     try:
         source = open_labels(directory)
         tables = []
@@ -68,7 +79,7 @@ def read_table(directory: str | Path, with_semantic: bool = False) -> tuple[pa.T
         settings = source.job_settings()
     except LabelsError as e:
         raise ReportError(str(e)) from e
-    return pa.concat_tables(tables, promote_options="permissive"), list(source.files), settings
+    return OutputTable(pa.concat_tables(tables, promote_options="permissive"), tuple(source.files), settings)
 
 
 def _flatten(list_array: pa.Array) -> tuple[pa.Array, np.ndarray]:
@@ -163,11 +174,13 @@ def adaptive_brightness_setting(settings: dict | None) -> bool | None:
 
 def load_output(directory: str | Path, with_semantic: bool = False) -> JobOutput:
     """Read and flatten a job output directory."""
-    table, files, settings = read_table(directory, with_semantic=with_semantic)
-    images, persons, parts = flatten(table)
+    read = read_table(directory, with_semantic=with_semantic)
+    images, persons, parts = flatten(read.table)
     versions = (
-        tuple(sorted({int(v) for v in table.column("schema_version").to_pylist()}))
-        if "schema_version" in table.column_names
+        tuple(sorted({int(v) for v in read.table.column("schema_version").to_pylist()}))
+        if "schema_version" in read.table.column_names
         else ()
     )
-    return JobOutput(images, persons, parts, tuple(files), versions, table, adaptive_brightness_setting(settings))
+    return JobOutput(
+        images, persons, parts, read.files, versions, read.table, adaptive_brightness_setting(read.settings)
+    )

@@ -9,6 +9,7 @@ from urllib.parse import urlsplit
 import fiftyone as fo
 
 from m2fp_batch.review import connect_patiently
+from m2fp_batch.review.masks import ReviewInputError
 
 connect_patiently()
 
@@ -31,15 +32,17 @@ def launch(name: str, port: int = DEFAULT_PORT, view: str | None = None) -> fo.S
     """Open the App server for dataset ``name`` (optionally a saved view) on 127.0.0.1:``port``.
 
     Raises:
-        ValueError: no dataset of that name, or no saved view of that name.
+        ReviewInputError: no dataset of that name, or no saved view of that name.
     """
     if not fo.dataset_exists(name):
-        raise ValueError(f"no FiftyOne dataset named {name!r}: build it with `m2fp-batch review DIR --dataset {name}`")
+        raise ReviewInputError(
+            f"no FiftyOne dataset named {name!r}: build it with `m2fp-batch review DIR --dataset {name}`"
+        )
     ds = fo.load_dataset(name)
     target = ds
     if view:
         if view not in ds.list_saved_views():
-            raise ValueError(f"dataset {name!r} has no saved view {view!r} (views: {ds.list_saved_views()})")
+            raise ReviewInputError(f"dataset {name!r} has no saved view {view!r} (views: {ds.list_saved_views()})")
         target = ds.load_saved_view(view)
     session = fo.launch_app(target, remote=True, address=ADDRESS, port=port)
     log.info("FiftyOne App for %r on http://%s:%d (%s)", name, ADDRESS, port, database_description())

@@ -22,13 +22,12 @@ import logging
 import multiprocessing
 import os
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import fiftyone as fo
-from fiftyone import ViewField as F
 
 from m2fp_batch.annotate.palette import CIHP_CLASSES, hex_color
 from m2fp_batch.review import connect_patiently
@@ -42,6 +41,7 @@ from m2fp_batch.review.convert import (
     TAG_LOW_CONFIDENCE,
     TAG_REJECTED,
     TAG_REVIEWED,
+    SampleData,
     is_auto_tag,
     part_field_name,
     sample_data_star,
@@ -139,24 +139,24 @@ def label_fingerprint(sample: fo.Sample) -> str:
     return hashlib.sha1(json.dumps(parts).encode()).hexdigest()
 
 
-def sample_from_data(data: dict) -> fo.Sample:
+def sample_from_data(data: SampleData) -> fo.Sample:
     """A FiftyOne sample from :func:`.convert.sample_data`'s plain description."""
-    sample = fo.Sample(filepath=data["filepath"])
-    for k, v in data["fields"].items():
+    sample = fo.Sample(filepath=data.filepath)
+    for k, v in data.fields.items():
         sample[k] = fo.DynamicEmbeddedDocument(**v) if isinstance(v, dict) else v
-    sample.tags = list(data["tags"])
-    if data["size"] is not None:
-        w, h = data["size"]
+    sample.tags = list(data.tags)
+    if data.size is not None:
+        w, h = data.size
         sample.metadata = fo.ImageMetadata(width=w, height=h)
-    for k in ("parsing", "person_parts"):
-        sample[k] = None if data[k] is None else fo.Segmentation(mask_path=data[k])
-    if data["people"] is None:
+    sample["parsing"] = None if data.parsing is None else fo.Segmentation(mask_path=data.parsing)
+    sample["person_parts"] = None if data.person_parts is None else fo.Segmentation(mask_path=data.person_parts)
+    if data.people is None:
         sample["people"] = None
     else:
-        sample["people"] = fo.Detections(detections=[fo.Detection(**d) for d in data["people"]])
-    if data["part_stats"] is not None:
+        sample["people"] = fo.Detections(detections=[fo.Detection(**d) for d in data.people])
+    if data.part_stats is not None:
         doc = fo.DynamicEmbeddedDocument()
-        for name, stats in data["part_stats"].items():
+        for name, stats in data.part_stats.items():
             doc[name] = fo.DynamicEmbeddedDocument(**stats)
         sample["part_stats"] = doc
     sample["imported_labels"] = label_fingerprint(sample)
@@ -226,10 +226,10 @@ def configure_dataset(ds: fo.Dataset) -> None:
 def saved_views(ds: fo.Dataset) -> dict[str, tuple[fo.DatasetView, str]]:
     """Saved view name -> (view, description)."""
     views = {
-        VIEW_ERRORS: (ds.match(F("status") == STATUS_ERROR), "images the job could not label"),
+        VIEW_ERRORS: (ds.match(fo.ViewField("status") == STATUS_ERROR), "images the job could not label"),
         VIEW_LOW_CONFIDENCE: (ds.match_tags(TAG_LOW_CONFIDENCE), "a person or part score below the threshold"),
         VIEW_QUEUE: (
-            ds.match(F("status") == STATUS_OK)
+            ds.match(fo.ViewField("status") == STATUS_OK)
             .match_tags(list(REVIEW_TAGS), bool=False)
             .sort_by("review_priority", reverse=True),
             "not yet reviewed, most likely wrong first (review_priority)",
@@ -238,6 +238,94 @@ def saved_views(ds: fo.Dataset) -> dict[str, tuple[fo.DatasetView, str]]:
     for g, vname in VIEW_SKIN.items():
         views[vname] = (ds.match_tags(SKIN_TAG_PREFIX + g), f"images with a person of skin group '{g}'")
     return views
+
+
+@dataclass
+class _Import:
+    """One import's running state: the samples waiting to be written, and the counts."""
+
+    ds: fo.Dataset
+    existing: dict[str, list[str]]  # image_id -> tags, of the samples there before the import
+    batch_size: int
+    stats: BuildStats = field(default_factory=BuildStats)
+    new: list[fo.Sample] = field(default_factory=list)
+    updated: list[fo.Sample] = field(default_factory=list)
+
+    def keeps(self, image_id: str, overwrite_reviewed: bool) -> bool:
+        """Whether the sample is a reviewer's (tagged reviewed/rejected) and stays as it is."""
+        old_tags = self.existing.get(image_id)
+        return old_tags is not None and not overwrite_reviewed and any(t in REVIEW_TAGS for t in old_tags)
+
+    def add(self, data: SampleData) -> None:
+        """Queue one converted row (new, or an update keeping the reviewers' tags); write full batches."""
+        sample = sample_from_data(data)
+        self.stats.mask_files += data.files
+        self.stats.errors += data.fields["status"] != STATUS_OK
+        old_tags = self.existing.get(data.fields["image_id"])
+        if old_tags is None:
+            self.new.append(sample)
+        else:
+            sample.tags = [t for t in old_tags if not is_auto_tag(t)] + list(sample.tags)
+            self.updated.append(sample)
+        self.flush()
+
+    def flush(self, final: bool = False) -> None:
+        """Write the queued samples once a batch is full (all of them when ``final``)."""
+        if self.new and (final or len(self.new) >= self.batch_size):
+            self.ds.add_samples(self.new, dynamic=False, progress=False)
+            self.stats.added += len(self.new)
+            self.new.clear()
+        if self.updated and (final or len(self.updated) >= self.batch_size):
+            self.ds.merge_samples(self.updated, key_field="image_id", merge_lists=False, dynamic=False, progress=False)
+            self.stats.updated += len(self.updated)
+            self.updated.clear()
+
+
+def _pending(
+    source: mk.LabelSource, output_dir: Path, imp: _Import, overwrite_reviewed: bool, options: tuple
+) -> Iterator[tuple]:
+    """:func:`.convert.sample_data`'s arguments for every row to import (reviewers' samples skipped).
+
+    Raises:
+        mk.ReviewInputError: an image id appears twice.
+    """
+    seen: set[str] = set()
+    for path, row in mk.iter_rows(source):
+        iid = row["image_id"]
+        if iid in seen:
+            raise mk.ReviewInputError(f"image_id {iid!r} appears twice in {output_dir}: the ids must be unique")
+        seen.add(iid)
+        imp.stats.rows += 1
+        imp.stats.schema_versions.add(int(row["schema_version"]))
+        if imp.keeps(iid, overwrite_reviewed):
+            imp.stats.kept_reviewed += 1
+            continue
+        yield (row, str(Path(path).resolve()), *options)
+
+
+def _convert(jobs: Iterable[tuple], workers: int, consume: Callable[[SampleData], None]) -> None:
+    """Run :func:`.convert.sample_data` over ``jobs`` (in ``workers`` processes when > 1), in order."""
+    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) if workers > 1 else None
+    try:
+        for chunk in _chunks(jobs, 64 * workers):
+            for data in pool.map(sample_data_star, chunk, chunksize=8) if pool else map(sample_data_star, chunk):
+                consume(data)
+    finally:
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
+
+
+def _record_sources(ds: fo.Dataset, output_dir: Path, mask_dir: Path, versions: set[int], low_score: float) -> None:
+    """Add this import's source, mask dir, schema versions and threshold to ``ds.info``."""
+    info = dict(ds.info.get(INFO_KEY) or {})
+    sources = set(info.get("sources", [])) | {str(output_dir.resolve())}
+    info.update(
+        sources=sorted(sources),
+        mask_dir=str(mask_dir.resolve()),
+        schema_versions=sorted(set(info.get("schema_versions", [])) | versions),
+        low_score=low_score,
+    )
+    ds.info[INFO_KEY] = info
 
 
 def build_review_dataset(
@@ -272,74 +360,16 @@ def build_review_dataset(
     root = Path(image_root) if image_root else None
     ds = get_or_create_dataset(name)
     existing = dict(zip(*ds.values(["image_id", "tags"]), strict=True)) if len(ds) else {}
-    stats = BuildStats()
-    seen: set[str] = set()
-    new: list[fo.Sample] = []
-    upd: list[fo.Sample] = []
-
-    def flush(final: bool = False) -> None:
-        if new and (final or len(new) >= batch_size):
-            ds.add_samples(new, dynamic=False, progress=False)
-            stats.added += len(new)
-            new.clear()
-        if upd and (final or len(upd) >= batch_size):
-            ds.merge_samples(upd, key_field="image_id", merge_lists=False, dynamic=False, progress=False)
-            stats.updated += len(upd)
-            upd.clear()
-
-    def pending() -> Iterator[tuple]:
-        for path, row in mk.iter_rows(source):
-            iid = row["image_id"]
-            if iid in seen:
-                raise mk.ReviewInputError(f"image_id {iid!r} appears twice in {output_dir}: the ids must be unique")
-            seen.add(iid)
-            stats.rows += 1
-            stats.schema_versions.add(int(row["schema_version"]))
-            old_tags = existing.get(iid)
-            if old_tags is not None and not overwrite_reviewed and any(t in REVIEW_TAGS for t in old_tags):
-                stats.kept_reviewed += 1
-                continue
-            yield (row, str(Path(path).resolve()), mask_dir, root, low_score)
-
-    workers = max(1, workers if workers is not None else min(4, os.cpu_count() or 1))
-    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) if workers > 1 else None
-    try:
-        for chunk in _chunks(pending(), 64 * workers):
-            results = pool.map(sample_data_star, chunk, chunksize=8) if pool else map(sample_data_star, chunk)
-            for data in results:
-                sample = sample_from_data(data)
-                stats.mask_files += data["files"]
-                stats.errors += data["fields"]["status"] != STATUS_OK
-                old_tags = existing.get(data["fields"]["image_id"])
-                if old_tags is None:
-                    new.append(sample)
-                else:
-                    sample.tags = [t for t in old_tags if not is_auto_tag(t)] + list(sample.tags)
-                    upd.append(sample)
-                flush()
-    finally:
-        if pool is not None:
-            pool.shutdown(cancel_futures=True)
-    flush(final=True)
-    info = dict(ds.info.get(INFO_KEY) or {})
-    sources = set(info.get("sources", [])) | {str(output_dir.resolve())}
-    info.update(
-        sources=sorted(sources),
-        mask_dir=str(mask_dir.resolve()),
-        schema_versions=sorted(set(info.get("schema_versions", [])) | stats.schema_versions),
-        low_score=low_score,
-    )
-    ds.info[INFO_KEY] = info
+    imp = _Import(ds, existing, batch_size)
+    jobs = _pending(source, output_dir, imp, overwrite_reviewed, (mask_dir, root, low_score))
+    _convert(jobs, max(1, workers if workers is not None else min(4, os.cpu_count() or 1)), imp.add)
+    imp.flush(final=True)
+    _record_sources(ds, output_dir, mask_dir, imp.stats.schema_versions, low_score)
     # declare the people's attributes and the part_stats sub-fields once (filterable in the App),
     # instead of inferring them sample by sample during the import (the slow path of FiftyOne)
     ds.add_dynamic_sample_fields()
     create_query_indexes(ds)
     configure_dataset(ds)
-    stats.seconds = time.perf_counter() - t0
-    log.info("review dataset %r: %s", name, stats.to_dict())
-    return ds, stats
-
-
-def iter_image_ids(ds: fo.Dataset) -> Iterable[str]:
-    """The image ids of the dataset's samples."""
-    return ds.values("image_id")
+    imp.stats.seconds = time.perf_counter() - t0
+    log.info("review dataset %r: %s", name, imp.stats.to_dict())
+    return ds, imp.stats

@@ -11,7 +11,8 @@ import argparse
 import json
 import logging
 import signal
-import sys
+
+from m2fp_batch.errors import UserError
 
 log = logging.getLogger(__name__)
 
@@ -55,43 +56,35 @@ def _raise_keyboard_interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
-def main(args: argparse.Namespace) -> int:
-    """Run ``m2fp-batch review``; 0 on success, 2 on bad input."""
+def _check_arguments(args: argparse.Namespace) -> None:
+    """Refuse flag values that cannot work, before FiftyOne starts (raises :class:`UserError`)."""
     if args.output is None and not args.launch:
-        print("m2fp-batch review: give the job output DIR, or --launch to open an existing dataset", file=sys.stderr)
-        return 2
+        raise UserError("give the job output DIR, or --launch to open an existing dataset")
     if not 0.0 <= args.low_score <= 1.0:
-        print(f"m2fp-batch review: --low-score must be in [0, 1], got {args.low_score}", file=sys.stderr)
-        return 2
+        raise UserError(f"--low-score must be in [0, 1], got {args.low_score}")
     if not 0 < args.port < 65536:
-        print(f"m2fp-batch review: --port must be 1..65535, got {args.port}", file=sys.stderr)
-        return 2
-    from m2fp_batch.review.masks import ReviewInputError
+        raise UserError(f"--port must be 1..65535, got {args.port}")
 
+
+def main(args: argparse.Namespace) -> int:
+    """Run ``m2fp-batch review``; 0 on success (errors: :mod:`m2fp_batch.errors`)."""
+    _check_arguments(args)
     if args.output is not None:
         from m2fp_batch.review.build import build_review_dataset
 
-        try:
-            _, stats = build_review_dataset(
-                args.output,
-                args.dataset,
-                mask_dir=args.mask_dir,
-                image_root=args.image_root,
-                low_score=args.low_score,
-                overwrite_reviewed=args.overwrite_reviewed,
-            )
-        except ReviewInputError as e:
-            print(f"m2fp-batch review: {e}", file=sys.stderr)
-            return 2
+        _, stats = build_review_dataset(
+            args.output,
+            args.dataset,
+            mask_dir=args.mask_dir,
+            image_root=args.image_root,
+            low_score=args.low_score,
+            overwrite_reviewed=args.overwrite_reviewed,
+        )
         print(json.dumps({"dataset": args.dataset, **stats.to_dict()}))
     if args.launch:
         from m2fp_batch.review.app import launch
 
-        try:
-            session = launch(args.dataset, port=args.port, view=args.view)
-        except ValueError as e:
-            print(f"m2fp-batch review: {e}", file=sys.stderr)
-            return 2
+        session = launch(args.dataset, port=args.port, view=args.view)
         print(f"App: http://127.0.0.1:{args.port}/  (Ctrl-C to stop)", flush=True)
         # SIGTERM exits like Ctrl-C, so FiftyOne's exit handlers stop the App server process too
         signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)

@@ -8,12 +8,21 @@ sample is made from its result by :func:`m2fp_batch.review.build.sample_from_dat
 from __future__ import annotations
 
 from collections import defaultdict
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from m2fp_batch.annotate.palette import CIHP_CLASSES
-from m2fp_batch.labels import class_name, decode_persons, person_parts_map, semantic_map, skin_tone_source
+from m2fp_batch.labels import (
+    DecodedPerson,
+    class_name,
+    decode_persons,
+    person_parts_map,
+    semantic_map,
+    skin_tone_source,
+)
 from m2fp_batch.review import masks as mk
 from m2fp_batch.review.priority import parse_agreement, person_anomalies, review_priority, weighted_part_score
 from m2fp_batch.schema import STATUS_OK
@@ -89,7 +98,7 @@ def filepath(uri: str, image_root: Path | None) -> str:
     return str(p.resolve())
 
 
-def part_stats(persons: list[mk.DecodedPerson]) -> dict[str, dict]:
+def part_stats(persons: list[DecodedPerson]) -> dict[str, dict]:
     """Per part class over the image's people: pixels, share of the people's pixels, score, persons."""
     area: dict[int, int] = defaultdict(int)
     wscore: dict[int, float] = defaultdict(float)
@@ -114,21 +123,39 @@ def part_stats(persons: list[mk.DecodedPerson]) -> dict[str, dict]:
     }
 
 
-def sample_data(
-    row: dict,
-    source: str,
-    mask_dir: Path,
-    image_root: Path | None = None,
-    low_score: float = DEFAULT_LOW_SCORE,
-) -> dict:
-    """Describe the review sample of one job row (plain data) and write its mask PNGs.
+@dataclass
+class SampleData:
+    """One review sample in plain data (made in worker processes, so no FiftyOne objects).
 
-    Returns a dict with ``filepath``, ``fields`` (scalar sample fields), ``tags``, ``size``
-    ((W, H) or None), ``parsing`` / ``person_parts`` (PNG paths or None), ``people`` (keyword
-    arguments of one ``fo.Detection`` per person, or None), ``part_stats`` and ``files`` (PNGs written).
+    :func:`m2fp_batch.review.build.sample_from_data` turns it into the FiftyOne sample.
     """
+
+    filepath: str
+    fields: dict[str, Any]  # scalar sample fields (status, scores, review priority, skin summary)
+    tags: list[str] = field(default_factory=list)
+    size: tuple[int, int] | None = None  # (W, H); None for an error row
+    parsing: str | None = None  # PNG of the image-level parse
+    person_parts: str | None = None  # PNG of the people's part maps composed
+    people: list[dict[str, Any]] | None = None  # keyword arguments of one fo.Detection per person
+    part_stats: dict[str, dict] | None = None  # see :func:`part_stats`
+    files: int = 0  # PNG files written
+
+
+@dataclass(frozen=True)
+class _Person:
+    """One person's detection and what the sample-level fields need of it."""
+
+    detection: dict[str, Any]
+    part_score: float | None
+    anomalies: list
+    group: str | None
+    ita: float | None
+
+
+def _row_fields(row: dict, source: str) -> dict[str, Any]:
+    """The sample fields every row has, labelled or not."""
     version = int(row["schema_version"])
-    fields = {
+    return {
         "image_id": row["image_id"],
         "uri": row["uri"],
         "shard": row["shard"],
@@ -140,104 +167,112 @@ def sample_data(
         "source_parquet": source,
         "skin_tone_available": version >= 2,
     }
-    data = {
-        "filepath": filepath(row["uri"], image_root),
-        "fields": fields,
-        "tags": [],
-        "size": None,
-        "parsing": None,
-        "person_parts": None,
-        "people": None,
-        "part_stats": None,
-        "files": 0,
-    }
-    if row["status"] != STATUS_OK:
-        data["tags"] = [TAG_ERROR]
-        fields.update(review_priority=None, review_reasons=None)
-        return data
 
+
+def _optional(value: Any, kind: type) -> Any:
+    return None if value is None else kind(value)
+
+
+def _person(p: DecodedPerson, folder: Path, size: tuple[int, int], version: int) -> _Person:
+    """Write the person's mask PNG; describe its detection, part score, anomalies and skin tone."""
+    h, w = size
+    x0, y0, x1, y1 = p.bbox
+    mpath = folder / f"person_{p.index}.png"
+    mk.write_png(mpath, p.mask[y0:y1, x0:x1].astype(np.uint8) * 255)
+    pscore = weighted_part_score(p.part_areas, p.part_scores)
+    face = p.part_masks[p.part_ids.index(FACE_ID)] if FACE_ID in p.part_ids else None
+    measured = person_skin(p.row, version)
+    skin = measured or {}
+    group = None if measured is None else (skin.get("group") or "unknown")
+    ita = _optional(skin.get("ita"), float)
+    detection = {
+        "label": "person",
+        "bounding_box": [x0 / w, y0 / h, (x1 - x0) / w, (y1 - y0) / h],
+        "mask_path": str(mpath),
+        "confidence": p.score,
+        "person_id": int(p.row["person_id"]),
+        "area": int(p.row["area"]),
+        "parts": [class_name(i) for i in p.part_ids],
+        "part_score": pscore,
+        "skin_group": group,
+        "ita": ita,
+        "ita_category": skin.get("ita_category"),
+        "monk": _optional(skin.get("monk"), int),
+        "skin_confidence": _optional(skin.get("confidence"), float),
+        "hue": _optional(skin.get("hue"), float),
+        "skin_source": None if measured is None else skin_tone_source(skin),
+    }
+    return _Person(detection, pscore, person_anomalies(p.index, p.part_ids, face), group, ita)
+
+
+def _review_fields(row: dict, persons: list[DecodedPerson], people: list[_Person], agreement: float) -> dict[str, Any]:
+    """The fields a labelled row adds: review priority, lowest scores, brightness, skin summary."""
+    scores = [p.part_score for p in people]
+    prio = review_priority(
+        [p.score for p in persons], scores, 1.0 - agreement, [a for p in people for a in p.anomalies]
+    )
+    known = [s for s in scores if s is not None]
+    v2 = v2_columns(row)
+    groups = [p.group for p in people if p.group is not None]
+    itas = [p.ita for p in people if p.ita is not None]
+    return {
+        "parse_agreement": agreement,
+        "review_priority": prio.score,
+        "review_reasons": prio.reasons(),
+        "anomalies": list(prio.anomalies),
+        "min_person_score": min((p.score for p in persons), default=None),
+        "min_part_score": min(known, default=None),
+        "brightness_factor": _optional(v2["brightness_factor"], float),
+        "brightened": v2["brightened"],
+        "skin_tone_counts": v2["skin_tone_counts"],
+        "skin_groups": sorted(set(groups)) if int(row["schema_version"]) >= 2 else None,
+        "ita_mean": float(np.mean(itas)) if itas else None,
+    }
+
+
+def _tags(fields: dict[str, Any], low_score: float) -> list[str]:
+    """``skin:<group>`` per group present, ``low_confidence`` and ``brightened``."""
+    groups = fields["skin_groups"]
+    tags = [SKIN_TAG_PREFIX + g for g in groups] if groups is not None else []
+    mps, mqs = fields["min_person_score"], fields["min_part_score"]
+    if (mps is not None and mps < low_score) or (mqs is not None and mqs < low_score):
+        tags.append(TAG_LOW_CONFIDENCE)
+    if fields["brightened"]:
+        tags.append(TAG_BRIGHTENED)
+    return tags
+
+
+def sample_data(
+    row: dict,
+    source: str,
+    mask_dir: Path,
+    image_root: Path | None = None,
+    low_score: float = DEFAULT_LOW_SCORE,
+) -> SampleData:
+    """Describe the review sample of one job row (plain data) and write its mask PNGs."""
+    data = SampleData(filepath=filepath(row["uri"], image_root), fields=_row_fields(row, source))
+    if row["status"] != STATUS_OK:
+        data.tags = [TAG_ERROR]
+        data.fields.update(review_priority=None, review_reasons=None)
+        return data
     h, w = int(row["height"]), int(row["width"])
-    data["size"] = (w, h)
+    data.size = (w, h)
     folder = mk.mask_folder(mask_dir, row["image_id"])
     semantic = semantic_map(row, (h, w))
     persons = decode_persons(row)
     parts_map = person_parts_map(persons, (h, w))
-    data["parsing"] = str(folder / "parsing.png")
-    data["person_parts"] = str(folder / "person_parts.png")
-    mk.write_png(Path(data["parsing"]), semantic)
-    mk.write_png(Path(data["person_parts"]), parts_map)
-    files = 2
-
-    people, anomalies, per_person_part_score, groups, itas = [], [], [], [], []
-    for p in persons:
-        x0, y0, x1, y1 = p.bbox
-        mpath = folder / f"person_{p.index}.png"
-        mk.write_png(mpath, p.mask[y0:y1, x0:x1].astype(np.uint8) * 255)
-        files += 1
-        pscore = weighted_part_score(p.part_areas, p.part_scores)
-        per_person_part_score.append(pscore)
-        face = p.part_masks[p.part_ids.index(FACE_ID)] if FACE_ID in p.part_ids else None
-        anomalies += person_anomalies(p.index, p.part_ids, face)
-        skin = person_skin(p.row, version)
-        group = None if skin is None else (skin.get("group") or "unknown")
-        ita = None if skin is None or skin.get("ita") is None else float(skin["ita"])
-        if group is not None:
-            groups.append(group)
-        if ita is not None:
-            itas.append(ita)
-        people.append(
-            {
-                "label": "person",
-                "bounding_box": [x0 / w, y0 / h, (x1 - x0) / w, (y1 - y0) / h],
-                "mask_path": str(mpath),
-                "confidence": p.score,
-                "person_id": int(p.row["person_id"]),
-                "area": int(p.row["area"]),
-                "parts": [class_name(i) for i in p.part_ids],
-                "part_score": pscore,
-                "skin_group": group,
-                "ita": ita,
-                "ita_category": None if skin is None else skin.get("ita_category"),
-                "monk": None if skin is None or skin.get("monk") is None else int(skin["monk"]),
-                "skin_confidence": None
-                if skin is None or skin.get("confidence") is None
-                else float(skin["confidence"]),
-                "hue": None if skin is None or skin.get("hue") is None else float(skin["hue"]),
-                "skin_source": None if skin is None else skin_tone_source(skin),
-            }
-        )
-    data["people"] = people
-    data["part_stats"] = part_stats(persons)
-    data["files"] = files
-
-    agreement = parse_agreement(semantic, parts_map)
-    prio = review_priority([p.score for p in persons], per_person_part_score, 1.0 - agreement, anomalies)
-    known = [s for s in per_person_part_score if s is not None]
-    v2 = v2_columns(row)
-    factor = None if v2["brightness_factor"] is None else float(v2["brightness_factor"])
-    fields.update(
-        parse_agreement=agreement,
-        review_priority=prio.score,
-        review_reasons=prio.reasons(),
-        anomalies=list(prio.anomalies),
-        min_person_score=min((p.score for p in persons), default=None),
-        min_part_score=min(known, default=None),
-        brightness_factor=factor,
-        brightened=v2["brightened"],
-        skin_tone_counts=v2["skin_tone_counts"],
-        skin_groups=sorted(set(groups)) if version >= 2 else None,
-        ita_mean=float(np.mean(itas)) if itas else None,
-    )
-    tags = [SKIN_TAG_PREFIX + g for g in sorted(set(groups))] if version >= 2 else []
-    mps, mqs = fields["min_person_score"], fields["min_part_score"]
-    if (mps is not None and mps < low_score) or (mqs is not None and mqs < low_score):
-        tags.append(TAG_LOW_CONFIDENCE)
-    if v2["brightened"]:
-        tags.append(TAG_BRIGHTENED)
-    data["tags"] = tags
+    data.parsing, data.person_parts = str(folder / "parsing.png"), str(folder / "person_parts.png")
+    mk.write_png(Path(data.parsing), semantic)
+    mk.write_png(Path(data.person_parts), parts_map)
+    people = [_person(p, folder, (h, w), int(row["schema_version"])) for p in persons]
+    data.people = [p.detection for p in people]
+    data.part_stats = part_stats(persons)
+    data.files = 2 + len(people)
+    data.fields.update(_review_fields(row, persons, people, parse_agreement(semantic, parts_map)))
+    data.tags = _tags(data.fields, low_score)
     return data
 
 
-def sample_data_star(args: tuple) -> dict:
+def sample_data_star(args: tuple) -> SampleData:
     """:func:`sample_data` with its arguments as one tuple (for ``Executor.map``)."""
     return sample_data(*args)

@@ -34,7 +34,9 @@ import pyarrow.parquet as pq
 from PIL import Image
 
 from m2fp_batch.annotate import rle
+from m2fp_batch.annotate.parts import mask_bbox
 from m2fp_batch.annotate.skin_tone import SOURCE_REVIEWED
+from m2fp_batch.errors import UserError
 from m2fp_batch.labels import class_name
 from m2fp_batch.review import masks as mk
 from m2fp_batch.review.build import INFO_KEY, TAG_REJECTED, TAG_REVIEWED, label_fingerprint
@@ -46,7 +48,6 @@ STATUS_REVIEWED = "reviewed"
 STATUS_REJECTED = "rejected"
 STATUS_UNREVIEWED = "unreviewed"
 STATUS_NOT_IN_DATASET = "not_in_dataset"
-REVIEW_STATUSES = (STATUS_REVIEWED, STATUS_REJECTED, STATUS_UNREVIEWED, STATUS_NOT_IN_DATASET)
 REVIEW_FIELDS = [
     pa.field(
         "review_status",
@@ -71,7 +72,7 @@ UNKNOWN_SKIN_TONE = {
 }
 
 
-class ExportError(ValueError):
+class ReviewExportError(UserError, ValueError):
     """The dataset cannot be exported (message says what to fix)."""
 
 
@@ -97,7 +98,7 @@ def _label_mask(label, shape: tuple[int, int] | None = None) -> np.ndarray:
     """A Segmentation's or Detection's mask, inline or from its file."""
     m = label.mask if label.mask is not None else mk.read_png(label.mask_path) if label.mask_path else None
     if m is None:
-        raise ExportError(f"{type(label).__name__} {label.id} has neither mask nor mask_path")
+        raise ReviewExportError(f"{type(label).__name__} {label.id} has neither mask nor mask_path")
     m = np.asarray(m)
     if m.ndim == 3:
         m = m[..., 0]
@@ -171,7 +172,7 @@ def _persons(sample: fo.Sample, original: dict, shape: tuple[int, int]) -> list[
                     "label": class_name(label_id),
                     "area": int(m.sum()),
                     "fraction": float(m.sum() / area) if area else 0.0,
-                    "bbox": list(mk.bbox_of(m)),
+                    "bbox": list(mask_bbox(m)),
                     "score": prev["score"] if prev is not None and prev["mask"]["counts"] == enc["counts"] else None,
                     "mask": enc,
                 }
@@ -182,7 +183,7 @@ def _persons(sample: fo.Sample, original: dict, shape: tuple[int, int]) -> list[
         person.update(
             person_id=len(persons),
             score=float(det.confidence) if det.confidence is not None else ADDED_PERSON_SCORE,
-            bbox=list(mk.bbox_of(full) or (x0, y0, x0, y0)),
+            bbox=list(mask_bbox(full) or (x0, y0, x0, y0)),
             area=area,
             mask=rle.encode(full),
             parts=parts,
@@ -247,19 +248,19 @@ def export_reviewed(name: str, out_dir: str | Path, rows_per_file: int = 5000) -
     """Export the dataset ``name`` to ``out_dir`` (one Parquet file per source file, same name).
 
     Raises:
-        ExportError: no such dataset, it was not built by ``m2fp-batch review``, a source file is
+        ReviewExportError: no such dataset, it was not built by ``m2fp-batch review``, a source file is
             gone, or ``out_dir`` is inside the job output.
     """
     if not fo.dataset_exists(name):
-        raise ExportError(f"no FiftyOne dataset named {name!r} (datasets: {fo.list_datasets()})")
+        raise ReviewExportError(f"no FiftyOne dataset named {name!r} (datasets: {fo.list_datasets()})")
     ds = fo.load_dataset(name)
     info = ds.info.get(INFO_KEY)
     if not info:
-        raise ExportError(f"dataset {name!r} was not built by `m2fp-batch review` (no info.{INFO_KEY})")
+        raise ReviewExportError(f"dataset {name!r} was not built by `m2fp-batch review` (no info.{INFO_KEY})")
     out = Path(out_dir).resolve()
     for src in info["sources"]:
         if out == Path(src) or Path(src) in out.parents:
-            raise ExportError(f"--out {out} is inside the job output {src}: choose a directory outside it")
+            raise ReviewExportError(f"--out {out} is inside the job output {src}: choose a directory outside it")
     stats = ExportStats()
     stats.externalized_masks = externalize_inline_masks(ds, Path(info["mask_dir"]))
     sources = sorted(set(ds.distinct("source_parquet")))
@@ -268,7 +269,7 @@ def export_reviewed(name: str, out_dir: str | Path, rows_per_file: int = 5000) -
     for src in sources:
         path = Path(src)
         if not path.is_file():
-            raise ExportError(f"source file {path} of the dataset is gone: the export needs the job output")
+            raise ReviewExportError(f"source file {path} of the dataset is gone: the export needs the job output")
         schema = pq.read_schema(path)
         schema = pa.schema(list(schema) + REVIEW_FIELDS, metadata=schema.metadata)
         originals = {r["image_id"]: r for r in pq.read_table(path).to_pylist()}

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
+
+from m2fp_batch.errors import UserError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -26,16 +27,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    """Run ``m2fp-batch export-reviewed``; 0 on success, 2 on bad input."""
+    """Run ``m2fp-batch export-reviewed``; 0 on success (errors: :mod:`m2fp_batch.errors`)."""
     if args.rows_per_file < 1:
-        print("m2fp-batch export-reviewed: --rows-per-file must be >= 1", file=sys.stderr)
-        return 2
-    from m2fp_batch.review.export import ExportError, export_reviewed
+        raise UserError("--rows-per-file must be >= 1")
+    from m2fp_batch.review.export import export_reviewed
 
-    try:
-        stats = export_reviewed(args.dataset, args.out, rows_per_file=args.rows_per_file)
-    except ExportError as e:
-        print(f"m2fp-batch export-reviewed: {e}", file=sys.stderr)
-        return 2
+    stats = export_reviewed(args.dataset, args.out, rows_per_file=args.rows_per_file)
     print(json.dumps({"dataset": args.dataset, **stats.to_dict()}))
     return 0

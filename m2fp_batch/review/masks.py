@@ -15,13 +15,14 @@ import numpy as np
 from PIL import Image
 
 from m2fp_batch.annotate import rle
+from m2fp_batch.errors import UserError
 from m2fp_batch.labels import LabelsError, LabelSource, class_name, open_labels
 from m2fp_batch.labels.layout import safe_name
 
 REVIEW_DIRNAME = "_review"
 
 
-class ReviewInputError(ValueError):
+class ReviewInputError(UserError, ValueError):
     """The job output cannot be turned into a review dataset (message says what to fix)."""
 
 
@@ -70,15 +71,6 @@ def read_png(path: str | Path) -> np.ndarray:
     if a.ndim == 3:
         a = a[..., 0]
     return a.astype(np.uint8, copy=False)
-
-
-def bbox_of(mask: np.ndarray) -> tuple[int, int, int, int] | None:
-    """Tight (x0, y0, x1, y1), end-exclusive, of a bool mask; None when empty."""
-    rows = np.flatnonzero(mask.any(axis=1))
-    if rows.size == 0:
-        return None
-    cols = np.flatnonzero(mask.any(axis=0))
-    return int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1
 
 
 def semantic_entries(label_map: np.ndarray) -> list[dict]:

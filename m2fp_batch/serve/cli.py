@@ -10,7 +10,8 @@ import socket
 import threading
 
 from m2fp_batch import localray
-from m2fp_batch.inference.loading import ModelLoadError, find_checkpoint, resolve_model_dir
+from m2fp_batch.errors import UserError
+from m2fp_batch.inference.loading import find_checkpoint, resolve_model_dir
 from m2fp_batch.serve.settings import SERVE_ENGINE, ServeSettings
 from m2fp_batch.settings import EngineSettings, add_engine_arguments
 
@@ -75,20 +76,12 @@ def _port_taken(host: str, port: int) -> str | None:
 
 
 def main(args: argparse.Namespace) -> int:
-    try:
-        settings = settings_from_args(args)
-    except ValueError as e:
-        log.error("%s", e)
-        return 2
+    settings = settings_from_args(args)
     problem = None if settings.address else _port_taken(settings.host, settings.port)
     if problem:
-        log.error("%s", problem)
-        return 2
-    try:  # a clear sentence before Ray starts, not a replica that fails to start
-        find_checkpoint(resolve_model_dir(settings.engine.model, settings.engine.revision)[0])
-    except ModelLoadError as e:
-        log.error("%s", e)
-        return 2
+        raise UserError(problem)
+    # a clear sentence (ModelLoadError) before Ray starts, not a replica that fails to start
+    find_checkpoint(resolve_model_dir(settings.engine.model, settings.engine.revision)[0])
     ray = _start_ray(settings)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):  # after ray.init, which installs its own handlers

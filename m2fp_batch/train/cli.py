@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 
 from m2fp_batch.train.config import AugmentConfig, LossConfig, SkinConfig, parse_skin_weights
 
@@ -43,34 +42,30 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from m2fp_batch.inference.loading import ModelLoadError, read_config, resolve_model_dir
-    from m2fp_batch.train.run import TrainError, fit
+    from m2fp_batch.inference.loading import read_config, resolve_model_dir
+    from m2fp_batch.train.run import fit
     from m2fp_batch.train.settings import TrainSettings
 
-    try:
-        weights = parse_skin_weights(args.skin_weights)
-        model_dir, _ = resolve_model_dir(args.model)
-        cfg, _ = read_config(model_dir)
-        short = int(args.crop)
-        canvas = -(-short // 32) * 32
-        aug = AugmentConfig.off(short, canvas) if args.no_augment else AugmentConfig(short_edge=short, crop_size=canvas)
-        settings = TrainSettings(
-            data=tuple(args.data),
-            init_model=str(model_dir),
-            out=args.out,
-            steps=args.steps,
-            batch_size=args.batch,
-            lr=args.lr,
-            workers=args.workers,
-            use_gpu=args.gpu,
-            seed=args.seed,
-            checkpoint_every=max(1, args.checkpoint_every),
-            augment=aug,
-            skin=SkinConfig(balanced=args.skin_balanced, weights=weights),
-            loss=LossConfig.from_model_config(cfg.extra, num_points=args.num_points),
-        )
-        fit(settings, resume=args.resume)
-    except (ValueError, TrainError, ModelLoadError, OSError) as e:
-        print(f"m2fp-batch train: {e}", file=sys.stderr)
-        return 2
+    weights = parse_skin_weights(args.skin_weights)
+    model_dir, _ = resolve_model_dir(args.model)
+    cfg, _ = read_config(model_dir)
+    short = int(args.crop)
+    canvas = -(-short // 32) * 32
+    aug = AugmentConfig.off(short, canvas) if args.no_augment else AugmentConfig(short_edge=short, crop_size=canvas)
+    settings = TrainSettings(
+        data=tuple(args.data),
+        init_model=str(model_dir),
+        out=args.out,
+        steps=args.steps,
+        batch_size=args.batch,
+        lr=args.lr,
+        workers=args.workers,
+        use_gpu=args.gpu,
+        seed=args.seed,
+        checkpoint_every=max(1, args.checkpoint_every),
+        augment=aug,
+        skin=SkinConfig(balanced=args.skin_balanced, weights=weights),
+        loss=LossConfig.from_model_config(cfg.extra, num_points=args.num_points),
+    )
+    fit(settings, resume=args.resume)
     return 0

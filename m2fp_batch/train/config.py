@@ -6,8 +6,14 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+from m2fp_batch.errors import UserError
+
 # CIHP left/right class pairs, swapped by a horizontal flip (names as in configuration.json).
 FLIP_PAIRS = (("Left-arm", "Right-arm"), ("Left-leg", "Right-leg"), ("Left-shoe", "Right-shoe"))
+
+
+class TrainSettingsError(UserError, ValueError):
+    """A training setting (a flag, or the model's ``loss`` config) is wrong; the message says which."""
 
 
 @dataclass(frozen=True)
@@ -32,7 +38,7 @@ class LossConfig:
         names = {f.name for f in fields(cls)}
         unknown = sorted(set(loss) - names)
         if unknown:
-            raise ValueError(f"configuration.json model.loss has unknown fields {unknown}")
+            raise TrainSettingsError(f"configuration.json model.loss has unknown fields {unknown}")
         loss.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**loss)
 
@@ -83,12 +89,14 @@ def parse_skin_weights(text: str | None) -> dict[str, float]:
         name, sep, value = item.partition("=")
         name = name.strip()
         if not sep or name not in GROUPS:
-            raise ValueError(f"--skin-weights: {item!r} is not GROUP=WEIGHT with GROUP one of {', '.join(GROUPS)}")
+            raise TrainSettingsError(
+                f"--skin-weights: {item!r} is not GROUP=WEIGHT with GROUP one of {', '.join(GROUPS)}"
+            )
         try:
             w = float(value)
         except ValueError as e:
-            raise ValueError(f"--skin-weights: {value!r} is not a number") from e
+            raise TrainSettingsError(f"--skin-weights: {value!r} is not a number") from e
         if not (w >= 0 and w < float("inf")):
-            raise ValueError(f"--skin-weights: weight {value!r} for {name} must be finite and >= 0")
+            raise TrainSettingsError(f"--skin-weights: weight {value!r} for {name} must be finite and >= 0")
         out[name] = w
     return out

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from m2fp_batch.annotate.parts import mask_bbox
 from m2fp_batch.data.skin import count_sources, present_sources
 from m2fp_batch.labelling import model_input
 from m2fp_batch.report.metrics import NUM_CLASSES, confusion, image_group_confusions, iou_from_confusion, miou_table
@@ -50,13 +51,7 @@ class Evaluation:
 
 def person_boxes(humans: np.ndarray) -> dict[int, tuple[int, int, int, int]]:
     """(x0, y0, x1, y1) end-exclusive box of every person id."""
-    boxes = {}
-    for p in np.unique(humans):
-        if p == 0:
-            continue
-        ys, xs = np.nonzero(humans == p)
-        boxes[int(p)] = (int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1)
-    return boxes
+    return {int(p): mask_bbox(humans == p) for p in np.unique(humans) if p != 0}
 
 
 def add_image(ev: Evaluation, pred: np.ndarray, sample: dict) -> None:
@@ -73,7 +68,7 @@ def add_image(ev: Evaluation, pred: np.ndarray, sample: dict) -> None:
     ev.images += 1
 
 
-def evaluate(parser, dataset: Sequence[dict], settings: EngineSettings | None = None) -> Evaluation:
+def evaluate_parser(parser, dataset: Sequence[dict], settings: EngineSettings | None = None) -> Evaluation:
     """Parse every sample's image with ``parser`` (an ``M2FPParser``) and score it; the model sees the
     labelling core's model input for ``settings`` (the photo itself when None)."""
     ev = Evaluation(np.zeros((NUM_CLASSES, NUM_CLASSES), np.int64), {}, 0)

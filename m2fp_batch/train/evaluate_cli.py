@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -63,23 +62,17 @@ def main(args: argparse.Namespace) -> int:
 
     from m2fp_batch.data import ParsingDataset
     from m2fp_batch.inference import M2FPParser
-    from m2fp_batch.inference.loading import ModelLoadError
-    from m2fp_batch.labels import LabelsError
-    from m2fp_batch.train.evaluate import evaluate
+    from m2fp_batch.train.evaluate import evaluate_parser
 
     settings = EngineSettings.from_args(args)
-    try:
-        parts = [ParsingDataset(d) for d in args.data]
-        dataset = parts[0] if len(parts) == 1 else ConcatDataset(parts)
-        models = [settings.model] + ([args.compare] if args.compare else [])
-        results = []
-        for m in models:
-            engine = dataclasses.replace(settings, model=m)
-            parser = M2FPParser.from_settings(engine)
-            results.append(evaluate(parser, dataset, engine).to_dict(parser.class_names))
-    except (ModelLoadError, LabelsError, ValueError, OSError) as e:
-        print(f"m2fp-batch evaluate: {e}", file=sys.stderr)
-        return 2
+    parts = [ParsingDataset(d) for d in args.data]
+    dataset = parts[0] if len(parts) == 1 else ConcatDataset(parts)
+    models = [settings.model] + ([args.compare] if args.compare else [])
+    results = []
+    for m in models:
+        engine = dataclasses.replace(settings, model=m)
+        parser = M2FPParser.from_settings(engine)
+        results.append(evaluate_parser(parser, dataset, engine).to_dict(parser.class_names))
     print(render(models, results))
     if args.json:
         payload = {"data": args.data, "short_edge": settings.short_edge, "models": dict(zip(models, results))}

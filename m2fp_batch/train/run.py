@@ -15,6 +15,7 @@ import torch
 
 from m2fp_batch import localray
 from m2fp_batch.data.skin import count_sources, present_sources
+from m2fp_batch.errors import UserError, configure_logging
 from m2fp_batch.inference.loading import find_checkpoint, sha256_file
 from m2fp_batch.train.loop import checkpoint_path, run_loop
 from m2fp_batch.train.model_io import write_model_dir
@@ -28,7 +29,7 @@ TRAINING_JSON = "training.json"
 LOSS_CURVE = "loss_curve.png"
 
 
-class TrainError(RuntimeError):
+class TrainError(UserError, RuntimeError):
     """Training cannot start or did not finish; the message says why."""
 
 
@@ -68,7 +69,7 @@ def _worker(config: dict) -> None:
     import ray.train
     import ray.train.torch
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging()  # a worker is its own process: the CLI's set-up does not reach it
     settings = TrainSettings.from_dict(config["settings"])
     ctx = ray.train.get_context()
     torch.set_num_threads(max(1, int(config["threads"])))

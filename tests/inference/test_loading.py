@@ -23,7 +23,8 @@ def _state(path):
 
 
 def test_loads_and_records_sha256(tiny_model_dir):
-    net, cfg, info = load_model(str(tiny_model_dir))
+    loaded = load_model(str(tiny_model_dir))
+    net, cfg, info = loaded.net, loaded.config, loaded.info
     digest = hashlib.sha256((tiny_model_dir / "pytorch_model.pt").read_bytes()).hexdigest()
     assert info.checkpoint_sha256 == digest
     assert info.model_id is None and info.model_dir == str(tiny_model_dir)
@@ -57,7 +58,7 @@ def test_unexpected_keys_warn(tiny_model_dir, tmp_path, caplog):
     sd["extra.head.weight"] = torch.zeros(2)
     torch.save({"model": sd}, d / "pytorch_model.pt")
     with caplog.at_level(logging.WARNING):
-        _, _, info = load_model(str(d))
+        info = load_model(str(d)).info
     assert info.unexpected_keys == ("extra.head.weight",)
     assert "extra.head.weight" in caplog.text
 
@@ -75,7 +76,7 @@ def test_pickle_checkpoint_refused_unless_trusted(tiny_model_dir, tmp_path):
     torch.save({"model": sd, "meta": Payload()}, d / "pytorch_model.pt")
     with pytest.raises(UntrustedCheckpointError, match="--trust-checkpoint"):
         load_model(str(d))
-    net, _, _ = load_model(str(d), trust_checkpoint=True)
+    net = load_model(str(d), trust_checkpoint=True).net
     torch.testing.assert_close(
         net.state_dict()["sem_seg_head.predictor.query_feat.weight"], sd["sem_seg_head.predictor.query_feat.weight"]
     )

@@ -71,9 +71,8 @@ def test_matches_dense_official(tiny_parser, astronaut):
     out = tiny_parser.forward(batch)
     logits, masks = out["pred_logits"][0], out["pred_masks"][0]
     cfg = tiny_parser.config
-    label, smax, parts, humans = parse_instances(
-        logits, masks, size, img.shape[:2], cfg.num_parsing, cfg.parsing_ins_score_thr
-    )
+    parsed = parse_instances(logits, masks, size, img.shape[:2], cfg.num_parsing, cfg.parsing_ins_score_thr)
+    label, smax, parts, humans = parsed.semantic, parsed.semantic_score, parsed.parts, parsed.humans
     d_label, d_max, d_parts, d_humans = official_dense(
         logits, masks, size, img.shape[:2], cfg.num_parsing, cfg.parsing_ins_score_thr
     )

@@ -6,7 +6,7 @@ import pytest
 from tiny_model import REFERENCE, tiny_config
 
 from m2fp_batch.model import build_m2fp
-from m2fp_batch.model.build import ConfigError
+from m2fp_batch.model.build import ModelConfigError
 
 
 def _official_keys():
@@ -47,5 +47,5 @@ def test_bad_config_is_explained(mutate, message):
     cfg = tiny_config()
     cfg["model"]["backbone"].pop("num_blocks")
     mutate(cfg["model"])
-    with pytest.raises(ConfigError, match=message):
+    with pytest.raises(ModelConfigError, match=message):
         build_m2fp(cfg)

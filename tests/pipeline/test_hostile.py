@@ -344,7 +344,7 @@ def _type_change_on_rerun(w: World) -> list[str]:
     cfg = JobConfig.from_sources(None, {"input": str(m), "output": str(w.tmp / "out"), "model": str(w.model)})
     from m2fp_batch.inference.loading import load_model
 
-    prepare(cfg, Filesystems(), load_model(str(w.model))[2].checkpoint_sha256)
+    prepare(cfg, Filesystems(), load_model(str(w.model)).info.checkpoint_sha256)
     uris = [str(d / f"p{i}.jpg") for i in range(3)]
     pq.write_table(pa.table({"uri": uris, "rating": ["1", "2", "three"]}), m)
     return w.run(m)
@@ -537,7 +537,7 @@ def test_half_written_shard_is_not_finished(row_job, tmp_path, tiny_model):
         {"input": str(src), "output": str(copy), "model": str(tiny_model), "max_bytes": MAX_BYTES, "shard_size": 8,
          "batch_size": 2},
     )  # fmt: skip
-    sha = load_model(str(tiny_model))[2].checkpoint_sha256
+    sha = load_model(str(tiny_model)).info.checkpoint_sha256
     assert set(prepare(cfg, Filesystems(), sha).finished) == {0, 1, 2}
     shard = copy / "shard-00001.parquet"
     shard.write_bytes(shard.read_bytes()[:-10])

@@ -50,20 +50,20 @@ def test_result_cache_is_bounded_in_entries_and_bytes():
     assert a != b and len(a) == 32
 
 
-def test_serve_refuses_clearly_before_starting_ray(tmp_path, tiny_model_dir, caplog):
+def test_serve_refuses_clearly_before_starting_ray(tmp_path, tiny_model_dir, capsys):
     import socket
 
     from m2fp_batch.cli import main
 
     assert main(["serve", "--model", str(tmp_path / "nothing")]) == 2
-    assert "no such directory" in caplog.text
+    assert "no such directory" in capsys.readouterr().err
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         s.listen()
         assert main(["serve", "--model", str(tiny_model_dir), "--port", str(s.getsockname()[1])]) == 2
-    assert "cannot listen on 127.0.0.1" in caplog.text
+    assert "cannot listen on 127.0.0.1" in capsys.readouterr().err
     assert main(["serve", "--model", str(tiny_model_dir), "--replicas", "0"]) == 2
-    assert "replicas must be >= 1" in caplog.text
+    assert "replicas must be >= 1" in capsys.readouterr().err
 
 
 def test_the_service_never_imports_the_pipeline():

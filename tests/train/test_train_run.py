@@ -85,7 +85,7 @@ def test_two_ray_workers_match_one_and_result_loads_strictly(tiny_model_dir, tmp
     assert float((diff > 1e-5).float().mean()) < 1e-3 and float(diff.max()) <= 2 * 2e-3
     assert one["steps"] == 2 and one["parent"]["sha256"] and one["settings"]["skin"]["weights"] == {"dark": 1.5}
     assert (outs[2] / "loss_curve.png").stat().st_size > 1000
-    _, _, info = load_model(str(outs[2]))  # strict: raises on a missing or mis-shaped key
+    info = load_model(str(outs[2])).info  # strict: raises on a missing or mis-shaped key
     assert info.unexpected_keys == ()
     result = M2FPParser.from_pretrained(str(outs[2])).parse([recs[0]["image"]])[0]
     assert result.semantic.shape == recs[0]["image"].shape[:2]
