@@ -105,8 +105,8 @@ from m2fp_batch.settings import EngineSettings
 def hwm():
     return int(next(line for line in open("/proc/self/status") if line.startswith("VmHWM")).split()[1]) / 1024
 
-model, threads, files = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
-cfg = JobConfig(input="x", output="y", engine=EngineSettings(model=model))
+model, engine, threads, files = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4:]
+cfg = JobConfig(input="x", output="y", engine=EngineSettings(model=model, engine=engine))
 labeler = Labeler(cfg, SCHEMA, None, threads=threads)
 base = hwm()
 n = len(files)
@@ -122,7 +122,7 @@ print(base, hwm(), time.perf_counter() - t, sum(r["status"] == "ok" for r in row
 """
 
 
-def memory_probe(model: str, sizes: list[tuple[int, int]], threads: int) -> dict:
+def memory_probe(model: str, sizes: list[tuple[int, int]], threads: int, engine: str = "torch") -> dict:
     """Peak RSS of one actor call over h x w JPEGs (:data:`ACTOR_CODE`), in a fresh process."""
     with tempfile.TemporaryDirectory() as d:
         files = []
@@ -130,7 +130,7 @@ def memory_probe(model: str, sizes: list[tuple[int, int]], threads: int) -> dict
             files.append(os.path.join(d, f"{i}.jpg"))
             with open(files[-1], "wb") as f:
                 f.write(photo_bytes(h, w))
-        cmd = [sys.executable, "-c", ACTOR_CODE, model, str(threads), *files]
+        cmd = [sys.executable, "-c", ACTOR_CODE, model, engine, str(threads), *files]
         out = subprocess.run(cmd, capture_output=True, text=True, check=True)
     after_load, peak, secs, ok = out.stdout.split()
     return {
@@ -379,6 +379,8 @@ def engine_comparison(model: str, jpeg: bytes, args) -> dict:
             "efficiency": round(REFERENCE_GFLOPS_640 * 1e9 / (med["end_to_end"] * peak), 3),
             "forward_efficiency": round(REFERENCE_GFLOPS_640 * 1e9 / (med["forward"] * peak), 3),
         }
+    if "onnxruntime" in parsers:
+        rows["onnxruntime"]["op_budget"] = onnxruntime_op_budget(parsers["onnxruntime"].backend, jpeg)
     fp32 = {"openvino-bf16": "openvino", "onnxruntime-int8": "onnxruntime"}
     img = load_image(jpeg)
     for label, ref in fp32.items():
@@ -399,6 +401,37 @@ def engine_comparison(model: str, jpeg: bytes, args) -> dict:
     }
 
 
+def onnxruntime_op_budget(backend, jpeg: bytes, top: int = 10, runs: int = 2) -> list[dict]:
+    """Where ONNX Runtime's forward spends its time at 640x640: ``runs`` profiled runs after a
+    warm-up, kernel time summed by op type (per run)."""
+    import onnxruntime as ort
+
+    from m2fp_batch.inference import load_image
+    from m2fp_batch.inference import preprocess as pp
+    from m2fp_batch.model.build import PIXEL_MEAN, PIXEL_STD, SIZE_DIVISIBILITY
+
+    img = load_image(jpeg)
+    mean, std = torch.tensor(PIXEL_MEAN).view(-1, 1, 1), torch.tensor(PIXEL_STD).view(-1, 1, 1)
+    batch = pp.to_batch([pp.resize(img, pp.target_size(*img.shape[:2]))], mean, std, SIZE_DIVISIBILITY).numpy()
+    opts = backend.options  # the engine's own settings, plus profiling
+    opts.enable_profiling = True
+    opts.profile_file_prefix = os.path.join(tempfile.mkdtemp(), "ort")
+    sess = ort.InferenceSession(str(backend.graph_path), opts, providers=["CPUExecutionProvider"])
+    opts.enable_profiling = False
+    for _ in range(runs + 1):
+        sess.run(None, {"images": batch})
+    events = json.loads(Path(sess.end_profiling()).read_text())
+    by_op: dict[str, list[float]] = {}
+    for e in events:
+        if e.get("cat") == "Node" and e.get("name", "").endswith("_kernel_time"):
+            by_op.setdefault(e.get("args", {}).get("op_name", "?"), []).append(e["dur"] / 1e6)
+    # the warm-up run is the first third of each op's events when every op runs once per run
+    per_run = {op: sum(v[len(v) // (runs + 1) :]) / runs for op, v in by_op.items()}
+    total = sum(per_run.values())
+    rows = sorted(per_run.items(), key=lambda kv: -kv[1])[:top]
+    return [{"op": op, "s": round(t, 3), "share": round(t / total, 3)} for op, t in rows]
+
+
 def engine_table(result: dict) -> str:
     peak = max(result["matmul_peak_gflops_per_round"])
     lines = [
@@ -415,6 +448,10 @@ def engine_table(result: dict) -> str:
             f"{m['forward']:.3f} ({r['forward_efficiency']:.3f}) | {m['postprocess']:.3f} | "
             f"{rss} |"
         )
+    budget = result["engines"].get("onnxruntime", {}).get("op_budget")
+    if budget:
+        lines.append("onnxruntime forward by op type (kernel time per run, profiled): " + ", ".join(
+            f"{b['op']} {b['s']:.3f} s ({b['share']:.0%})" for b in budget))  # fmt: skip
     for label, r in result["engines"].items():
         if "agreement_with_fp32" in r:
             a = r["agreement_with_fp32"]
@@ -436,6 +473,7 @@ def main() -> int:
     ap.add_argument("--no-compile", action="store_true", help="skip the torch.compile lever")
     ap.add_argument("--no-memory", action="store_true", help="skip the large-photo memory probes")
     ap.add_argument("--memory-only", action="store_true", help="only the memory probes (MEMORY_PROBES)")
+    ap.add_argument("--memory-engine", default="torch", help="the engine the --memory-only probes run")
     ap.add_argument("--interleave", type=int, default=5, help="rounds of the interleaved engines (0: skip)")
     ap.add_argument("--json", default=None, help="also write the results here")
     ap.add_argument("--engines", default="torch,onnxruntime,openvino", help="engines to compare (comma-separated)")
@@ -468,7 +506,11 @@ def main() -> int:
     if args.memory_only:
         print(
             json.dumps(
-                {f"memory_{k}": memory_probe(model, v, args.threads) for k, v in MEMORY_PROBES.items()}, indent=1
+                {
+                    f"memory_{k}": memory_probe(model, v, args.threads, args.memory_engine)
+                    for k, v in MEMORY_PROBES.items()
+                },
+                indent=1,
             )
         )
         return 0

@@ -193,9 +193,8 @@ def cluster_job(model: str, src: Path, out: Path, nodes: int, batch_size: int) -
         cmd = [
             sys.executable, "-m", "m2fp_batch.cli", "run", "--input", str(src), "--out", str(out),
             "--model", model, "--address", gcs, "--batch-size", str(batch_size), "--shard-size", "64",
-            "--overwrite", "--set", "cpus_per_actor=1", "--set", f"min_actors={nodes}",
+            "--overwrite", "--set", "cpus_per_actor=1",
         ]  # fmt: skip
-        env = {**env, "RAY_DATA_DEFAULT_WAIT_FOR_MIN_ACTORS_S": "600"}
         t0 = time.perf_counter()
         subprocess.run(cmd, env=env, cwd=REPO, check=True, capture_output=True, text=True)
         wall = time.perf_counter() - t0
@@ -209,6 +208,53 @@ def cluster_job(model: str, src: Path, out: Path, nodes: int, batch_size: int) -
         "first_rows_after_s": run["first_rows_after_s"],
         "steady_images_per_s": run["steady_images_per_s"],
         "model_loads_per_node": list(run["model_loads_per_node"].values()),
+        "startup": run["startup"],
+        "actor_startup": run["actor_startup"],
+    }
+
+
+def run_ceiling(args, tmp: Path) -> dict:
+    """The job's own machinery: a manifest of ``--rows`` files that do not exist, so every row is
+    an error row and no model runs. Rows/s end to end, steady (from the first row) and by stage."""
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+    import ray
+
+    from m2fp_batch.pipeline.config import JobConfig
+    from m2fp_batch.pipeline.job import run_job
+
+    manifest = tmp / "missing.csv"
+    manifest.write_text("uri\n" + "".join(f"{tmp}/absent/{i:07d}.jpg\n" for i in range(args.rows)))
+    out = tmp / "out_ceiling"
+    cfg = JobConfig.from_sources(None, {"input": str(manifest), "output": str(out), "model": args.model,
+                                        "num_cpus": args.threads, "overwrite": True})  # fmt: skip
+    t0 = time.perf_counter()
+    summary = run_job(cfg).to_dict()
+    wall = time.perf_counter() - t0
+    ray.shutdown()
+    run, rows = summary["run"], summary["rows"]
+    start = run["startup"]
+    # run["seconds"] counts from the end of planning; startup from the job's beginning
+    steady_s = start["planned"] + run["seconds"] - start["first_row"] if "first_row" in start else None
+    timings = pq.read_table(out, columns=["timings"]).column("timings").combine_chunks()
+    read_s = float(pc.sum(timings.field("read_s")).as_py() or 0.0)
+    stage_s = {
+        "listing (manifest -> listing, resume check)": start["listed"] - start["model_resolved"],
+        "reading (read tasks, summed)": read_s,
+        "committing (driver: rows -> shards)": run["driver_s"]["committing"],
+        "writing (driver: Parquet + stats)": run["driver_s"]["writing"],
+    }
+    return {
+        "rows": rows,
+        "status": summary["status"],
+        "error_kinds": summary["error_kinds"],
+        "wall_s": round(wall, 2),
+        "rows_per_s_end_to_end": round(rows / wall, 1),
+        "rows_per_s_from_first_row": round(rows / steady_s, 1) if steady_s else None,
+        "stage_s": {k: round(v, 3) for k, v in stage_s.items()},
+        "stage_rows_per_s": {k: round(rows / v, 1) if v > 0 else None for k, v in stage_s.items()},
+        "startup": start,
+        "actors": run["actors_max"],
     }
 
 
@@ -228,16 +274,20 @@ def run_layouts(args, paths: list[Path], tmp: Path) -> dict:
 
 
 def run_nodes(args, paths: list[Path], tmp: Path) -> dict:
+    """One node, then ``--nodes`` nodes (``--end-to-end``: the commands' wall times, start-up
+    included, and no bare loop; else the steady state and the bare loops in parallel)."""
     one = cluster_job(args.model, tmp / "in", tmp / "out1", 1, args.batch_size)
-    bare = bare_parallel(args.model, paths, args.nodes)
+    bare = None if args.end_to_end else bare_parallel(args.model, paths, args.nodes)
     many = cluster_job(args.model, tmp / "in", tmp / "outk", args.nodes, args.batch_size)
-    return {
+    res = {
         "one_node": one,
         f"{args.nodes}_nodes": many,
-        "bare_parallel": bare,
-        "scaling_ratio": round(many["steady_images_per_s"] / one["steady_images_per_s"], 3),
-        "job_over_bare": round(many["steady_images_per_s"] / bare["images_per_s"], 3),
+        "scaling_ratio_steady": round(many["steady_images_per_s"] / one["steady_images_per_s"], 3),
+        "scaling_ratio_end_to_end": round(one["wall_s"] / many["wall_s"], 3),
     }
+    if bare:
+        res.update(bare_parallel=bare, job_over_bare=round(many["steady_images_per_s"] / bare["images_per_s"], 3))
+    return res
 
 
 def main() -> int:
@@ -250,6 +300,9 @@ def main() -> int:
     ap.add_argument("--layouts", action="store_true", help="1 actor x N threads vs N actors x 1 thread")
     ap.add_argument("--rounds", type=int, default=1, help="--layouts: repeat both layouts, interleaved")
     ap.add_argument("--nodes", type=int, default=None, help="a Ray head plus NODES-1 nodes, 1 CPU each")
+    ap.add_argument("--end-to-end", action="store_true", help="--nodes: compare whole commands, start-up included")
+    ap.add_argument("--ceiling", action="store_true", help="error rows only: the job's own rows/s by stage")
+    ap.add_argument("--rows", type=int, default=10000, help="--ceiling: missing files in the manifest")
     ap.add_argument("--json", help="also write the results here")
     args = ap.parse_args()
     configure_logging()
@@ -258,9 +311,11 @@ def main() -> int:
     os.environ.setdefault("RAY_DATA_DEFAULT_WAIT_FOR_MIN_ACTORS_S", "600")
     tmp = Path(tempfile.mkdtemp(prefix="bench_job_"))
     try:
-        paths = photos(args.images, args.short_edge, tmp / "in")
+        paths = [] if args.ceiling else photos(args.images, args.short_edge, tmp / "in")
         load0 = os.getloadavg()[0]
-        if args.layouts:
+        if args.ceiling:
+            res = run_ceiling(args, tmp)
+        elif args.layouts:
             res = run_layouts(args, paths, tmp)
         elif args.nodes:
             res = run_nodes(args, paths, tmp)
@@ -277,6 +332,12 @@ def main() -> int:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     print(json.dumps(res, indent=2))
+    if "rows_per_s_end_to_end" in res:
+        print(f"ceiling: {res['rows_per_s_from_first_row']} error rows/s from the first row "
+              f"({res['rows_per_s_end_to_end']} end to end, start-up included) over {res['rows']} missing files")  # fmt: skip
+    if "scaling_ratio_end_to_end" in res:
+        print(f"{args.nodes} nodes / 1 node: {res['scaling_ratio_end_to_end']} end to end (start-up included), "
+              f"{res['scaling_ratio_steady']} steady")  # fmt: skip
     if args.json:
         Path(args.json).write_text(json.dumps(res, indent=2) + "\n")
     return 0

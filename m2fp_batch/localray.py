@@ -26,11 +26,22 @@ import time
 import uuid
 from typing import Any, NamedTuple
 
-__all__ = ["MARK", "Proc", "init_local", "marked_processes", "processes", "start_watcher", "unmark", "watch"]
+__all__ = [
+    "MARK",
+    "WORKER_NICENESS",
+    "Proc",
+    "init_local",
+    "marked_processes",
+    "processes",
+    "start_watcher",
+    "unmark",
+    "watch",
+]
 
 MARK = "M2FP_RAY_OWNER"
 POLL_S = 1.0  # while the driver lives
 SETTLE_POLL_S = 0.25  # once it is gone: three quiet polls and the watcher ends
+WORKER_NICENESS = "RAY_worker_niceness"  # Ray's setting for its workers' niceness (default 15)
 
 
 class Proc(NamedTuple):
@@ -118,9 +129,15 @@ def unmark() -> None:
 
 
 def init_local(**init_kwargs: Any) -> None:
-    """``ray.init(address="local", **init_kwargs)`` with the watcher started first."""
+    """``ray.init(address="local", **init_kwargs)`` with the watcher started first.
+
+    The local Ray's workers do the command's own work, so they run at its priority: Ray starts
+    workers at niceness 15 by default (``RAY_worker_niceness``; a user's setting wins), which on a
+    shared machine left ``m2fp-batch train``'s worker a sliver of the CPU beside any other process.
+    """
     import ray
 
+    os.environ.setdefault(WORKER_NICENESS, "0")
     start_watcher()
     try:
         ray.init(address="local", **init_kwargs)

@@ -41,14 +41,16 @@ def ms_deform_attn_sample_naive(
     n, _, m, d = value.shape
     _, q, _, n_levels, p, _ = sampling_locations.shape
     grids = 2 * sampling_locations - 1
-    sampled, start = [], 0
+    weights = attention_weights.transpose(1, 2).reshape(n * m, 1, q, n_levels, p)
+    out, start = None, 0
     for lvl, (h, w) in enumerate(spatial_shapes):  # slices: their bounds stay symbolic under tracing
         v = value[:, start : start + h * w].flatten(2).transpose(1, 2).reshape(n * m, d, h, w)
         start = start + h * w
         g = grids[:, :, :, lvl].transpose(1, 2).flatten(0, 1)  # (N*M, Q, P, 2)
-        sampled.append(F.grid_sample(v, g, mode="bilinear", padding_mode="zeros", align_corners=False))
-    weights = attention_weights.transpose(1, 2).reshape(n * m, 1, q, n_levels * p)
-    out = (torch.stack(sampled, dim=-2).flatten(-2) * weights).sum(-1)  # (N*M, D, Q)
+        sampled = F.grid_sample(v, g, mode="bilinear", padding_mode="zeros", align_corners=False)  # (N*M, D, Q, P)
+        # summed level by level: no (N*M, D, Q, L*P) stack (a 100 MB concat per layer in an exported graph)
+        level = (sampled * weights[..., lvl, :]).sum(-1)  # (N*M, D, Q)
+        out = level if out is None else out + level
     return out.view(n, m * d, q).transpose(1, 2).contiguous()
 
 

@@ -24,7 +24,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--overwrite", action="store_true", default=None, help="discard an earlier run's output")
     parser.add_argument("--address", help="Ray address (default: RAY_ADDRESS, else start a local Ray)")
     parser.add_argument(
-        "--batch-size", type=int, help="images per actor call (default 4); forward passes take forward_batch of them"
+        "--batch-size",
+        type=int,
+        help="images labelled per crash-ledger batch, the smallest block an actor call takes (default 4); "
+        "forward passes take forward_batch of them",
     )
     parser.add_argument(
         "--shard-size", type=int, help="images per output Parquet file, the unit of resume (default 256)"

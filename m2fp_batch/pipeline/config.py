@@ -50,7 +50,7 @@ class JobConfig:
     uri_column: str = "uri"
     image_id_column: str = "image_id"
     # inference
-    batch_size: int = 4  # images per actor call
+    batch_size: int = 4  # images labelled per crash-ledger batch; the smallest block (an actor call)
     forward_batch: int = 1  # images per forward pass (same padded size); 1 is fastest on CPU
     # output
     shard_size: int = 256
@@ -59,7 +59,8 @@ class JobConfig:
     address: str | None = None
     num_cpus: int | None = None  # a local Ray only
     cpus_per_actor: float = 1.0  # one single-thread actor per CPU: faster than fewer, wider ones (docs/job.md)
-    min_actors: int = 1
+    autoscaling: bool = False  # False: a fixed cluster, every actor starts at once (min = max)
+    min_actors: int = 1  # the pool's minimum on an autoscaling cluster (autoscaling: true)
     max_actors: int | None = None  # None: cluster CPUs // cpus_per_actor
     read_cpus: float = 0.0
     read_concurrency: int = 4

@@ -25,15 +25,20 @@ from m2fp_batch.inference.loading import ModelInfo
 from m2fp_batch.labels.layout import RUN_FILE, shard_name, stats_name
 from m2fp_batch.pipeline.config import JobConfig, JobConfigError
 from m2fp_batch.pipeline.inputs import LISTING_COLUMNS
+from m2fp_batch.pipeline.raylog import quiet_ray_internals
 from m2fp_batch.pipeline.resume import Prepared, prepare
 from m2fp_batch.pipeline.summary import PipelineInfo, RunInfo, RunSummary, ShardStats, summarize, utc_now
-from m2fp_batch.pipeline.worker import CrashLedger, Labeler, actor_threads, read_batch
+from m2fp_batch.pipeline.worker import ActorStartup, CrashLedger, Labeler, actor_threads, read_batch
 from m2fp_batch.schema import output_schema
 from m2fp_batch.storage import Filesystems, S3Options
 
 log = logging.getLogger("m2fp_batch.job")
 
 ADDRESS_TIMEOUT_S = 10.0
+ACTORS_READY_TIMEOUT_S = 600  # a fixed pool: how long the job waits for every actor to start
+MAX_BLOCK_ROWS = 128  # also bounds a block's bytes in the object store (128 photos)
+BLOCKS_PER_ACTOR = 4
+MAX_BLOCKS = 20000
 
 
 def resolve_model(cfg: JobConfig) -> ModelInfo:
@@ -117,9 +122,10 @@ def _pool_size(cfg: JobConfig, ray) -> int:
         for c in node_cpus
     ]
     fit = max(1, sum(max(0, p) for p in per_node))
-    if cfg.max_actors is not None:
-        return min(cfg.max_actors, fit) if cfg.read_cpus else cfg.max_actors
-    return fit
+    if cfg.max_actors is None:
+        return fit
+    # a fixed pool starts all its actors at once: never more than fit (an autoscaling cluster grows)
+    return cfg.max_actors if cfg.autoscaling and not cfg.read_cpus else min(cfg.max_actors, fit)
 
 
 @dataclass(frozen=True)
@@ -156,9 +162,11 @@ def _build_dataset(cfg: JobConfig, model: ModelInfo, plan: Plan, pool: Pool, out
     """The Ray Data pipeline: pending rows -> read bytes (tasks) -> Labeler (actor pool)."""
     import ray.data as rd
 
-    rd.DataContext.get_current().enable_progress_bars = False
-    block_rows = max(cfg.batch_size, math.ceil(plan.pending.num_rows / 20000))
-    ds = rd.from_arrow(_blocks(plan.pending, block_rows))
+    ctx = rd.DataContext.get_current()
+    ctx.enable_progress_bars = False
+    if not cfg.autoscaling and ctx.wait_for_min_actors_s <= 0:
+        ctx.wait_for_min_actors_s = ACTORS_READY_TIMEOUT_S  # every actor up before the first batch
+    ds = rd.from_arrow(_blocks(plan.pending, block_rows(plan.pending.num_rows, pool.actors, cfg.batch_size)))
     ds = ds.map_batches(
         read_batch,
         fn_kwargs={"s3": S3Options.from_config(cfg), "max_bytes": cfg.engine.max_bytes},
@@ -172,10 +180,32 @@ def _build_dataset(cfg: JobConfig, model: ModelInfo, plan: Plan, pool: Pool, out
         Labeler,
         fn_constructor_kwargs=labeler_kwargs,
         batch_format="pyarrow",
-        batch_size=cfg.batch_size,
+        batch_size=None,  # a whole block per call: the Labeler groups its rows by batch_size itself
         num_cpus=cfg.cpus_per_actor,
-        compute=rd.ActorPoolStrategy(min_size=min(cfg.min_actors, pool.actors), max_size=pool.actors),
+        compute=pool_strategy(cfg, pool.actors),
     )
+
+
+def pool_strategy(cfg: JobConfig, actors: int):
+    """A fixed pool of every actor the cluster fits (Ray's advice for fixed clusters: no actor
+    waits for a backlog to start); with ``autoscaling``, ``min_actors`` up to that size. Reads
+    take ``read_cpus`` (0 by default), so a full pool never starves them (2-CPU deadlock)."""
+    import ray.data as rd
+
+    if cfg.autoscaling:
+        return rd.ActorPoolStrategy(min_size=min(cfg.min_actors, actors), max_size=actors)
+    return rd.ActorPoolStrategy(size=actors)
+
+
+def block_rows(pending: int, actors: int, batch_size: int) -> int:
+    """Rows per block (one read task, one actor call that labels them ``batch_size`` at a time).
+
+    Large blocks keep the per-block overhead (a read task, an actor call, a driver batch) off the
+    job's ceiling; at most :data:`MAX_BLOCK_ROWS` and at least :data:`BLOCKS_PER_ACTOR` blocks per
+    actor keep every actor busy to the end; never under ``batch_size`` nor over
+    :data:`MAX_BLOCKS` blocks in all (docs/job.md, the job's ceiling)."""
+    balanced = math.ceil(pending / (BLOCKS_PER_ACTOR * max(1, actors)))
+    return max(batch_size, min(MAX_BLOCK_ROWS, balanced), math.ceil(pending / MAX_BLOCKS))
 
 
 class ShardCommitter:
@@ -187,10 +217,14 @@ class ShardCommitter:
         self.buffers: dict[int, list[pa.Table]] = collections.defaultdict(list)
         self.got: collections.Counter = collections.Counter()
         self.started: dict[int, float] = {}
+        self.seconds = {"committing": 0.0, "writing": 0.0}  # the driver's own time, by stage
 
     def add(self, batch: pa.Table) -> None:
-        for shard in pc.unique(batch.column("shard")).to_pylist():
-            part = batch.filter(pc.equal(batch.column("shard"), shard))
+        t0 = time.perf_counter()
+        shards = batch.column("shard")
+        present = pc.unique(shards).to_pylist()
+        for shard in present:
+            part = batch if len(present) == 1 else batch.filter(pc.equal(shards, shard))
             self.buffers[shard].append(part)
             self.got[shard] += part.num_rows
             self.started.setdefault(shard, time.time())
@@ -199,14 +233,19 @@ class ShardCommitter:
                 self._commit(shard)
             elif self.got[shard] > expected:
                 raise RuntimeError(f"shard {shard}: got {self.got[shard]} rows for {expected} inputs")
+        self.seconds["committing"] += time.perf_counter() - t0
 
     def _commit(self, shard: int) -> None:
         table = pa.concat_tables(self.buffers.pop(shard)).cast(self.out_schema)
         table = table.take(pc.sort_indices(table, [("uri", "ascending")]))
         out = self.prep.out
+        t0 = time.perf_counter()
         nbytes = out.write_table(shard_name(shard), table, self.compression)
         stats = ShardStats.of(shard, table, nbytes, time.time() - self.started[shard], self.prep.job_id)
         out.write_json(stats_name(shard), stats.to_dict())
+        written = time.perf_counter() - t0
+        self.seconds["writing"] += written
+        self.seconds["committing"] -= written  # add() counts the whole call; writing is its own stage
 
     def check_complete(self) -> None:
         if self.buffers:
@@ -237,7 +276,16 @@ class Progress:
         eta = _fmt_eta((total - done) / rate if rate else float("inf"))
         log.info("progress: %d/%d images (%.1f%%), %.2f images/s, ETA %s", done, total, 100.0 * done / total, rate, eta)
 
-    def run_info(self, started: float, pool: Pool, loads: dict[str, int], address: str) -> RunInfo:
+    def run_info(
+        self,
+        started: float,
+        pool: Pool,
+        loads: dict[str, int],
+        address: str,
+        timeline: Timeline,
+        actors: dict,
+        driver_s: dict[str, float],
+    ) -> RunInfo:
         end = time.time()
         seconds, n, first_at = end - started, self.labelled, self.first_at
         steady_s = end - first_at if first_at else 0.0
@@ -251,46 +299,98 @@ class Progress:
             model_loads_per_node=loads,
             ray_address=address,
             pid=os.getpid(),
+            startup=timeline.seconds(),
+            actor_startup=actors,
+            driver_s={k: round(v, 3) for k, v in driver_s.items()},
         )
         rate = round(n / seconds, 4) if seconds else None
         return RunInfo(utc_now(started), n, round(seconds, 3), rate, pipeline)
 
 
-def _label_pending(cfg: JobConfig, model: ModelInfo, prep: Prepared, plan: Plan, started: float) -> RunInfo:
+class Timeline:
+    """When each stage of the job's start ended, in seconds since the job began (``_run.json``'s
+    ``run.startup``): ``model_resolved``, ``listed``, ``planned``, ``connected`` (Ray),
+    ``pipeline_started``, ``first_actor_ready``, ``all_actors_ready``, ``first_row``."""
+
+    def __init__(self) -> None:
+        self.began = time.time()
+        self.at: dict[str, float] = {}
+
+    def mark(self, stage: str, when: float | None = None) -> None:
+        self.at.setdefault(stage, time.time() if when is None else when)
+
+    def seconds(self) -> dict[str, float]:
+        return {k: round(v - self.began, 3) for k, v in sorted(self.at.items(), key=lambda kv: kv[1])}
+
+
+def actor_startup(startups: list[ActorStartup], timeline: Timeline) -> dict[str, list[dict]]:
+    """Per node, each actor's start-up in seconds: ``process_s`` (from the pipeline's start until
+    the actor's process begins importing the job's code: scheduling and process start),
+    ``import_s`` (the job's code, torch, the engine), ``model_load_s`` (sha256 check included),
+    ``startup_s`` (their total) and ``ready_s`` (since the job began)."""
+    base = timeline.at.get("pipeline_started", timeline.began)
+    per_node: dict[str, list[dict]] = collections.defaultdict(list)
+    for s in sorted(startups, key=lambda s: s.ready_at):
+        per_node[s.node].append({
+            "pid": s.pid,
+            "process_s": round(s.imports_at - base, 3),
+            "import_s": round(s.import_s, 3),
+            "model_load_s": round(s.model_load_s, 3),
+            "startup_s": round(s.ready_at - base, 3),
+            "ready_s": round(s.ready_at - timeline.began, 3),
+        })  # fmt: skip
+    if startups:
+        timeline.mark("first_actor_ready", min(s.ready_at for s in startups))
+        timeline.mark("all_actors_ready", max(s.ready_at for s in startups))
+    return dict(per_node)
+
+
+def _label_pending(cfg: JobConfig, model: ModelInfo, prep: Prepared, plan: Plan, timeline: Timeline) -> RunInfo:
     """Start (or join) Ray, stream the pending rows through the pipeline, commit every shard."""
+    started = time.time()
     ray = _init_ray(cfg)
+    timeline.mark("connected")
     out_schema = output_schema(pa.schema([f for f in prep.listing.schema if f.name not in LISTING_COLUMNS]))
     pool = Pool(_pool_size(cfg, ray), cfg.engine.threads or actor_threads(cfg.cpus_per_actor))
+    size = f"{min(cfg.min_actors, pool.actors)}..{pool.actors} (autoscaling)" if cfg.autoscaling else str(pool.actors)
     log.info(
-        "actor pool: 1..%d actor(s) x %g CPU(s), torch threads %d, batch size %d",
-        pool.actors, cfg.cpus_per_actor, pool.threads, cfg.batch_size,
+        "actor pool: %s actor(s) x %g CPU(s), torch threads %d, batch size %d",
+        size, cfg.cpus_per_actor, pool.threads, cfg.batch_size,
     )  # fmt: skip
     ledger = ray.remote(num_cpus=0)(CrashLedger).remote()
     ds = _build_dataset(cfg, model, plan, pool, out_schema, ledger)
     progress = Progress(plan, cfg.progress_interval_s)
     committer = ShardCommitter(prep, plan, out_schema, cfg.compression)
+    timeline.mark("pipeline_started")
     for batch in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
         if batch.num_rows:
+            timeline.mark("first_row")
             committer.add(batch)
             progress.add(batch.num_rows)
     committer.check_complete()
     loads = ray.get(ledger.model_loads.remote())
-    return progress.run_info(started, pool, loads, cfg.ray_address() or "local")
+    actors = actor_startup(ray.get(ledger.actor_startups.remote()), timeline)
+    address = cfg.ray_address() or "local"
+    return progress.run_info(started, pool, loads, address, timeline, actors, committer.seconds)
 
 
 def run_job(cfg: JobConfig) -> RunSummary:
     """Run (or resume) the job; returns the summary also written to ``DIR/_run.json``."""
+    timeline = Timeline()
     model = resolve_model(cfg)
+    timeline.mark("model_resolved")
     if cfg.ray_address() and not _ray_initialized():
         check_address(cfg.ray_address())
     prep = prepare(cfg, Filesystems(S3Options.from_config(cfg)), model.checkpoint_sha256)
+    timeline.mark("listed")
     plan = Plan.of(prep)
-    started = time.time()
+    timeline.mark("planned")
     if plan.pending.num_rows == 0:
-        run = RunInfo(utc_now(started))
+        run = RunInfo(utc_now())
         log.info("nothing to do: every shard of %s is finished", cfg.output)
     else:
-        run = _label_pending(cfg, model, prep, plan, started)
+        with quiet_ray_internals():
+            run = _label_pending(cfg, model, prep, plan, timeline)
     summary = summarize(prep, cfg, run)
     prep.out.write_json(RUN_FILE, summary.to_dict())
     if run.pipeline:

@@ -8,6 +8,7 @@ import logging
 import math
 import os
 import time
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import pyarrow as pa
@@ -66,6 +67,24 @@ def read_batch(batch: pa.Table, s3: S3Options, max_bytes: int) -> pa.Table:
     )
 
 
+@dataclass(frozen=True)
+class ActorStartup:
+    """One labelling actor's start-up: wall-clock times (Unix seconds) and its stages' seconds.
+
+    ``imports_at``: the process began importing the job's code (Ray unpickling the class; the
+    process exists); ``import_s``: from then until torch and the engine are imported;
+    ``model_load_s``: building the network and loading the weights, sha256 check included;
+    ``ready_at``: the actor can take its first batch.
+    """
+
+    node: str
+    pid: int
+    imports_at: float
+    import_s: float
+    model_load_s: float
+    ready_at: float
+
+
 class CrashLedger:
     """Counts, per image, the labelling attempts that never finished (their worker died).
 
@@ -77,14 +96,21 @@ class CrashLedger:
     def __init__(self) -> None:
         self.unfinished: dict[str, int] = {}
         self.loads: dict[str, int] = {}
+        self.startups: list[ActorStartup] = []
 
-    def model_loaded(self, node: str) -> None:
-        """An actor on ``node`` (a Ray node id) loaded the model."""
+    def model_loaded(self, node: str, startup: ActorStartup | None = None) -> None:
+        """An actor on ``node`` (a Ray node id) loaded the model (``startup``: how long it took)."""
         self.loads[node] = self.loads.get(node, 0) + 1
+        if startup is not None:
+            self.startups.append(startup)
 
     def model_loads(self) -> dict[str, int]:
         """Model loads per node."""
         return dict(self.loads)
+
+    def actor_startups(self) -> list[ActorStartup]:
+        """Every actor start-up so far, in the order they finished."""
+        return list(self.startups)
 
     def begin_batch(self, ids: list[str]) -> list[int]:
         """If no id has an unfinished attempt, mark all started and return zeros; else return the counts."""
@@ -136,13 +162,21 @@ class Labeler:
         self.out_schema = out_schema
         self.passthrough = [f for f in out_schema if f.name not in SCHEMA.names]
         self.ledger = ledger
+        import torch  # noqa: F401  (timed apart from the model load)
+
+        import m2fp_batch.inference  # noqa: F401
+        from m2fp_batch.pipeline import IMPORTED_AT
+
+        imported_at, t1 = time.time(), time.perf_counter()
         self.core = LabellingCore.load(
             cfg.engine,
             threads=cfg.engine.threads or max(1, int(threads)),
             max_batch=cfg.forward_batch,
             location=_model_location(cfg.engine, model),
         )
-        self._call("model_loaded", _node_id())
+        t2 = time.perf_counter()
+        startup = ActorStartup(_node_id(), os.getpid(), IMPORTED_AT, imported_at - IMPORTED_AT, t2 - t1, time.time())
+        self._call("model_loaded", startup.node, startup)
         info = self.core.parser.info
         if info and model is not None and info.checkpoint_sha256 != model.checkpoint_sha256:
             raise RuntimeError(
@@ -202,15 +236,30 @@ class Labeler:
             self._call("finish", [r["image_id"]])
         return out
 
-    def __call__(self, batch: pa.Table) -> pa.Table:
-        rows = batch.select([*LISTING_COLUMNS, *READ_COLUMNS]).to_pylist()
+    def _label_with_ledger(self, rows: list[dict]) -> list[dict]:
+        """Rows whose bytes were read: the ledger knows they are in flight until they are labelled."""
         ids = [r["image_id"] for r in rows]
         counts = self._call("begin_batch", ids) or [0] * len(ids)
-        if not any(counts):
-            out = self._label_rows(rows)
-            self._call("finish", ids)
-        else:
-            out = self._label_one_by_one(rows)
+        if any(counts):
+            return self._label_one_by_one(rows)
+        out = self._label_rows(rows)
+        self._call("finish", ids)
+        return out
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        """A block of read rows -> its output rows. A row that could not be read becomes its error
+        row at once: it never reaches the model, so it cannot crash the worker and needs no ledger
+        round trip (the job's ceiling, docs/job.md). The others go ``batch_size`` at a time, each
+        group one ledger batch, and only that group's bytes become Python objects."""
+        keys = batch.select([c for c in (*LISTING_COLUMNS, *READ_COLUMNS) if c != "data"]).to_pylist()
+        out = [None if k["read_error"] is None else self._row(k, self._decode(k).error, None) for k in keys]
+        live = [i for i, k in enumerate(keys) if k["read_error"] is None]
+        step = self.cfg.batch_size
+        for start in range(0, len(live), step):
+            group = live[start : start + step]
+            rows = batch.take(group).select([*LISTING_COLUMNS, *READ_COLUMNS]).to_pylist()
+            for i, row in zip(group, self._label_with_ledger(rows), strict=True):
+                out[i] = row
         table = pa.Table.from_pylist(out, schema=SCHEMA)
         for f in self.passthrough:
             table = table.append_column(f, batch.column(f.name).cast(f.type))

@@ -11,9 +11,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from m2fp_batch.annotate.brightness import model_input
 from m2fp_batch.annotate.parts import mask_bbox
 from m2fp_batch.data.skin import count_sources, present_sources
-from m2fp_batch.labelling import model_input
 from m2fp_batch.report.metrics import NUM_CLASSES, confusion, image_group_confusions, iou_from_confusion, miou_table
 from m2fp_batch.settings import EngineSettings
 from m2fp_batch.train.targets import person_groups
@@ -70,12 +70,12 @@ def add_image(ev: Evaluation, pred: np.ndarray, sample: dict) -> None:
 
 def evaluate_parser(parser, dataset: Sequence[dict], settings: EngineSettings | None = None) -> Evaluation:
     """Parse every sample's image with ``parser`` (an ``M2FPParser``) and score it; the model sees the
-    labelling core's model input for ``settings`` (the photo itself when None)."""
+    job's model input for ``settings`` (the photo itself when None)."""
     ev = Evaluation(np.zeros((NUM_CLASSES, NUM_CLASSES), np.int64), {}, 0)
     for i in range(len(dataset)):
         sample = dataset[i]
         image = np.asarray(sample["image"])
-        x = model_input(image, settings)[0] if settings is not None else image
+        x = model_input(image, settings is not None and settings.adaptive_brightness)[0]
         pred = parser.parse([x], keep_semantic_score=False)[0].semantic
         add_image(ev, pred, sample)
     return ev

@@ -7,7 +7,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -80,10 +80,25 @@ def _worker(config: dict) -> None:
         config["groups"],
         ctx.get_world_rank(),
         ctx.get_world_size(),
-        report=lambda m: ray.train.report(m),
+        report=_ray_reporter(settings, ray.train.report),
         resume=config["resume"],
         device=ray.train.torch.get_device() if settings.use_gpu else torch.device("cpu"),
     )
+
+
+def _ray_reporter(settings: TrainSettings, send: Callable[[dict], None]) -> Callable[[dict], None]:
+    """The loop's per-step callback for a Ray Train worker: forwards the metrics to Ray Train
+    only at checkpoint steps and the last step. Each ``ray.train.report`` waits until the
+    controller drains the worker's one-slot result queue (it polls about every 2 s), so
+    reporting every step would hold every step for that long; the log and ``training.json``
+    still have every step. Every worker sees the same steps, so the reports stay collective."""
+
+    def report(metrics: dict) -> None:
+        step = int(metrics["step"])
+        if step % settings.checkpoint_every == 0 or step >= settings.steps:
+            send(metrics)
+
+    return report
 
 
 def _ensure_ray(workers: int) -> None:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import contextlib
+import http.client
 import json
 import os
 import secrets
@@ -37,7 +38,7 @@ def _wait(check, timeout: float, what: str, proc: subprocess.Popen, log: Path) -
     while time.time() < end:
         if proc.poll() is not None:
             raise RuntimeError(f"{what} exited ({proc.returncode}): {log.read_text()[-3000:]}")
-        with contextlib.suppress(OSError):
+        with contextlib.suppress(OSError, http.client.HTTPException):  # not up yet, or another server's port
             if check():
                 return
         time.sleep(0.5)

@@ -70,7 +70,9 @@ class OnnxRuntimeBackend:
         opts.enable_mem_pattern = False
         opts.enable_cpu_mem_arena = False
         opts.log_severity_level = 3
-        self.session = ort.InferenceSession(str(export_dir / manifest.graph), opts, providers=["CPUExecutionProvider"])
+        self.graph_path = export_dir / manifest.graph
+        self.options = opts
+        self.session = ort.InferenceSession(str(self.graph_path), opts, providers=["CPUExecutionProvider"])
 
     def __call__(self, batch: torch.Tensor) -> dict[str, torch.Tensor]:
         return _outputs(self.session.run(list(OUTPUT_NAMES), {INPUT_NAME: batch.numpy()}))

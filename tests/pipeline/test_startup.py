@@ -1,0 +1,160 @@
+"""The job's start and its own machinery, without a cluster: the pool's shape (fixed or
+autoscaling), block sizes, the start-up timeline and actor start-ups in ``_run.json``, error rows
+that skip the crash ledger, and Ray's internal ERROR line filtered from stderr."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+from test_worker import _batch
+
+from m2fp_batch.pipeline.config import JobConfig
+from m2fp_batch.pipeline.job import MAX_BLOCK_ROWS, Timeline, _pool_size, actor_startup, block_rows, pool_strategy
+from m2fp_batch.pipeline.worker import ActorStartup, CrashLedger, Labeler
+from m2fp_batch.schema import output_schema
+from m2fp_batch.settings import EngineSettings
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_fixed_cluster_starts_every_actor_autoscaling_keeps_its_minimum():
+    fixed = pool_strategy(JobConfig(input="x", output="y"), 8)
+    assert (fixed.min_size, fixed.max_size) == (8, 8)
+    scaling = pool_strategy(JobConfig(input="x", output="y", autoscaling=True, min_actors=2), 8)
+    assert (scaling.min_size, scaling.max_size) == (2, 8)
+
+
+class TwoNodes:
+    """What ``_pool_size`` reads of Ray: two alive 1-CPU nodes."""
+
+    @staticmethod
+    def nodes():
+        return [{"Alive": True, "Resources": {"CPU": 1.0}}, {"Alive": True, "Resources": {"CPU": 1.0}}]
+
+
+def test_fixed_pool_never_exceeds_what_the_cluster_fits():
+    base = JobConfig(input="x", output="y", max_actors=10)
+    assert _pool_size(base, TwoNodes) == 2  # all 10 could never start at once
+    assert _pool_size(JobConfig(input="x", output="y"), TwoNodes) == 2
+    assert _pool_size(dataclasses.replace(base, autoscaling=True), TwoNodes) == 10  # the cluster may grow
+
+
+def test_autoscaling_is_a_setting():
+    cfg = JobConfig.from_sources(None, {"input": "x", "output": "y", "autoscaling": "true", "min_actors": "3"})
+    assert cfg.autoscaling and cfg.min_actors == 3
+    assert JobConfig.from_sources(None, {"input": "x", "output": "y"}).autoscaling is False
+
+
+@pytest.mark.parametrize(
+    ("pending", "actors", "batch", "want"),
+    [
+        (24, 2, 4, 4),  # small job: blocks of one batch, 3 per actor
+        (24, 2, 1, 3),  # 4 blocks per actor
+        (10_000, 2, 4, MAX_BLOCK_ROWS),  # many rows: large blocks (the ceiling)
+        (1_000_000, 1000, 4, MAX_BLOCK_ROWS),
+        (100_000_000, 8, 4, 5000),  # never more than 20,000 blocks
+    ],
+)
+def test_block_rows(pending, actors, batch, want):
+    assert block_rows(pending, actors, batch) == want
+
+
+def test_timeline_and_actor_startup_per_node():
+    tl = Timeline()
+    tl.began = 1000.0
+    tl.mark("connected", 1004.0)
+    tl.mark("pipeline_started", 1005.0)
+    tl.mark("first_row", 1030.0)
+    tl.mark("first_row", 1031.0)  # the first mark stays
+    startups = [
+        ActorStartup("node-b", 12, imports_at=1006.0, import_s=3.0, model_load_s=4.0, ready_at=1013.5),
+        ActorStartup("node-a", 11, imports_at=1005.5, import_s=2.5, model_load_s=3.0, ready_at=1011.0),
+    ]
+    per_node = actor_startup(startups, tl)
+    assert per_node["node-a"] == [
+        {"pid": 11, "process_s": 0.5, "import_s": 2.5, "model_load_s": 3.0, "startup_s": 6.0, "ready_s": 11.0}
+    ]
+    assert per_node["node-b"][0]["startup_s"] == 8.5
+    assert tl.seconds() == {
+        "connected": 4.0,
+        "pipeline_started": 5.0,
+        "first_actor_ready": 11.0,
+        "all_actors_ready": 13.5,
+        "first_row": 30.0,
+    }
+
+
+class CountingLedger(CrashLedger):
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[str] = []
+
+    def begin_batch(self, ids):
+        self.calls.append("begin_batch")
+        return super().begin_batch(ids)
+
+    def finish(self, ids):
+        self.calls.append("finish")
+        super().finish(ids)
+
+
+def test_unread_rows_skip_the_ledger_and_actor_startup_is_recorded(tiny_model_dir):
+    """Rows that could not be read never reach the model: no ledger round trip for them."""
+    cfg = JobConfig(input="x", output="y", engine=EngineSettings(model=str(tiny_model_dir)))
+    ledger = CountingLedger()
+    labeler = Labeler(cfg, output_schema(pa.schema([("caption", pa.string())])), ledger, threads=1)
+    (startup,) = ledger.actor_startups()
+    assert startup.node == "local" and startup.model_load_s > 0 and startup.ready_at >= startup.imports_at
+    rows = labeler(_batch([("gone.jpg", None), ("also-gone.jpg", None)])).to_pylist()
+    assert [r["error_kind"] for r in rows] == ["missing", "missing"]
+    assert [r["caption"] for r in rows] == ["c0", "c1"] and ledger.calls == []
+
+
+NOISY = r"""
+import os, sys
+from m2fp_batch.pipeline.raylog import quiet_ray_internals
+line = b"[2026-12-04 core_worker.cc:1] Actor 12ab has constructor arguments in the object store and max_restarts > 0.\n"
+with quiet_ray_internals():
+    os.write(2, line)
+    os.write(2, b"a real error the user must see\n")
+    os.write(2, line)
+    print("python stderr passes too", file=sys.stderr, flush=True)
+os.write(2, b"after the block\n")
+"""
+
+
+def test_ray_constructor_argument_error_is_explained_once_and_other_lines_pass():
+    res = subprocess.run([sys.executable, "-c", NOISY], capture_output=True, text=True, cwd=REPO, timeout=60)
+    assert res.returncode == 0, res.stderr
+    err = res.stderr
+    assert "has constructor arguments in the object store and max_restarts > 0." not in err
+    assert err.count("m2fp-batch: Ray logs 'Actor ... has constructor arguments") == 1
+    assert "a real error the user must see" in err and "python stderr passes too" in err
+    assert "after the block" in err
+
+
+NICENESS = r"""
+import os, ray
+from m2fp_batch import localray
+os.environ.pop(localray.WORKER_NICENESS, None)
+localray.init_local(num_cpus=1, include_dashboard=False)
+print("niceness", os.nice(0), ray.get(ray.remote(lambda: os.nice(0)).remote()))
+"""
+
+
+@pytest.mark.cluster
+def test_local_ray_workers_run_at_the_commands_priority():
+    """Ray's default worker niceness (15) starved the train worker on a shared machine."""
+    with tempfile.TemporaryDirectory(dir="/tmp") as ray_tmp:  # short: Ray's socket paths are bounded
+        env = {**os.environ, "PYTHONPATH": str(REPO), "RAY_USAGE_STATS_ENABLED": "0", "RAY_TMPDIR": ray_tmp}
+        res = subprocess.run([sys.executable, "-c", NICENESS], capture_output=True, text=True, env=env, timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    driver, worker = res.stdout.split("niceness", 1)[1].split()[:2]
+    assert worker == driver, res.stdout
