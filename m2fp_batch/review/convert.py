@@ -15,7 +15,14 @@ from typing import Any
 import numpy as np
 
 from m2fp_batch.annotate.palette import CIHP_CLASSES
-from m2fp_batch.labels import DecodedPerson, class_name, decode_persons, person_parts_map, semantic_map
+from m2fp_batch.labels import (
+    DecodedPerson,
+    class_name,
+    decode_persons,
+    person_parts_map,
+    semantic_map,
+    skin_tone_source,
+)
 from m2fp_batch.review import masks as mk
 from m2fp_batch.review.priority import parse_agreement, person_anomalies, review_priority, weighted_part_score
 from m2fp_batch.schema import SKIN_GROUPS, STATUS_OK
@@ -200,6 +207,8 @@ def _person(p: DecodedPerson, folder: Path | None, size: tuple[int, int], versio
         "ita_category": skin.get("ita_category"),
         "monk": _optional(skin.get("monk"), int),
         "skin_confidence": _optional(skin.get("confidence"), float),
+        "hue": _optional(skin.get("hue"), float),
+        "skin_source": None if measured is None else skin_tone_source(skin),
     }
     return _Person(detection, pscore, person_anomalies(p.index, p.part_ids, face), group, ita)
 

@@ -32,6 +32,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from PIL import Image
 
+from m2fp_batch.annotate.skin_tone import SOURCE_REVIEWED
 from m2fp_batch.errors import UserError
 from m2fp_batch.review import masks as mk
 from m2fp_batch.review.build import INFO_KEY, TAG_REJECTED, TAG_REVIEWED, label_fingerprint
@@ -155,7 +156,7 @@ def _persons(sample: fo.Sample, original: dict, shape: tuple[int, int]) -> list[
         if "skin_tone" in person and person["skin_tone"] is not None and det.has_field("skin_group"):
             group = det.get_field("skin_group")
             if group is not None and group != person["skin_tone"].get("group"):
-                person["skin_tone"] = {**person["skin_tone"], "group": group}
+                person["skin_tone"] = {**person["skin_tone"], "group": group, "source": SOURCE_REVIEWED}
         persons.append(person)
     return persons
 

@@ -87,6 +87,8 @@ UNKNOWN_SKIN_TONE = {
     "monk": None,
     "pixels": 0,
     "confidence": 0.0,
+    "hue": None,
+    "source": None,  # schema v3: not measured; readers derive it from the reviewed labels
 }
 
 

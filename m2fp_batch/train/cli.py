@@ -16,7 +16,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         nargs="+",
         required=True,
         metavar="DIR",
-        help="job output, export-reviewed or CIHP-layout dirs (mixed)",
+        help="job output, export-reviewed or CIHP-layout dirs, COCO .json files (mixed)",
     )
     p.add_argument(
         "--model",
