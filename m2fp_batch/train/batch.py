@@ -28,6 +28,10 @@ class Batch:
     generators: list[torch.Generator]
     positions: list[int]
 
+    def to(self, device: torch.device | str) -> Batch:
+        """Images and targets on ``device`` (built on the CPU; the generators stay there)."""
+        return Batch(self.images.to(device), [t.to(device) for t in self.targets], self.generators, self.positions)
+
 
 def sample_seed(seed: int, step: int, position: int) -> int:
     """One integer seed per (run, step, place in the global batch)."""

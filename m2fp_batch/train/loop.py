@@ -107,7 +107,9 @@ def train_step(state: LoopState, settings: TrainSettings, batch, batch_size: int
     state.optimizer.step()
     state.scheduler.step()
     values = _sum(
-        torch.tensor([float(loss.detach()) if loss is not None else 0.0, *terms.values()], dtype=torch.float64)
+        torch.tensor(
+            [float(loss.detach()) if loss is not None else 0.0, *terms.values()], dtype=torch.float64, device=device
+        )
     )
     return {"loss": float(values[0]), **{k: float(v) for k, v in zip(terms, values[1:])}}
 
@@ -167,9 +169,9 @@ def run_loop(
             settings.skin,
             flip_perm,
             cfg.num_parsing,
-            model.pixel_mean,
-            model.pixel_std,
-        )
+            model.pixel_mean.cpu(),
+            model.pixel_std.cpu(),
+        ).to(device)
         losses = train_step(state, settings, batch, settings.batch_size)
         state.step += 1
         state.history.append({"step": state.step, "time": round(time.time(), 3), **losses})
