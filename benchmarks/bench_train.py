@@ -100,6 +100,8 @@ def paired_run(model: Path, data: Path, out: Path, a, workers: int) -> dict:
         raise RuntimeError(f"m2fp-batch train failed:\n{log.read_text()[-3000:]}")
     cli = [h["time"] for h in json.loads((out / "training.json").read_text())["losses"]]
     window = (max(bare[0], cli[0]), min(bare[-1], cli[-1]))
+    if window[1] - window[0] <= 0:  # the command ended before the bare loop stepped: no comparison
+        raise RuntimeError(f"--workers {workers}: the two runs did not overlap; raise --steps")
     cli_rate, bare_rate = images_per_s(cli, a.batch, window), images_per_s(bare, a.batch, window)
     return {"cli_images_per_s": round(cli_rate, 3), "bare_images_per_s": round(bare_rate, 3),
             "cli_over_bare": round(cli_rate / bare_rate, 3), "overlap_s": round(window[1] - window[0], 1)}  # fmt: skip
