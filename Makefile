@@ -12,7 +12,14 @@ PYTEST_ARGS ?=
 export RAY_USAGE_STATS_ENABLED ?= 0
 export FIFTYONE_DO_NOT_TRACK ?= true
 
-.PHONY: install run test lint format bench docs browser-deps clean
+# Label Studio and Datumaro, each in its own venv (their pins never touch $(VENV)); the tests drive
+# them as a server / a subprocess.
+LS_VENV ?= .venv-ls
+DM_VENV ?= .venv-dm
+LABEL_STUDIO ?= label-studio==1.23.2
+DATUMARO ?= datumaro==1.13.12
+
+.PHONY: install run test lint format bench docs browser-deps review-tools clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -22,6 +29,21 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 install: $(VENV)/.installed
+
+$(LS_VENV)/.installed:
+	test -x $(LS_VENV)/bin/python || python3 -m venv $(LS_VENV)
+	$(LS_VENV)/bin/pip install -q --upgrade pip
+	$(LS_VENV)/bin/pip install -q '$(LABEL_STUDIO)'
+	touch $@
+
+$(DM_VENV)/.installed:
+	test -x $(DM_VENV)/bin/python || python3 -m venv $(DM_VENV)
+	$(DM_VENV)/bin/pip install -q --upgrade pip
+	$(DM_VENV)/bin/pip install -q '$(DATUMARO)'
+	touch $@
+
+# the review tools the tests start: Label Studio (server) and Datumaro (CVAT's format library)
+review-tools: $(LS_VENV)/.installed $(DM_VENV)/.installed
 
 # Chromium for the browser tests (Debian package; Playwright drives it, never downloads one).
 browser-deps:
@@ -34,7 +56,7 @@ run: install
 	$(VENV)/bin/m2fp-batch run --input "$(INPUT)" --out "$(OUTPUT)" --model "$(MODEL)" $(if $(CONFIG),--config "$(CONFIG)")
 	$(VENV)/bin/m2fp-batch review "$(OUTPUT)" --dataset "$(DATASET)"
 
-test: install browser-deps
+test: install browser-deps review-tools
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 lint: install
@@ -53,4 +75,4 @@ docs: install
 	$(PY) -m m2fp_batch.cli_docs > docs/cli.md.tmp && mv docs/cli.md.tmp docs/cli.md
 
 clean:
-	rm -rf $(VENV) .pytest_cache build *.egg-info
+	rm -rf $(VENV) $(LS_VENV) $(DM_VENV) .pytest_cache build *.egg-info

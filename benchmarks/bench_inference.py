@@ -105,8 +105,8 @@ from m2fp_batch.settings import EngineSettings
 def hwm():
     return int(next(line for line in open("/proc/self/status") if line.startswith("VmHWM")).split()[1]) / 1024
 
-model, threads, files = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
-cfg = JobConfig(input="x", output="y", engine=EngineSettings(model=model))
+model, engine, threads, files = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4:]
+cfg = JobConfig(input="x", output="y", engine=EngineSettings(model=model, engine=engine))
 labeler = Labeler(cfg, SCHEMA, None, threads=threads)
 base = hwm()
 n = len(files)
@@ -122,7 +122,7 @@ print(base, hwm(), time.perf_counter() - t, sum(r["status"] == "ok" for r in row
 """
 
 
-def memory_probe(model: str, sizes: list[tuple[int, int]], threads: int) -> dict:
+def memory_probe(model: str, sizes: list[tuple[int, int]], threads: int, engine: str = "torch") -> dict:
     """Peak RSS of one actor call over h x w JPEGs (:data:`ACTOR_CODE`), in a fresh process."""
     with tempfile.TemporaryDirectory() as d:
         files = []
@@ -130,7 +130,7 @@ def memory_probe(model: str, sizes: list[tuple[int, int]], threads: int) -> dict
             files.append(os.path.join(d, f"{i}.jpg"))
             with open(files[-1], "wb") as f:
                 f.write(photo_bytes(h, w))
-        cmd = [sys.executable, "-c", ACTOR_CODE, model, str(threads), *files]
+        cmd = [sys.executable, "-c", ACTOR_CODE, model, engine, str(threads), *files]
         out = subprocess.run(cmd, capture_output=True, text=True, check=True)
     after_load, peak, secs, ok = out.stdout.split()
     return {
@@ -248,6 +248,219 @@ def lever_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+HAS_BF16 = "avx512_bf16" in Path("/proc/cpuinfo").read_text()
+PRECISION_NOTE = (
+    "agreement with fp32 on random seeded weights shows that the lower-precision graph runs and how often "
+    "its labels flip where random logits sit near every threshold (a pessimistic bound); it does not show the "
+    "accuracy of trained weights, whose logits are far from the thresholds: measure that on your own photos."
+)
+
+# --- engines (issue 19): torch / onnxruntime / openvino, interleaved -------------------------
+# FLOPs of one forward at 640x640 as the reference README states them (FlopCounterMode on the
+# official network): the issue's efficiency definition.
+REFERENCE_GFLOPS_640 = 288.0
+
+ENGINE_RSS_CODE = """
+import sys, time
+from m2fp_batch.inference import M2FPParser, load_image
+
+def hwm():
+    return int(next(line for line in open("/proc/self/status") if line.startswith("VmHWM")).split()[1]) / 1024
+
+model, engine, threads, files = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4:]
+parser = M2FPParser.from_pretrained(model, engine=engine, threads=threads)
+base = hwm()
+for f in files:
+    parser.parse_one(load_image(f))
+print(base, hwm())
+"""
+
+
+def engine_rss(model: str, engine: str, threads: int, sizes: list[tuple[int, int]]) -> dict:
+    """Peak RSS of a fresh process that loads ``engine`` (export cached) and parses h x w JPEGs."""
+    with tempfile.TemporaryDirectory() as d:
+        files = []
+        for i, (h, w) in enumerate(sizes):
+            files.append(os.path.join(d, f"{i}.jpg"))
+            Path(files[-1]).write_bytes(photo_bytes(h, w))
+        out = subprocess.run(
+            [sys.executable, "-c", ENGINE_RSS_CODE, model, engine, str(threads), *files],
+            capture_output=True, text=True, check=True,
+        )  # fmt: skip
+    after_load, peak = out.stdout.split()[-2:]
+    return {"after_load_mib": round(float(after_load)), "peak_mib": round(float(peak))}
+
+
+def _variants(model: str, args) -> dict[str, str]:
+    """Engine label -> --model for it: the exported engines read the cache; bf16 / int8 exports
+    (opt-in precision) are written into a temp dir."""
+    out = {name: model for name in args.engines.split(",")}
+    if args.bf16:
+        out["openvino-bf16"] = _export_variant(model, "openvino", "bf16", None)
+    if args.int8:
+        out["onnxruntime-int8"] = _export_variant(model, "onnx", "int8", args.int8)
+    return out
+
+
+def _export_variant(model: str, fmt: str, precision: str, photos: int | None) -> str:
+    from m2fp_batch.inference.engines import export_model
+    from m2fp_batch.inference.export_cli import calibration_batches
+    from m2fp_batch.inference.loading import load_model
+
+    loaded = load_model(model)
+    net, info = loaded.net, loaded.info
+    out = Path(tempfile.mkdtemp(prefix=f"m2fp-{precision}-")) / fmt
+    calibration = None
+    if photos:
+        calib = Path(tempfile.mkdtemp(prefix="m2fp-calib-"))
+        for i in range(photos):  # different crops and sizes of the real photo
+            (calib / f"{i}.jpg").write_bytes(photo_bytes(480 + 64 * i, 640 - 32 * i))
+        calibration = calibration_batches(str(calib), photos)
+    export_model(net, info, out, fmt, precision=precision, calibration=calibration)
+    return str(out)
+
+
+def _agreement(a, b, num_classes: int) -> dict:
+    """Pixels with the same label, and per-class IoU, of a lower-precision result ``a`` vs fp32 ``b``."""
+    import numpy as np
+
+    same = float((a.semantic == b.semantic).mean())
+    iou = {}
+    for c in range(num_classes):
+        x, y = a.semantic == c, b.semantic == c
+        union = int((x | y).sum())
+        if union:
+            iou[c] = round(int((x & y).sum()) / union, 3)
+    return {
+        "same_label": round(same, 4),
+        "per_class_iou": iou,
+        "mean_iou": round(float(np.mean(list(iou.values()))), 3),
+    }
+
+
+def engine_comparison(model: str, jpeg: bytes, args) -> dict:
+    """Each engine's end-to-end seconds (parse_one from JPEG bytes), efficiency and stage budget,
+    timed in turn for ``args.engine_rounds`` rounds with the matmul peak in every round."""
+    from m2fp_batch.inference import M2FPParser, load_image
+
+    parsers = {}
+    for label, source in _variants(model, args).items():
+        t0 = time.perf_counter()
+        parsers[label] = M2FPParser.from_pretrained(source, engine=label.split("-")[0], threads=args.threads)
+        parsers[label].parse_one(load_image(jpeg))  # warm-up
+        print(
+            f"# {label}: load (+ export on a cache miss) and first call {time.perf_counter() - t0:.1f} s",
+            file=sys.stderr,
+        )
+    times: dict[str, list[dict]] = {k: [] for k in parsers}
+    peaks = []
+    for _ in range(args.engine_rounds):
+        for label, parser in parsers.items():
+            t0 = time.perf_counter()
+            res = parser.parse_one(load_image(jpeg))
+            total = time.perf_counter() - t0
+            times[label].append(
+                {
+                    **res.timings,
+                    "end_to_end": total,
+                    "decode": total - sum(res.timings[k] for k in ("preprocess", "forward", "postprocess")),
+                }
+            )
+        peaks.append(matmul_peak(args.threads))
+    peak = max(peaks)
+    rows = {}
+    for label, runs in times.items():
+        med = {
+            k: statistics.median(r[k] for r in runs)
+            for k in ("end_to_end", "decode", "preprocess", "forward", "postprocess")
+        }
+        rows[label] = {
+            "median_s": {k: round(v, 3) for k, v in med.items()},
+            "efficiency": round(REFERENCE_GFLOPS_640 * 1e9 / (med["end_to_end"] * peak), 3),
+            "forward_efficiency": round(REFERENCE_GFLOPS_640 * 1e9 / (med["forward"] * peak), 3),
+        }
+    if "onnxruntime" in parsers:
+        rows["onnxruntime"]["op_budget"] = onnxruntime_op_budget(parsers["onnxruntime"].backend, jpeg)
+    fp32 = {"openvino-bf16": "openvino", "onnxruntime-int8": "onnxruntime"}
+    img = load_image(jpeg)
+    for label, ref in fp32.items():
+        if label in parsers and ref in parsers:
+            rows[label]["agreement_with_fp32"] = _agreement(
+                parsers[label].parse_one(img), parsers[ref].parse_one(img), len(parsers[ref].class_names)
+            )
+    if not args.no_memory:
+        for label, parser in parsers.items():
+            source = parser.info.model_dir if "-" in label else model
+            rows[label]["rss"] = engine_rss(
+                source, label.split("-")[0], args.threads, [(640, 640), (640, 1333), (1800, 1536)]
+            )
+    return {
+        "rounds": args.engine_rounds,
+        "matmul_peak_gflops_per_round": [round(x / 1e9, 1) for x in peaks],
+        "engines": rows,
+    }
+
+
+def onnxruntime_op_budget(backend, jpeg: bytes, top: int = 10, runs: int = 2) -> list[dict]:
+    """Where ONNX Runtime's forward spends its time at 640x640: ``runs`` profiled runs after a
+    warm-up, kernel time summed by op type (per run)."""
+    import onnxruntime as ort
+
+    from m2fp_batch.inference import load_image
+    from m2fp_batch.inference import preprocess as pp
+    from m2fp_batch.model.build import PIXEL_MEAN, PIXEL_STD, SIZE_DIVISIBILITY
+
+    img = load_image(jpeg)
+    mean, std = torch.tensor(PIXEL_MEAN).view(-1, 1, 1), torch.tensor(PIXEL_STD).view(-1, 1, 1)
+    batch = pp.to_batch([pp.resize(img, pp.target_size(*img.shape[:2]))], mean, std, SIZE_DIVISIBILITY).numpy()
+    opts = backend.options  # the engine's own settings, plus profiling
+    opts.enable_profiling = True
+    opts.profile_file_prefix = os.path.join(tempfile.mkdtemp(), "ort")
+    sess = ort.InferenceSession(str(backend.graph_path), opts, providers=["CPUExecutionProvider"])
+    opts.enable_profiling = False
+    for _ in range(runs + 1):
+        sess.run(None, {"images": batch})
+    events = json.loads(Path(sess.end_profiling()).read_text())
+    by_op: dict[str, list[float]] = {}
+    for e in events:
+        if e.get("cat") == "Node" and e.get("name", "").endswith("_kernel_time"):
+            by_op.setdefault(e.get("args", {}).get("op_name", "?"), []).append(e["dur"] / 1e6)
+    # the warm-up run is the first third of each op's events when every op runs once per run
+    per_run = {op: sum(v[len(v) // (runs + 1) :]) / runs for op, v in by_op.items()}
+    total = sum(per_run.values())
+    rows = sorted(per_run.items(), key=lambda kv: -kv[1])[:top]
+    return [{"op": op, "s": round(t, 3), "share": round(t / total, 3)} for op, t in rows]
+
+
+def engine_table(result: dict) -> str:
+    peak = max(result["matmul_peak_gflops_per_round"])
+    lines = [
+        f"engines interleaved, {result['rounds']} rounds, 640x640 photo, fp32 matmul peak up to {peak:.0f} GFLOP/s, "
+        f"efficiency = {REFERENCE_GFLOPS_640:.0f} GFLOPs / (time x peak):",
+        "| engine | end to end (s) | efficiency | decode | preprocess | forward (efficiency) | postprocess | RSS after load / peak (MiB) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for label, r in result["engines"].items():
+        m = r["median_s"]
+        rss = f"{r['rss']['after_load_mib']} / {r['rss']['peak_mib']}" if "rss" in r else "-"
+        lines.append(
+            f"| {label} | {m['end_to_end']:.3f} | {r['efficiency']:.3f} | {m['decode']:.3f} | {m['preprocess']:.3f} | "
+            f"{m['forward']:.3f} ({r['forward_efficiency']:.3f}) | {m['postprocess']:.3f} | "
+            f"{rss} |"
+        )
+    budget = result["engines"].get("onnxruntime", {}).get("op_budget")
+    if budget:
+        lines.append("onnxruntime forward by op type (kernel time per run, profiled): " + ", ".join(
+            f"{b['op']} {b['s']:.3f} s ({b['share']:.0%})" for b in budget))  # fmt: skip
+    for label, r in result["engines"].items():
+        if "agreement_with_fp32" in r:
+            a = r["agreement_with_fp32"]
+            lines.append(
+                f"{label} vs fp32: same label on {a['same_label']:.2%} of pixels, mean IoU {a['mean_iou']:.3f}, per class {a['per_class_iou']}"
+            )
+    return "\n".join(lines)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default=None, help="model dir (default: build the seed-3 full-size checkpoint)")
@@ -260,8 +473,19 @@ def main() -> int:
     ap.add_argument("--no-compile", action="store_true", help="skip the torch.compile lever")
     ap.add_argument("--no-memory", action="store_true", help="skip the large-photo memory probes")
     ap.add_argument("--memory-only", action="store_true", help="only the memory probes (MEMORY_PROBES)")
+    ap.add_argument("--memory-engine", default="torch", help="the engine the --memory-only probes run")
     ap.add_argument("--interleave", type=int, default=5, help="rounds of the interleaved engines (0: skip)")
     ap.add_argument("--json", default=None, help="also write the results here")
+    ap.add_argument("--engines", default="torch,onnxruntime,openvino", help="engines to compare (comma-separated)")
+    ap.add_argument("--engine-rounds", type=int, default=3, help="rounds of the interleaved engines table (0: skip)")
+    ap.add_argument("--engines-only", action="store_true", help="only the engines table (with its RSS probes)")
+    ap.add_argument(
+        "--bf16",
+        action=argparse.BooleanOptionalAction,
+        default=HAS_BF16,
+        help="add openvino-bf16 (default: CPU has avx512_bf16)",
+    )
+    ap.add_argument("--int8", type=int, default=0, metavar="N", help="add onnxruntime-int8 calibrated on N photos")
     args = ap.parse_args()
 
     from m2fp_batch.inference import M2FPParser, load_image
@@ -274,10 +498,19 @@ def main() -> int:
 
         tmp = tempfile.TemporaryDirectory()
         model = str(write_reference_model(Path(tmp.name) / "seed3"))
+    if args.engines_only:
+        result = engine_comparison(model, photo_bytes(640, 640), args)
+        print(json.dumps(result, indent=1))
+        print(engine_table(result) + "\n" + PRECISION_NOTE)
+        return 0
     if args.memory_only:
         print(
             json.dumps(
-                {f"memory_{k}": memory_probe(model, v, args.threads) for k, v in MEMORY_PROBES.items()}, indent=1
+                {
+                    f"memory_{k}": memory_probe(model, v, args.threads, args.memory_engine)
+                    for k, v in MEMORY_PROBES.items()
+                },
+                indent=1,
             )
         )
         return 0
@@ -352,6 +585,8 @@ def main() -> int:
         result["levers"] = measure_levers(parser, model, jpeg, args, flops, peak)
     if args.interleave:
         result["interleaved"] = interleaved(parser, model, jpeg, args, flops)
+    if args.engine_rounds:
+        result["engine_comparison"] = engine_comparison(model, jpeg, args)
     print(json.dumps(result, indent=1))
     print(
         f"\nend-to-end efficiency (parse_one, 640x640): {result['end_to_end_efficiency']:.3f} of {peak / 1e9:.0f} GFLOP/s"
@@ -363,6 +598,8 @@ def main() -> int:
         print(f"interleaved, {il['rounds']} rounds, peak up to {max(il['matmul_peak_gflops_per_round']):.0f} GFLOP/s:")
         for k, v in il["median_s"].items():
             print(f"  {k}: {v:.3f} s per image, end-to-end efficiency {il['end_to_end_efficiency'][k]:.3f}")
+    if "engine_comparison" in result:
+        print(engine_table(result["engine_comparison"]) + "\n" + PRECISION_NOTE)
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=1))
     if tmp:

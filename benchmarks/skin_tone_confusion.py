@@ -160,6 +160,29 @@ def evaluate(cases: list[Case] | None = None) -> list[tuple[Case, str, str]]:
     return [(c, true_group(c.monk), run_case(c)) for c in cases]
 
 
+def monk_errors(cases: list[Case] | None = None) -> dict[str, Counter]:
+    """|estimated - true| Monk tone -> number of cases, for normal light and strong casts."""
+    casts = {**MILD_CASTS, **STRONG_CASTS}
+    out: dict[str, Counter] = {"normal light": Counter(), "strong cast": Counter()}
+    for c in all_cases() if cases is None else cases:
+        image, _, mask = render_face(MONK_RGB[c.monk - 1], c.brightness, casts[c.cast], c.seed)
+        out["normal light" if c.normal_light else "strong cast"][
+            abs(estimate_skin_tone(image, mask).monk - c.monk)
+        ] += 1
+    return out
+
+
+def monk_markdown(errors: dict[str, Counter]) -> str:
+    """The Monk tone error table (the stated uncertainty, ``MONK_UNCERTAINTY``, comes from it)."""
+    lines = ["**Monk tone error** (share of cases by |estimated - true| MST)", ""]
+    lines += ["| light | cases | 0 | <= 1 | <= 2 | > 2 |", "|---|---|---|---|---|---|"]
+    for name, counts in errors.items():
+        n = max(1, sum(counts.values()))
+        within = [sum(v for d, v in counts.items() if d <= k) / n for k in (0, 1, 2)]
+        lines.append(f"| {name} | {n} | " + " | ".join(f"{w:.0%}" for w in within) + f" | {1 - within[2]:.0%} |")
+    return "\n".join(lines)
+
+
 def confusion(results: list[tuple[Case, str, str]]) -> dict[str, dict[str, int]]:
     counts = Counter((t, p) for _, t, p in results)
     return {t: {p: counts[(t, p)] for p in SKIN_GROUPS} for t in SKIN_GROUPS[:3]}
@@ -199,13 +222,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", help="also write the confusion matrices as JSON here")
     args = ap.parse_args(argv)
     results = evaluate()
-    print(markdown(results))
+    errors = monk_errors()
+    print(markdown(results) + "\n\n" + monk_markdown(errors))
     if args.json:
         out = {
             "normal_light": confusion([r for r in results if r[0].normal_light]),
             "strong_cast": confusion([r for r in results if not r[0].normal_light]),
             "accuracy_normal_light": accuracy([r for r in results if r[0].normal_light]),
             "accuracy_strong_cast": accuracy([r for r in results if not r[0].normal_light]),
+            "monk_error": {k: {str(d): n for d, n in sorted(v.items())} for k, v in errors.items()},
         }
         with open(args.json, "w") as f:
             json.dump(out, f, indent=2)

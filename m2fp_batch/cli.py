@@ -17,9 +17,12 @@ SUBCOMMANDS = {
     "report": ("m2fp_batch.report.cli", "skin-tone / fairness report of a job output"),
     "review": ("m2fp_batch.review.cli", "build or update the FiftyOne review dataset from a job output"),
     "export-reviewed": ("m2fp_batch.review.export_cli", "write reviewed FiftyOne labels back to Parquet"),
-    "export": ("m2fp_batch.formats.cli", "export the labels as a CIHP-layout or COCO training dataset"),
+    "export": ("m2fp_batch.formats.cli", "export the labels as a CIHP-layout, COCO or CVAT-mask dataset"),
+    "label-studio": ("m2fp_batch.labelstudio.cli", "review in Label Studio: push pre-annotations, pull the fixes"),
+    "cvat": ("m2fp_batch.formats.cvat_cli", "read a CVAT Segmentation mask 1.1 export back as reviewed labels"),
     "serve": ("m2fp_batch.serve.cli", "the web page and POST /api/parse on Ray Serve"),
     "train": ("m2fp_batch.train.cli", "fine-tune M2FP on labelled dirs (Ray Train, skin-tone aware)"),
+    "export-model": ("m2fp_batch.inference.export_cli", "export the network to ONNX or OpenVINO IR (dynamic sizes)"),
     "evaluate": ("m2fp_batch.train.evaluate_cli", "mIoU overall, per class and per skin-tone group on labelled dirs"),
 }
 

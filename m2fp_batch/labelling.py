@@ -16,12 +16,12 @@ from typing import Any
 
 import numpy as np
 
-from m2fp_batch.annotate.brightness import adaptive_brightness
+from m2fp_batch.annotate.brightness import model_input
 from m2fp_batch.decode import ImageError, decode_image
 from m2fp_batch.rows import error_columns, finish_row, result_columns
 from m2fp_batch.settings import EngineSettings
 
-__all__ = ["ENGINE_ERRORS", "PROVENANCE_COLUMNS", "Decoded", "LabellingCore", "decode", "model_input", "provenance"]
+__all__ = ["ENGINE_ERRORS", "PROVENANCE_COLUMNS", "Decoded", "LabellingCore", "decode", "provenance"]
 
 # Engine failures on one photo that become an ``inference_error`` row (anything else is a bug).
 ENGINE_ERRORS = (RuntimeError, ValueError, MemoryError, IndexError)
@@ -47,13 +47,6 @@ def decode(data: bytes, settings: EngineSettings) -> np.ndarray:
     if len(data) > settings.max_bytes:
         raise ImageError("too_large", f"the file holds {len(data)} bytes, above max_bytes={settings.max_bytes}")
     return decode_image(data, max_pixels=settings.max_pixels, min_side=settings.min_side)
-
-
-def model_input(image: np.ndarray, settings: EngineSettings) -> tuple[np.ndarray, float]:
-    """The image the model sees and the brightness factor applied (1.0: the photo itself)."""
-    if settings.adaptive_brightness:
-        return adaptive_brightness(image)
-    return image, 1.0
 
 
 def provenance(settings: EngineSettings, info, package_version: str) -> dict[str, Any]:
@@ -111,7 +104,8 @@ class LabellingCore:
         return Decoded(image, None, time.perf_counter() - t0)
 
     def model_input(self, image: np.ndarray) -> tuple[np.ndarray, float]:
-        return model_input(image, self.settings)
+        """The image the model sees (``annotate.brightness.model_input``) and the factor applied."""
+        return model_input(image, self.settings.adaptive_brightness)
 
     def infer(self, inputs: list[np.ndarray]) -> list:
         """The engine on model inputs: a ``ParseResult`` per input, or the engine error it raised.

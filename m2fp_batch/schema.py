@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3  # 3: skin_tone.hue and skin_tone.source; 2: skin_tone, brightness
 SCHEMA_NAME = f"labels_v{SCHEMA_VERSION}"
 
 STATUS_OK = "ok"
@@ -66,6 +66,8 @@ PART = pa.struct(
 )
 
 SKIN_GROUPS = ("light", "medium", "dark", "unknown")
+# How a person's skin tone was obtained (skin_tone.source, schema v3+; v2 tones were all measured).
+SKIN_SOURCES = ("measured", "derived", "reviewed")
 
 SKIN_TONE = pa.struct(
     [
@@ -85,6 +87,13 @@ SKIN_TONE = pa.struct(
             pa.float32(),
             "0..1, agreement of the pixels with the group times a pixel-count factor",
             nullable=False,
+        ),
+        _f("hue", pa.float32(), "CIELAB hue angle h* = atan2(b*, a*) of lab in degrees [0, 360) (null when unknown)"),
+        _f(
+            "source",
+            pa.string(),
+            "how the tone was obtained: " + ", ".join(SKIN_SOURCES) + " (null: not measured, e.g. a person a "
+            "reviewer added; readers derive it from the labels)",
         ),
     ]
 )

@@ -31,8 +31,10 @@ __all__ = [
 ]
 
 DEFAULT_MODEL_ID = "damo/cv_resnet101_image-multiple-human-parsing"
-# Network-forward backends; preprocess and postprocess are shared by all of them.
-ENGINES = ("torch",)
+# Network-forward backends; preprocess and postprocess are shared by all of them. onnxruntime and
+# openvino run the exported graph (m2fp_batch.inference.engines); auto picks the first installed
+# engine of engines.AUTO_ORDER (the measured speed order, docs/engine.md "Engines").
+ENGINES = ("torch", "onnxruntime", "openvino", "auto")
 # The settings that change an ``ok`` row's labels: hashed by label_hash.
 LABEL_FIELDS = ("model", "revision", "engine", "short_edge", "max_size", "adaptive_brightness")
 # The decode guards: they decide which photos get labels (an error row instead), never the labels.
@@ -120,7 +122,9 @@ _HELP = {
     "model": "local model dir or ModelScope id (default: the official M2FP, {d})",
     "revision": "ModelScope revision of --model (default: the hub's default)",
     "trust_checkpoint": "allow a checkpoint that needs full unpickling (it can run code: only weights you trust)",
-    "engine": "network-forward backend, one of {choices} (default: {d})",
+    "engine": "network-forward backend, one of {choices} (default: {d}); onnxruntime and openvino export "
+    "the network once per checkpoint into $M2FP_ENGINE_CACHE (default ~/.cache/m2fp-batch/engines) or read "
+    "--model EXPORT_DIR (m2fp-batch export-model); auto: the fastest installed (docs/engine.md)",
     "short_edge": "model input short side in pixels (default: {d}, the official resize)",
     "max_size": "model input long-side cap in pixels (default: {d}, the official resize)",
     "max_pixels": "decode guard: a photo above this many pixels becomes a too_large error (default: {d})",

@@ -75,6 +75,35 @@ class S3Options:
             kwargs.update(access_key=self.access_key, secret_key=self.secret_key, session_token=self.session_token)
         return pafs.S3FileSystem(**kwargs)
 
+    def presign(self, uri: str, expires_s: int) -> str:
+        """A presigned GET URL of ``s3://bucket/key`` valid ``expires_s`` seconds (needs boto3).
+
+        Raises:
+            StorageError: boto3 is not installed, or the uri is not ``s3://bucket/key``.
+        """
+        bucket, _, key = uri[5:].partition("/") if is_s3(uri) else ("", "", "")
+        if not bucket or not key:
+            raise StorageError(f"{uri!r} is not an s3://bucket/key uri")
+        try:
+            import boto3
+            from botocore.config import Config
+        except ImportError as e:
+            raise StorageError(f"presigning {uri} needs boto3: pip install boto3 ({e})") from e
+        client = boto3.client(
+            "s3",
+            endpoint_url=None
+            if not self.endpoint
+            else self.endpoint
+            if "://" in self.endpoint
+            else "https://" + self.endpoint,
+            region_name=self.region or "us-east-1",
+            aws_access_key_id=self.access_key,
+            aws_secret_access_key=self.secret_key,
+            aws_session_token=self.session_token,
+            config=Config(signature_version="s3v4", connect_timeout=S3_CONNECT_TIMEOUT_S, retries={"max_attempts": 1}),
+        )
+        return client.generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=expires_s)
+
 
 def is_s3(uri: str) -> bool:
     return uri.lower().startswith("s3://")

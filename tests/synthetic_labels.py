@@ -74,6 +74,8 @@ def _skin(group: str) -> dict:
         "monk": 5 if known else None,
         "pixels": 900 if known else 0,
         "confidence": 0.8 if known else 0.0,
+        "hue": 56.3 if known else None,
+        "source": "measured",
     }
 
 

@@ -12,14 +12,6 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parents[1] / "m2fp_batch"
 MAX_LINES = 60
 
-# Functions another branch is splitting right now (i21: estimate_skin_tone, _render_html,
-# _render_markdown). The lead removes this list at merge: it may only shrink.
-BEING_SPLIT = {
-    "annotate/skin_tone.py::estimate_skin_tone",
-    "report/build.py::_render_html",
-    "report/build.py::_render_markdown",
-}
-
 
 def _visit(node: ast.AST, where: str, out: dict[str, int]) -> None:
     """Record every function below ``node``; ``where`` is ``path::Outer.`` so far."""
@@ -45,11 +37,5 @@ def function_lengths() -> dict[str, int]:
 def test_no_function_is_longer_than_60_lines():
     lengths = function_lengths()
     assert len(lengths) > 500, "the walk found too few functions"
-    too_long = {k: n for k, n in lengths.items() if n > MAX_LINES and k not in BEING_SPLIT}
+    too_long = {k: n for k, n in lengths.items() if n > MAX_LINES}
     assert not too_long, f"split these into named steps (<= {MAX_LINES} lines): {too_long}"
-
-
-def test_the_allow_list_only_names_long_functions():
-    lengths = function_lengths()
-    stale = sorted(k for k in BEING_SPLIT if lengths.get(k, 0) <= MAX_LINES)
-    assert not stale, f"now short or gone: remove them from BEING_SPLIT: {stale}"

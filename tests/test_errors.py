@@ -6,7 +6,10 @@ import pyarrow as pa
 import pytest
 
 from m2fp_batch.errors import EXIT_INTERRUPTED, EXIT_USER_ERROR, UserError, run_command, user_message
+from m2fp_batch.formats.cvat import CvatError
 from m2fp_batch.inference.loading import ModelLoadError
+from m2fp_batch.labelstudio.client import LabelStudioAuthError, LabelStudioError, LabelStudioUnreachable
+from m2fp_batch.labelstudio.project import ForeignProjectError
 from m2fp_batch.pipeline.config import JobConfigError
 
 
@@ -18,6 +21,11 @@ from m2fp_batch.pipeline.config import JobConfigError
         (ModelLoadError("dir has no checkpoint\n(see docs)"), "dir has no checkpoint (see docs)"),
         (FileNotFoundError(2, "No such file or directory", "/x.jpg"), "No such file or directory: '/x.jpg'"),
         (pa.ArrowInvalid("Parquet magic bytes not found"), "a Parquet or CSV file cannot be read: Parquet magic"),
+        (LabelStudioUnreachable("cannot reach Label Studio at http://127.0.0.1:1: refused"), "cannot reach Label"),
+        (LabelStudioAuthError("Label Studio at http://x refused the token (HTTP 401)"), "Label Studio at http://x"),
+        (LabelStudioError("Label Studio at http://x answered HTTP 500"), "Label Studio at http://x answered"),
+        (ForeignProjectError("Label Studio project 'boxes' was not made by m2fp-batch"), "Label Studio project"),
+        (CvatError("cvat/ has no labelmap.txt"), "cvat/ has no labelmap.txt"),
     ],
 )
 def test_user_errors_are_one_sentence(exc, sentence):

@@ -1,6 +1,7 @@
 """Parity with the official ModelScope implementation on the reference fixture
 (shared/reference): same seed-3 weights, the official outputs, the official criteria."""
 
+import os
 import subprocess
 import sys
 
@@ -19,11 +20,20 @@ def test_seed3_checkpoint_is_the_fixture_one(reference_model_dir):
     assert (reference_model_dir / "state_dict.sha256").read_text().startswith("f95bed3d1bdd")
 
 
-def test_parse_raw_passes_check_parity(reference_model_dir, reference_images, tmp_path):
+@pytest.fixture(scope="module")
+def engine_cache(tmp_path_factory):
+    """One export cache for the module: openvino converts the ONNX export that onnxruntime made."""
+    return tmp_path_factory.mktemp("engine_cache")
+
+
+@pytest.mark.parametrize("engine", ["torch", "onnxruntime", "openvino"])
+def test_parse_raw_passes_check_parity(reference_model_dir, reference_images, tmp_path, engine, engine_cache):
+    if engine != "torch":
+        pytest.importorskip(engine)
     raw = tmp_path / "actual.npz"
-    cmd = [sys.executable, "-m", "m2fp_batch.cli", "parse", *map(str, reference_images)]
+    cmd = [sys.executable, "-m", "m2fp_batch.cli", "parse", *map(str, reference_images), "--engine", engine]
     cmd += ["--model", str(reference_model_dir), "--out", str(tmp_path / "png"), "--raw", str(raw), "--threads", "2"]
-    subprocess.run(cmd, check=True)
+    subprocess.run(cmd, check=True, env={**os.environ, "M2FP_ENGINE_CACHE": str(engine_cache)})
     judge = subprocess.run(
         [sys.executable, str(REFERENCE / "check_parity.py"), str(REFERENCE / "expected_dev.npz"), str(raw)],
         capture_output=True,

@@ -75,3 +75,18 @@ def test_output_schema_passthrough_and_clash():
     assert out.names[-2:] == ["caption", "rating"] and out.field("rating").type == pa.int64()
     with pytest.raises(ValueError, match="collide"):
         schema.output_schema(pa.schema([("status", pa.string())]))
+
+
+def test_v3_skin_tone_has_hue_and_source():
+    assert schema.SCHEMA_VERSION == 3 and schema.SCHEMA_NAME == "labels_v3"
+    person = schema.SCHEMA.field("persons").type.value_type
+    skin = person.field("skin_tone").type
+    names = [skin.field(i).name for i in range(skin.num_fields)]
+    assert names[-2:] == ["hue", "source"]
+    assert skin.field("hue").type == pa.float32() and skin.field("source").type == pa.string()
+    assert schema.SKIN_SOURCES == ("measured", "derived", "reviewed")
+    # the older versions stay readable through labels/
+    from m2fp_batch.labels import SUPPORTED_SCHEMA_VERSIONS
+
+    assert SUPPORTED_SCHEMA_VERSIONS == (1, 2, 3)
+    assert (SCHEMAS / "labels_v2.json").is_file()  # the previous version's description is kept

@@ -36,8 +36,33 @@ ROWS = [
     ("serve", ["--model", "{tmp}/no-model"], "no such directory"),
     ("train", ["--data", "{tmp}", "--model", "{tmp}", "--out", "{tmp}/m", "--skin-weights", "blue=1"], "GROUP=WEIGHT"),
     ("train", ["--data", "{tmp}", "--model", "{tmp}/no-model", "--out", "{tmp}/m"], "no such directory"),
+    ("export-model", ["--model", "{tmp}/no-model", "--format", "onnx", "--out", "{tmp}/e"], "no such directory"),
+    ("export-model", ["--format", "onnx", "--out", "{tmp}"], "is not an empty directory"),
+    (
+        "export-model",
+        ["--model", "{tmp}", "--format", "openvino", "--precision", "int8", "--out", "{tmp}/e"],
+        "not available for --format openvino",
+    ),
+    ("parse", ["{tmp}/photo.png", "--model", "{tmp}", "--engine", "tensorrt", "--out", "{tmp}/o"], "must be one of"),
     ("evaluate", ["--model", "{tmp}", "--data", "{tmp}", "--short-edge", "0"], "short_edge (--short-edge) must be"),
     ("evaluate", ["--model", "{tmp}/no-model", "--data", "{tmp}/nowhere"], "nowhere"),
+    (
+        "label-studio",
+        ["push", "{tmp}", "--url", "http://127.0.0.1:9", "--project", "p", "--token-env", "M2FP_NO_SUCH_VAR"],
+        "no Label Studio token: set M2FP_NO_SUCH_VAR",
+    ),
+    (
+        "label-studio",
+        ["pull", "{tmp}", "--url", "ftp://x", "--project", "p", "--out", "{tmp}/r", "--token-env", "HOME"],
+        "not an http(s) URL",
+    ),
+    (
+        "label-studio",
+        ["push", "{tmp}", "--url", "http://127.0.0.1:9", "--project", "p", "--token-env", "HOME"],
+        "cannot reach",
+    ),
+    ("cvat", ["pull", "{tmp}", "--cvat", "{tmp}/nowhere", "--out", "{tmp}/r"], "is not a directory"),
+    ("cvat", ["pull", "{tmp}", "--cvat", "{tmp}", "--out", "{tmp}/r"], "has no labelmap.txt"),
 ]
 
 
@@ -91,3 +116,22 @@ def test_subcommands_leave_exit_codes_of_errors_to_the_entry_point(cmd):
             assert node.value.value != 2, f"{cmd}: line {node.lineno} returns 2; raise a UserError instead"
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "exit":
             raise AssertionError(f"{cmd}: line {node.lineno} exits; raise a UserError instead")
+
+
+def test_errors_are_mapped_by_class_not_by_name():
+    from m2fp_batch.errors import UserError, user_message
+
+    class Renamed(UserError):
+        prefix = "bad thing: "
+
+    assert user_message(Renamed("x")) == "bad thing: x"
+    impostor = type("UserError", (Exception,), {})  # the same name is not the class
+    assert user_message(impostor("x")) is None
+
+
+def test_errors_module_imports_no_library():
+    code = "import sys, m2fp_batch.errors; print(sorted(m for m in ('pyarrow', 'torch', 'ray') if m in sys.modules))"
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)}
+    )
+    assert out.stdout.strip() == "[]", out.stderr

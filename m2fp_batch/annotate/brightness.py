@@ -80,3 +80,9 @@ def adaptive_brightness(image: np.ndarray) -> tuple[np.ndarray, float]:
     if factor == 1.0:
         return image, 1.0
     return scale_value(image, factor), factor
+
+
+def model_input(image: np.ndarray, adaptive: bool) -> tuple[np.ndarray, float]:
+    """The image the model sees and the factor applied (1.0: the photo itself): brightened by
+    :func:`adaptive_brightness` when ``adaptive`` (the engine setting ``adaptive_brightness``) is on."""
+    return adaptive_brightness(image) if adaptive else (image, 1.0)

@@ -10,7 +10,12 @@ skin parts (Face, Left-arm, Right-arm, Left-leg, Right-leg, Torso-skin):
 3. with fewer than ``min_pixels`` pixels left the tone is ``unknown``; otherwise the median L*, a*,
    b* is the skin colour, its Individual Typology Angle ``ITA = atan2(L* - 50, b*)`` (degrees)
    gives the ITA category (Chardon et al. thresholds 55, 41, 28, 10, -30) and the group, and the
-   nearest Monk Skin Tone (CIEDE2000) is recorded.
+   nearest Monk Skin Tone (CIEDE2000) is recorded, with its stated uncertainty (``MONK_UNCERTAINTY``);
+4. the CIELAB hue angle ``h* = atan2(b*, a*)`` of the same median is recorded beside ITA (a second
+   axis: ITA mixes lightness and yellowness, h* separates redder from yellower skin).
+
+``source`` says how a tone was obtained: ``measured`` by the job, ``derived`` from a dataset's
+ground-truth skin parts (the dataset had none, :mod:`m2fp_batch.data.skin`), ``reviewed`` by a person.
 
 Groups follow the three Fitzpatrick-style bins of common fairness tables (I-II, III-IV, V-VI),
 mapped from ITA by convention: ``light`` ITA > 41, ``medium`` 10 < ITA <= 41, ``dark`` ITA <= 10.
@@ -27,6 +32,7 @@ from skimage import color
 from skimage.morphology import disk, erosion
 
 from m2fp_batch.annotate.palette import CIHP_CLASSES, SKIN_CLASSES
+from m2fp_batch.schema import SKIN_SOURCES
 
 SKIN_CLASS_IDS: tuple[int, ...] = tuple(CIHP_CLASSES.index(name) for name in SKIN_CLASSES)
 
@@ -61,6 +67,18 @@ MONK_LAB = color.rgb2lab(MONK_RGB[None].astype(np.float64) / 255.0)[0]
 DEFAULT_MIN_PIXELS = 200
 DEFAULT_EROSION_RADIUS = 2
 DEFAULT_TRIM = (10.0, 90.0)
+# How a tone was obtained (SkinTone.source; the schema's skin_tone.source).
+SOURCES: tuple[str, ...] = SKIN_SOURCES
+SOURCE_MEASURED, SOURCE_DERIVED, SOURCE_REVIEWED = SKIN_SOURCES
+
+# Hue angle h* bins of the report's tone x hue table: a convention of this tool (docs/skin_tone.md).
+HUE_RED_AT_MOST = 55.0
+HUE_BINS: tuple[str, ...] = ("red", "yellow", "unknown")
+
+# The stated uncertainty of the Monk tone, in tones (+-): measured by benchmarks/skin_tone_confusion.py
+# (docs/skin_tone.md); classic colour estimators are not reliable to one tone of the 10-tone scale.
+MONK_UNCERTAINTY = 1
+
 # Skin pixels measured at most: beyond, an even stride over them in raster order (the Lab
 # conversion takes ~150 bytes a pixel; a median over a million pixels does not need more).
 MAX_SKIN_PIXELS = 1_000_000
@@ -76,10 +94,15 @@ class SkinTone:
         ita_category: ``very light``, ``light``, ``intermediate``, ``tan``, ``brown``, ``dark``
             (thresholds 55, 41, 28, 10, -30), or ``unknown``.
         group: ``light`` (ITA > 41), ``medium`` (10 < ITA <= 41), ``dark`` (ITA <= 10) or ``unknown``.
-        monk: nearest Monk Skin Tone 1..10 by CIEDE2000, or None when unknown.
+        monk: nearest Monk Skin Tone 1..10 by CIEDE2000, or None when unknown (uncertain by
+            :data:`MONK_UNCERTAINTY` tones: :attr:`monk_range`).
         pixels: number of skin pixels the median was taken over (after erosion and trimming).
         confidence: 0..1; the share of kept pixels whose own ITA falls in ``group`` times
             ``min(1, pixels / (4 * min_pixels))``; 0 when unknown.
+        hue: CIELAB hue angle h* = atan2(b*, a*) of ``lab`` in degrees [0, 360), or None.
+        source: how the tone was obtained: ``measured`` (the job, on its own labels), ``derived``
+            (from a dataset's ground-truth skin parts, the dataset had none) or ``reviewed`` (a
+            reviewer set the group).
     """
 
     lab: tuple[float, float, float] | None
@@ -89,10 +112,17 @@ class SkinTone:
     monk: int | None
     pixels: int
     confidence: float
+    hue: float | None = None
+    source: str = SOURCE_MEASURED
 
     @property
     def known(self) -> bool:
         return self.group != "unknown"
+
+    @property
+    def monk_range(self) -> tuple[int, int] | None:
+        """The Monk tones within the stated uncertainty (:data:`MONK_UNCERTAINTY`) of ``monk``."""
+        return None if self.monk is None else monk_range(self.monk)
 
     def to_dict(self) -> dict:
         """Plain-Python dict (lab as a list) for rows and JSON."""
@@ -104,6 +134,23 @@ class SkinTone:
 def ita_degrees(lightness: np.ndarray | float, b: np.ndarray | float) -> np.ndarray | float:
     """ITA = atan2(L* - 50, b*) in degrees (elementwise)."""
     return np.degrees(np.arctan2(np.asarray(lightness, dtype=np.float64) - 50.0, np.asarray(b, dtype=np.float64)))
+
+
+def hue_degrees(a: np.ndarray | float, b: np.ndarray | float) -> np.ndarray | float:
+    """CIELAB hue angle h* = atan2(b*, a*) in degrees, in [0, 360) (elementwise)."""
+    return np.mod(np.degrees(np.arctan2(np.asarray(b, dtype=np.float64), np.asarray(a, dtype=np.float64))), 360.0)
+
+
+def hue_bin(hue: float | None) -> str:
+    """``red`` (h* <= 55), ``yellow`` (h* > 55) or ``unknown`` (no hue): this tool's convention."""
+    if hue is None or not np.isfinite(hue):
+        return "unknown"
+    return HUE_BINS[0] if hue <= HUE_RED_AT_MOST else HUE_BINS[1]
+
+
+def monk_range(monk: int) -> tuple[int, int]:
+    """(lowest, highest) Monk tone within :data:`MONK_UNCERTAINTY` of ``monk``."""
+    return max(1, monk - MONK_UNCERTAINTY), min(len(MONK_HEX), monk + MONK_UNCERTAINTY)
 
 
 def ita_category(ita: float) -> str:
@@ -139,9 +186,79 @@ def skin_mask_from_labels(labels: np.ndarray) -> np.ndarray:
     return np.isin(labels, SKIN_CLASS_IDS)
 
 
-def _unknown(pixels: int) -> SkinTone:
+def unknown_tone(pixels: int = 0, source: str = SOURCE_MEASURED) -> SkinTone:
+    """The ``unknown`` tone (too few skin pixels: ``pixels`` were left)."""
     return SkinTone(
-        lab=None, ita=None, ita_category="unknown", group="unknown", monk=None, pixels=pixels, confidence=0.0
+        lab=None,
+        ita=None,
+        ita_category="unknown",
+        group="unknown",
+        monk=None,
+        pixels=pixels,
+        confidence=0.0,
+        hue=None,
+        source=source,
+    )
+
+
+def _check_inputs(image: np.ndarray, skin_mask: np.ndarray, min_pixels: int, radius: int, trim: tuple) -> None:
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise ValueError(f"image must be an (H, W, 3) uint8 RGB array, got shape {image.shape} dtype {image.dtype}")
+    if skin_mask.shape != image.shape[:2] or skin_mask.dtype != np.bool_:
+        raise ValueError(
+            f"skin_mask must be an (H, W) bool array matching the image {image.shape[:2]}, "
+            f"got shape {skin_mask.shape} dtype {skin_mask.dtype}"
+        )
+    if min_pixels < 1 or radius < 0 or not (0.0 <= trim[0] < trim[1] <= 100.0):
+        raise ValueError(f"bad parameters: min_pixels={min_pixels}, erosion_radius={radius}, trim={trim}")
+
+
+def _eroded(mask: np.ndarray, radius: int) -> np.ndarray:
+    """The mask eroded by a disk of ``radius`` px, the image border counting as an edge."""
+    if radius == 0 or not mask.any():
+        return mask
+    return erosion(np.pad(mask, radius), footprint=disk(radius))[radius:-radius, radius:-radius].astype(bool)
+
+
+def _trimmed_lab(rgb: np.ndarray, trim: tuple[float, float]) -> np.ndarray:
+    """(N, 3) uint8 sRGB -> (M, 3) CIELAB of the pixels inside the L* percentiles ``trim`` (strided above
+    :data:`MAX_SKIN_PIXELS`)."""
+    if len(rgb) > MAX_SKIN_PIXELS:
+        rgb = rgb[:: -(-len(rgb) // MAX_SKIN_PIXELS)]
+    lab = color.rgb2lab(rgb[None].astype(np.float64) / 255.0)[0]
+    lo, hi = np.percentile(lab[:, 0], trim)
+    return lab[(lab[:, 0] >= lo) & (lab[:, 0] <= hi)]
+
+
+def _agreement(lab: np.ndarray, group: str) -> float:
+    """The share of the pixels whose own ITA falls in ``group``."""
+    pixel_itas = ita_degrees(lab[:, 0], lab[:, 2])
+    if group == "light":
+        agree = pixel_itas > GROUP_LIGHT_ABOVE
+    elif group == "medium":
+        agree = (pixel_itas > GROUP_MEDIUM_ABOVE) & (pixel_itas <= GROUP_LIGHT_ABOVE)
+    else:
+        agree = pixel_itas <= GROUP_MEDIUM_ABOVE
+    return float(agree.mean())
+
+
+def _tone_of(lab: np.ndarray, min_pixels: int, source: str) -> SkinTone:
+    """The tone of the kept CIELAB pixels (at least ``min_pixels`` of them)."""
+    n = int(lab.shape[0])
+    med = np.median(lab, axis=0)
+    ita = float(ita_degrees(med[0], med[2]))
+    group = ita_group(ita)
+    confidence = _agreement(lab, group) * min(1.0, n / (4.0 * min_pixels))
+    return SkinTone(
+        lab=(float(med[0]), float(med[1]), float(med[2])),
+        ita=ita,
+        ita_category=ita_category(ita),
+        group=group,
+        monk=nearest_monk(med),
+        pixels=n,
+        confidence=round(confidence, 4),
+        hue=float(hue_degrees(med[1], med[2])),
+        source=source,
     )
 
 
@@ -152,6 +269,7 @@ def estimate_skin_tone(
     min_pixels: int = DEFAULT_MIN_PIXELS,
     erosion_radius: int = DEFAULT_EROSION_RADIUS,
     trim: tuple[float, float] = DEFAULT_TRIM,
+    source: str = SOURCE_MEASURED,
 ) -> SkinTone:
     """Estimate the skin tone from the pixels of ``image`` under ``skin_mask``.
 
@@ -161,6 +279,7 @@ def estimate_skin_tone(
         min_pixels: fewer kept pixels than this gives ``unknown``.
         erosion_radius: disk radius in pixels of the erosion away from the mask edges (0: none).
         trim: (low, high) L* percentiles; pixels outside are dropped (shadows, highlights).
+        source: recorded as the tone's ``source`` (one of :data:`SOURCES`).
 
     Above :data:`MAX_SKIN_PIXELS` skin pixels (a close-up on a very large photo), every k-th
     one in raster order is measured, so memory stays bounded; ``pixels`` counts those measured.
@@ -170,53 +289,16 @@ def estimate_skin_tone(
     """
     image = np.asarray(image)
     skin_mask = np.asarray(skin_mask)
-    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-        raise ValueError(f"image must be an (H, W, 3) uint8 RGB array, got shape {image.shape} dtype {image.dtype}")
-    if skin_mask.shape != image.shape[:2] or skin_mask.dtype != np.bool_:
-        raise ValueError(
-            f"skin_mask must be an (H, W) bool array matching the image {image.shape[:2]}, "
-            f"got shape {skin_mask.shape} dtype {skin_mask.dtype}"
-        )
-    if min_pixels < 1 or erosion_radius < 0 or not (0.0 <= trim[0] < trim[1] <= 100.0):
-        raise ValueError(f"bad parameters: min_pixels={min_pixels}, erosion_radius={erosion_radius}, trim={trim}")
-
-    mask = skin_mask
-    if erosion_radius > 0 and mask.any():
-        r = erosion_radius  # pad with False so the image border erodes like any other edge
-        mask = erosion(np.pad(mask, r), footprint=disk(r))[r:-r, r:-r].astype(bool)
+    _check_inputs(image, skin_mask, min_pixels, erosion_radius, trim)
+    if source not in SOURCES:
+        raise ValueError(f"source must be one of {SOURCES}, got {source!r}")
+    mask = _eroded(skin_mask, erosion_radius)
     if int(mask.sum()) < min_pixels:
-        return _unknown(int(mask.sum()))
-
-    rgb = image[mask]
-    if len(rgb) > MAX_SKIN_PIXELS:
-        rgb = rgb[:: -(-len(rgb) // MAX_SKIN_PIXELS)]
-    lab = color.rgb2lab(rgb[None].astype(np.float64) / 255.0)[0]  # (N, 3)
-    lo, hi = np.percentile(lab[:, 0], trim)
-    lab = lab[(lab[:, 0] >= lo) & (lab[:, 0] <= hi)]
-    n = int(lab.shape[0])
-    if n < min_pixels:
-        return _unknown(n)
-
-    med = np.median(lab, axis=0)
-    ita = float(ita_degrees(med[0], med[2]))
-    group = ita_group(ita)
-    pixel_itas = ita_degrees(lab[:, 0], lab[:, 2])
-    if group == "light":
-        agree = pixel_itas > GROUP_LIGHT_ABOVE
-    elif group == "medium":
-        agree = (pixel_itas > GROUP_MEDIUM_ABOVE) & (pixel_itas <= GROUP_LIGHT_ABOVE)
-    else:
-        agree = pixel_itas <= GROUP_MEDIUM_ABOVE
-    confidence = float(agree.mean()) * min(1.0, n / (4.0 * min_pixels))
-    return SkinTone(
-        lab=(float(med[0]), float(med[1]), float(med[2])),
-        ita=ita,
-        ita_category=ita_category(ita),
-        group=group,
-        monk=nearest_monk(med),
-        pixels=n,
-        confidence=round(confidence, 4),
-    )
+        return unknown_tone(int(mask.sum()), source)
+    lab = _trimmed_lab(image[mask], trim)
+    if lab.shape[0] < min_pixels:
+        return unknown_tone(int(lab.shape[0]), source)
+    return _tone_of(lab, min_pixels, source)
 
 
 def person_skin_tone(

@@ -1,8 +1,8 @@
 """``ParsingDataset``: the labelled images of a job output as a PyTorch dataset.
 
 Sources: a job output or an ``export-reviewed`` dir (local or ``s3://``, read with
-:mod:`m2fp_batch.labels`), or a CIHP-layout dir (``m2fp-batch export --format cihp``, or the CIHP
-release). Only ``ok`` rows are samples; rows a reviewer ``rejected`` are left out too.
+:mod:`m2fp_batch.labels`), a CIHP-layout dir (``m2fp-batch export --format cihp``, or the CIHP
+release) or a COCO ``.json`` file (``export --format coco`` or another tool's, :mod:`.coco`). Only ``ok`` rows are samples; rows a reviewer ``rejected`` are left out too.
 
 ``ds[i]`` is a dict of numpy arrays at the image's own size::
 
@@ -12,6 +12,12 @@ release). Only ``ok`` rows are samples; rows a reviewer ``rejected`` are left ou
     parts       (H, W) int64      part-instance ids (one per (person, part)), 0 = background
     image_id    str
     skin_tones  list[str]         skin-tone group of each person (light, medium, dark, unknown)
+    skin_sources list[str]        how each group was obtained: measured, derived, reviewed
+    skin_details list[dict]       each person's full tone (SkinTone fields: ITA, hue, Monk, pixels, ...)
+
+Where the data holds no tone for a person (a CIHP dir without meta, the CIHP release, schema v1,
+a person a reviewer added) it is derived from the person's ground-truth skin parts with the job's
+estimator and marked ``derived`` (:mod:`m2fp_batch.data.skin`).
 
 Images differ in size, so batch them after a ``transform`` that crops or resizes (or with a
 ``collate_fn`` of your own). ``ds.refs[i]`` (image id, uri, persons per skin-tone group) needs no
@@ -32,9 +38,11 @@ import numpy as np
 import pyarrow as pa
 import torch.utils.data
 
+from m2fp_batch.data.coco import CocoLabels, is_coco_file
+from m2fp_batch.data.skin import person_tones, tone_fields
 from m2fp_batch.decode import DEFAULT_MAX_PIXELS, ImageError, decode_image
 from m2fp_batch.formats import cihp
-from m2fp_batch.labels import LabelsError, LabelSource, label_maps, open_labels
+from m2fp_batch.labels import LabelsError, LabelSource, label_maps, open_labels, skin_tone_source
 from m2fp_batch.labels.reader import REVIEW_STATUS, is_trainable
 from m2fp_batch.schema import SKIN_GROUPS
 from m2fp_batch.storage import DEFAULT_MAX_BYTES, Filesystems
@@ -48,14 +56,14 @@ Transform = Callable[[dict[str, Any]], Any]
 
 @dataclass(frozen=True)
 class SampleRef:
-    """Where sample ``i`` lives: a row of a Parquet file, or an id of a CIHP dir."""
+    """Where sample ``i`` lives: a row of a Parquet file, an id of a CIHP dir, an image of a COCO file."""
 
     image_id: str
     uri: str  # the photo
     file: int  # index into the source's files (Parquet); -1 for a CIHP dir
-    row: int  # row in that file; -1 for a CIHP dir
+    row: int  # row in that file; index into the COCO file's images; -1 for a CIHP dir
     name: str = ""  # file id in a CIHP dir
-    skin_tone_counts: dict[str, int] = field(default_factory=dict)  # persons per skin-tone group ({}: unknown)
+    skin_tone_counts: dict[str, int] = field(default_factory=dict)  # persons per stored group ({}: some derived)
 
 
 class ParsingDataset(torch.utils.data.Dataset):
@@ -68,7 +76,7 @@ class ParsingDataset(torch.utils.data.Dataset):
         cache_shards: Parquet shards kept in memory per process.
 
     Raises:
-        LabelsError: the source is not a readable job output, export-reviewed or CIHP dir.
+        LabelsError: the source is not a readable job output, export-reviewed or CIHP dir or COCO file.
     """
 
     def __init__(
@@ -83,15 +91,24 @@ class ParsingDataset(torch.utils.data.Dataset):
         self.transform = transform
         self.cache_shards = max(1, int(cache_shards))
         self._cache: OrderedDict[int, pa.Table] = OrderedDict()
+        self._derived: dict[int, list[dict[str, Any]]] = {}  # index -> its people's tones, when some were derived
         self._fss = Filesystems()
+        self.labels: LabelSource | None = None
+        self.coco: CocoLabels | None = None
+        self.max_pixels = DEFAULT_MAX_PIXELS
         root = Path(self.source)
         if "://" not in self.source and (root / cihp.CATEGORY_DIR).is_dir():
             self.kind = "cihp"
-            self.labels: LabelSource | None = None
             self._cihp_root, self.split = root, _cihp_split(root, split)
             self._meta = cihp.read_meta(root, self.split)
             self.refs = self._cihp_refs()
-            self.max_pixels = DEFAULT_MAX_PIXELS
+        elif "://" not in self.source and is_coco_file(root):
+            self.kind, self.split = "coco", split
+            self.coco = CocoLabels(root)
+            self.refs = [
+                SampleRef(str(im.get("m2fp_image_id", im["id"])), self.coco.uri(im), -1, k)
+                for k, im in enumerate(self.coco.images)
+            ]
         else:
             self.labels = open_labels(self.source)
             self.kind, self.split = self.labels.kind, split
@@ -114,8 +131,9 @@ class ParsingDataset(torch.utils.data.Dataset):
         for name in cihp.read_ids(self._cihp_root, self.split):
             meta = self._meta.get(name, {})
             image = str(self._cihp_root / cihp.IMAGE_DIR / f"{name}.jpg")
-            groups = [p["skin_tone"]["group"] for p in meta.get("persons", [])]
-            counts = {g: groups.count(g) for g in SKIN_GROUPS} if meta else {}
+            tones = cihp.stored_tones(meta)
+            groups = [t["group"] for t in tones if skin_tone_source(t) is not None]
+            counts = {g: groups.count(g) for g in SKIN_GROUPS} if tones and len(groups) == len(tones) else {}
             refs.append(SampleRef(meta.get("image_id", name), image, -1, -1, name, counts))
         return refs
 
@@ -169,34 +187,50 @@ class ParsingDataset(torch.utils.data.Dataset):
         # PIL's buffer is read-only; a sample is the caller's to modify (and torch warns on read-only arrays)
         return image if image.flags.writeable else image.copy()
 
+    def _labelled(self, ref: SampleRef, semantic, humans, parts, stored: list) -> dict[str, Any]:
+        """A sample before its skin keys: the photo, the label maps and the tones the data holds."""
+        return {
+            "image": self._image(ref.uri, semantic.shape, ref.image_id),
+            "semantic": semantic.astype(np.int64),
+            "humans": humans,
+            "parts": parts,
+            "image_id": ref.image_id,
+            "stored_tones": stored,
+        }
+
     def _parquet_sample(self, ref: SampleRef) -> dict[str, Any]:
         row = self._table(ref.file).slice(ref.row, 1).to_pylist()[0]
         maps = label_maps(row)
-        return {
-            "image": self._image(ref.uri, maps.semantic.shape, ref.image_id),
-            "semantic": maps.semantic.astype(np.int64),
-            "humans": maps.humans,
-            "parts": maps.parts,
-            "image_id": ref.image_id,
-            "skin_tones": maps.skin_tones,
-        }
+        stored = [p.get("skin_tone") for p in row.get("persons") or []]
+        return self._labelled(ref, maps.semantic, maps.humans, maps.parts, stored)
 
     def _cihp_sample(self, ref: SampleRef) -> dict[str, Any]:
         s = cihp.read_sample(self._cihp_root, ref.name, self._meta.get(ref.name))
-        return {
-            "image": self._image(ref.uri, s.semantic.shape, ref.image_id),
-            "semantic": s.semantic.astype(np.int64),
-            "humans": s.humans,
-            "parts": s.parts,
-            "image_id": ref.image_id,
-            "skin_tones": s.skin_tones,
-        }
+        return self._labelled(ref, s.semantic, s.humans, s.parts, s.stored_tones)
+
+    def _coco_sample(self, ref: SampleRef) -> dict[str, Any]:
+        assert self.coco is not None
+        s = self.coco.sample(self.coco.images[ref.row])
+        return self._labelled(ref, s.semantic, s.humans, s.parts, s.stored_tones)
+
+    def _with_tones(self, i: int, sample: dict[str, Any]) -> dict[str, Any]:
+        """The sample's skin keys (:func:`m2fp_batch.data.skin.tone_fields`), derived tones cached per index."""
+        stored = sample.pop("stored_tones")
+        tones = self._derived.get(i)
+        if tones is None:
+            tones = person_tones(sample["image"], sample["semantic"], sample["humans"], stored)
+            if any(skin_tone_source(t) is None for t in stored) or len(tones) > len(stored):
+                self._derived[i] = tones
+        return sample | tone_fields(tones)
 
     def __getitem__(self, i: int) -> Any:
         if not -len(self.refs) <= i < len(self.refs):
             raise IndexError(f"index {i} out of range for {len(self.refs)} samples")
+        i = i % len(self.refs)
         ref = self.refs[i]
-        sample = self._cihp_sample(ref) if self.kind == "cihp" else self._parquet_sample(ref)
+        read = {"cihp": self._cihp_sample, "coco": self._coco_sample}.get(self.kind, self._parquet_sample)
+        sample = read(ref)
+        sample = self._with_tones(i, sample)
         return self.transform(sample) if self.transform is not None else sample
 
     def __repr__(self) -> str:

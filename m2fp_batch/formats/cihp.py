@@ -32,7 +32,8 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from m2fp_batch.labels import LabelMaps
+from m2fp_batch.annotate.skin_tone import SkinTone
+from m2fp_batch.labels import LabelMaps, skin_tone_source
 from m2fp_batch.labels.layout import safe_name
 
 __all__ = [
@@ -49,6 +50,7 @@ __all__ = [
     "read_ids",
     "read_meta",
     "read_sample",
+    "stored_tones",
     "write_index",
     "write_sample",
 ]
@@ -57,6 +59,8 @@ IMAGE_DIR = "Images"
 CATEGORY_DIR = "Category_ids"
 HUMAN_DIR = "Human_ids"
 INSTANCE_DIR = "Instance_ids"
+# what the meta record keeps of a person's skin tone (every SkinTone field; source per labels.skin_tone_source)
+SKIN_TONE_KEYS = tuple(SkinTone.__dataclass_fields__)
 JPEG_QUALITY = 95  # for photos that are not JPEG files (or need their EXIF rotation applied)
 _EXIF_ORIENTATION = 0x0112
 
@@ -114,8 +118,7 @@ def meta_record(row: Mapping[str, Any], maps: LabelMaps) -> dict[str, Any]:
                 "human_id": k + 1,
                 "score": float(p["score"]),
                 "bbox": [int(v) for v in p["bbox"]],
-                "skin_tone": {key: skin.get(key) for key in ("group", "ita", "ita_category", "monk")}
-                | {"group": maps.skin_tones[k]},
+                "skin_tone": {key: skin.get(key) for key in SKIN_TONE_KEYS} | {"source": skin_tone_source(skin)},
             }
         )
     return {
@@ -169,7 +172,7 @@ class CihpSample:
     semantic: np.ndarray  # (H, W) uint8
     humans: np.ndarray  # (H, W) int64
     parts: np.ndarray  # (H, W) int64
-    skin_tones: list[str]
+    stored_tones: list[dict[str, Any] | None]  # per human id k + 1: the meta record's skin tone (None: none)
 
 
 def read_sample(root: Path, name: str, meta: Mapping[str, Any] | None) -> CihpSample:
@@ -182,5 +185,12 @@ def read_sample(root: Path, name: str, meta: Mapping[str, Any] | None) -> CihpSa
     humans = _read_png(root / HUMAN_DIR / f"{name}.png").astype(np.int64)
     parts = _read_png(root / INSTANCE_DIR / f"{name}.png").astype(np.int64)
     meta = meta or {}
-    tones = [p["skin_tone"]["group"] for p in meta.get("persons", [])]
-    return CihpSample(meta.get("image_id", name), root / IMAGE_DIR / f"{name}.jpg", semantic, humans, parts, tones)
+    return CihpSample(
+        meta.get("image_id", name), root / IMAGE_DIR / f"{name}.jpg", semantic, humans, parts, stored_tones(meta)
+    )
+
+
+def stored_tones(meta: Mapping[str, Any]) -> list[dict[str, Any] | None]:
+    """The skin tone each person of a meta record holds, by human id (index k: id k + 1; None: none)."""
+    by_id = {int(p.get("human_id", k + 1)): p.get("skin_tone") for k, p in enumerate(meta.get("persons") or [])}
+    return [by_id.get(k) for k in range(1, max(by_id, default=0) + 1)]

@@ -1,4 +1,4 @@
-"""``m2fp-batch export OUT --format cihp|coco --out DIR [--split NAME] [--include-errors no]``."""
+"""``m2fp-batch export OUT --format cihp|coco|cvat-mask --out DIR [--split NAME] [--include-errors no]``."""
 
 from __future__ import annotations
 
@@ -14,7 +14,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     parser.add_argument("source", metavar="OUT", help="a job output or export-reviewed dir (local or s3://)")
     parser.add_argument(
-        "--format", required=True, choices=FORMATS, help="cihp: the CIHP release layout; coco: one COCO JSON"
+        "--format",
+        required=True,
+        choices=FORMATS,
+        help="cihp: the CIHP release layout; coco: one COCO JSON; cvat-mask: CVAT's Segmentation mask 1.1",
     )
     parser.add_argument(
         "--out",

@@ -4,7 +4,8 @@ Per image one annotation per person (category ``person``) and one per part of ea
 CIHP class), each with the job's mask as a COCO RLE (``counts`` a string, as pycocotools writes
 it), ``bbox`` [x, y, w, h], ``area``, ``iscrowd`` 0. A part names its person (``person_id``, the
 person's index in the image, and ``person_annotation_id``); a person carries its skin tone in
-``attributes`` (``skin_tone`` group, ``ita``, ``ita_category``, ``monk``). ``file_name`` is the
+``attributes`` (``skin_tone`` group, ``ita``, ``ita_category``, ``monk``, ``hue``, ``pixels``,
+``source``). ``file_name`` is the
 image's uri (an absolute path or ``s3://``); ``m2fp_image_id`` the job's ``image_id``.
 """
 
@@ -14,6 +15,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from m2fp_batch.annotate.palette import CIHP_CLASSES
+from m2fp_batch.labels import skin_tone_source
 from m2fp_batch.schema import SKIN_GROUPS
 
 __all__ = ["PERSON_CATEGORY_ID", "annotations", "categories", "header", "image_entry", "xywh"]
@@ -83,6 +85,9 @@ def annotations(row: Mapping[str, Any], image_id: int, first_id: int) -> list[di
             "ita": skin.get("ita"),
             "ita_category": skin.get("ita_category"),
             "monk": skin.get("monk"),
+            "hue": skin.get("hue"),
+            "pixels": skin.get("pixels"),
+            "source": skin_tone_source(skin),  # None: nothing measured (a reader derives it)
         }
         out.append(person)
         for q in p.get("parts") or []:

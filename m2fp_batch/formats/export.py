@@ -22,7 +22,7 @@ from typing import Any
 
 from m2fp_batch.decode import DEFAULT_MAX_PIXELS, ImageError, decode_image
 from m2fp_batch.errors import UserError
-from m2fp_batch.formats import cihp, coco
+from m2fp_batch.formats import cihp, coco, cvat
 from m2fp_batch.labels import LabelSource, label_maps, open_labels
 from m2fp_batch.labels.reader import REJECTED, REVIEW_STATUS, check_version
 from m2fp_batch.schema import STATUS_OK
@@ -32,7 +32,7 @@ __all__ = ["FORMATS", "SUMMARY_FILE", "ExportSummary", "FormatExportError", "exp
 
 log = logging.getLogger(__name__)
 
-FORMATS = ("cihp", "coco")
+FORMATS = ("cihp", "coco", "cvat-mask")
 SUMMARY_FILE = "export.json"
 PROGRESS_EVERY_S = 10.0
 _SPLIT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -152,6 +152,21 @@ def _write_coco(source: LabelSource, tmp: Path, summary: ExportSummary) -> None:
         f.write("]}")
 
 
+def _write_cvat(source: LabelSource, tmp: Path, summary: ExportSummary) -> None:
+    """CVAT's Segmentation mask 1.1 (:mod:`.cvat`): the masks only; CVAT has the images in its task."""
+    cvat.write_labelmap(tmp)
+    names = []
+    for row in _rows(source, ROW_COLUMNS, "cvat-mask", summary):
+        name = cvat.write_item(tmp, row)
+        if name is None:
+            summary.unreadable_images.append(str(row["image_id"]))
+            continue
+        names.append(name)
+        summary.images += 1
+        summary.persons += len(row.get("persons") or [])
+    cvat.write_names(tmp, names)
+
+
 def _replace(tmp: Path, out: Path) -> None:
     """Put ``tmp`` at ``out``, replacing a previous export (two renames; the old one is then removed)."""
     old = out.with_name(f".{out.name}.old-{uuid.uuid4().hex[:8]}")
@@ -185,8 +200,10 @@ def export(source: str | Path, out: str | Path, fmt: str, split: str = "train") 
         if fmt == "cihp":
             max_pixels = int((labels.job_settings() or {}).get("max_pixels") or DEFAULT_MAX_PIXELS)
             _write_cihp(labels, tmp, summary, max_pixels)
-        else:
+        elif fmt == "coco":
             _write_coco(labels, tmp, summary)
+        else:
+            _write_cvat(labels, tmp, summary)
         summary.seconds = round(time.perf_counter() - t0, 3)
         (tmp / SUMMARY_FILE).write_text(json.dumps(asdict(summary), indent=2) + "\n")
         _replace(tmp, out)

@@ -1,7 +1,7 @@
 """``m2fp-batch parse IMAGE... --model M --out DIR [--raw FILE.npz]``: the single-photo view.
 
-Photos are read under the job's decode guards and the model sees the job's model input (the same
-engine settings and steps as ``m2fp_batch.labelling``); the PNGs are drawn on the original pixels."""
+Photos are read under the engine settings' decode guards and the model sees the job's model input
+(``annotate.brightness.model_input``); the PNGs are drawn on the original pixels."""
 
 from __future__ import annotations
 
@@ -13,12 +13,12 @@ from pathlib import Path
 
 import numpy as np
 
+from m2fp_batch.annotate.brightness import model_input
 from m2fp_batch.annotate.render import RENDER_KINDS, render_png
-from m2fp_batch.decode import ImageError
+from m2fp_batch.decode import ImageError, decode_image
 from m2fp_batch.errors import UserError
 from m2fp_batch.inference.engine import M2FPParser
 from m2fp_batch.inference.raw import write_raw
-from m2fp_batch.labelling import decode, model_input
 from m2fp_batch.settings import EngineSettings, add_engine_arguments
 from m2fp_batch.storage import Filesystems, StorageError
 
@@ -55,7 +55,8 @@ def _load_inputs(paths: list[str], settings: EngineSettings) -> tuple[list[str],
     kept, images = [], []
     for path in paths:
         try:
-            images.append(decode(fss.read_bytes(path, settings.max_bytes), settings))
+            data = fss.read_bytes(path, settings.max_bytes)  # the max_bytes guard
+            images.append(decode_image(data, max_pixels=settings.max_pixels, min_side=settings.min_side))
             kept.append(path)
         except FileNotFoundError:
             log.error("skipping %s: no such file", path)
@@ -103,7 +104,7 @@ def main(args: argparse.Namespace) -> int:
         torch_compile=args.compile,
     )
     out.mkdir(parents=True, exist_ok=True)
-    inputs = [model_input(img, settings)[0] for img in images]
+    inputs = [model_input(img, settings.adaptive_brightness)[0] for img in images]
     results = parser.parse(inputs, keep_pred_masks=args.raw_pred_masks)
     summary = [
         _write_pngs(out, path, stem, img, res, args.alpha)

@@ -11,9 +11,11 @@ import numpy as np
 import torch
 
 from m2fp_batch.inference import compiled, postprocess, preprocess
-from m2fp_batch.inference.loading import ModelInfo, load_model
+from m2fp_batch.inference.engines import Backend, ExportError, TorchBackend, open_engine, resolve_engine
+from m2fp_batch.inference.loading import ModelInfo
 from m2fp_batch.inference.types import ParseResult
 from m2fp_batch.model import M2FP, M2FPConfig
+from m2fp_batch.model.build import PIXEL_MEAN, PIXEL_STD, SIZE_DIVISIBILITY
 from m2fp_batch.model.layers import fold_batchnorm_
 from m2fp_batch.settings import DEFAULT_MODEL_ID, EngineSettings
 
@@ -23,32 +25,37 @@ log = logging.getLogger(__name__)
 class M2FPParser:
     """Runs M2FP on RGB images and returns one :class:`ParseResult` per image.
 
+    Preprocess and postprocess are the same for every engine; only the network's forward
+    (``backend``: PyTorch, ONNX Runtime or OpenVINO, see :mod:`.engines`) changes.
+
     Images whose padded sizes agree share a forward pass (up to ``max_batch``); images of
     other sizes run on their own, because padding an image to a larger canvas changes the
     deformable attention's sampling grid and so its result.
 
     Args:
-        model: the network with weights loaded.
+        model: the torch network with weights loaded (None when ``backend`` runs an export dir).
         config: its configuration (classes, thresholds).
         info: provenance of the weights.
+        backend: the network forward; default the eager torch ``model``.
         max_batch: images per forward pass.
         threads: torch intra-op threads (None: leave torch's setting).
         short_edge, max_size: the official resize (640, 1333).
-        fast_backbone: fold BatchNorm into the convolutions and use channels-last memory.
-            Parity holds with it (float rounding differs by ~1e-5 relative), but it costs
+        fast_backbone: (torch engine) fold BatchNorm into the convolutions and use channels-last
+            memory. Parity holds with it (float rounding differs by ~1e-5 relative), but it costs
             ~380 MB more RSS (24-MP photo: 2.4 GB, over the 2 GB actor budget) and its speed
             gain was not measurable on the shared benchmark machine: off by default.
-        torch_compile: ``torch.compile`` (inductor, CPU) the backbone and pixel decoder; cached
-            in ``compile_cache_dir`` (default ``$M2FP_COMPILE_CACHE`` or
+        torch_compile: (torch engine) ``torch.compile`` (inductor, CPU) the backbone and pixel
+            decoder; cached in ``compile_cache_dir`` (default ``$M2FP_COMPILE_CACHE`` or
             ``~/.cache/m2fp-batch/inductor``); falls back to eager when it cannot compile.
     """
 
     def __init__(
         self,
-        model: M2FP,
+        model: M2FP | None,
         config: M2FPConfig,
         info: ModelInfo | None = None,
         *,
+        backend: Backend | None = None,
         max_batch: int = 1,
         threads: int | None = None,
         short_edge: int = preprocess.SHORT_EDGE,
@@ -59,24 +66,42 @@ class M2FPParser:
     ) -> None:
         if threads is not None:
             torch.set_num_threads(threads)
-        self.model = model.eval()
+        self.model = model.eval() if model is not None else None
         self.config = config
         self.info = info
         self.max_batch = max(1, int(max_batch))
         self.short_edge = short_edge
         self.max_size = max_size
         self.class_names = tuple(config.classes)
-        self.channels_last = fast_backbone
+        self.pixel_mean = torch.tensor(PIXEL_MEAN).view(-1, 1, 1)
+        self.pixel_std = torch.tensor(PIXEL_STD).view(-1, 1, 1)
+        self.size_divisibility = SIZE_DIVISIBILITY
+        self.backend = backend if backend is not None else TorchBackend(self._torch_model())
+        self.engine = self.backend.name
+        self.compiled = False
+        self.channels_last = self._torch_levers(fast_backbone, torch_compile, compile_cache_dir)
+
+    def _torch_model(self) -> M2FP:
+        if self.model is None:
+            raise ExportError("the torch engine needs the network (a model dir with its checkpoint)")
+        return self.model
+
+    def _torch_levers(self, fast_backbone: bool, torch_compile: bool, cache_dir: str | None) -> bool:
+        """Apply --fast-backbone / --compile (torch engine only); True when channels-last."""
+        if not (fast_backbone or torch_compile):
+            return False
+        if not isinstance(self.backend, TorchBackend):
+            raise ExportError(f"--fast-backbone and --compile apply to the torch engine, not {self.engine}")
+        net = self.backend.net
         if fast_backbone:
-            fold_batchnorm_(self.model.backbone, torch.channels_last)
-            self.model.backbone.to(memory_format=torch.channels_last)  # the convolutions without a norm
+            fold_batchnorm_(net.backbone, torch.channels_last)
+            net.backbone.to(memory_format=torch.channels_last)  # the convolutions without a norm
+            self.backend.channels_last = True
         self.compiled = torch_compile and all(
-            compiled.compile_stage(stage, name, compile_cache_dir)
-            for name, stage in (
-                ("backbone", self.model.backbone),
-                ("pixel decoder", self.model.sem_seg_head.pixel_decoder),
-            )
+            compiled.compile_stage(stage, name, cache_dir)
+            for name, stage in (("backbone", net.backbone), ("pixel decoder", net.sem_seg_head.pixel_decoder))
         )
+        return fast_backbone
 
     @classmethod
     def from_pretrained(
@@ -86,21 +111,32 @@ class M2FPParser:
         revision: str | None = None,
         cache_dir: str | None = None,
         trust_checkpoint: bool = False,
+        engine: str = "torch",
+        threads: int | None = None,
         **kwargs,
     ) -> M2FPParser:
-        """Load a local model dir or a ModelScope id (see :func:`loading.load_model`)."""
-        loaded = load_model(model, revision=revision, cache_dir=cache_dir, trust_checkpoint=trust_checkpoint)
-        return cls(loaded.net, loaded.config, loaded.info, **kwargs)
+        """Load a local model dir, a ModelScope id (see :func:`loading.load_model`) or an export
+        dir, with ``engine`` (torch, onnxruntime, openvino or auto) running the network."""
+        loaded = open_engine(
+            model,
+            resolve_engine(engine),
+            revision=revision,
+            cache_dir=cache_dir,
+            trust_checkpoint=trust_checkpoint,
+            threads=threads,
+        )
+        return cls(loaded.net, loaded.config, loaded.info, backend=loaded.backend, threads=threads, **kwargs)
 
     @classmethod
     def from_settings(
         cls, settings: EngineSettings, *, threads: int | None = None, max_batch: int = 1, **kwargs
     ) -> M2FPParser:
-        """The engine ``settings`` describe (model, revision, trust, resize); ``threads`` overrides
+        """The engine ``settings`` describe (model, revision, trust, engine, resize); ``threads`` overrides
         ``settings.threads``. Extra keyword arguments go to the constructor (``fast_backbone``, ...)."""
         return cls.from_pretrained(
             settings.model,
             revision=settings.revision,
+            engine=settings.engine,
             trust_checkpoint=settings.trust_checkpoint,
             threads=threads if threads is not None else settings.threads,
             max_batch=max_batch,
@@ -110,11 +146,9 @@ class M2FPParser:
         )
 
     @torch.inference_mode()
-    def forward(self, batch: torch.Tensor, keep_aux: bool = False) -> dict:
+    def forward(self, batch: torch.Tensor) -> dict:
         """The network alone on a normalised padded batch (N, 3, Hp, Wp)."""
-        if self.channels_last:
-            batch = batch.contiguous(memory_format=torch.channels_last)
-        return self.model(batch, keep_aux=keep_aux)
+        return self.backend(batch)
 
     def parse_one(self, image: np.ndarray, **kwargs) -> ParseResult:
         return self.parse([image], **kwargs)[0]
@@ -136,7 +170,7 @@ class M2FPParser:
             t0 = time.perf_counter()
             size = preprocess.target_size(img.shape[0], img.shape[1], self.short_edge, self.max_size)
             resized = preprocess.resize(img, size)
-            pad = preprocess.padded_size(size, self.model.size_divisibility)
+            pad = preprocess.padded_size(size, self.size_divisibility)
             prepared.append((i, resized, pad, time.perf_counter() - t0))
         groups: dict[tuple[int, int], list] = defaultdict(list)
         for item in prepared:
@@ -146,7 +180,7 @@ class M2FPParser:
                 chunk = items[start : start + self.max_batch]
                 t0 = time.perf_counter()
                 batch = preprocess.to_batch(
-                    [c[1] for c in chunk], self.model.pixel_mean, self.model.pixel_std, self.model.size_divisibility
+                    [c[1] for c in chunk], self.pixel_mean, self.pixel_std, self.size_divisibility
                 )
                 t1 = time.perf_counter()
                 out = self.forward(batch)

@@ -18,6 +18,7 @@ from m2fp_batch.labels.maps import (
     part_instances,
     person_parts_map,
     semantic_map,
+    skin_tone_source,
     skin_tones,
 )
 from m2fp_batch.labels.reader import (
@@ -47,5 +48,6 @@ __all__ = [
     "part_instances",
     "person_parts_map",
     "semantic_map",
+    "skin_tone_source",
     "skin_tones",
 ]

@@ -20,7 +20,7 @@ from pycocotools import mask as mask_utils
 
 from m2fp_batch.annotate.palette import CIHP_CLASSES
 from m2fp_batch.errors import UserError
-from m2fp_batch.schema import SKIN_GROUPS
+from m2fp_batch.schema import SKIN_GROUPS, SKIN_SOURCES
 
 __all__ = [
     "DecodedPerson",
@@ -38,6 +38,7 @@ __all__ = [
     "person_parts_map",
     "rle_shape",
     "semantic_map",
+    "skin_tone_source",
     "skin_tones",
 ]
 
@@ -194,6 +195,18 @@ def part_instance_map(row: Mapping, shape: tuple[int, int] | None = None) -> np.
 def skin_tones(row: Mapping) -> list[str]:
     """The skin-tone group of each person of the row (``unknown`` when not measured, e.g. schema v1)."""
     return [((p.get("skin_tone") or {}).get("group") or UNKNOWN_SKIN) for p in row.get("persons") or []]
+
+
+def skin_tone_source(tone: Mapping | None) -> str | None:
+    """How a stored ``skin_tone`` struct was obtained (``measured``, ``derived``, ``reviewed``); None
+    when it holds no tone: no struct, no group, or a null ``source`` (schema v3: not measured, e.g.
+    a person a reviewer added). A struct without ``source`` (schema v2) was measured by the job."""
+    if not isinstance(tone, Mapping) or not tone.get("group"):
+        return None
+    if "source" not in tone:
+        return SKIN_SOURCES[0]
+    source = tone.get("source")
+    return str(source) if source in SKIN_SOURCES else None
 
 
 @dataclass(frozen=True)

@@ -40,16 +40,17 @@ def ms_deform_attn_sample_naive(
     """
     n, _, m, d = value.shape
     _, q, _, n_levels, p, _ = sampling_locations.shape
-    sizes = [h * w for h, w in spatial_shapes]
-    value_list = value.split(sizes, dim=1)
     grids = 2 * sampling_locations - 1
-    sampled = []
-    for lvl, (h, w) in enumerate(spatial_shapes):
-        v = value_list[lvl].flatten(2).transpose(1, 2).reshape(n * m, d, h, w)
+    weights = attention_weights.transpose(1, 2).reshape(n * m, 1, q, n_levels, p)
+    out, start = None, 0
+    for lvl, (h, w) in enumerate(spatial_shapes):  # slices: their bounds stay symbolic under tracing
+        v = value[:, start : start + h * w].flatten(2).transpose(1, 2).reshape(n * m, d, h, w)
+        start = start + h * w
         g = grids[:, :, :, lvl].transpose(1, 2).flatten(0, 1)  # (N*M, Q, P, 2)
-        sampled.append(F.grid_sample(v, g, mode="bilinear", padding_mode="zeros", align_corners=False))
-    weights = attention_weights.transpose(1, 2).reshape(n * m, 1, q, n_levels * p)
-    out = (torch.stack(sampled, dim=-2).flatten(-2) * weights).sum(-1)  # (N*M, D, Q)
+        sampled = F.grid_sample(v, g, mode="bilinear", padding_mode="zeros", align_corners=False)  # (N*M, D, Q, P)
+        # summed level by level: no (N*M, D, Q, L*P) stack (a 100 MB concat per layer in an exported graph)
+        level = (sampled * weights[..., lvl, :]).sum(-1)  # (N*M, D, Q)
+        out = level if out is None else out + level
     return out.view(n, m * d, q).transpose(1, 2).contiguous()
 
 
@@ -149,7 +150,10 @@ def _corner_products(pairs: Sequence[tuple[torch.Tensor, torch.Tensor]]) -> torc
 
 def _level_pattern(spatial_shapes: Sequence[tuple[int, int]], p: int, like: torch.Tensor) -> torch.Tensor:
     """(L*P*2,) the (W, H) of each level repeated for its P points: the divisor / scale of a location row."""
-    wh = torch.tensor([[w, h] for h, w in spatial_shapes], dtype=like.dtype, device=like.device)
+    if torch.jit.is_tracing():  # the sizes are 0-dim tensors there: stacked, they stay symbolic in the graph
+        wh = torch.stack([torch.stack((w, h)) for h, w in spatial_shapes]).to(dtype=like.dtype, device=like.device)
+    else:
+        wh = torch.tensor([[w, h] for h, w in spatial_shapes], dtype=like.dtype, device=like.device)
     return wh[:, None, :].expand(-1, p, -1).reshape(-1)
 
 
@@ -203,5 +207,6 @@ class MSDeformAttn(nn.Module):
         # the same values as ``reference + offsets / (W, H)`` broadcast per level, on (N, Q, M, L*P*2) rows
         ref = reference_points[:, :, None, :, None, :].expand(n, q, 1, n_levels, p, 2).reshape(n, q, 1, -1)
         locations = (offsets.view(n, q, m, -1) / _level_pattern(spatial_shapes, p, offsets) + ref).view(offsets.shape)
-        core = ms_deform_attn_sample_naive if self.naive else ms_deform_attn_sample
+        # an exported graph samples with grid_sample (ONNX GridSample): embedding_bag has no ONNX op
+        core = ms_deform_attn_sample_naive if self.naive or torch.jit.is_tracing() else ms_deform_attn_sample
         return self.output_proj(core(value, spatial_shapes, locations, weights))

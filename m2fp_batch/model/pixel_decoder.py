@@ -48,9 +48,11 @@ class MSDeformAttnEncoder(nn.Module):
         """Pixel centres of every level, normalised to [0, 1]: (1, S, L, 2) as (x, y)."""
         refs = []
         for h, w in spatial_shapes:
+            # arange + 0.5 holds the same values as linspace(0.5, h - 0.5, h), and under tracing
+            # (export) h and w stay symbolic sizes instead of becoming constants
             ref_y, ref_x = torch.meshgrid(
-                torch.linspace(0.5, h - 0.5, h, dtype=torch.float32, device=device),
-                torch.linspace(0.5, w - 0.5, w, dtype=torch.float32, device=device),
+                torch.arange(h, dtype=torch.float32, device=device) + 0.5,
+                torch.arange(w, dtype=torch.float32, device=device) + 0.5,
                 indexing="ij",
             )
             refs.append(torch.stack((ref_x.reshape(-1) / w, ref_y.reshape(-1) / h), -1))
@@ -138,9 +140,11 @@ class MSDeformAttnPixelDecoder(nn.Module):
             pos.append(self.pe_layer(x))
         y = self.transformer(srcs, pos)
         n = y.shape[0]
-        out = []
-        for part, src in zip(y.split([s.shape[-2] * s.shape[-1] for s in srcs], dim=1), srcs):
-            out.append(part.transpose(1, 2).reshape(n, -1, src.shape[-2], src.shape[-1]))
+        out, start = [], 0
+        for src in srcs:  # slices, not split(): their bounds stay symbolic under tracing
+            h, w = src.shape[-2:]
+            out.append(y[:, start : start + h * w].transpose(1, 2).reshape(n, -1, h, w))
+            start = start + h * w
         for idx, name in enumerate(self.in_features[: self.num_fpn_levels][::-1]):
             i = self.num_fpn_levels - idx  # top-down: the last created adapter first
             cur = getattr(self, f"adapter_{i}")(features[name].float())

@@ -141,7 +141,7 @@ class MultiScaleMaskedTransformerDecoder(nn.Module):
             if keep_aux:
                 aux.append({"pred_logits": cls, "pred_masks": masks})
             level = i % self.num_feature_levels
-            attn_mask[torch.where(attn_mask.sum(-1) == attn_mask.shape[-1])] = False
+            attn_mask = attn_mask & ~attn_mask.all(-1, keepdim=True)  # a fully blocked row attends everywhere
             output = self.transformer_cross_attention_layers[i](output, src[level], attn_mask, pos[level], query_embed)
             output = self.transformer_self_attention_layers[i](output, query_embed)
             output = self.transformer_ffn_layers[i](output)

@@ -5,6 +5,7 @@
 * ``out_html``: HTML with every plot embedded as base64 (no other file needed to view it);
 * ``<out_html stem>.md``: the same numbers as Markdown, linking the PNGs;
 * ``<out_html stem>_plots/*.png``: the plots;
+* ``<out_html stem>_people.csv``: every person's group, how it was obtained and its skin pixels;
 
 and returns a :class:`Report` with the numbers (the tests read them).
 """
@@ -20,6 +21,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from m2fp_batch.annotate.skin_tone import HUE_BINS, MONK_UNCERTAINTY
 from m2fp_batch.report import metrics, plots
 from m2fp_batch.report.data import JobOutput, load_output
 from m2fp_batch.report.ground_truth import GroundTruthResult, evaluate
@@ -34,6 +36,22 @@ class Report:
     numbers: dict
     ground_truth: GroundTruthResult | None = None
     tables: dict[str, pd.DataFrame] = field(default_factory=dict)
+    people_path: Path | None = None  # one row per person: group, source, skin pixels, ITA, hue, Monk
+
+
+# the per-person CSV: how each person's group was obtained and what it rests on
+PEOPLE_COLUMNS = (
+    "image_id",
+    "person_id",
+    "group",
+    "source",
+    "skin_pixels",
+    "skin_confidence",
+    "ita",
+    "ita_category",
+    "hue",
+    "monk",
+)
 
 
 def _pct(v: float | None) -> str:
@@ -87,7 +105,16 @@ def compute(job: JobOutput) -> tuple[dict, dict[str, pd.DataFrame]]:
         "files": len(job.files),
         "adaptive_brightness": job.adaptive_brightness,
     }
-    tables = {"groups": group_table(job, low), "part_fraction": frac, "part_score": score}
+    tables = {
+        "groups": group_table(job, low),
+        "part_fraction": frac,
+        "part_score": score,
+        "sources": metrics.source_table(job.persons),
+        "tone_hue": metrics.tone_hue_table(job.persons),
+        "monk": metrics.monk_table(job.persons),
+    }
+    numbers["skin_sources"] = {r["source"]: int(r["people"]) for _, r in tables["sources"].iterrows()}
+    numbers["tone_hue"] = {g: {b: int(tables["tone_hue"].loc[g, b]) for b in HUE_BINS} for g in SKIN_GROUPS}
     return numbers, tables
 
 
@@ -198,7 +225,9 @@ def build_report(
     md_path = out_html.with_suffix(".md")
     out_html.write_text(_render_html(output_dir, job, numbers, tables, gt, pngs), encoding="utf-8")
     md_path.write_text(_render_markdown(output_dir, numbers, tables, gt, plot_paths, md_path.parent), encoding="utf-8")
-    return Report(out_html, md_path, plot_paths, numbers, gt, tables)
+    people_path = out_html.parent / f"{out_html.stem}_people.csv"
+    job.persons[list(PEOPLE_COLUMNS)].to_csv(people_path, index=False)
+    return Report(out_html, md_path, plot_paths, numbers, gt, tables, people_path)
 
 
 def _kpis(numbers: dict) -> list[tuple[str, str]]:
@@ -222,10 +251,39 @@ LIMITS = (
 )
 
 
-def _render_html(output_dir, job, numbers, tables, gt, pngs) -> str:
-    fig = {k: _figure(k, png, alt) for k, (png, alt) in pngs.items()}
+HUE_NOTE = (
+    "Hue angle h* = atan2(b*, a*) of the same median skin colour, a second axis beside ITA: ITA mixes "
+    "lightness and yellowness, h* separates redder (low h*) from yellower (high h*) skin at the same "
+    "lightness. Bins: red h* &le; 55&deg;, yellow h* &gt; 55&deg; (a convention of this tool); "
+    "<em>unknown</em>: no hue (tone unknown, or an output written before schema v3)."
+)
+SOURCE_NOTE = (
+    "How each person's group was obtained: <em>measured</em> by the job on its own labels, "
+    "<em>derived</em> from a dataset's ground-truth skin parts (the data had none), <em>reviewed</em> "
+    "(a reviewer set the group), <em>not measured</em> (a person a reviewer added). Skin pixels: "
+    "the pixels the group rests on (after erosion and trimming; 200 at least). Every person, with "
+    "source and pixels, is in the CSV next to this report."
+)
+MONK_NOTE = (
+    f"Nearest Monk Skin Tone by CIEDE2000, uncertain by &plusmn;{MONK_UNCERTAINTY} tone: on synthetic faces "
+    "the estimate is within one tone in 99% of normal-light cases and 82% under strong colour casts "
+    "(benchmarks/skin_tone_confusion.py), and classic colour estimators are near chance on the 10-tone "
+    "scale in published tests: read it as a range, not a tone."
+)
+_HUE_FMT = {"median h*": lambda v: _num(v, 1), "*": lambda v: str(int(v))}  # counts: ints
+_SOURCE_FMT = {"median skin pixels": lambda v: _num(v, 0), "10th pct skin pixels": lambda v: _num(v, 0), "*": str}
+
+
+def _plain(text: str) -> str:
+    """An HTML note as Markdown text."""
+    for a, b in (("<em>", "*"), ("</em>", "*"), ("&gt;", ">"), ("&lt;", "<"), ("&le;", "<=")):
+        text = text.replace(a, b)
+    return text.replace("&deg;", " deg").replace("&plusmn;", "+-")
+
+
+def _html_head(output_dir, numbers: dict) -> list[str]:
     gen = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    parts = [
+    return [
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
         "<title>m2fp-batch skin-tone report</title>",
         f"<style>{CSS}</style></head><body><main>",
@@ -235,75 +293,93 @@ def _render_html(output_dir, job, numbers, tables, gt, pngs) -> str:
         "<div class='kpis'>"
         + "".join(f"<div class='kpi'>{html.escape(k)}<b>{html.escape(v)}</b></div>" for k, v in _kpis(numbers))
         + "</div>",
+    ]
+
+
+def _html_groups(numbers: dict, tables: dict, fig: dict) -> list[str]:
+    ita = pd.DataFrame(
+        {"ITA category": list(numbers["ita_category_counts"]), "people": list(numbers["ita_category_counts"].values())}
+    )
+    return [
         "<h2 id='groups'>Skin-tone groups</h2>",
         _html_table(tables["groups"], _GROUP_FMT),
         "<div class='plots'>" + fig["groups"] + fig["ita_categories"] + "</div>",
         fig["ita_histogram"],
+        "<h2 id='sources'>How the groups were obtained</h2>",
+        f"<p class='note'>{SOURCE_NOTE}</p>",
+        _html_table(tables["sources"], _SOURCE_FMT),
+        "<h2 id='tone-hue'>Tone &times; hue</h2>",
+        f"<p class='note'>{HUE_NOTE}</p>",
+        _html_table(tables["tone_hue"], _HUE_FMT, index=True),
         "<h2 id='ita'>ITA categories</h2>",
-        _html_table(
-            pd.DataFrame(
-                {
-                    "ITA category": list(numbers["ita_category_counts"]),
-                    "people": list(numbers["ita_category_counts"].values()),
-                }
-            ),
-            {"*": str},
-        ),
-        "<h2 id='low-light'>Low light</h2>",
+        _html_table(ita, {"*": str}),
+        "<h2 id='monk'>Monk Skin Tone</h2>",
+        f"<p class='note'>{MONK_NOTE}</p>",
+        _html_table(tables["monk"], {"*": str}),
     ]
+
+
+def _html_low_light(numbers: dict, fig: dict) -> list[str]:
     low = numbers["low_light"]
+    parts = ["<h2 id='low-light'>Low light</h2>"]
     if low is None:
-        parts.append(
+        return parts + [
             "<p class='note'>Adaptive brightness was off for this job (<code>adaptive_brightness: false</code>), "
             "so the low-light share is not measured: run with <code>--set adaptive_brightness=true</code>.</p>"
-        )
-    else:
-        factors = ", ".join(f"x{k:g}: {v}" for k, v in low["factors"].items())
-        parts.append(
-            f"<p>{_pct(low['images'])} of the ok images were brightened (factors: {html.escape(factors)}).</p>"
-        )
-        if numbers["adaptive_brightness"] is None:
-            parts.append("<p class='note'>No job settings file (_config.json): shares from the recorded factors.</p>")
-        parts.append(fig["low_light"])
-    parts.append("<h2 id='parts'>Parts per group</h2>")
+        ]
+    factors = ", ".join(f"x{k:g}: {v}" for k, v in low["factors"].items())
+    parts.append(f"<p>{_pct(low['images'])} of the ok images were brightened (factors: {html.escape(factors)}).</p>")
+    if numbers["adaptive_brightness"] is None:
+        parts.append("<p class='note'>No job settings file (_config.json): shares from the recorded factors.</p>")
+    return parts + [fig["low_light"]]
+
+
+def _html_parts_and_people(numbers: dict, tables: dict, fig: dict) -> list[str]:
+    parts = ["<h2 id='parts'>Parts per group</h2>"]
     if "part_area" in fig:
         parts += [
             fig["part_area"],
             fig["part_score"],
-            _html_table(
-                100.0 * tables["part_fraction"],
-                {"*": lambda v: f"{v:.1f}%"},
-                index=True,
-            ),
+            _html_table(100.0 * tables["part_fraction"], {"*": lambda v: f"{v:.1f}%"}, index=True),
         ]
     else:
         parts.append("<p class='note'>No parts found.</p>")
-    parts.append("<h2 id='people'>People per image</h2>")
     gp = pd.DataFrame(
         {"groups present": list(numbers["groups_present"]), "images": list(numbers["groups_present"].values())}
     )
-    parts.append(
-        "<div class='plots'>" + fig["people_per_image"] + "<div>" + _html_table(gp, {"*": str}) + "</div></div>"
-    )
-    if gt is not None:
-        parts += [
-            "<h2 id='ground-truth'>Accuracy per group (ground truth)</h2>",
-            f"<p class='note'>{gt.images_evaluated} image(s) evaluated, {len(gt.images_without_gt)} without a "
-            "ground-truth PNG. Region of a group: the union of its people's boxes; mIoU: mean IoU over the "
-            "classes present there, background included; gap: best known group's mIoU minus this group's.</p>",
-            _html_table(gt.summary[["group", "mIoU", "gap", "pixels"]], _GT_FMT),
-            fig["miou"],
-            "<h3>Per-class IoU</h3>",
-            _html_table(gt.ious.dropna(how="all"), {"*": _pct}, index=True),
-        ]
+    return parts + [
+        "<h2 id='people'>People per image</h2>",
+        "<div class='plots'>" + fig["people_per_image"] + "<div>" + _html_table(gp, {"*": str}) + "</div></div>",
+    ]
+
+
+def _html_ground_truth(gt: GroundTruthResult | None, fig: dict) -> list[str]:
+    if gt is None:
+        return []
+    return [
+        "<h2 id='ground-truth'>Accuracy per group (ground truth)</h2>",
+        f"<p class='note'>{gt.images_evaluated} image(s) evaluated, {len(gt.images_without_gt)} without a "
+        "ground-truth PNG. Region of a group: the union of its people's boxes; mIoU: mean IoU over the "
+        "classes present there, background included; gap: best known group's mIoU minus this group's.</p>",
+        _html_table(gt.summary[["group", "mIoU", "gap", "pixels"]], _GT_FMT),
+        fig["miou"],
+        "<h3>Per-class IoU</h3>",
+        _html_table(gt.ious.dropna(how="all"), {"*": _pct}, index=True),
+    ]
+
+
+def _render_html(output_dir, job, numbers, tables, gt, pngs) -> str:
+    """The HTML report: head, groups (sources, tone x hue, ITA, Monk), low light, parts, people, accuracy."""
+    fig = {k: _figure(k, png, alt) for k, (png, alt) in pngs.items()}
+    parts = _html_head(output_dir, numbers) + _html_groups(numbers, tables, fig) + _html_low_light(numbers, fig)
+    parts += _html_parts_and_people(numbers, tables, fig) + _html_ground_truth(gt, fig)
     parts += ["<h2 id='method'>Method and limits</h2>", f"<p class='note'>{LIMITS}</p>", "</main></body></html>"]
     return "\n".join(parts)
 
 
-def _render_markdown(output_dir, numbers, tables, gt, plot_paths, md_dir: Path) -> str:
-    rel = {k: p.relative_to(md_dir).as_posix() for k, p in plot_paths.items()}
+def _md_summary(output_dir, numbers: dict) -> list[str]:
     low = numbers["low_light"]
-    lines = [
+    return [
         "# Skin-tone and fairness report",
         "",
         f"Job output `{output_dir}`: {numbers['images']} images "
@@ -315,11 +391,28 @@ def _render_markdown(output_dir, numbers, tables, gt, plot_paths, md_dir: Path) 
             else f"{_pct(low['images'])} of the ok images brightened."
         ),
         "",
+    ]
+
+
+def _md_groups(numbers: dict, tables: dict, rel: dict) -> list[str]:
+    return [
         "## Skin-tone groups",
         "",
         _md_table(tables["groups"], _GROUP_FMT),
         "",
         f"![people per group]({rel['groups']}) ![people per ITA category]({rel['ita_categories']})",
+        "",
+        "## How the groups were obtained",
+        "",
+        _plain(SOURCE_NOTE),
+        "",
+        _md_table(tables["sources"], _SOURCE_FMT),
+        "",
+        "## Tone x hue",
+        "",
+        _plain(HUE_NOTE),
+        "",
+        _md_table(tables["tone_hue"], _HUE_FMT, index=True),
         "",
         "## ITA categories",
         "",
@@ -327,13 +420,18 @@ def _render_markdown(output_dir, numbers, tables, gt, plot_paths, md_dir: Path) 
         "|---|---|",
         *[f"| {k} | {v} |" for k, v in numbers["ita_category_counts"].items()],
         "",
-        "## People per image",
+        "## Monk Skin Tone",
         "",
-        "| people | images |",
-        "|---|---|",
-        *[f"| {k} | {v} |" for k, v in numbers["people_per_image"].items()],
+        _plain(MONK_NOTE),
+        "",
+        _md_table(tables["monk"], {"*": str}),
         "",
     ]
+
+
+def _md_parts_people_accuracy(numbers: dict, tables: dict, gt: GroundTruthResult | None, rel: dict) -> list[str]:
+    lines = ["## People per image", "", "| people | images |", "|---|---|"]
+    lines += [f"| {k} | {v} |" for k, v in numbers["people_per_image"].items()] + [""]
     if len(tables["part_fraction"]):
         lines += [
             "## Part area per group (mean % of the person)",
@@ -352,14 +450,13 @@ def _render_markdown(output_dir, numbers, tables, gt, plot_paths, md_dir: Path) 
             _md_table(gt.summary[["group", "mIoU", "gap", "pixels"]], _GT_FMT),
             "",
         ]
-    lines += [
-        "## Method and limits",
-        "",
-        LIMITS.replace("<em>", "*")
-        .replace("</em>", "*")
-        .replace("&gt;", ">")
-        .replace("&lt;", "<")
-        .replace("&le;", "<="),
-        "",
-    ]
+    return lines
+
+
+def _render_markdown(output_dir, numbers, tables, gt, plot_paths, md_dir: Path) -> str:
+    """The Markdown summary: the same tables as the HTML, plots linked."""
+    rel = {k: p.relative_to(md_dir).as_posix() for k, p in plot_paths.items()}
+    lines = _md_summary(output_dir, numbers) + _md_groups(numbers, tables, rel)
+    lines += _md_parts_people_accuracy(numbers, tables, gt, rel)
+    lines += ["## Method and limits", "", _plain(LIMITS), ""]
     return "\n".join(lines)

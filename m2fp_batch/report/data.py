@@ -6,11 +6,12 @@
   ``brightness_factor``);
 * ``persons``: one row per person (``image_id``, ``person_id``, ``score``, ``area``, ``x0 y0 x1 y1``,
   the skin-tone fields ``group``, ``ita``, ``ita_category``, ``monk``, ``skin_pixels``,
-  ``skin_confidence``, and the image's ``brightness_factor``);
+  ``skin_confidence``, ``hue`` (NaN before schema v3), ``source`` (``measured`` before v3; ``not
+  measured`` for a null source), and the image's ``brightness_factor``);
 * ``parts``: one row per part of a person (``image_id``, ``person_id``, ``group``, ``label_id``,
   ``label``, ``area``, ``fraction``, ``score``).
 
-The column names of the job output it relies on are the constants below (schema ``labels_v2``).
+The column names of the job output it relies on are the constants below (schema ``labels_v3``; v2 read too).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import pyarrow.compute as pc
 
 from m2fp_batch.errors import UserError
 from m2fp_batch.labels import LabelsError, open_labels
+from m2fp_batch.schema import SKIN_SOURCES
 
 # Job-output names the report reads (m2fp_batch/schema.py).
 COL_PERSONS = "persons"
@@ -32,6 +34,7 @@ COL_SEMANTIC = "semantic"
 COL_BRIGHTNESS = "brightness_factor"  # image level: factor applied to the model input (1.0 none)
 PERSON_SKIN = "skin_tone"  # persons[].skin_tone struct (SkinTone fields)
 IMAGE_COLUMNS = ("image_id", "status", "width", "height", "num_persons")
+NOT_MEASURED = "not measured"  # the source of a person whose struct holds no tone (v3 source null)
 
 
 class ReportError(UserError):
@@ -132,6 +135,7 @@ def flatten(table: pa.Table) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
             "monk": pd.array(_field(skin, "monk").to_pandas(), dtype="Int64"),
             "skin_pixels": _num(skin, "pixels"),
             "skin_confidence": _num(skin, "confidence"),
+            **_hue_and_source(skin),
             COL_BRIGHTNESS: images[COL_BRIGHTNESS].to_numpy()[parent],
         }
     )
@@ -150,6 +154,16 @@ def flatten(table: pa.Table) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
         }
     )
     return images, persons, parts
+
+
+def _hue_and_source(skin: pa.Array) -> dict[str, np.ndarray]:
+    """The schema v3 skin fields; before v3 no hue (NaN) and every tone was measured."""
+    names = {skin.type.field(i).name for i in range(skin.type.num_fields)}
+    n = len(skin)
+    hue = _num(skin, "hue") if "hue" in names else np.full(n, np.nan)
+    if "source" not in names:
+        return {"hue": hue, "source": np.full(n, SKIN_SOURCES[0], dtype=object)}
+    return {"hue": hue, "source": _field(skin, "source").to_pandas().fillna(NOT_MEASURED).to_numpy()}
 
 
 def adaptive_brightness_setting(settings: dict | None) -> bool | None:

@@ -9,8 +9,9 @@ import numpy as np
 import pandas as pd
 
 from m2fp_batch.annotate.palette import CIHP_CLASSES
-from m2fp_batch.annotate.skin_tone import ITA_CATEGORIES
-from m2fp_batch.schema import SKIN_GROUPS, STATUS_OK
+from m2fp_batch.annotate.skin_tone import HUE_BINS, ITA_CATEGORIES, MONK_HEX, hue_bin, monk_range
+from m2fp_batch.report.data import NOT_MEASURED
+from m2fp_batch.schema import SKIN_GROUPS, SKIN_SOURCES, STATUS_OK
 
 NUM_CLASSES = 20  # CIHP parsing classes incl. background (the 21st model class, Human, is not a label)
 PART_CLASSES = tuple(CIHP_CLASSES[1:NUM_CLASSES])
@@ -90,6 +91,51 @@ def part_stats_by_group(persons: pd.DataFrame, parts: pd.DataFrame) -> tuple[pd.
     return (
         frac.reindex(index=order, columns=cols).fillna(0.0),
         score.reindex(index=order, columns=cols),
+    )
+
+
+def tone_hue_table(persons: pd.DataFrame) -> pd.DataFrame:
+    """People per skin-tone group (rows) and hue bin (columns: red h* <= 55, yellow, unknown), with the
+    group's median h*."""
+    bins = persons["hue"].map(hue_bin) if len(persons) else pd.Series([], dtype=str)
+    table = pd.crosstab(persons["group"], bins).reindex(index=list(SKIN_GROUPS), columns=list(HUE_BINS), fill_value=0)
+    table = table.astype(int)
+    table["median h*"] = [persons.loc[persons["group"] == g, "hue"].median() for g in SKIN_GROUPS]
+    table.index.name = "group"
+    table.columns.name = None
+    return table
+
+
+def source_table(persons: pd.DataFrame) -> pd.DataFrame:
+    """How the groups were obtained: one row per source (measured, derived, reviewed, not measured)
+    with the people per group and the skin pixels their groups rest on (median, 10th percentile)."""
+    rows = []
+    for source in (*SKIN_SOURCES, NOT_MEASURED):
+        s = persons[persons["source"] == source]
+        known = s[s["group"] != "unknown"]["skin_pixels"]
+        rows.append(
+            {
+                "source": source,
+                "people": len(s),
+                **{g: int((s["group"] == g).sum()) for g in SKIN_GROUPS},
+                "median skin pixels": float(known.median()) if len(known) else None,
+                "10th pct skin pixels": float(known.quantile(0.1)) if len(known) else None,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def monk_table(persons: pd.DataFrame) -> pd.DataFrame:
+    """People per nearest Monk tone 1..10, with the range the stated uncertainty gives each tone."""
+    counts = persons["monk"].dropna().astype(int).value_counts()
+    tones = range(1, len(MONK_HEX) + 1)
+    return pd.DataFrame(
+        {
+            "MST": list(tones),
+            "colour": list(MONK_HEX),
+            "people": [int(counts.get(t, 0)) for t in tones],
+            "within uncertainty": ["MST {}-{}".format(*monk_range(t)) for t in tones],
+        }
     )
 
 

@@ -41,12 +41,16 @@ from m2fp_batch.review.convert import (
     TAG_LOW_CONFIDENCE,
     TAG_REJECTED,
     TAG_REVIEWED,
+    VIEW_ERRORS,
+    VIEW_LOW_CONFIDENCE,
+    VIEW_QUEUE,
+    VIEW_SKIN,
     SampleData,
     is_auto_tag,
     part_field_name,
     sample_data_star,
 )
-from m2fp_batch.schema import SKIN_GROUPS, STATUS_ERROR, STATUS_OK
+from m2fp_batch.schema import STATUS_ERROR, STATUS_OK
 
 connect_patiently()
 
@@ -67,12 +71,6 @@ __all__ = [
     "part_field_name",
     "sample_from_data",
 ]
-
-# Saved views (name -> description); built by :func:`saved_views`.
-VIEW_ERRORS = "errors"
-VIEW_LOW_CONFIDENCE = "low-confidence"
-VIEW_QUEUE = "review-queue"
-VIEW_SKIN = {g: f"skin-{g}" for g in SKIN_GROUPS}
 
 
 def mask_targets() -> dict[int, str]:

@@ -15,10 +15,17 @@ from typing import Any
 import numpy as np
 
 from m2fp_batch.annotate.palette import CIHP_CLASSES
-from m2fp_batch.labels import DecodedPerson, class_name, decode_persons, person_parts_map, semantic_map
+from m2fp_batch.labels import (
+    DecodedPerson,
+    class_name,
+    decode_persons,
+    person_parts_map,
+    semantic_map,
+    skin_tone_source,
+)
 from m2fp_batch.review import masks as mk
 from m2fp_batch.review.priority import parse_agreement, person_anomalies, review_priority, weighted_part_score
-from m2fp_batch.schema import STATUS_OK
+from m2fp_batch.schema import SKIN_GROUPS, STATUS_OK
 
 FACE_ID = CIHP_CLASSES.index("Face")
 TAG_ERROR = "error"
@@ -29,6 +36,13 @@ TAG_REVIEWED = "reviewed"
 TAG_REJECTED = "rejected"
 REVIEW_TAGS = (TAG_REVIEWED, TAG_REJECTED)
 DEFAULT_LOW_SCORE = 0.5
+
+# Saved views of the review dataset: their names and meaning are shared by every review tool's --view
+VIEW_ERRORS = "errors"
+VIEW_LOW_CONFIDENCE = "low-confidence"
+VIEW_QUEUE = "review-queue"
+VIEW_SKIN = {g: f"skin-{g}" for g in SKIN_GROUPS}
+VIEWS = (VIEW_QUEUE, VIEW_LOW_CONFIDENCE, VIEW_ERRORS, *VIEW_SKIN.values())
 
 
 def is_auto_tag(tag: str) -> bool:
@@ -166,12 +180,13 @@ def _optional(value: Any, kind: type) -> Any:
     return None if value is None else kind(value)
 
 
-def _person(p: DecodedPerson, folder: Path, size: tuple[int, int], version: int) -> _Person:
-    """Write the person's mask PNG; describe its detection, part score, anomalies and skin tone."""
+def _person(p: DecodedPerson, folder: Path | None, size: tuple[int, int], version: int) -> _Person:
+    """Describe the person's detection, part score, anomalies and skin tone; write its mask PNG into ``folder``."""
     h, w = size
     x0, y0, x1, y1 = p.bbox
-    mpath = folder / f"person_{p.index}.png"
-    mk.write_png(mpath, p.mask[y0:y1, x0:x1].astype(np.uint8) * 255)
+    mpath = None if folder is None else folder / f"person_{p.index}.png"
+    if mpath is not None:
+        mk.write_png(mpath, p.mask[y0:y1, x0:x1].astype(np.uint8) * 255)
     pscore = weighted_part_score(p.part_areas, p.part_scores)
     face = p.part_masks[p.part_ids.index(FACE_ID)] if FACE_ID in p.part_ids else None
     measured = person_skin(p.row, version)
@@ -181,7 +196,7 @@ def _person(p: DecodedPerson, folder: Path, size: tuple[int, int], version: int)
     detection = {
         "label": "person",
         "bounding_box": [x0 / w, y0 / h, (x1 - x0) / w, (y1 - y0) / h],
-        "mask_path": str(mpath),
+        "mask_path": None if mpath is None else str(mpath),
         "confidence": p.score,
         "person_id": int(p.row["person_id"]),
         "area": int(p.row["area"]),
@@ -192,6 +207,8 @@ def _person(p: DecodedPerson, folder: Path, size: tuple[int, int], version: int)
         "ita_category": skin.get("ita_category"),
         "monk": _optional(skin.get("monk"), int),
         "skin_confidence": _optional(skin.get("confidence"), float),
+        "hue": _optional(skin.get("hue"), float),
+        "skin_source": None if measured is None else skin_tone_source(skin),
     }
     return _Person(detection, pscore, person_anomalies(p.index, p.part_ids, face), group, ita)
 
@@ -262,6 +279,41 @@ def sample_data(
     data.fields.update(_review_fields(row, persons, people, parse_agreement(semantic, parts_map)))
     data.tags = _tags(data.fields, low_score)
     return data
+
+
+@dataclass(frozen=True)
+class ReviewSignals:
+    """What every review tool ranks and filters a row by: the sample's review fields and automatic tags."""
+
+    fields: dict[str, Any]  # review_priority, review_reasons, skin_groups, min_person_score, ... (see sample_data)
+    tags: list[str]  # skin:<group>, low_confidence, brightened
+
+
+def review_signals(
+    row: dict, persons: list[DecodedPerson] | None = None, low_score: float = DEFAULT_LOW_SCORE
+) -> ReviewSignals:
+    """The review fields and tags of an ``ok`` row, as the review dataset has them (no file written)."""
+    shape = (int(row["height"]), int(row["width"]))
+    persons = decode_persons(row) if persons is None else persons
+    semantic, parts_map = semantic_map(row, shape), person_parts_map(persons, shape)
+    people = [_person(p, None, shape, int(row["schema_version"])) for p in persons]
+    fields = _review_fields(row, persons, people, parse_agreement(semantic, parts_map))
+    return ReviewSignals(fields, _tags(fields, low_score))
+
+
+def in_view(view: str | None, signals: ReviewSignals) -> bool:
+    """Whether an ``ok`` row is in the saved view ``view`` (None: every row; names in :data:`VIEWS`).
+
+    ``review-queue`` holds every ok row (a review tool keeps its own verdicts), ``low-confidence``
+    the rows tagged ``low_confidence``, ``skin-<group>`` those with a person of that group, and
+    ``errors`` no ok row.
+    """
+    if view is None or view == VIEW_QUEUE:
+        return True
+    if view == VIEW_LOW_CONFIDENCE:
+        return TAG_LOW_CONFIDENCE in signals.tags
+    groups = {v: g for g, v in VIEW_SKIN.items()}
+    return view in groups and SKIN_TAG_PREFIX + groups[view] in signals.tags
 
 
 def sample_data_star(args: tuple) -> SampleData:

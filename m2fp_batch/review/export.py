@@ -21,10 +21,9 @@ dataset is fast, and bit-identical to the job.
 
 from __future__ import annotations
 
-import json
 import logging
-from collections import defaultdict
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import fiftyone as fo
@@ -33,62 +32,52 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from PIL import Image
 
-from m2fp_batch.annotate import rle
-from m2fp_batch.annotate.parts import mask_bbox
+from m2fp_batch.annotate.skin_tone import SOURCE_REVIEWED
 from m2fp_batch.errors import UserError
-from m2fp_batch.labels import class_name
 from m2fp_batch.review import masks as mk
 from m2fp_batch.review.build import INFO_KEY, TAG_REJECTED, TAG_REVIEWED, label_fingerprint
-from m2fp_batch.schema import SKIN_GROUPS, STATUS_OK
+from m2fp_batch.review.reviewed import (
+    REVIEW_STATUSES,
+    STATUS_NOT_IN_DATASET,
+    STATUS_REJECTED,
+    STATUS_REVIEWED,
+    STATUS_UNREVIEWED,
+    ReviewedStats,
+    build_person,
+    refresh_summary,
+    signature,
+    write_reviewed,
+)
+from m2fp_batch.schema import STATUS_OK
 
 log = logging.getLogger(__name__)
-
-STATUS_REVIEWED = "reviewed"
-STATUS_REJECTED = "rejected"
-STATUS_UNREVIEWED = "unreviewed"
-STATUS_NOT_IN_DATASET = "not_in_dataset"
-REVIEW_FIELDS = [
-    pa.field(
-        "review_status",
-        pa.string(),
-        nullable=False,
-        metadata={"doc": "reviewed, rejected, unreviewed or not_in_dataset (FiftyOne review)"},
-    ),
-    pa.field("review_edited", pa.bool_(), nullable=False, metadata={"doc": "labels differ from the job's"}),
-]
-ADDED_PERSON_SCORE = 1.0
-# the estimator's own "not measured" result, for a person a reviewer added (schema v2+)
-UNKNOWN_SKIN_TONE = {
-    "lab": None,
-    "ita": None,
-    "ita_category": "unknown",
-    "group": "unknown",
-    "monk": None,
-    "pixels": 0,
-    "confidence": 0.0,
-}
 
 
 class ReviewExportError(UserError, ValueError):
     """The dataset cannot be exported (message says what to fix)."""
 
 
+__all__ = [
+    "REVIEW_STATUSES",
+    "STATUS_NOT_IN_DATASET",
+    "STATUS_REJECTED",
+    "STATUS_REVIEWED",
+    "STATUS_UNREVIEWED",
+    "ReviewExportError",
+    "ExportStats",
+    "export_reviewed",
+    "externalize_inline_masks",
+    "labels_unchanged",
+    "reviewed_row",
+]
+
+
 @dataclass
-class ExportStats:
-    rows: int = 0
-    by_status: dict[str, int] = field(default_factory=lambda: defaultdict(int))
-    edited: int = 0
+class ExportStats(ReviewedStats):
     externalized_masks: int = 0
-    files: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
-        return {
-            "rows": self.rows,
-            "by_status": dict(self.by_status),
-            "edited": self.edited,
-            "externalized_masks": self.externalized_masks,
-            "files": self.files,
-        }
+        return {**super().to_dict(), "externalized_masks": self.externalized_masks}
 
 
 def _label_mask(label, shape: tuple[int, int] | None = None) -> np.ndarray:
@@ -155,57 +144,21 @@ def _persons(sample: fo.Sample, original: dict, shape: tuple[int, int]) -> list[
         else:
             full[y0:y1, x0:x1] = True
         old = by_id.get(det.get_field("person_id")) if det.has_field("person_id") else None
-        old_parts = {int(q["label_id"]): q for q in (old or {}).get("parts") or []}
-        area = int(full.sum())
-        parts = []
-        ids = np.unique(parts_map[full])
-        for label_id in (int(i) for i in ids if i != 0):
-            m = full & (parts_map == label_id)
-            enc = rle.encode(m)
-            prev = old_parts.get(label_id)
-            parts.append(
-                {
-                    "label_id": label_id,
-                    "label": class_name(label_id),
-                    "area": int(m.sum()),
-                    "fraction": float(m.sum() / area) if area else 0.0,
-                    "bbox": list(mask_bbox(m)),
-                    "score": prev["score"] if prev is not None and prev["mask"]["counts"] == enc["counts"] else None,
-                    "mask": enc,
-                }
-            )
-        person = dict(old) if old is not None else {}
-        if old is None and int(original["schema_version"]) >= 2:
-            person["skin_tone"] = dict(UNKNOWN_SKIN_TONE)
-        person.update(
+        ids = [int(i) for i in np.unique(parts_map[full]) if i != 0]
+        person = build_person(
+            old,
+            full,
+            {i: full & (parts_map == i) for i in ids},
             person_id=len(persons),
-            score=float(det.confidence) if det.confidence is not None else ADDED_PERSON_SCORE,
-            bbox=list(mask_bbox(full) or (x0, y0, x0, y0)),
-            area=area,
-            mask=rle.encode(full),
-            parts=parts,
+            score=det.confidence,
+            schema_version=int(original["schema_version"]),
         )
         if "skin_tone" in person and person["skin_tone"] is not None and det.has_field("skin_group"):
             group = det.get_field("skin_group")
             if group is not None and group != person["skin_tone"].get("group"):
-                person["skin_tone"] = {**person["skin_tone"], "group": group}
+                person["skin_tone"] = {**person["skin_tone"], "group": group, "source": SOURCE_REVIEWED}
         persons.append(person)
     return persons
-
-
-def _signature(row: dict) -> tuple:
-    """What counts as the labels of a row, for ``review_edited``."""
-    sem = tuple((s["label_id"], s["mask"]["counts"]) for s in row.get("semantic") or [])
-    per = tuple(
-        (
-            round(float(p["score"]), 6),
-            p["mask"]["counts"],
-            tuple((q["label_id"], q["mask"]["counts"]) for q in p["parts"]),
-            (p.get("skin_tone") or {}).get("group"),
-        )
-        for p in row.get("persons") or []
-    )
-    return sem, per, row.get("skin_tone_groups"), row.get("skin_tone_counts")
 
 
 def labels_unchanged(sample: fo.Sample) -> bool:
@@ -231,13 +184,9 @@ def reviewed_row(sample: fo.Sample, original: dict) -> dict:
         if sample.parsing is not None:
             row["semantic"] = mk.semantic_entries(_label_mask(sample.parsing, shape))
         row["persons"] = _persons(sample, original, shape)
-        row["num_persons"] = len(row["persons"])
-        if int(original["schema_version"]) >= 2:  # the image's skin-tone summary follows its persons
-            groups = [p["skin_tone"]["group"] for p in row["persons"]]
-            row["skin_tone_counts"] = {g: groups.count(g) for g in SKIN_GROUPS}
-            row["skin_tone_groups"] = sorted({g for g in groups if g != "unknown"})
+        refresh_summary(row)  # the image's skin-tone summary follows its persons
     row["review_status"] = status
-    row["review_edited"] = _signature(row) != _signature(original)
+    row["review_edited"] = signature(row) != signature(original)
     return row
 
 
@@ -261,37 +210,31 @@ def export_reviewed(name: str, out_dir: str | Path, rows_per_file: int = 5000) -
     stats = ExportStats()
     stats.externalized_masks = externalize_inline_masks(ds, Path(info["mask_dir"]))
     sources = sorted(set(ds.distinct("source_parquet")))
-    out.mkdir(parents=True, exist_ok=True)
-    used_names: set[str] = set()
-    for src in sources:
-        path = Path(src)
-        if not path.is_file():
-            raise ReviewExportError(f"source file {path} of the dataset is gone: the export needs the job output")
-        schema = pq.read_schema(path)
-        schema = pa.schema(list(schema) + REVIEW_FIELDS, metadata=schema.metadata)
-        originals = {r["image_id"]: r for r in pq.read_table(path).to_pylist()}
-        samples = {s.image_id: s for s in ds.match(fo.ViewField("source_parquet") == src).iter_samples(progress=False)}
-        rows = []
-        for iid, original in originals.items():
-            sample = samples.get(iid)
-            if sample is None:
-                row = {**original, "review_status": STATUS_NOT_IN_DATASET, "review_edited": False}
-            else:
-                row = reviewed_row(sample, original)
-            stats.rows += 1
-            stats.by_status[row["review_status"]] += 1
-            stats.edited += bool(row["review_edited"])
-            rows.append(row)
-        stem = path.stem
-        while stem in used_names:
-            stem += "_"
-        used_names.add(stem)
-        for k in range(0, max(len(rows), 1), rows_per_file):
-            target = out / (
-                f"{stem}.parquet" if len(rows) <= rows_per_file else f"{stem}-{k // rows_per_file:03d}.parquet"
-            )
-            pq.write_table(pa.Table.from_pylist(rows[k : k + rows_per_file], schema=schema), target)
-            stats.files.append(str(target))
-    (out / "_export.json").write_text(json.dumps({"dataset": name, **stats.to_dict()}, indent=2) + "\n")
+    missing = [src for src in sources if not Path(src).is_file()]
+    if missing:
+        raise ReviewExportError(f"source file {missing[0]} of the dataset is gone: the export needs the job output")
+
+    def reviewed_files() -> Iterator[tuple[str, pa.Schema, list[dict]]]:
+        for src in sources:
+            originals = pq.read_table(src).to_pylist()
+            view = ds.match(fo.ViewField("source_parquet") == src)
+            samples = {s.image_id: s for s in view.iter_samples(progress=False)}
+            rows = [
+                reviewed_row(samples[r["image_id"]], r)
+                if r["image_id"] in samples
+                else {**r, "review_status": STATUS_NOT_IN_DATASET, "review_edited": False}
+                for r in originals
+            ]
+            yield src, pq.read_schema(src), rows
+
+    written = write_reviewed(
+        out, reviewed_files(), {"dataset": name, "externalized_masks": stats.externalized_masks}, rows_per_file
+    )
+    stats.rows, stats.by_status, stats.edited, stats.files = (
+        written.rows,
+        written.by_status,
+        written.edited,
+        written.files,
+    )
     log.info("exported %s: %s", name, stats.to_dict())
     return stats

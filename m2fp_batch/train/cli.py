@@ -16,13 +16,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         nargs="+",
         required=True,
         metavar="DIR",
-        help="job output, export-reviewed or CIHP-layout dirs (mixed)",
+        help="job output, export-reviewed or CIHP-layout dirs, COCO .json files (mixed)",
     )
-    p.add_argument("--model", required=True, help="initial model dir (configuration.json + pytorch_model.pt)")
-    p.add_argument("--out", required=True, help="new model dir")
-    p.add_argument("--steps", type=int, default=1000)
-    p.add_argument("--batch", type=int, default=2, help="images per optimizer step, split over the workers")
-    p.add_argument("--lr", type=float, default=1e-4)
+    p.add_argument(
+        "--model",
+        required=True,
+        help="the model to start from: local model dir or ModelScope id (as --model elsewhere)",
+    )
+    p.add_argument("--out", required=True, help="the new model dir (configuration.json + pytorch_model.pt)")
+    p.add_argument("--steps", type=int, default=1000, help="optimizer steps (default: %(default)s)")
+    p.add_argument(
+        "--batch", type=int, default=2, help="images per optimizer step, split over the workers (default: %(default)s)"
+    )
+    p.add_argument("--lr", type=float, default=1e-4, help="learning rate (default: %(default)s)")
     p.add_argument(
         "--crop",
         type=int,
@@ -30,14 +36,21 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="training crop: photos are scaled to this short side (with jitter) and cropped to a square of "
         "this side rounded up to 32 (default: %(default)s)",
     )
-    p.add_argument("--workers", type=int, default=1, help="Ray Train workers")
+    p.add_argument("--workers", type=int, default=1, help="Ray Train workers (default: %(default)s)")
     p.add_argument("--gpu", action="store_true", help="one GPU per worker (nccl); Ray must see GPUs")
     p.add_argument("--skin-balanced", action="store_true", help="balance skin-tone groups when sampling")
     p.add_argument("--skin-weights", default=None, help="per-group loss weights, e.g. light=1.0,medium=1.2,dark=1.5")
-    p.add_argument("--checkpoint-every", type=int, default=50)
+    p.add_argument(
+        "--checkpoint-every",
+        type=int,
+        default=50,
+        help="save a checkpoint every N steps and at the end (default: %(default)s)",
+    )
     p.add_argument("--no-augment", action="store_true", help="no scale jitter or flip (centred crop)")
     p.add_argument("--num-points", type=int, default=None, help="points per mask (default 12544, upstream)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--seed", type=int, default=0, help="seed of the sampling, augmentation and mask points (default: %(default)s)"
+    )
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
 
 

@@ -4,14 +4,16 @@ ground truth's people, computed with the fairness report's functions
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
+from m2fp_batch.annotate.brightness import model_input
 from m2fp_batch.annotate.parts import mask_bbox
-from m2fp_batch.labelling import model_input
+from m2fp_batch.data.skin import count_sources, present_sources
 from m2fp_batch.report.metrics import NUM_CLASSES, confusion, image_group_confusions, iou_from_confusion, miou_table
 from m2fp_batch.settings import EngineSettings
 from m2fp_batch.train.targets import person_groups
@@ -24,6 +26,7 @@ class Evaluation:
     overall: np.ndarray
     by_group: dict[str, np.ndarray]
     images: int
+    sources: Counter = field(default_factory=Counter)  # people per skin-tone source (measured, derived, ...)
 
     def per_class(self, class_names: Sequence[str]) -> pd.Series:
         return pd.Series(iou_from_confusion(self.overall), index=list(class_names[:NUM_CLASSES]))
@@ -42,6 +45,7 @@ class Evaluation:
             "mIoU": self.miou(),
             "per_class": {k: (None if np.isnan(v) else float(v)) for k, v in per_class.items()},
             "by_group": self.group_table().to_dict(orient="records"),
+            "skin_tone_sources": count_sources([list(self.sources.elements())]),
         }
 
 
@@ -60,17 +64,18 @@ def add_image(ev: Evaluation, pred: np.ndarray, sample: dict) -> None:
     ids = sorted(boxes)
     for g, conf in image_group_confusions(pred, gt, [boxes[i] for i in ids], [groups[i] for i in ids]).items():
         ev.by_group[g] = ev.by_group.get(g, 0) + conf
+    ev.sources.update(present_sources(humans, sample.get("skin_sources")))
     ev.images += 1
 
 
 def evaluate_parser(parser, dataset: Sequence[dict], settings: EngineSettings | None = None) -> Evaluation:
     """Parse every sample's image with ``parser`` (an ``M2FPParser``) and score it; the model sees the
-    labelling core's model input for ``settings`` (the photo itself when None)."""
+    job's model input for ``settings`` (the photo itself when None)."""
     ev = Evaluation(np.zeros((NUM_CLASSES, NUM_CLASSES), np.int64), {}, 0)
     for i in range(len(dataset)):
         sample = dataset[i]
         image = np.asarray(sample["image"])
-        x = model_input(image, settings)[0] if settings is not None else image
+        x = model_input(image, settings is not None and settings.adaptive_brightness)[0]
         pred = parser.parse([x], keep_semantic_score=False)[0].semantic
         add_image(ev, pred, sample)
     return ev

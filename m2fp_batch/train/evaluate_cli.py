@@ -13,7 +13,13 @@ from m2fp_batch.settings import EngineSettings, add_engine_arguments
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--data", nargs="+", required=True, metavar="DIR", help="job output, export-reviewed or CIHP dirs")
+    p.add_argument(
+        "--data",
+        nargs="+",
+        required=True,
+        metavar="DIR",
+        help="job output, export-reviewed or CIHP dirs, COCO .json files",
+    )
     p.add_argument("--json", default=None, help="also write the numbers to this JSON file")
     p.add_argument(
         "--compare", default=None, metavar="OTHER_MODEL", help="evaluate another model too (same engine settings)"
@@ -24,6 +30,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def _fmt(x) -> str:
     return "   -  " if x is None or (isinstance(x, float) and np.isnan(x)) else f"{100 * x:6.2f}"
+
+
+def sources_line(result: dict) -> str:
+    """How the people's skin-tone groups were obtained (the same data for every model)."""
+    counts = result["skin_tone_sources"]
+    parts = ", ".join(f"{v} {k}" for k, v in counts.items())
+    return f"skin-tone groups of {sum(counts.values())} people: {parts} (derived: from the ground-truth skin parts)"
 
 
 def render(names: list[str], results: list[dict]) -> str:
@@ -40,6 +53,7 @@ def render(names: list[str], results: list[dict]) -> str:
         lines.append(f"{'group ' + g:22}" + "".join(f"{c:>26}" for c in cells))
     for cls in results[0]["per_class"]:
         lines.append(f"{'  ' + cls:22}" + "".join(f"{_fmt(r['per_class'][cls]):>26}" for r in results))
+    lines.append(sources_line(results[0]))
     return "\n".join(lines)
 
 

@@ -143,7 +143,8 @@ def run_loop(
     history entry carries the step's end time (``time``, Unix seconds), so speed can be
     measured from ``training.json`` without start-up."""
     torch.manual_seed(settings.seed)
-    model, cfg, parent_sha = load_trainable(settings.init_model)
+    loaded = load_trainable(settings.init_model)
+    model, cfg, parent_sha = loaded.net, loaded.config, loaded.checkpoint_sha256
     model.to(device)
     state = make_state(settings, model)
     if resume and checkpoint_path(settings).is_file():

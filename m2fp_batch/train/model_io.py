@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -30,16 +31,25 @@ def freeze_batchnorm_(model: nn.Module) -> int:
     return count
 
 
-def load_trainable(model_dir: str | os.PathLike) -> tuple[M2FP, M2FPConfig, str]:
+@dataclass(frozen=True)
+class TrainableModel:
+    """What :func:`load_trainable` returns: the network, its configuration, the checkpoint's sha256."""
+
+    net: M2FP
+    config: M2FPConfig
+    checkpoint_sha256: str
+
+
+def load_trainable(model_dir: str | os.PathLike) -> TrainableModel:
     """A model dir's network with its own (writable, float32) copy of the weights.
 
-    Returns (network, config, checkpoint sha256). Missing or mis-shaped keys raise."""
+    Missing or mis-shaped keys raise."""
     model_dir = Path(model_dir)
     cfg, _ = read_config(model_dir)
     ckpt = find_checkpoint(model_dir)
     net = build_m2fp(cfg)
     load_weights(net, {k: v.float() if v.is_floating_point() else v for k, v in read_checkpoint(ckpt).items()})
-    return net, cfg, sha256_file(ckpt)
+    return TrainableModel(net, cfg, sha256_file(ckpt))
 
 
 def write_model_dir(out: Path, parent_dir: Path, state_dict: dict[str, torch.Tensor]) -> Path:

@@ -8,11 +8,13 @@ import logging
 import os
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from m2fp_batch import localray
+from m2fp_batch.data.skin import count_sources, present_sources
 from m2fp_batch.errors import UserError, configure_logging
 from m2fp_batch.inference.loading import find_checkpoint, sha256_file
 from m2fp_batch.train.loop import checkpoint_path, run_loop
@@ -44,13 +46,22 @@ def open_dataset(sources: Sequence[str]):
     return parts[0] if len(parts) == 1 else ConcatDataset(parts)
 
 
-def dataset_groups(dataset: Sequence) -> list[str]:
-    """Every image's sampling group (see :mod:`m2fp_batch.train.sampler`)."""
-    people = []
+@dataclass(frozen=True)
+class DataGroups:
+    """What the sampler and ``training.json`` need of the data's skin tones."""
+
+    groups: list[str]  # every image's sampling group (see :mod:`m2fp_batch.train.sampler`)
+    sources: dict[str, int]  # people per skin-tone source (measured, derived, reviewed)
+
+
+def dataset_groups(dataset: Sequence) -> DataGroups:
+    """Every image's sampling group and how its people's groups were obtained (one pass)."""
+    people, sources = [], []
     for i in range(len(dataset)):
         s = dataset[i]
         people.append(list(person_groups(s["humans"], s.get("skin_tones")).values()))
-    return image_groups(people)
+        sources.append(present_sources(s["humans"], s.get("skin_sources")))
+    return DataGroups(image_groups(people), count_sources(sources))
 
 
 def _worker(config: dict) -> None:
@@ -116,7 +127,7 @@ def fit(settings: TrainSettings, resume: bool = False, records: Sequence | None 
     if out.exists() and any(out.iterdir()) and not resume:
         raise TrainError(f"{out} exists and is not empty: pass --resume to continue its run, or a new --out")
     dataset = records if records is not None else open_dataset(settings.data)
-    groups = dataset_groups(dataset)
+    data = dataset_groups(dataset)
     out.mkdir(parents=True, exist_ok=True)
     cpus = os.cpu_count() or 1
     _ensure_ray(settings.workers)
@@ -130,7 +141,7 @@ def fit(settings: TrainSettings, resume: bool = False, records: Sequence | None 
         _worker,
         train_loop_config={
             "settings": settings.to_dict(),
-            "groups": groups,
+            "groups": data.groups,
             "resume": resume,
             "records": list(records) if records is not None else None,
             "threads": max(1, cpus // settings.workers),
@@ -148,10 +159,10 @@ def fit(settings: TrainSettings, resume: bool = False, records: Sequence | None 
         trainer.fit()
     except Exception as e:  # Ray wraps worker errors in its own types
         raise TrainError(f"training failed: {type(e).__name__}: {str(e)[:2000]}") from e
-    return finish(settings, groups, time.time() - started)
+    return finish(settings, data, time.time() - started)
 
 
-def finish(settings: TrainSettings, groups: Sequence[str], seconds: float) -> Path:
+def finish(settings: TrainSettings, data: DataGroups, seconds: float) -> Path:
     """Model dir from the last checkpoint, plus training.json and the loss-curve PNG."""
     out = Path(settings.out)
     ckpt = torch.load(checkpoint_path(settings), map_location="cpu", weights_only=True)
@@ -159,8 +170,9 @@ def finish(settings: TrainSettings, groups: Sequence[str], seconds: float) -> Pa
     parent = find_checkpoint(Path(settings.init_model))
     record = {
         "data": list(settings.data),
-        "images": len(groups),
-        "sampling_groups": {g: groups.count(g) for g in sorted(set(groups))},
+        "images": len(data.groups),
+        "sampling_groups": {g: data.groups.count(g) for g in sorted(set(data.groups))},
+        "skin_tone_sources": data.sources,  # people per source; "derived": estimated from the ground truth
         "settings": settings.to_dict(),
         "steps": int(ckpt["step"]),
         "seconds_this_run": round(seconds, 1),

@@ -85,3 +85,19 @@ def test_s3_options_from_environment(monkeypatch):
     assert (o.access_key, o.secret_key, o.endpoint, o.region) == ("AK", "SK", "http://127.0.0.1:8333", "eu-west-1")
     o2 = S3Options.from_config(JobConfig(s3_endpoint="http://10.0.0.1:9000"))
     assert o2.endpoint == "http://10.0.0.1:9000"
+
+
+def test_resume_compares_label_settings_guards_and_shard_size():
+    from m2fp_batch.pipeline.resume import check_same_job
+
+    cfg = JobConfig.from_sources(None, {"input": "/in", "output": "/out"})
+    saved = {"job_id": "j", "input": "/in", "checkpoint_sha256": "c" * 64, "config_hash": cfg.engine.label_hash()}
+    check_same_job({**saved, "settings": cfg.resume_settings()}, cfg, "c" * 64)  # the same job: resumes
+    for key, value in (("short_edge", 512), ("max_pixels", 10), ("shard_size", 3)):
+        other = {**cfg.resume_settings(), key: value}
+        with pytest.raises(JobConfigError, match=f"other settings {{'{key}'"):
+            check_same_job({**saved, "settings": other}, cfg, "c" * 64)
+    # an output of an older version: the old key name is understood, the other hash is refused in words
+    old = {("model_revision" if k == "revision" else k): v for k, v in cfg.resume_settings().items()}
+    with pytest.raises(JobConfigError, match="version whose config_hash covers other settings"):
+        check_same_job({**saved, "settings": old, "config_hash": "0" * 16}, cfg, "c" * 64)

@@ -13,6 +13,7 @@ from synthetic_labels import commit_marker
 from m2fp_batch.annotate import rle
 from m2fp_batch.annotate.palette import CIHP_CLASSES, hex_color
 from m2fp_batch.labels.layout import stats_name
+from m2fp_batch.schema import SCHEMA_VERSION
 
 
 def _rows(out: Path) -> dict[str, dict]:
@@ -56,9 +57,11 @@ def test_build_fields_tags_and_rerun_does_not_duplicate(fresh_output):
             full = rle.decode(person["mask"])
             np.testing.assert_array_equal(read_png(det.mask_path) > 0, full[y0:y1, x0:x1])
             assert det.parts == [p["label"] for p in person["parts"]]
-            skin = person["skin_tone"]  # schema v2: the job's per-person skin tone
+            skin = person["skin_tone"]  # schema v2+: the job's per-person skin tone
             assert det.skin_group == skin["group"] and det.ita_category == skin["ita_category"]
             assert det.ita == (None if skin["ita"] is None else pytest.approx(skin["ita"]))
+            assert det.hue == (None if skin["hue"] is None else pytest.approx(skin["hue"]))
+            assert det.skin_source == "measured"  # the job's own estimate
         # per-part stats over the people
         for label in {p["label"] for person in row["persons"] for p in person["parts"]}:
             area = sum(p["area"] for person in row["persons"] for p in person["parts"] if p["label"] == label)
@@ -67,7 +70,7 @@ def test_build_fields_tags_and_rerun_does_not_duplicate(fresh_output):
         assert s.min_person_score == pytest.approx(min(p["score"] for p in row["persons"]))
         assert ("low_confidence" in s.tags) == (s.min_person_score < 0.5 or (s.min_part_score or 1) < 0.5)
         groups = {p["skin_tone"]["group"] for p in row["persons"]}
-        assert s.skin_tone_available is True and s.schema_version == row["schema_version"] == 2
+        assert s.skin_tone_available is True and s.schema_version == row["schema_version"] == SCHEMA_VERSION
         assert {t for t in s.tags if t.startswith("skin:")} == {f"skin:{g}" for g in groups}
         assert ("brightened" in s.tags) == bool(row["brightened"])
         assert {g: s.skin_tone_counts[g] for g in row["skin_tone_counts"]} == row["skin_tone_counts"]
@@ -152,7 +155,7 @@ def test_cli_build_prints_stats(fresh_output, capsys):
 
     assert main(["review", str(fresh_output), "--dataset", "rv-cli", "--mask-dir", str(fresh_output.parent / "m")]) == 0
     out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert out["rows"] == 4 and out["added"] == 4 and out["schema_versions"] == [2]
+    assert out["rows"] == 4 and out["added"] == 4 and out["schema_versions"] == [SCHEMA_VERSION]
     assert (fresh_output.parent / "m").is_dir()
 
 

@@ -45,7 +45,7 @@ def test_export_round_trips_an_edited_label(fresh_output, tmp_path):
     out = tmp_path / "reviewed"
     assert main(["export-reviewed", "rv-export", "--out", str(out)]) == 0
     table = pq.read_table(out / "shard-00000.parquet")
-    assert table.schema.names == [*SCHEMA.names, "review_status", "review_edited"]
+    assert table.schema.names == [*SCHEMA.names, "review_status", "review_edited", "review_by", "review_time"]
     assert table.schema.metadata == SCHEMA.metadata
     rows = {r["image_id"]: r for r in table.to_pylist()}
     assert set(rows) == set(original)

@@ -112,6 +112,7 @@ def test_dataset_gives_the_same_arrays_from_job_reviewed_and_cihp(job_output, ex
         "job": ParsingDataset(job_output),
         "reviewed": ParsingDataset(_reviewed_dir(job_output, tmp_path)),
         "cihp": ParsingDataset(exports["cihp"]),
+        "coco": ParsingDataset(exports["coco"] / "val.json"),
     }
     ok = sorted(i for i, r in rows.items() if r["status"] == "ok")
     for name, ds in sources.items():
@@ -127,6 +128,11 @@ def test_dataset_gives_the_same_arrays_from_job_reviewed_and_cihp(job_output, ex
         assert ref["humans"].max() == len(row["persons"])
         assert ref["parts"].max() == sum(len(p["parts"]) for p in row["persons"])
         assert ref["skin_tones"] == [p["skin_tone"]["group"] for p in row["persons"]]
+        assert ref["skin_sources"] == ["measured"] * len(row["persons"])  # the job's tones, none derived
+        coco = sources["coco"][sources["coco"].image_ids.index(iid)]
+        for k in ("humans", "parts"):  # COCO has no semantic map of its own: only the people's parts
+            np.testing.assert_array_equal(coco[k], ref[k], err_msg=f"coco {k} {iid}")
+        assert coco["skin_tones"] == ref["skin_tones"] and coco["skin_sources"] == ref["skin_sources"]
         for name in ("reviewed", "cihp"):
             ds = sources[name]
             other = ds[ds.image_ids.index(iid)]

@@ -3,6 +3,7 @@ its own HOME (token auth from scratch) and Ray temp dir, stopped with SIGTERM; n
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import signal
@@ -101,9 +102,10 @@ def _wait_ready(proc: subprocess.Popen, url: str, log: Path, timeout: float = 30
     raise TimeoutError(f"no service on {url} after {timeout} s:\n{log.read_text()[-4000:]}")
 
 
-@pytest.fixture(scope="package")  # stopped once the serve tests are done
-def server(tiny_model_dir) -> Server:
-    """``m2fp-batch serve`` (tiny model, 1 thread, queue 32, 1 MiB body limit, the job's test guards)."""
+@contextlib.contextmanager
+def serving(model: Path, extra: tuple[str, ...] = ()):
+    """``m2fp-batch serve`` (1 thread, queue 32, 1 MiB body limit, the job's test guards) plus ``extra`` flags,
+    on a free loopback port with its own HOME and Ray temp dir; stopped with SIGTERM, nothing left behind."""
     (port,) = free_ports(1)
     root = Path(tempfile.mkdtemp(prefix="srv", dir="/tmp"))
     home, raytmp = root / "home", root / "ray"
@@ -117,10 +119,10 @@ def server(tiny_model_dir) -> Server:
         "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
     }
     cmd = [
-        sys.executable, "-m", "m2fp_batch.cli", "serve", "--model", str(tiny_model_dir), "--port", str(port),
+        sys.executable, "-m", "m2fp_batch.cli", "serve", "--model", str(model), "--port", str(port),
         "--threads", "1", "--queue", str(QUEUE), "--max-body-mb", str(MAX_BODY_MB),
         "--max-pixels", str(MAX_PIXELS), "--min-side", str(MIN_SIDE),
-        "--short-edge", str(SHORT_EDGE), "--max-size", str(MAX_SIZE),
+        "--short-edge", str(SHORT_EDGE), "--max-size", str(MAX_SIZE), *extra,
     ]  # fmt: skip
     with log.open("w") as f:
         proc = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, env=env, start_new_session=True)
@@ -145,3 +147,10 @@ def server(tiny_model_dir) -> Server:
             p.kill()
     assert rc == 0, log.read_text()[-4000:]
     assert len(ours) > 3 and not left, f"processes outlived `m2fp-batch serve`: {names}"
+
+
+@pytest.fixture(scope="package")  # stopped once the serve tests are done
+def server(tiny_model_dir) -> Server:
+    """``m2fp-batch serve`` with the tiny model and the default (torch) engine."""
+    with serving(tiny_model_dir) as srv:
+        yield srv

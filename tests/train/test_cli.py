@@ -54,6 +54,7 @@ def test_train_cli_then_evaluate_agrees_with_parse_raw(tiny_model_dir, cihp_dir,
     assert record["steps"] == 2 and record["data"] == [str(cihp_dir)]
     assert record["settings"]["skin"] == {"balanced": True, "weights": {"light": 1.0, "medium": 1.2, "dark": 1.5}}
     assert record["sampling_groups"] == {"dark": 2, "light": 1, "medium": 1}
+    assert record["skin_tone_sources"] == {"measured": 6, "derived": 0, "reviewed": 0}  # the meta file's tones
     assert main(["train", "--data", str(cihp_dir), "--model", str(tiny_model_dir), "--out", str(out)]) == 2
     assert "--resume" in capsys.readouterr().err  # an existing run is never overwritten silently
 
@@ -79,6 +80,7 @@ def test_train_cli_then_evaluate_agrees_with_parse_raw(tiny_model_dir, cihp_dir,
     printed = capsys.readouterr().out
     assert "group dark" in printed and "mIoU (all)" in printed
     got = json.loads(report.read_text())["models"][str(out)]
+    assert got["skin_tone_sources"] == {"measured": 6, "derived": 0, "reviewed": 0}
 
     # the same number from `parse --raw` outputs and the ground-truth label maps
     ds = ParsingDataset(cihp_dir)

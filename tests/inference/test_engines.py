@@ -1,0 +1,134 @@
+"""Engines on the tiny model: export round trip (dynamic sizes, manifest), ONNX Runtime and
+OpenVINO equal torch within the parity tolerance, batching, the export cache, user errors."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from m2fp_batch.cli import main as cli_main
+from m2fp_batch.errors import UserError
+from m2fp_batch.inference import M2FPParser
+from m2fp_batch.inference.engines import ExportError, read_manifest
+from m2fp_batch.inference.loading import sha256_file
+
+pytest.importorskip("onnxruntime")
+pytest.importorskip("openvino")
+
+
+def close_to_torch(a, b) -> None:
+    """The parity criteria's tolerance (different kernels round differently)."""
+    assert a.input_size == b.input_size and a.image_size == b.image_size
+    assert (a.semantic == b.semantic).mean() >= 0.999
+    np.testing.assert_allclose(a.pred_logits, b.pred_logits, atol=1e-2, rtol=1e-3)
+    assert abs(len(a.parts) - len(b.parts)) <= 1 and abs(len(a.humans) - len(b.humans)) <= 1
+
+
+@pytest.fixture(scope="module")
+def onnx_export(tiny_model_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("export") / "onnx"
+    assert cli_main(["export-model", "--model", str(tiny_model_dir), "--format", "onnx", "--out", str(out)]) == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def photos(astronaut):
+    return [astronaut, astronaut[:300].copy(), astronaut[::2, ::2].copy()]  # three input sizes
+
+
+def test_export_dir_records_its_source(onnx_export, tiny_model_dir):
+    manifest = read_manifest(onnx_export)
+    assert manifest.format == "onnx" and manifest.opset == 17 and manifest.precision == "fp32"
+    assert manifest.checkpoint_sha256 == sha256_file(tiny_model_dir / "pytorch_model.pt")
+    assert (onnx_export / "configuration.json").read_bytes() == (tiny_model_dir / "configuration.json").read_bytes()
+    assert {"torch", "onnx", "onnxruntime", "openvino"} <= set(
+        json.loads((onnx_export / "export.json").read_text())["versions"]
+    )
+
+
+@pytest.mark.parametrize("engine", ["onnxruntime", "openvino"])
+def test_export_round_trip_equals_torch(onnx_export, tiny_parser, photos, engine):
+    """The export dir as --model: every input size (the graph's height and width are symbolic)."""
+    parser = M2FPParser.from_pretrained(str(onnx_export), engine=engine, threads=2)
+    assert parser.engine == engine and parser.model is None
+    assert parser.info.checkpoint_sha256 == tiny_parser.info.checkpoint_sha256
+    for img in photos:
+        close_to_torch(parser.parse_one(img), tiny_parser.parse_one(img))
+
+
+def test_openvino_ir_export(tiny_model_dir, tmp_path, tiny_parser, astronaut):
+    out = tmp_path / "ir"
+    assert cli_main(["export-model", "--model", str(tiny_model_dir), "--format", "openvino", "--out", str(out)]) == 0
+    assert read_manifest(out).graph == "model.xml" and (out / "model.bin").is_file()
+    parser = M2FPParser.from_pretrained(str(out), engine="openvino")
+    close_to_torch(parser.parse_one(astronaut), tiny_parser.parse_one(astronaut))
+
+
+def test_batching_does_not_change_results(onnx_export, photos):
+    single = M2FPParser.from_pretrained(str(onnx_export), engine="onnxruntime", max_batch=1)
+    batched = M2FPParser.from_pretrained(str(onnx_export), engine="onnxruntime", max_batch=3)
+    imgs = [photos[0], photos[0][:, ::-1].copy(), photos[1]]
+    many = batched.parse(imgs)
+    assert [r.timings["batch_size"] for r in many] == [2, 2, 1]
+    for img, b in zip(imgs, many):
+        close_to_torch(single.parse_one(img), b)
+
+
+def test_model_dir_exports_once_into_the_cache(tiny_model_dir, tmp_path, monkeypatch, tiny_parser, astronaut):
+    monkeypatch.setenv("M2FP_ENGINE_CACHE", str(tmp_path / "cache"))
+    first = M2FPParser.from_pretrained(str(tiny_model_dir), engine="openvino")  # traces ONNX, converts to IR
+    dirs = sorted(p.relative_to(tmp_path / "cache") for p in (tmp_path / "cache").glob("*/*"))
+    assert [d.name for d in dirs] == ["onnx", "openvino"]
+    stamp = (tmp_path / "cache" / dirs[0] / "export.json").stat().st_mtime_ns
+    again = M2FPParser.from_pretrained(str(tiny_model_dir), engine="onnxruntime")
+    assert (tmp_path / "cache" / dirs[0] / "export.json").stat().st_mtime_ns == stamp  # reused, not re-exported
+    for parser in (first, again):
+        close_to_torch(parser.parse_one(astronaut), tiny_parser.parse_one(astronaut))
+
+
+@pytest.mark.parametrize(
+    "argv, words",
+    [
+        (["--format", "onnx", "--precision", "bf16"], "not available for --format onnx"),
+        (["--format", "openvino", "--precision", "int8"], "not available for --format openvino"),
+        (["--format", "onnx", "--precision", "int8"], "needs --calibration-images"),
+    ],
+)
+def test_export_user_errors(tiny_model_dir, tmp_path, capsys, argv, words):
+    assert cli_main(["export-model", "--model", str(tiny_model_dir), "--out", str(tmp_path / "x"), *argv]) == 2
+    err = capsys.readouterr().err
+    assert words in err and err.count("\n") == 1
+
+
+def test_export_refuses_a_full_out_dir(tiny_model_dir, tmp_path, capsys):
+    (tmp_path / "keep.txt").write_text("mine")
+    assert cli_main(["export-model", "--model", str(tiny_model_dir), "--format", "onnx", "--out", str(tmp_path)]) == 2
+    assert "not an empty directory" in capsys.readouterr().err and (tmp_path / "keep.txt").read_text() == "mine"
+
+
+def test_engine_mismatches_are_user_errors(onnx_export, tiny_model_dir):
+    with pytest.raises(ExportError, match="torch engine needs the model dir"):
+        M2FPParser.from_pretrained(str(onnx_export), engine="torch")
+    with pytest.raises(UserError, match="torch engine"):
+        M2FPParser.from_pretrained(str(onnx_export), engine="onnxruntime", fast_backbone=True)
+    with pytest.raises(UserError, match="not one of"):
+        M2FPParser.from_pretrained(str(tiny_model_dir), engine="tensorrt")
+
+
+@pytest.mark.slow
+def test_int8_export_is_calibrated_on_photos(tiny_model_dir, tmp_path, tiny_parser, astronaut):
+    from skimage import data, io
+
+    photos = tmp_path / "calib"
+    photos.mkdir()
+    for name in ("astronaut", "coffee", "chelsea"):
+        io.imsave(photos / f"{name}.png", getattr(data, name)())
+    out = tmp_path / "int8"
+    argv = ["export-model", "--model", str(tiny_model_dir), "--format", "onnx", "--out", str(out)]
+    assert cli_main([*argv, "--precision", "int8", "--calibration-images", str(photos)]) == 0
+    manifest = read_manifest(out)
+    assert manifest.precision == "int8" and manifest.calibration_images == 3
+    res = M2FPParser.from_pretrained(str(out), engine="onnxruntime").parse_one(astronaut)
+    assert res.semantic.shape == astronaut.shape[:2] and np.isfinite(res.pred_logits).all()
