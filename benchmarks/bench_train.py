@@ -35,6 +35,7 @@ from collections import defaultdict
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+MIN_OVERLAP_S = 20.0  # the shortest common window a paired comparison is made on
 sys.path.insert(0, str(REPO / "tests"))
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
@@ -100,6 +101,8 @@ def paired_run(model: Path, data: Path, out: Path, a, workers: int) -> dict:
         raise RuntimeError(f"m2fp-batch train failed:\n{log.read_text()[-3000:]}")
     cli = [h["time"] for h in json.loads((out / "training.json").read_text())["losses"]]
     window = (max(bare[0], cli[0]), min(bare[-1], cli[-1]))
+    if window[1] - window[0] < MIN_OVERLAP_S:  # the command ended before the bare loop got going
+        raise RuntimeError(f"--workers {workers}: the two runs did not overlap; raise --steps")
     cli_rate, bare_rate = images_per_s(cli, a.batch, window), images_per_s(bare, a.batch, window)
     return {"cli_images_per_s": round(cli_rate, 3), "bare_images_per_s": round(bare_rate, 3),
             "cli_over_bare": round(cli_rate / bare_rate, 3), "overlap_s": round(window[1] - window[0], 1)}  # fmt: skip
