@@ -124,7 +124,7 @@ _HELP = {
     "trust_checkpoint": "allow a checkpoint that needs full unpickling (it can run code: only weights you trust)",
     "engine": "network-forward backend, one of {choices} (default: {d}); onnxruntime and openvino export "
     "the network once per checkpoint into $M2FP_ENGINE_CACHE (default ~/.cache/m2fp-batch/engines) or read "
-    "--model EXPORT_DIR (m2fp-batch export-model); auto: the fastest installed (docs/engine.md)",
+    "--model EXPORT_DIR (m2fp-batch export-model); auto: the first installed engine of the measured speed order (docs/engine.md)",
     "short_edge": "model input short side in pixels (default: {d}, the official resize)",
     "max_size": "model input long-side cap in pixels (default: {d}, the official resize)",
     "max_pixels": "decode guard: a photo above this many pixels becomes a too_large error (default: {d})",

@@ -42,7 +42,8 @@ __all__ = [
     "resolve_engine",
 ]
 
-AUTO_ORDER = ("onnxruntime", "openvino", "torch")
+# measured end to end at 640x640 on a quiet 2-core Zen 4 (docs/performance.md, "Engines"): torch fastest
+AUTO_ORDER = ("torch", "openvino", "onnxruntime")
 
 
 def resolve_engine(engine: str) -> str:
