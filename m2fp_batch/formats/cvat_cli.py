@@ -18,20 +18,13 @@ __all__ = ["add_arguments", "main"]
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``m2fp-batch cvat``."""
-    from m2fp_batch.review.reviewed import UNANNOTATED
+    from m2fp_batch.review.reviewed import add_pull_arguments
 
     sub = parser.add_subparsers(dest="action", required=True, metavar="pull")
     pull = sub.add_parser("pull", help="write a CVAT Segmentation mask 1.1 export in the export-reviewed layout")
     pull.add_argument("output", metavar="OUT", help="the job output the CVAT task was made from (local or s3://)")
     pull.add_argument("--cvat", required=True, metavar="DIR", help="the unzipped CVAT export (labelmap.txt, ...)")
-    pull.add_argument("--out", required=True, metavar="DIR", help="the reviewed dir (outside the job output)")
-    pull.add_argument(
-        "--unannotated",
-        choices=UNANNOTATED,
-        default="keep",
-        help="rows the export lacks: keep them with the job's labels (not_in_dataset) or drop them",
-    )
-    pull.add_argument("--rows-per-file", type=int, default=5000, help="rows per Parquet file (default 5000)")
+    add_pull_arguments(pull, "rows the export lacks: keep them with the job's labels (not_in_dataset) or drop them")
 
 
 def main(args: argparse.Namespace) -> int:

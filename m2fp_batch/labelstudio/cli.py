@@ -29,9 +29,9 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``m2fp-batch label-studio``."""
-    from m2fp_batch.labelstudio.pull import UNANNOTATED
     from m2fp_batch.labelstudio.push import DOCUMENT_ROOT_ENV
     from m2fp_batch.review.convert import DEFAULT_LOW_SCORE, VIEWS
+    from m2fp_batch.review.reviewed import add_pull_arguments
 
     sub = parser.add_subparsers(dest="action", required=True, metavar="push|pull")
     push = sub.add_parser("push", help="create or update the project: one task per ok row, with pre-annotations")
@@ -50,14 +50,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     pull = sub.add_parser("pull", help="write the annotations back in the export-reviewed layout")
     _common(pull)
-    pull.add_argument("--out", required=True, metavar="DIR", help="the reviewed dir (outside the job output)")
-    pull.add_argument(
-        "--unannotated",
-        choices=UNANNOTATED,
-        default="keep",
-        help="rows without an annotation: keep them with the job's labels (unreviewed / not_in_dataset) or drop them",
+    add_pull_arguments(
+        pull, "rows without an annotation: keep them with the job's labels (unreviewed / not_in_dataset) or drop them"
     )
-    pull.add_argument("--rows-per-file", type=int, default=5000, help="rows per Parquet file (default 5000)")
 
 
 def main(args: argparse.Namespace) -> int:

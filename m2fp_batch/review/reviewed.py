@@ -37,6 +37,7 @@ from m2fp_batch.review import masks as mk
 from m2fp_batch.schema import SKIN_GROUPS
 
 __all__ = [
+    "add_pull_arguments",
     "ADDED_PERSON_SCORE",
     "REVIEW_COLUMNS",
     "REVIEW_FIELDS",
@@ -78,6 +79,16 @@ REVIEW_FIELDS = [
 REVIEW_COLUMNS = tuple(f.name for f in REVIEW_FIELDS)
 ADDED_PERSON_SCORE = 1.0
 UNANNOTATED = ("keep", "drop")  # rows without a verdict: kept with the job's labels, or left out
+
+
+def add_pull_arguments(parser: Any, unannotated_help: str) -> None:
+    """What every review tool's ``pull`` writes: ``--out`` (the reviewed dir), ``--unannotated``
+    (the rule for rows without a verdict) and ``--rows-per-file``."""
+    parser.add_argument("--out", required=True, metavar="DIR", help="the reviewed dir (outside the job output)")
+    parser.add_argument("--unannotated", choices=UNANNOTATED, default="keep", help=unannotated_help)
+    parser.add_argument("--rows-per-file", type=int, default=5000, help="rows per Parquet file (default 5000)")
+
+
 # the estimator's own "not measured" result, for a person a reviewer added (schema v2+)
 UNKNOWN_SKIN_TONE = {
     "lab": None,
