@@ -71,7 +71,7 @@ class LabelSource:
             raise LabelsError(f"{self.uri}: cannot be read: {e}") from e
         if info.type != pafs.FileType.Directory:
             raise LabelsError(
-                f"{self.uri} does not exist or is not a directory: give the --output of `m2fp-batch run` "
+                f"{self.uri} does not exist or is not a directory: give the --out of `m2fp-batch run` "
                 "or an `export-reviewed` directory"
             )
         self.kind, self.files = self._find_files()
