@@ -31,7 +31,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
 sys.path.insert(0, str(REPO / "tests"))
-from bench_review import make_source, tile  # noqa: E402
+from bench_review import make_source, tile, write_photos  # noqa: E402
 from review_tools.server import LabelStudioServer  # noqa: E402
 from synthetic_labels import labelled_row, write_output  # noqa: E402
 
@@ -75,16 +75,9 @@ def bare_loop(out: Path) -> tuple[float, float]:
 
 def synthetic_source(work: Path, n: int) -> Path:
     """N rows over 4 real photos, people drawn as smooth figures (3 per photo), as one committed shard."""
-    import matplotlib.cbook
     from PIL import Image
-    from skimage import data
 
-    images = work / "images"
-    images.mkdir(parents=True, exist_ok=True)
-    for name in ("astronaut", "coffee", "chelsea"):
-        Image.fromarray(getattr(data, name)()).save(images / f"{name}.png")
-    with matplotlib.cbook.get_sample_data("grace_hopper.jpg") as f:
-        (images / "grace_hopper.jpg").write_bytes(f.read())
+    images = write_photos(work)
     photos = sorted(images.iterdir())
     sizes = {p: Image.open(p).size for p in photos}
     rows = []

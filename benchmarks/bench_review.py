@@ -40,8 +40,8 @@ def _dir_bytes(path: Path) -> tuple[int, int]:
     return total, n
 
 
-def make_source(work: Path) -> Path:
-    """Run the real job with the tiny model on 4 photos; returns the job output dir."""
+def write_photos(work: Path) -> Path:
+    """The 4 real photos (scikit-image, matplotlib) in ``work/images``; returns that dir."""
     import matplotlib.cbook
     from PIL import Image
     from skimage import data
@@ -52,6 +52,12 @@ def make_source(work: Path) -> Path:
         Image.fromarray(getattr(data, name)()).save(images / f"{name}.png")
     with matplotlib.cbook.get_sample_data("grace_hopper.jpg") as f:
         (images / "grace_hopper.jpg").write_bytes(f.read())
+    return images
+
+
+def make_source(work: Path) -> Path:
+    """Run the real job with the tiny model on 4 photos; returns the job output dir."""
+    images = write_photos(work)
     model = work / "tiny_model"
     subprocess.run([sys.executable, str(REPO / "tests" / "tiny_model.py"), str(model)], check=True, cwd=REPO)
     out = work / "job"
