@@ -28,7 +28,7 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
 MANIFEST_EXTENSIONS = (".parquet", ".pq", ".csv")
 # The listing's own columns (and every output row's keys); a manifest's other columns pass through.
 LISTING_COLUMNS = ("image_id", "uri", "shard")
-# Columns the read stage adds to each batch (worker.read_batch): a passthrough column of that
+# Columns the read stage adds to each batch (reading.read_batch): a passthrough column of that
 # name would collide inside the pipeline.
 READ_COLUMNS = ("data", "read_error", "read_error_kind", "read_s")
 MAX_ROWS_SHOWN = 5

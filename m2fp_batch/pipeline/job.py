@@ -26,9 +26,10 @@ from m2fp_batch.labels.layout import RUN_FILE, shard_name, stats_name
 from m2fp_batch.pipeline.config import JobConfig, JobConfigError
 from m2fp_batch.pipeline.inputs import LISTING_COLUMNS
 from m2fp_batch.pipeline.raylog import quiet_ray_internals
+from m2fp_batch.pipeline.reading import read_batch
 from m2fp_batch.pipeline.resume import Prepared, prepare
 from m2fp_batch.pipeline.summary import PipelineInfo, RunInfo, RunSummary, ShardStats, summarize, utc_now
-from m2fp_batch.pipeline.worker import ActorStartup, CrashLedger, Labeler, actor_threads, read_batch
+from m2fp_batch.pipeline.worker import ActorStartup, CrashLedger, Labeler, actor_threads
 from m2fp_batch.schema import output_schema
 from m2fp_batch.storage import Filesystems, S3Options
 
@@ -72,13 +73,18 @@ def check_address(address: str, timeout: float = ADDRESS_TIMEOUT_S) -> None:
         ) from e
 
 
-def _blocks(pending: pa.Table, block_rows: int) -> list[pa.Table]:
-    blocks = []
+def _blocks(pending: pa.Table, actors: int, batch_size: int) -> list[pa.Table]:
+    """The pending rows cut into blocks in order, never across a shard: a guided schedule whose
+    block sizes (:func:`block_rows` of the rows still left) shrink toward the end of the job."""
     shards = pending.column("shard").to_numpy()
-    bounds = [0] + [i for i in range(1, len(shards)) if shards[i] != shards[i - 1]] + [len(shards)]
-    for a, b in zip(bounds[:-1], bounds[1:], strict=False):
-        for s in range(a, b, block_rows):
-            blocks.append(pending.slice(s, min(block_rows, b - s)))
+    ends = [i for i in range(1, len(shards)) if shards[i] != shards[i - 1]] + [len(shards)]
+    floor = math.ceil(len(shards) / MAX_BLOCKS)
+    blocks, s = [], 0
+    for end in ends:
+        while s < end:
+            rows = min(end - s, max(floor, block_rows(len(shards) - s, actors, batch_size)))
+            blocks.append(pending.slice(s, rows))
+            s += rows
     return blocks
 
 
@@ -166,7 +172,7 @@ def _build_dataset(cfg: JobConfig, model: ModelInfo, plan: Plan, pool: Pool, out
     ctx.enable_progress_bars = False
     if not cfg.autoscaling and ctx.wait_for_min_actors_s <= 0:
         ctx.wait_for_min_actors_s = ACTORS_READY_TIMEOUT_S  # every actor up before the first batch
-    ds = rd.from_arrow(_blocks(plan.pending, block_rows(plan.pending.num_rows, pool.actors, cfg.batch_size)))
+    ds = rd.from_arrow(_blocks(plan.pending, pool.actors, cfg.batch_size))
     ds = ds.map_batches(
         read_batch,
         fn_kwargs={"s3": S3Options.from_config(cfg), "max_bytes": cfg.engine.max_bytes},
@@ -197,15 +203,18 @@ def pool_strategy(cfg: JobConfig, actors: int):
     return rd.ActorPoolStrategy(size=actors)
 
 
-def block_rows(pending: int, actors: int, batch_size: int) -> int:
-    """Rows per block (one read task, one actor call that labels them ``batch_size`` at a time).
+def block_rows(left: int, actors: int, batch_size: int) -> int:
+    """Rows of the next block (one read task, one actor call that labels them ``batch_size`` at a
+    time) when ``left`` rows are still to be cut.
 
     Large blocks keep the per-block overhead (a read task, an actor call, a driver batch) off the
-    job's ceiling; at most :data:`MAX_BLOCK_ROWS` and at least :data:`BLOCKS_PER_ACTOR` blocks per
-    actor keep every actor busy to the end; never under ``batch_size`` nor over
-    :data:`MAX_BLOCKS` blocks in all (docs/job.md, the job's ceiling)."""
-    balanced = math.ceil(pending / (BLOCKS_PER_ACTOR * max(1, actors)))
-    return max(batch_size, min(MAX_BLOCK_ROWS, balanced), math.ceil(pending / MAX_BLOCKS))
+    job's ceiling: at most :data:`MAX_BLOCK_ROWS`. A block is at most a
+    1/:data:`BLOCKS_PER_ACTOR` share of one actor's part of what is left, so blocks shrink toward
+    the end down to one batch, and no actor waits long for the last one to finish; never under
+    ``batch_size``, and :func:`_blocks` keeps the job under :data:`MAX_BLOCKS` blocks
+    (docs/job.md, the job's ceiling)."""
+    balanced = math.ceil(left / (BLOCKS_PER_ACTOR * max(1, actors)))
+    return max(batch_size, min(MAX_BLOCK_ROWS, balanced))
 
 
 class ShardCommitter:

@@ -1,5 +1,5 @@
-"""The pipeline's stages as plain Python: reading bytes (Ray tasks), labelling (Ray actors),
-and the crash ledger (a small Ray actor that remembers which images were in flight when a
+"""The pipeline's labelling stage as plain Python: labelling (Ray actors, after the read tasks of
+:mod:`m2fp_batch.pipeline.reading`) and the crash ledger (a small Ray actor that remembers which images were in flight when a
 worker died). Rows never raise: every per-image failure becomes an ``error`` row."""
 
 from __future__ import annotations
@@ -19,52 +19,11 @@ from m2fp_batch.pipeline.inputs import LISTING_COLUMNS, READ_COLUMNS
 from m2fp_batch.rows import error_columns
 from m2fp_batch.schema import SCHEMA
 from m2fp_batch.settings import EngineSettings
-from m2fp_batch.storage import Filesystems, FileTooLargeError, NotARegularFileError, S3Options
 
 if TYPE_CHECKING:
     from m2fp_batch.inference.loading import ModelInfo
 
 log = logging.getLogger(__name__)
-
-
-def read_batch(batch: pa.Table, s3: S3Options, max_bytes: int) -> pa.Table:
-    """Add ``data`` (the file's bytes, null on failure), ``read_error``, ``read_error_kind``, ``read_s``.
-
-    Only regular files are read, at most ``max_bytes + 1`` bytes each (see ``Filesystems.read_bytes``).
-    """
-    fss = Filesystems(s3)
-    data, errors, kinds, secs = [], [], [], []
-    for uri in batch.column("uri").to_pylist():
-        t0 = time.perf_counter()
-        blob, err, kind = None, None, None
-        try:
-            blob = fss.read_bytes(uri, max_bytes)
-        except NotARegularFileError as e:
-            err, kind = f"{uri}: {e}", "unreadable"
-        except FileTooLargeError as e:
-            err, kind = f"{e} ({uri})", "too_large"
-        except FileNotFoundError:
-            err, kind = f"the file does not exist: {uri}", "missing"
-        except IsADirectoryError:
-            err, kind = f"a directory, not a file: {uri}", "unreadable"
-        except PermissionError as e:
-            err, kind = f"permission denied reading {uri}: {e}", "unreadable"
-        except (OSError, ValueError) as e:
-            msg = str(e)
-            if "does not exist" in msg or "NoSuchKey" in msg or "Path does not exist" in msg:
-                err, kind = f"the file does not exist: {uri}", "missing"
-            else:
-                err, kind = f"could not read {uri}: {msg}", "unreadable"
-        data.append(blob)
-        errors.append(err)
-        kinds.append(kind)
-        secs.append(time.perf_counter() - t0)
-    return (
-        batch.append_column("data", pa.array(data, pa.large_binary()))
-        .append_column("read_error", pa.array(errors, pa.string()))
-        .append_column("read_error_kind", pa.array(kinds, pa.string()))
-        .append_column("read_s", pa.array(secs, pa.float64()))
-    )
 
 
 @dataclass(frozen=True)

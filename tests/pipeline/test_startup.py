@@ -11,12 +11,22 @@ import sys
 import tempfile
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pytest
 from test_worker import _batch
 
 from m2fp_batch.pipeline.config import JobConfig
-from m2fp_batch.pipeline.job import MAX_BLOCK_ROWS, Timeline, _pool_size, actor_startup, block_rows, pool_strategy
+from m2fp_batch.pipeline.job import (
+    MAX_BLOCK_ROWS,
+    MAX_BLOCKS,
+    Timeline,
+    _blocks,
+    _pool_size,
+    actor_startup,
+    block_rows,
+    pool_strategy,
+)
 from m2fp_batch.pipeline.worker import ActorStartup, CrashLedger, Labeler, _node_id
 from m2fp_batch.schema import output_schema
 from m2fp_batch.settings import EngineSettings
@@ -55,15 +65,41 @@ def test_autoscaling_is_a_setting():
 @pytest.mark.parametrize(
     ("pending", "actors", "batch", "want"),
     [
-        (24, 2, 4, 4),  # small job: blocks of one batch, 3 per actor
-        (24, 2, 1, 3),  # 4 blocks per actor
+        (24, 2, 4, 4),  # small job: blocks of one batch
+        (24, 2, 1, 3),  # a quarter of an actor's share
+        (3, 2, 1, 1),  # the end of a job: one batch
         (10_000, 2, 4, MAX_BLOCK_ROWS),  # many rows: large blocks (the ceiling)
         (1_000_000, 1000, 4, MAX_BLOCK_ROWS),
-        (100_000_000, 8, 4, 5000),  # never more than 20,000 blocks
     ],
 )
 def test_block_rows(pending, actors, batch, want):
     assert block_rows(pending, actors, batch) == want
+
+
+def _cut(rows: int, shard_size: int, actors: int, batch: int) -> list[tuple[int, int]]:
+    shards = pa.table({"shard": pa.array([i // shard_size for i in range(rows)], pa.int32()), "i": range(rows)})
+    return [(b.column("shard")[0].as_py(), b.num_rows) for b in _blocks(shards, actors, batch)]
+
+
+@pytest.mark.parametrize(
+    ("rows", "shard_size", "actors", "batch"), [(24, 64, 2, 1), (10_000, 64, 2, 4), (997, 100, 3, 2)]
+)
+def test_blocks_shrink_toward_the_end_and_keep_every_row_in_order(rows, shard_size, actors, batch):
+    cut = _cut(rows, shard_size, actors, batch)
+    assert sum(n for _, n in cut) == rows
+    assert max(n for _, n in cut) <= max(MAX_BLOCK_ROWS, batch)
+    assert cut[-1][1] <= batch  # the last blocks are one batch: no actor waits on a long last block
+    for (shard, n), (next_shard, next_n) in zip(cut, cut[1:]):
+        assert next_n <= n or next_shard != shard  # within a shard, blocks only shrink
+
+
+def test_blocks_never_cross_a_shard_and_stay_under_the_block_limit():
+    table = pa.table({"shard": pa.array([0] * 5 + [1] * 7, pa.int32())})
+    blocks = _blocks(table, 1, 1)
+    assert all(len(set(b.column("shard").to_pylist())) == 1 for b in blocks)
+    assert [b.num_rows for b in blocks] == [3, 2, 2, 2, 1, 1, 1]
+    many = pa.table({"shard": pa.array(np.zeros(3 * MAX_BLOCKS, np.int32))})
+    assert len(_blocks(many, 8, 1)) <= MAX_BLOCKS
 
 
 def test_timeline_and_actor_startup_per_node():
