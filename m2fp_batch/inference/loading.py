@@ -9,7 +9,7 @@ import os
 import pickle
 import socket
 import threading
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
@@ -196,6 +196,28 @@ def find_checkpoint(model_dir: Path) -> Path:
     raise ModelLoadError(f"model dir {model_dir} has no checkpoint (none of {', '.join(CHECKPOINT_NAMES)})")
 
 
+def describe_model(
+    model: str | os.PathLike = DEFAULT_MODEL_ID, revision: str | None = None, cache_dir: str | None = None
+) -> tuple[M2FPConfig, ModelInfo, Path]:
+    """The model's configuration, provenance and checkpoint file, without reading the weights
+    (``unexpected_keys`` stays empty: only loading the weights finds them). An exported engine
+    whose export is cached needs no more than this."""
+    model = str(model)
+    model_dir, model_id = resolve_model_dir(model, revision, cache_dir)
+    cfg, cfg_sha = read_config(model_dir)
+    ckpt = find_checkpoint(model_dir)
+    info = ModelInfo(
+        model=model,
+        model_id=model_id,
+        revision=revision,
+        model_dir=str(model_dir),
+        checkpoint_sha256=sha256_file(ckpt),
+        config_sha256=cfg_sha,
+        unexpected_keys=(),
+    )
+    return cfg, info, ckpt
+
+
 def load_model(
     model: str | os.PathLike = DEFAULT_MODEL_ID,
     revision: str | None = None,
@@ -206,10 +228,7 @@ def load_model(
 
     Unexpected checkpoint keys are logged as a warning; missing or mis-shaped keys raise.
     """
-    model = str(model)
-    model_dir, model_id = resolve_model_dir(model, revision, cache_dir)
-    cfg, cfg_sha = read_config(model_dir)
-    ckpt = find_checkpoint(model_dir)
+    cfg, info, ckpt = describe_model(model, revision, cache_dir)
     state = read_checkpoint(ckpt, trust_checkpoint)
     # Built on the meta device, the network takes the memory-mapped checkpoint tensors as its
     # weights: no random initialisation, no second copy, pages shared between processes.
@@ -222,13 +241,4 @@ def load_model(
             "%d checkpoint key(s) not used by the network: %s", len(report.unexpected), ", ".join(report.unexpected)
         )
     net.eval()
-    info = ModelInfo(
-        model=model,
-        model_id=model_id,
-        revision=revision,
-        model_dir=str(model_dir),
-        checkpoint_sha256=sha256_file(ckpt),
-        config_sha256=cfg_sha,
-        unexpected_keys=report.unexpected,
-    )
-    return LoadedModel(net, cfg, info)
+    return LoadedModel(net, cfg, replace(info, unexpected_keys=report.unexpected))

@@ -12,6 +12,7 @@ from m2fp_batch.cli import main as cli_main
 from m2fp_batch.errors import UserError
 from m2fp_batch.inference import M2FPParser
 from m2fp_batch.inference.engines import ExportError, read_manifest
+from m2fp_batch.inference.engines import load as engine_load
 from m2fp_batch.inference.loading import sha256_file
 
 pytest.importorskip("onnxruntime")
@@ -31,6 +32,10 @@ def onnx_export(tiny_model_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("export") / "onnx"
     assert cli_main(["export-model", "--model", str(tiny_model_dir), "--format", "onnx", "--out", str(out)]) == 0
     return out
+
+
+def _never_loaded(*args, **kwargs):
+    raise AssertionError("the torch network was loaded for a cached export")
 
 
 @pytest.fixture(scope="module")
@@ -82,8 +87,11 @@ def test_model_dir_exports_once_into_the_cache(tiny_model_dir, tmp_path, monkeyp
     dirs = sorted(p.relative_to(tmp_path / "cache") for p in (tmp_path / "cache").glob("*/*"))
     assert [d.name for d in dirs] == ["onnx", "openvino"]
     stamp = (tmp_path / "cache" / dirs[0] / "export.json").stat().st_mtime_ns
+    monkeypatch.setattr(engine_load, "load_model", _never_loaded)  # a hit reads the export only
     again = M2FPParser.from_pretrained(str(tiny_model_dir), engine="onnxruntime")
     assert (tmp_path / "cache" / dirs[0] / "export.json").stat().st_mtime_ns == stamp  # reused, not re-exported
+    assert again.model is None and again.info.checkpoint_sha256 == first.info.checkpoint_sha256
+    assert again.info.unexpected_keys == first.info.unexpected_keys == ()
     for parser in (first, again):
         close_to_torch(parser.parse_one(astronaut), tiny_parser.parse_one(astronaut))
 

@@ -17,6 +17,7 @@ import shutil
 import tempfile
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from importlib import metadata
 from pathlib import Path
@@ -25,7 +26,7 @@ import torch
 from torch import nn
 
 from m2fp_batch.errors import UserError
-from m2fp_batch.inference.loading import CONFIG_NAME, ModelInfo
+from m2fp_batch.inference.loading import CONFIG_NAME, LoadedModel, ModelInfo
 from m2fp_batch.model import M2FP
 
 log = logging.getLogger(__name__)
@@ -84,6 +85,7 @@ class ExportManifest:
     inputs: dict[str, list] = field(default_factory=dict)
     calibration_images: int = 0
     created: str = ""
+    unexpected_keys: list[str] = field(default_factory=list)  # checkpoint keys the network does not use
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=1)
@@ -173,6 +175,7 @@ def _manifest(fmt: str, info: ModelInfo, precision: str, calibration_images: int
         inputs={INPUT_NAME: ["batch", 3, "height", "width"]},
         calibration_images=calibration_images,
         created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        unexpected_keys=list(info.unexpected_keys),
     )
 
 
@@ -251,9 +254,11 @@ def default_cache_dir() -> Path:
     return Path(env) if env else Path.home() / ".cache" / "m2fp-batch" / "engines"
 
 
-def cached_export(net: M2FP, info: ModelInfo, fmt: str, cache_dir: Path | None = None) -> Path:
-    """The fp32 export dir of this checkpoint, configuration and network code, exported on a miss
-    (OpenVINO IR: converted from the cached ONNX export, so the network is traced once).
+def cached_export(load: Callable[[], LoadedModel], info: ModelInfo, fmt: str, cache_dir: Path | None = None) -> Path:
+    """The fp32 export dir of this checkpoint, configuration and network code (``info``, from
+    :func:`~m2fp_batch.inference.loading.describe_model`). Only a miss calls ``load`` and
+    exports (OpenVINO IR: converted from the cached ONNX export, so the network is traced once);
+    a hit never builds the torch network.
 
     Several processes may miss at once: each exports into its own temporary dir and the first
     rename wins; the others use the winner's.
@@ -262,7 +267,7 @@ def cached_export(net: M2FP, info: ModelInfo, fmt: str, cache_dir: Path | None =
     final = (cache_dir or default_cache_dir()) / key / fmt
     if is_export_dir(final):
         return final
-    onnx_dir = cached_export(net, info, "onnx", cache_dir) if fmt == "openvino" else None
+    onnx_dir = cached_export(load, info, "onnx", cache_dir) if fmt == "openvino" else None
     final.parent.mkdir(parents=True, exist_ok=True)
     log.info("no cached %s export of %s: exporting into %s (once per checkpoint)", fmt, info.model, final)
     tmp = Path(tempfile.mkdtemp(prefix=f".{fmt}-", dir=final.parent))
@@ -270,7 +275,8 @@ def cached_export(net: M2FP, info: ModelInfo, fmt: str, cache_dir: Path | None =
         if onnx_dir is not None:
             onnx_to_openvino(onnx_dir, tmp)
         else:
-            export_model(net, info, tmp, fmt)
+            loaded = load()
+            export_model(loaded.net, loaded.info, tmp, fmt)
         os.rename(tmp, final)
     except OSError:
         if not is_export_dir(final):

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from m2fp_batch.inference.engines import backends
 from m2fp_batch.inference.engines.export import ExportError, ExportManifest, cached_export, is_export_dir, read_manifest
-from m2fp_batch.inference.loading import ModelInfo, load_model, read_config
+from m2fp_batch.inference.loading import LoadedModel, ModelInfo, describe_model, load_model, read_config
 from m2fp_batch.model import M2FP, M2FPConfig
 
 log = logging.getLogger(__name__)
@@ -77,12 +77,19 @@ def open_engine(
     """
     if is_export_dir(model):
         return _from_export_dir(Path(model), engine, threads)
-    loaded = load_model(model, revision=revision, cache_dir=cache_dir, trust_checkpoint=trust_checkpoint)
-    net, config, info = loaded.net, loaded.config, loaded.info
+
+    def load() -> LoadedModel:
+        return load_model(model, revision=revision, cache_dir=cache_dir, trust_checkpoint=trust_checkpoint)
+
     if engine == "torch":
-        return LoadedEngine(backends.TorchBackend(net), config, info, net)
+        loaded = load()
+        return LoadedEngine(backends.TorchBackend(loaded.net), loaded.config, loaded.info, loaded.net)
     if engine not in CACHE_FORMAT:
         raise ExportError(f"engine {engine!r} is not one of torch, {', '.join(CACHE_FORMAT)}")
-    export_dir = cached_export(net, info, CACHE_FORMAT[engine], engine_cache)
-    backend = _exported_backend(engine, export_dir, read_manifest(export_dir), threads)
-    return LoadedEngine(backend, config, info, net)
+    # no torch network for an exported engine: the cache is keyed by the checkpoint's sha256 and
+    # only a miss loads the weights (the actor's memory and start-up)
+    config, info, _ = describe_model(model, revision, cache_dir)
+    export_dir = cached_export(load, info, CACHE_FORMAT[engine], engine_cache)
+    manifest = read_manifest(export_dir)
+    info = replace(info, unexpected_keys=tuple(manifest.unexpected_keys))
+    return LoadedEngine(_exported_backend(engine, export_dir, manifest, threads), config, info, None)
