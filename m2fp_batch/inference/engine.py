@@ -13,6 +13,7 @@ import torch
 from m2fp_batch.inference import compiled, postprocess, preprocess
 from m2fp_batch.inference.engines import Backend, ExportError, TorchBackend, open_engine, resolve_engine
 from m2fp_batch.inference.loading import ModelInfo
+from m2fp_batch.inference.memory import release_free_memory
 from m2fp_batch.inference.types import ParseResult
 from m2fp_batch.model import M2FP, M2FPConfig
 from m2fp_batch.model.build import PIXEL_MEAN, PIXEL_STD, SIZE_DIVISIBILITY
@@ -147,8 +148,11 @@ class M2FPParser:
 
     @torch.inference_mode()
     def forward(self, batch: torch.Tensor) -> dict:
-        """The network alone on a normalised padded batch (N, 3, Hp, Wp)."""
-        return self.backend(batch)
+        """The network alone on a normalised padded batch (N, 3, Hp, Wp); its freed activations
+        go back to the system before the postprocess allocates at the photo's full size."""
+        out = self.backend(batch)
+        release_free_memory()
+        return out
 
     def parse_one(self, image: np.ndarray, **kwargs) -> ParseResult:
         return self.parse([image], **kwargs)[0]
