@@ -39,6 +39,8 @@ BAND_FLOATS = 4 * 1024 * 1024
 # Band logits kept from the scoring pass for the semantic paste (floats); beyond it they are
 # recomputed when pasted.
 CACHE_FLOATS = 8 * 1024 * 1024
+# The whole-photo max semantic probability (``semantic_score``): float16, 2 bytes a pixel.
+SCORE_DTYPE = torch.float16
 
 
 def resize_matrix(out_size: int, in_size: int) -> torch.Tensor:
@@ -270,18 +272,24 @@ def _semantic_paste(
     num_parsing: int,
     keep_score: bool,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """The label map and (when ``keep_score``) the max semantic probability, band by band."""
+    """The label map and (when ``keep_score``) the max semantic probability, band by band.
+
+    The arg-max runs in float32 within each band; the whole-photo score map keeps float16
+    (:data:`SCORE_DTYPE`): 2 bytes a pixel instead of 4 (180 MB less at 89 Mpx), the same labels,
+    part scores within 5e-4 (the raw output always stored it as float16)."""
     by_class = [
         sorted(((q, s) for label, q, s in pasted if label == c), key=lambda e: e[1]) for c in range(num_parsing)
     ]
     label_map = torch.zeros(image_size, dtype=torch.uint8)
-    best = torch.zeros(image_size, dtype=torch.float32) if keep_score else None
+    best = torch.zeros(image_size, dtype=SCORE_DTYPE) if keep_score else None
     for y0 in range(0, image_size[0], up.band):
         y1 = min(image_size[0], y0 + up.band)
-        band_best = best[y0:y1] if best is not None else torch.zeros((y1 - y0, image_size[1]))
+        band_best = torch.zeros((y1 - y0, image_size[1]))
         for c, inst in enumerate(by_class):
             pieces = [(q, s, scored[q].box.rows(y0, y1)) for q, s in inst]
             _paste_class(c, [(q, s, b) for q, s, b in pieces if b is not None], up, cache, label_map, band_best, y0)
+        if best is not None:
+            best[y0:y1] = band_best
     return label_map, best
 
 

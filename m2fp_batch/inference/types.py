@@ -106,7 +106,7 @@ class ParseResult:
         padded_size: (Hp, Wp) fed to the network.
         class_names: the model's classes (parsing classes first, ``Human`` last).
         semantic: (H, W) uint8, argmax of the official semantic probabilities (0 = background).
-        semantic_score: (H, W) float32, the max semantic probability, or None when not kept.
+        semantic_score: (H, W) float16, the max semantic probability, or None when not kept.
         parts: part instances (labels 1..num_parsing-1), score >= 0.1.
         humans: human instances (label num_parsing), score > 0.1.
         persons: one per human instance, in the same order.

@@ -77,7 +77,7 @@ def test_matches_dense_official(tiny_parser, astronaut):
         logits, masks, size, img.shape[:2], cfg.num_parsing, cfg.parsing_ins_score_thr
     )
     assert (label == d_label).mean() > 0.9999
-    np.testing.assert_allclose(smax, d_max, atol=1e-5)
+    np.testing.assert_allclose(smax, d_max, atol=5e-4)  # kept as float16: half an ulp at 1
     _assert_same_instances(parts, d_parts)
     _assert_same_instances(humans, d_humans)
     assert len(parts) > 0 and len(humans) > 0  # the tiny model's random weights give instances
@@ -103,7 +103,7 @@ def test_thin_bands_give_the_same_answer(tiny_parser, astronaut, monkeypatch):
     monkeypatch.setattr(pp, "BAND_FLOATS", 7 * astronaut.shape[1])
     b = tiny_parser.parse_one(astronaut)
     assert (a.semantic == b.semantic).mean() > 0.9999
-    np.testing.assert_allclose(a.semantic_score, b.semantic_score, atol=1e-5)
+    np.testing.assert_allclose(a.semantic_score, b.semantic_score, atol=1e-3)  # float16: one ulp at 1
     for x, y in ((a.parts, b.parts), (a.humans, b.humans)):
         np.testing.assert_array_equal(x.labels, y.labels)
         np.testing.assert_allclose(x.scores, y.scores, rtol=1e-5)
