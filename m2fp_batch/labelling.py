@@ -18,6 +18,7 @@ import numpy as np
 
 from m2fp_batch.annotate.brightness import model_input
 from m2fp_batch.decode import ImageError, decode_image
+from m2fp_batch.memory import release_free_memory
 from m2fp_batch.rows import error_columns, finish_row, result_columns
 from m2fp_batch.settings import EngineSettings
 
@@ -129,10 +130,14 @@ class LabellingCore:
         return result_columns(outcome, self.class_names, image, factor)
 
     def label_images(self, images: list[np.ndarray]) -> list[dict[str, Any]]:
-        """model input -> engine -> label columns, for decoded photos (one engine call)."""
+        """model input -> engine -> label columns, for decoded photos (one engine call). The parse
+        results' full-size maps are given back to the system before the next photo is decoded."""
         inputs = [self.model_input(im) for im in images]
         outcomes = self.infer([x for x, _ in inputs])
-        return [self.label(im, o, f) for im, o, (_, f) in zip(images, outcomes, inputs, strict=True)]
+        labels = [self.label(im, o, f) for im, o, (_, f) in zip(images, outcomes, inputs, strict=True)]
+        del outcomes, inputs
+        release_free_memory()
+        return labels
 
     def row(self, key: dict[str, Any], label: dict[str, Any], read_s: float | None, decode_s: float | None) -> dict:
         """The output row: key columns (image_id, uri, shard), label columns, provenance, timings."""

@@ -13,8 +13,8 @@ import torch
 from m2fp_batch.inference import compiled, postprocess, preprocess
 from m2fp_batch.inference.engines import Backend, ExportError, TorchBackend, open_engine, resolve_engine
 from m2fp_batch.inference.loading import ModelInfo
-from m2fp_batch.inference.memory import release_free_memory
 from m2fp_batch.inference.types import ParseResult
+from m2fp_batch.memory import release_free_memory
 from m2fp_batch.model import M2FP, M2FPConfig
 from m2fp_batch.model.build import PIXEL_MEAN, PIXEL_STD, SIZE_DIVISIBILITY
 from m2fp_batch.model.layers import fold_batchnorm_

@@ -7,7 +7,7 @@ import platform
 import numpy as np
 import pytest
 
-from m2fp_batch.inference import memory
+from m2fp_batch import memory
 
 
 def _rss_mib() -> float:
