@@ -3,6 +3,7 @@
     python benchmarks/bench_train.py                       # both parts below
     python benchmarks/bench_train.py --part cli --rounds 2 --steps 8
     python benchmarks/bench_train.py --part full --steps 2   # flags as in train: --crop, --batch
+    python benchmarks/bench_train.py --part workers --model /tmp/m2fp_seed3 --crop 512 --rounds 1
 
 ``cli``: the tiny test config at 256 px, batch 2, 12,544 points per mask. Each round runs the
 real ``m2fp-batch train`` command with ``--workers 1``, then ``--workers 2``, and beside each,
@@ -12,6 +13,10 @@ any effect measured here. Speed comes from the steps' own end times (``training.
 ``losses[i].time``; the bare loop's history), batch / median step over the steps where both
 ran, so Ray's start-up, the model load and the final save are not counted. Prints CLI/bare
 per round and the median, and workers 2 against 1 (each against its own bare loop).
+
+``workers``: the command alone with ``--workers 1`` then ``--workers 2``, round after round, on
+the tiny config or ``--model DIR`` (a full-size model dir): images/s from the median step, the
+first excluded; prints workers 2 / workers 1 (the default follows the faster).
 
 ``full``: the full-size architecture (the parity fixture's seed-3 checkpoint), a 512-px
 batch-1 step, in a fresh process: the fp32 matmul peak (2048^2 mm, before and after), the
@@ -131,6 +136,41 @@ def run_cli_part(a) -> dict:
         "cli_over_bare_median": round(statistics.median(ratio), 3),
         "workers_2_over_1_per_round": [round(x, 3) for x in w2_w1],
         "workers_2_over_1_median": round(statistics.median(w2_w1), 3),
+    }
+
+
+def command_steps(model: Path, data: Path, out: Path, a, workers: int) -> list[float]:
+    """The real ``m2fp-batch train`` alone: its steps' end times (``training.json``)."""
+    cmd = [sys.executable, "-m", "m2fp_batch.cli", "train", "--data", str(data), "--model", str(model)]
+    cmd += ["--out", str(out), "--steps", str(a.steps), "--batch", str(a.batch), "--crop", str(a.crop)]
+    cmd += ["--num-points", str(a.num_points), "--workers", str(workers), "--checkpoint-every", str(10**6)]
+    env = {**os.environ, "PYTHONPATH": str(REPO), "RAY_USAGE_STATS_ENABLED": "0"}
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    if done.returncode:
+        raise RuntimeError(f"m2fp-batch train failed:\n{done.stderr[-3000:]}")
+    return [h["time"] for h in json.loads((out / "training.json").read_text())["losses"]]
+
+
+def run_workers_part(a) -> dict:
+    """``--workers 1`` and ``--workers 2`` of the real command, alone and interleaved (w1 w2 per
+    round), on the tiny config or, with ``--model``, a full-size model dir: median step."""
+    from tiny_model import write_tiny_model
+
+    from tests.train.helpers import samples, write_cihp_dir
+
+    tmp = Path(tempfile.mkdtemp(prefix="bench_train_workers_"))
+    model = Path(a.model) if a.model else write_tiny_model(tmp / "model")
+    data = write_cihp_dir(tmp / "cihp", samples())
+    rounds = []
+    for r in range(a.rounds):
+        rates = {w: images_per_s(command_steps(model, data, tmp / f"w{w}_{r}", a, w), a.batch) for w in (1, 2)}
+        rounds.append({"workers_1_images_per_s": round(rates[1], 4), "workers_2_images_per_s": round(rates[2], 4),
+                       "workers_2_over_1": round(rates[2] / rates[1], 3), "load_1min": os.getloadavg()[0]})  # fmt: skip
+        print(json.dumps(rounds[-1]), flush=True)
+    return {
+        "setting": f"{a.model or 'tiny config'}, {a.crop} px, batch {a.batch}, {a.num_points} points, {a.steps} steps",
+        "rounds": rounds,
+        "workers_2_over_1_median": statistics.median(x["workers_2_over_1"] for x in rounds),
     }
 
 
@@ -269,7 +309,8 @@ def _child(a, part: str) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--part", choices=["cli", "full"], nargs="+", default=["cli", "full"])
+    ap.add_argument("--part", choices=["cli", "full", "workers"], nargs="+", default=["cli", "full"])
+    ap.add_argument("--model", help="workers: a model dir (default: the tiny config)")
     ap.add_argument("--rounds", type=int, default=2, help="cli: interleaved rounds")
     ap.add_argument("--steps", type=int, default=None, help="steps per run (default: cli 12, full 2)")
     ap.add_argument("--crop", type=int, default=None, help="training crop (train --crop); default: cli 256, full 512")
@@ -289,14 +330,16 @@ def main() -> None:
     name = next((x.split(":", 1)[1].strip() for x in cpu.splitlines() if x.startswith("Model name")), "?")
     print(f"cpu: {name}, {'AVX-512' if 'avx512f' in flags else 'AVX2'}, {os.cpu_count()} cores")
     print("load average at start:", os.getloadavg())
-    defaults = {"cli": (12, 256, 2), "full": (2, 512, 1)}
+    defaults = {"cli": (12, 256, 2), "full": (2, 512, 1), "workers": (6, 256, 2)}
     for part in a.part:
         steps, edge, batch = defaults[part]
         b = argparse.Namespace(**{**vars(a), "steps": a.steps or steps, "crop": a.crop or edge,
                                   "batch": a.batch or batch})  # fmt: skip
-        result = run_cli_part(b) if part == "cli" else _child(b, "full")
+        result = {"cli": run_cli_part, "workers": run_workers_part}.get(part, lambda b: _child(b, "full"))(b)
         print(json.dumps({part: result, "load_1min_after": os.getloadavg()[0]}, indent=1), flush=True)
-        if part == "cli":
+        if part == "workers":
+            print(f"--workers 2 / --workers 1 (the command alone): {result['workers_2_over_1_median']:.3f}")
+        elif part == "cli":
             print(f"CLI/bare images/s: {result['cli_over_bare_median']:.3f}; "
                   f"--workers 2 / --workers 1: {result['workers_2_over_1_median']:.3f}")  # fmt: skip
         else:

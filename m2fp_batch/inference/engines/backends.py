@@ -107,4 +107,9 @@ class OpenVinoBackend:
 
     def __call__(self, batch: torch.Tensor) -> dict[str, torch.Tensor]:
         result = self.request.infer({INPUT_NAME: batch.numpy()})
-        return _outputs([result[o] for o in self.outputs])
+        out = {name: torch.from_numpy(np.array(result[o], np.float32)) for name, o in zip(OUTPUT_NAMES, self.outputs)}
+        # the plugin keeps its intermediate buffers (~1 GB at 640x960) after an inference; the
+        # postprocess at the photo's full size needs that memory (measured: 2866 -> see docs)
+        del result
+        self.compiled.release_memory()
+        return out
