@@ -266,7 +266,8 @@ def full_child(a) -> dict:
     tmp = Path(tempfile.mkdtemp(prefix="bench_train_full_"))
     model_dir = write_reference_model(tmp / "model")
     settings = _settings(model_dir, tmp / "out", a.steps, a.crop, a.batch, a.num_points)
-    model, cfg, _ = load_trainable(model_dir)
+    trainable = load_trainable(model_dir)
+    model, cfg = trainable.net, trainable.config
     state = make_state(settings, model)
     recs, flip = samples(), flip_permutation(cfg.classes)
 

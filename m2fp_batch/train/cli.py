@@ -36,7 +36,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="training crop: photos are scaled to this short side (with jitter) and cropped to a square of "
         "this side rounded up to 32 (default: %(default)s)",
     )
-    p.add_argument("--workers", type=int, default=1, help="Ray Train workers (default: %(default)s)")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="Ray Train workers (default: one per CPU, at most one per image of --batch and one per 4 GB of "
+        "available memory; 1 with --gpu)",
+    )
     p.add_argument("--gpu", action="store_true", help="one GPU per worker (nccl); Ray must see GPUs")
     p.add_argument("--skin-balanced", action="store_true", help="balance skin-tone groups when sampling")
     p.add_argument("--skin-weights", default=None, help="per-group loss weights, e.g. light=1.0,medium=1.2,dark=1.5")
@@ -57,7 +63,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     from m2fp_batch.inference.loading import read_config, resolve_model_dir
     from m2fp_batch.train.run import fit
-    from m2fp_batch.train.settings import TrainSettings
+    from m2fp_batch.train.settings import TrainSettings, default_workers
 
     weights = parse_skin_weights(args.skin_weights)
     model_dir, _ = resolve_model_dir(args.model)
@@ -72,7 +78,7 @@ def main(args: argparse.Namespace) -> int:
         steps=args.steps,
         batch_size=args.batch,
         lr=args.lr,
-        workers=args.workers,
+        workers=args.workers if args.workers is not None else default_workers(args.batch, args.gpu),
         use_gpu=args.gpu,
         seed=args.seed,
         checkpoint_every=max(1, args.checkpoint_every),
