@@ -86,15 +86,19 @@ def bare_child(a) -> dict:
     return {"times": [h["time"] for h in run_loop(settings, recs, ["light"] * len(recs)).history]}
 
 
+def train_command(model: Path, data: Path, out: Path, a, workers: int) -> tuple[list[str], dict[str, str]]:
+    """The ``m2fp-batch train`` command line of a run (no checkpoints before the end) and its environment."""
+    cmd = [sys.executable, "-m", "m2fp_batch.cli", "train", "--data", str(data), "--model", str(model)]
+    cmd += ["--out", str(out), "--steps", str(a.steps), "--batch", str(a.batch), "--crop", str(a.crop)]
+    cmd += ["--num-points", str(a.num_points), "--workers", str(workers), "--checkpoint-every", str(10**6)]
+    return cmd, {**os.environ, "PYTHONPATH": str(REPO), "RAY_USAGE_STATS_ENABLED": "0"}
+
+
 def paired_run(model: Path, data: Path, out: Path, a, workers: int) -> dict:
     """The real ``m2fp-batch train`` command and, once its first step is logged, the bare loop in
     a second process at the same time: both share whatever else loads the machine, and each is
     timed on its steps within the window where both were stepping."""
-    cmd = [sys.executable, "-m", "m2fp_batch.cli", "train", "--data", str(data), "--model", str(model)]
-    cmd += ["--out", str(out), "--steps", str(a.steps), "--batch", str(a.batch)]
-    cmd += ["--crop", str(a.crop), "--num-points", str(a.num_points), "--workers", str(workers)]
-    cmd += ["--checkpoint-every", str(10**6)]
-    env = {**os.environ, "PYTHONPATH": str(REPO), "RAY_USAGE_STATS_ENABLED": "0"}
+    cmd, env = train_command(model, data, out, a, workers)
     log = out.with_suffix(".log")
     with open(log, "w") as err:
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err, env=env)
@@ -141,10 +145,7 @@ def run_cli_part(a) -> dict:
 
 def command_steps(model: Path, data: Path, out: Path, a, workers: int) -> list[float]:
     """The real ``m2fp-batch train`` alone: its steps' end times (``training.json``)."""
-    cmd = [sys.executable, "-m", "m2fp_batch.cli", "train", "--data", str(data), "--model", str(model)]
-    cmd += ["--out", str(out), "--steps", str(a.steps), "--batch", str(a.batch), "--crop", str(a.crop)]
-    cmd += ["--num-points", str(a.num_points), "--workers", str(workers), "--checkpoint-every", str(10**6)]
-    env = {**os.environ, "PYTHONPATH": str(REPO), "RAY_USAGE_STATS_ENABLED": "0"}
+    cmd, env = train_command(model, data, out, a, workers)
     done = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if done.returncode:
         raise RuntimeError(f"m2fp-batch train failed:\n{done.stderr[-3000:]}")

@@ -1,6 +1,7 @@
-"""The pipeline's labelling stage as plain Python: labelling (Ray actors, after the read tasks of
-:mod:`m2fp_batch.pipeline.reading`) and the crash ledger (a small Ray actor that remembers which images were in flight when a
-worker died). Rows never raise: every per-image failure becomes an ``error`` row."""
+"""The pipeline's labelling stage as plain Python: labelling (Ray actors, after the read tasks
+of :mod:`m2fp_batch.pipeline.reading`) and the crash ledger (a small Ray actor that remembers
+which images were in flight when a worker died). Rows never raise: every per-image failure
+becomes an ``error`` row."""
 
 from __future__ import annotations
 

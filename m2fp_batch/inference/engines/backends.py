@@ -43,8 +43,13 @@ class TorchBackend:
             return self.net(batch, keep_aux=keep_aux)
 
 
-def _outputs(values: list[np.ndarray]) -> dict[str, torch.Tensor]:
-    return {name: torch.from_numpy(np.ascontiguousarray(v, dtype=np.float32)) for name, v in zip(OUTPUT_NAMES, values)}
+def _outputs(values: list[np.ndarray], copy: bool = False) -> dict[str, torch.Tensor]:
+    """The engine's outputs as float32 torch tensors; ``copy`` when the engine will reuse or free
+    the arrays' memory."""
+    return {
+        name: torch.from_numpy(np.array(v, dtype=np.float32, order="C", copy=True if copy else None))
+        for name, v in zip(OUTPUT_NAMES, values)
+    }
 
 
 class OnnxRuntimeBackend:
@@ -107,9 +112,9 @@ class OpenVinoBackend:
 
     def __call__(self, batch: torch.Tensor) -> dict[str, torch.Tensor]:
         result = self.request.infer({INPUT_NAME: batch.numpy()})
-        out = {name: torch.from_numpy(np.array(result[o], np.float32)) for name, o in zip(OUTPUT_NAMES, self.outputs)}
+        out = _outputs([result[o] for o in self.outputs], copy=True)  # the buffers are released next
         # the plugin keeps its intermediate buffers (~1 GB at 640x960) after an inference; the
-        # postprocess at the photo's full size needs that memory (measured: 2866 -> see docs)
+        # postprocess at the photo's full size needs that memory (docs/performance.md, Engines)
         del result
         self.compiled.release_memory()
         return out
