@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 from pycocotools import mask as mask_utils
 
+from m2fp_batch.annotate import rle
 from m2fp_batch.annotate.palette import CIHP_CLASSES
 from m2fp_batch.labels import LabelsError
 
@@ -56,14 +57,13 @@ class CocoSample:
 
 def _decode(segmentation: Any, h: int, w: int) -> np.ndarray:
     """A COCO segmentation (polygons, RLE with string or list counts) -> (H, W) bool."""
-    if isinstance(segmentation, list):
-        rle = mask_utils.merge(mask_utils.frPyObjects(segmentation, h, w)) if segmentation else None
-    elif isinstance(segmentation.get("counts"), list):
-        rle = mask_utils.frPyObjects(segmentation, h, w)
-    else:
-        counts = segmentation["counts"]
-        rle = {"size": [h, w], "counts": counts.encode("ascii") if isinstance(counts, str) else counts}
-    return np.zeros((h, w), bool) if rle is None else mask_utils.decode(rle).astype(bool)
+    if isinstance(segmentation, list):  # polygons
+        if not segmentation:
+            return np.zeros((h, w), bool)
+        return mask_utils.decode(mask_utils.merge(mask_utils.frPyObjects(segmentation, h, w))).astype(bool)
+    if isinstance(segmentation.get("counts"), list):  # uncompressed RLE
+        return mask_utils.decode(mask_utils.frPyObjects(segmentation, h, w)).astype(bool)
+    return rle.decode({"size": [h, w], "counts": segmentation["counts"]})  # compressed RLE
 
 
 def _checked_image(image: dict[str, Any]) -> dict[str, Any]:
