@@ -15,7 +15,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from m2fp_batch.errors import configure_logging, run_command
+from m2fp_batch.command import run_command
+from m2fp_batch.logs import configure_logging
 from m2fp_batch.review import cli
 
 

@@ -16,13 +16,14 @@ import json
 from dataclasses import dataclass, fields
 from typing import Any
 
-from m2fp_batch.decode import DEFAULT_MAX_PIXELS, MAX_SIZE, SHORT_EDGE
+from m2fp_batch.backend_registry import ENGINES
+from m2fp_batch.decode import DEFAULT_MAX_PIXELS
 from m2fp_batch.errors import UserError
+from m2fp_batch.resize import MAX_SIZE, SHORT_EDGE
 from m2fp_batch.storage import DEFAULT_MAX_BYTES
 
 __all__ = [
     "DEFAULT_MODEL_ID",
-    "ENGINES",
     "GUARD_FIELDS",
     "LABEL_FIELDS",
     "EngineSettings",
@@ -31,10 +32,6 @@ __all__ = [
 ]
 
 DEFAULT_MODEL_ID = "damo/cv_resnet101_image-multiple-human-parsing"
-# Network-forward backends; preprocess and postprocess are shared by all of them. onnxruntime and
-# openvino run the exported graph (m2fp_batch.inference.engines); auto picks the first installed
-# engine of engines.AUTO_ORDER (the measured speed order, docs/engine.md "Engines").
-ENGINES = ("torch", "onnxruntime", "openvino", "auto")
 # The settings that change an ``ok`` row's labels: hashed by label_hash.
 LABEL_FIELDS = ("model", "revision", "engine", "short_edge", "max_size", "adaptive_brightness")
 # The decode guards: they decide which photos get labels (an error row instead), never the labels.
@@ -60,7 +57,8 @@ class EngineSettings:
         model: local model dir or ModelScope id.
         revision: ModelScope revision (None: the hub's default).
         trust_checkpoint: allow a checkpoint that needs full unpickling (it can run code).
-        engine: the network-forward backend (one of ``ENGINES``).
+        engine: the network-forward backend: a name of :mod:`m2fp_batch.backend_registry` or ``auto``
+            (``ENGINES``).
         short_edge, max_size: the model input's resize (short side, long-side cap).
         max_pixels, min_side, max_bytes: decode guards (an error row instead of labels).
         adaptive_brightness: brighten dark photos for the model input only (skin tone uses the original).

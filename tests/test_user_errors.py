@@ -1,4 +1,4 @@
-"""Every subcommand, given a user error, ends through the one path (``errors.run_command``).
+"""Every subcommand, given a user error, ends through the one path (``command.run_command``).
 
 Each row runs the real ``python -m m2fp_batch.cli`` in a subprocess with a fresh HOME and
 checks what a user sees: exit 2, exactly one line ``m2fp-batch CMD: <sentence>`` on stderr,

@@ -17,7 +17,7 @@ from m2fp_batch.annotate.brightness import model_input
 from m2fp_batch.annotate.render import RENDER_KINDS, render_png
 from m2fp_batch.decode import ImageError, decode_image
 from m2fp_batch.errors import UserError
-from m2fp_batch.inference.engine import M2FPParser
+from m2fp_batch.inference.parser import M2FPParser
 from m2fp_batch.inference.raw import write_raw
 from m2fp_batch.settings import EngineSettings, add_engine_arguments
 from m2fp_batch.storage import Filesystems, StorageError

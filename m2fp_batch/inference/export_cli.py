@@ -9,12 +9,15 @@ from pathlib import Path
 
 import torch
 
+from m2fp_batch.decode import ImageError, decode_image
 from m2fp_batch.inference import preprocess
-from m2fp_batch.inference.engines import EXPORT_FORMATS, ExportError, export_model, open_engine, read_manifest
-from m2fp_batch.inference.engines.export import check_precision
+from m2fp_batch.inference.backends.export import EXPORT_FORMATS, check_precision, export_model
+from m2fp_batch.inference.backends.graph import ExportError, read_manifest
+from m2fp_batch.inference.backends.load import open_engine
 from m2fp_batch.inference.loading import load_model
 from m2fp_batch.model import M2FP
 from m2fp_batch.model.build import PIXEL_MEAN, PIXEL_STD, SIZE_DIVISIBILITY
+from m2fp_batch.resize import SHORT_EDGE, target_size
 from m2fp_batch.settings import DEFAULT_MODEL_ID
 
 log = logging.getLogger(__name__)
@@ -48,7 +51,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, default=None, help="threads for the check run (default: all)")
 
 
-def calibration_batches(directory: str, count: int, short_edge: int = preprocess.SHORT_EDGE) -> list[torch.Tensor]:
+def calibration_batches(directory: str, count: int, short_edge: int = SHORT_EDGE) -> list[torch.Tensor]:
     """Up to ``count`` photos of ``directory`` (sorted), preprocessed as the engine does."""
     root = Path(directory)
     if not root.is_dir():
@@ -57,11 +60,11 @@ def calibration_batches(directory: str, count: int, short_edge: int = preprocess
     batches = []
     for path in paths:
         try:
-            img = preprocess.load_image(path)
-        except (OSError, ValueError, SyntaxError) as e:
+            img = decode_image(path.read_bytes())
+        except (OSError, ImageError) as e:
             log.warning("calibration: skipping %s (%s)", path, e)
             continue
-        resized = preprocess.resize(img, preprocess.target_size(*img.shape[:2], short_edge))
+        resized = preprocess.resize(img, target_size(*img.shape[:2], short_edge))
         mean, std = torch.tensor(PIXEL_MEAN).view(-1, 1, 1), torch.tensor(PIXEL_STD).view(-1, 1, 1)
         batches.append(preprocess.to_batch([resized], mean, std, SIZE_DIVISIBILITY))
     if not batches:

@@ -12,8 +12,8 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from m2fp_batch.labelling import PROVENANCE_COLUMNS
 from m2fp_batch.labels.layout import shard_name
+from m2fp_batch.photo_to_row import PROVENANCE_COLUMNS
 from m2fp_batch.pipeline.config import JobConfig
 from m2fp_batch.pipeline.output import OutputDir
 from m2fp_batch.pipeline.resume import Prepared

@@ -21,8 +21,9 @@ from pathlib import Path
 
 import pandas as pd
 
+import m2fp_batch.report.metrics as metrics  # not through the package: its __init__ imports this module
+import m2fp_batch.report.plots as plots
 from m2fp_batch.annotate.skin_tone import HUE_BINS, MONK_UNCERTAINTY
-from m2fp_batch.report import metrics, plots
 from m2fp_batch.report.data import JobOutput, load_output
 from m2fp_batch.report.ground_truth import GroundTruthResult, evaluate
 from m2fp_batch.schema import SKIN_GROUPS
