@@ -574,7 +574,9 @@ def test_bad_name_row_is_relabelled_exactly_once_on_a_rerun(row_job, tmp_path, t
     (copy / "_stats" / f"shard-{shard:05d}.json").unlink()
     argv = list(proc.args)
     argv[argv.index("--output") + 1] = str(copy)
-    rerun = subprocess.run(argv, env=_ray_env(tmp_path / "ray"), capture_output=True, text=True, timeout=600, cwd=REPO)
+    ray_tmp = Path(f"/tmp/rb{os.getpid()}")  # short: Ray's socket paths are bounded
+    rerun = subprocess.run(argv, env=_ray_env(ray_tmp), capture_output=True, text=True, timeout=600, cwd=REPO)
+    shutil.rmtree(ray_tmp, ignore_errors=True)
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     rows = pq.read_table(copy).to_pylist()
     assert sorted(r["uri"] for r in rows) == sorted(r["uri"] for r in pq.read_table(out).to_pylist())

@@ -53,7 +53,10 @@ def test_a_lost_worker_node_never_stops_the_job(tmp_path, tiny_model_dir, attemp
     log: list[str] = []
     killed_at = None
     try:
-        with ray_head(num_cpus=1, multi_node=True) as (gcs, _, env, _), ray_worker(gcs, env, num_cpus=1) as node:
+        with (
+            ray_head(num_cpus=1, multi_node=True) as (gcs, _, env, _),
+            ray_worker(gcs, {**env, "RAY_raylet_start_wait_time_s": "300"}, num_cpus=1) as node,  # a busy CI
+        ):
             uris = _photos(tmp_path / "in", PHOTOS)
             proc = _job(gcs, env, tmp_path / "in", tmp_path / "out", tiny_model_dir)
             for line in proc.stderr:
