@@ -19,6 +19,7 @@ import pyarrow as pa
 from m2fp_batch import localray
 from m2fp_batch.inference.loading import ModelInfo
 from m2fp_batch.labels.layout import RUN_FILE
+from m2fp_batch.pipeline import interrupt
 from m2fp_batch.pipeline.commit import ShardCommitter
 from m2fp_batch.pipeline.config import JobConfig, JobConfigError
 from m2fp_batch.pipeline.inputs import LISTING_COLUMNS
@@ -86,6 +87,17 @@ def _init_ray(cfg: JobConfig):
     return ray
 
 
+def _start_ledger(ray):
+    """The crash ledger, a job-wide actor, on the driver's own node (never soft): a lost worker
+    node never takes it along, and the driver's node going means the job is gone anyway."""
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    node = ray.get_runtime_context().get_node_id()
+    log.info("crash ledger on the driver's node %s", node)
+    where = NodeAffinitySchedulingStrategy(node_id=node, soft=False)
+    return ray.remote(num_cpus=0, scheduling_strategy=where)(CrashLedger).remote()
+
+
 def _ray_initialized() -> bool:
     ray = sys.modules.get("ray")
     return bool(ray is not None and ray.is_initialized())
@@ -124,6 +136,7 @@ def _label_pending(cfg: JobConfig, model: ModelInfo, prep: Prepared, plan: Plan,
     started = time.time()
     ray = _init_ray(cfg)
     timeline.mark("connected")
+    interrupt.check()
     out_schema = output_schema(pa.schema([f for f in prep.listing.schema if f.name not in LISTING_COLUMNS]))
     pool = Pool(pool_size(cfg, ray), cfg.engine.threads or actor_threads(cfg.cpus_per_actor))
     size = f"{min(cfg.min_actors, pool.actors)}..{pool.actors} (autoscaling)" if cfg.autoscaling else str(pool.actors)
@@ -131,16 +144,19 @@ def _label_pending(cfg: JobConfig, model: ModelInfo, prep: Prepared, plan: Plan,
         "actor pool: %s actor(s) x %g CPU(s), torch threads %d, batch size %d",
         size, cfg.cpus_per_actor, pool.threads, cfg.batch_size,
     )  # fmt: skip
-    ledger = ray.remote(num_cpus=0)(CrashLedger).remote()
+    ledger = _start_ledger(ray)
     ds = _build_dataset(cfg, model, plan, pool, out_schema, ledger)
     progress = Progress(plan, cfg.progress_interval_s)
     committer = ShardCommitter(prep, plan, out_schema, cfg.compression)
     timeline.mark("pipeline_started")
+    interrupt.check()
     for batch in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
+        interrupt.check()  # a Ctrl-C swallowed inside Ray Data's start or wait still stops the job here
         if batch.num_rows:
             timeline.mark("first_row")
             committer.add(batch)
             progress.add(batch.num_rows)
+    interrupt.check()
     committer.check_complete()
     loads = ray.get(ledger.model_loads.remote())
     actors = actor_startup(ray.get(ledger.actor_startups.remote()), timeline)
@@ -149,7 +165,13 @@ def _label_pending(cfg: JobConfig, model: ModelInfo, prep: Prepared, plan: Plan,
 
 
 def run_job(cfg: JobConfig) -> RunSummary:
-    """Run (or resume) the job; returns the summary also written to ``DIR/_run.json``."""
+    """Run (or resume) the job; returns the summary also written to ``DIR/_run.json``. A Ctrl-C
+    at any point raises ``KeyboardInterrupt`` (:mod:`m2fp_batch.pipeline.interrupt`)."""
+    with interrupt.stop_on_ctrl_c():
+        return _run_job(cfg)
+
+
+def _run_job(cfg: JobConfig) -> RunSummary:
     timeline = Timeline()
     model = resolve_model(cfg)
     timeline.mark("model_resolved")
