@@ -28,6 +28,8 @@ __all__ = [
     "LABEL_FIELDS",
     "EngineSettings",
     "SettingsError",
+    "ENGINE_GROUP",
+    "MODEL_FIELDS",
     "add_engine_arguments",
 ]
 
@@ -36,6 +38,10 @@ DEFAULT_MODEL_ID = "damo/cv_resnet101_image-multiple-human-parsing"
 LABEL_FIELDS = ("model", "revision", "engine", "short_edge", "max_size", "adaptive_brightness")
 # The decode guards: they decide which photos get labels (an error row instead), never the labels.
 GUARD_FIELDS = ("max_pixels", "min_side", "max_bytes")
+# What every subcommand that loads a model takes at least (train takes only these: it reads weights only).
+MODEL_FIELDS = ("model", "revision")
+# The title of the engine flags' group in --help (m2fp_batch.cli_docs checks that no subcommand declares them again).
+ENGINE_GROUP = "engine settings (the same flags in every subcommand that loads a model)"
 _POSITIVE = ("short_edge", "max_size", "max_pixels", "min_side", "max_bytes")
 
 
@@ -139,6 +145,7 @@ def add_engine_arguments(
     guards: bool = True,
     threads_help: str = "torch threads (default: torch's)",
     base: EngineSettings | None = None,
+    only: tuple[str, ...] | None = None,
 ) -> None:
     """The engine flags, each defaulting to None (unset: :meth:`EngineSettings.from_args` keeps the base value).
 
@@ -147,11 +154,13 @@ def add_engine_arguments(
             subcommand reads photos through other guards (``evaluate`` reads labelled dirs).
         threads_help: what ``--threads`` means in this subcommand (its default differs).
         base: the subcommand's defaults, shown in the help (give the same to ``from_args``).
+        only: just these fields (a subcommand that loads the network but does not label photos:
+            ``train``, ``export-model``); every such subcommand takes at least :data:`MODEL_FIELDS`.
     """
     d = base or EngineSettings()
-    group = parser.add_argument_group("engine settings (the same flags in parse, run, serve and evaluate)")
+    group = parser.add_argument_group(ENGINE_GROUP)
     for f in fields(EngineSettings):
-        if f.name in GUARD_FIELDS and not guards:
+        if (f.name in GUARD_FIELDS and not guards) or (only is not None and f.name not in only):
             continue
         text = threads_help if f.name == "threads" else _HELP[f.name]
         text = text.format(d=getattr(d, f.name), choices=", ".join(ENGINES))

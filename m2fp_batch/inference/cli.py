@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("images", nargs="+", help="photos to parse")
+    p.add_argument("images", nargs="+", metavar="IMAGE", help="photos to parse")
     p.add_argument("--out", required=True, help="directory for the PNGs and summary.json")
     p.add_argument("--cache-dir", default=None, help="ModelScope download cache")
     p.add_argument("--raw", default=None, help="also write the raw outputs (compact parity layout) to this .npz")
