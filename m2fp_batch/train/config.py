@@ -110,9 +110,9 @@ _RENAMED = {"LossConfig": "LossSettings", "AugmentConfig": "AugmentSettings", "S
 def __getattr__(name: str) -> object:
     """The old class names, with a DeprecationWarning."""
     if name not in _RENAMED:
-        raise AttributeError("module {__name__!r} has no attribute {name!r}")
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     warnings.warn(
-        "{__name__}.{name} is renamed {_RENAMED[name]}; the old name goes in the next release",
+        f"{__name__}.{name} is renamed {_RENAMED[name]}; the old name goes in the next release",
         DeprecationWarning,
         stacklevel=2,
     )
