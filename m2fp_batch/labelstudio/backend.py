@@ -31,7 +31,7 @@ import pyarrow.parquet as pq
 
 from m2fp_batch.labels.layout import EXPORT_FILE
 from m2fp_batch.review import reviewed as rv
-from m2fp_batch.schema import SCHEMA
+from m2fp_batch.schema import output_schema
 
 __all__ = [
     "LS_TOKEN_ENV",
@@ -39,6 +39,8 @@ __all__ = [
     "STORAGE_SCHEMES",
     "Connection",
     "FetchError",
+    "IMAGES_DIR",
+    "SOURCE_FIELDS",
     "ReviewedLog",
     "basic_auth_ok",
     "connection",
@@ -198,17 +200,30 @@ def basic_auth_ok(header: str | None, expected: tuple[str, str] | None) -> bool:
     return hmac.compare_digest(given, f"{expected[0]}:{expected[1]}".encode())
 
 
+# The reviewed rows' own columns (passthrough columns of the job's schema): where the task came from.
+SOURCE_FIELDS = pa.schema(
+    [
+        pa.field("label_studio_project", pa.int64()),
+        pa.field("label_studio_task", pa.int64()),
+        pa.field("label_studio_image", pa.string()),
+    ]
+)
+IMAGES_DIR = "images"
+
+
 class ReviewedLog:
     """``serve --reviewed-out DIR``: the reviewed layout (:mod:`m2fp_batch.review.reviewed`) kept one
     Label Studio task per Parquet file, ``task-<project>-<task>.parquet`` (one row), listed in
-    ``_export.json``. Each write replaces its file and then ``_export.json`` atomically; an event
-    processed twice rewrites the same file (one row per task, its latest annotation)."""
+    ``_export.json``; the photo is kept under ``images/`` and is the row's ``uri`` (training reads it
+    there), the task and its Label Studio photo URL are columns (:data:`SOURCE_FIELDS`). The photo,
+    the row's file and then ``_export.json`` are each replaced atomically; an event processed twice
+    rewrites the same files (one row per task, its latest annotation)."""
 
     def __init__(self, root: str | Path, meta: dict[str, Any]) -> None:
         self.root = Path(root).expanduser().resolve()
-        self.root.mkdir(parents=True, exist_ok=True)
+        (self.root / IMAGES_DIR).mkdir(parents=True, exist_ok=True)
         self.meta = meta
-        self.schema = rv.output_schema(SCHEMA)
+        self.schema = rv.output_schema(output_schema(SOURCE_FIELDS))
 
     @staticmethod
     def name(project: int, task: int) -> str:
@@ -225,30 +240,48 @@ class ReviewedLog:
         """(project, task) of the written tasks that hold one of these annotations."""
         return [(e["project"], e["task"]) for e in self.index().values() if annotation_ids & set(e["annotations"])]
 
-    def put(self, project: int, task: int, annotations: list[int], row: dict) -> None:
-        """Write (or replace) a task's reviewed row."""
+    def _replace(self, target: Path, write) -> None:
+        tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+        write(tmp)
+        os.replace(tmp, target)
+
+    def put(self, project: int, task: int, annotations: list[int], row: dict, image: bytes) -> None:
+        """Write (or replace) a task's reviewed row (``row["uri"]``: the task's photo reference) and its photo."""
         name = self.name(project, task)
-        row.setdefault("review_by", None)
-        row.setdefault("review_time", None)
-        tmp = self.root / f".{name}.{os.getpid()}.tmp"
-        pq.write_table(pa.Table.from_pylist([row], schema=self.schema), tmp)
-        os.replace(tmp, self.root / name)
+        suffix = Path(urllib.parse.urlsplit(row["uri"]).path).suffix.lower()
+        photo = self.root / IMAGES_DIR / f"{row['image_id']}{suffix if suffix.isascii() and len(suffix) <= 6 else ''}"
+        self._replace(photo, lambda p: p.write_bytes(image))
+        row = {
+            **row,
+            "uri": str(photo),
+            "label_studio_project": int(project),
+            "label_studio_task": int(task),
+            "label_studio_image": row["uri"],
+            "review_by": row.get("review_by"),
+            "review_time": row.get("review_time"),
+        }
+        table = pa.Table.from_pylist([row], schema=self.schema)
+        self._replace(self.root / name, lambda p: pq.write_table(table, p))
         index = self.index()
         index[name] = {
             "project": int(project),
             "task": int(task),
             "annotations": sorted(int(a) for a in annotations),
+            "image": photo.name,
             "review_status": row["review_status"],
             "review_edited": bool(row["review_edited"]),
         }
         self._commit(index)
 
     def remove(self, project: int, task: int) -> None:
-        """Drop a task whose annotations are all deleted."""
+        """Drop a task whose annotations are all deleted (and its photo, when no other task has it)."""
         name = self.name(project, task)
         index = self.index()
-        if index.pop(name, None) is not None:
+        entry = index.pop(name, None)
+        if entry is not None:
             self._commit(index)
+            if entry.get("image") not in {e.get("image") for e in index.values()}:
+                (self.root / IMAGES_DIR / str(entry.get("image"))).unlink(missing_ok=True)
         (self.root / name).unlink(missing_ok=True)
 
     def _commit(self, index: dict[str, dict]) -> None:
@@ -256,6 +289,6 @@ class ReviewedLog:
         for entry in index.values():
             stats.count(entry)
         body = {**self.meta, **stats.to_dict(), "files": sorted(index), "tasks": index}
-        tmp = self.root / f".{EXPORT_FILE}.{os.getpid()}.tmp"
-        tmp.write_text(json.dumps(body, indent=2, sort_keys=True) + "\n")
-        os.replace(tmp, self.root / EXPORT_FILE)
+        self._replace(
+            self.root / EXPORT_FILE, lambda p: p.write_text(json.dumps(body, indent=2, sort_keys=True) + "\n")
+        )

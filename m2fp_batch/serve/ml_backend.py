@@ -209,7 +209,7 @@ class MLBackend:
             raise BackendError("inference_error", (reply.body or {}).get("error", f"HTTP {reply.status}"))
         row = reviewed_row(reply.body["row"], task, {})
         ids = [int(a["id"]) for a in annotations if "id" in a]
-        await asyncio.to_thread(self.reviewed.put, project, task_id, ids, row)
+        await asyncio.to_thread(self.reviewed.put, project, task_id, ids, row, data)
         self.reviews["written"] += 1
         log.info(
             "task %s of project %s: %s row written to %s", task_id, project, row["review_status"], self.reviewed.root
