@@ -230,7 +230,12 @@ def test_annotation_reaches_the_webhook_and_the_reviewed_dir(ls, backend, state)
     assert len(instances) == 1 and instances[0] > 0 and (sample["humans"][hat] > 0).all()
 
     # the same event twice: one row; then an update wins; a deletion empties the dir
-    event = {"action": "ANNOTATION_CREATED", "annotation": made, "task": task, "project": {"id": state["project_id"]}}
+    event = {  # what the backend reads of Label Studio's event (it reads the task back from Label Studio)
+        "action": "ANNOTATION_CREATED",
+        "annotation": {"id": made["id"], "task": task["id"]},
+        "task": {"id": task["id"]},
+        "project": {"id": state["project_id"]},
+    }
     for _ in range(2):
         status, _, body = ls_post(backend, "webhook", event)
         assert status == 200 and body["status"] == "accepted", body
