@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 import pyarrow as pa
 
-from m2fp_batch.labelling import Decoded, LabellingCore
+from m2fp_batch.photo_to_row import Decoded, PhotoToRow
 from m2fp_batch.pipeline.config import JobConfig
 from m2fp_batch.pipeline.inputs import LISTING_COLUMNS, READ_COLUMNS
 from m2fp_batch.rows import error_columns
@@ -128,7 +128,7 @@ class Labeler:
         from m2fp_batch.pipeline import IMPORTED_AT
 
         imported_at, t1 = time.time(), time.perf_counter()
-        self.core = LabellingCore.load(
+        self.core = PhotoToRow.load(
             cfg.engine,
             threads=cfg.engine.threads or max(1, int(threads)),
             max_batch=cfg.forward_batch,

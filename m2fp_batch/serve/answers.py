@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from m2fp_batch.annotate.palette import PALETTE
-from m2fp_batch.labelling import PROVENANCE_COLUMNS
+from m2fp_batch.photo_to_row import PROVENANCE_COLUMNS
 
 FORMATS = ("json", "image", "overlay", "people")
 # format -> the annotate.render kind it returns

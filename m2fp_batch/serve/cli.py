@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import signal
@@ -117,7 +118,7 @@ def main(args: argparse.Namespace) -> int:
             "serving %s on http://%s:%d/ (%d replica(s), batch %d); Ctrl-C stops",
             settings.engine.model, settings.host, settings.port, settings.replicas, settings.max_batch,
         )  # fmt: skip
-        print(f"READY http://{settings.host}:{settings.port}/", flush=True)
+        print(json.dumps({"ready": f"http://{settings.host}:{settings.port}/"}), flush=True)
         while not stop.wait(0.5):
             pass
         log.info("stopping")

@@ -3,7 +3,7 @@
 
 * ``/setup`` checks the project's labelling config (our 20 classes, :func:`.project.config_problem`)
   and keeps the Label Studio URL and token it sends; it answers ``{"model_version"}``.
-* ``/predict`` fetches each task's photo from Label Studio (:mod:`m2fp_batch.labelstudio.backend`)
+* ``/predict`` fetches each task's photo from Label Studio (:mod:`m2fp_batch.labelstudio.ml_backend`)
   and answers the prediction ``label-studio push`` writes. A task whose photo cannot be fetched or
   decoded gets an empty result with ``error`` / ``error_kind`` (and a log line), never a 500.
 * ``/webhook`` (``ANNOTATION_CREATED`` / ``UPDATED`` / ``ANNOTATIONS_DELETED``) is acknowledged at
@@ -22,7 +22,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from m2fp_batch.labelstudio import backend as lsb
+from m2fp_batch.labelstudio import ml_backend as lsb
 from m2fp_batch.labelstudio import project as lsp
 from m2fp_batch.labelstudio.client import Client, LabelStudioError
 from m2fp_batch.labelstudio.pull import AnnotationError, reviewed_row
@@ -67,7 +67,7 @@ class MLBackend:
         self.setup_token: str | None = None
         self.model_version: str | None = None
         self.reviewed = (
-            lsb.ReviewedLog(settings.reviewed_out, {"source": "label-studio ml backend"})
+            lsb.ReviewedLog(settings.reviewed_out, "Label Studio ML backend (/ls/webhook)")
             if settings.reviewed_out
             else None
         )

@@ -1,4 +1,4 @@
-"""A model replica: the job's labelling core (``m2fp_batch.labelling``: decode with the guards, model
+"""A model replica: the job's labelling core (``m2fp_batch.photo_to_row``: decode with the guards, model
 input, engine in ``serve.batch`` batches, the job's row), and the asked-for PNG. The model loads once,
 in ``__init__``."""
 
@@ -15,8 +15,8 @@ from ray import serve
 
 from m2fp_batch.annotate.parts import semantic_class_scores
 from m2fp_batch.annotate.render import encode_png, people_mask, render_png
-from m2fp_batch.labelling import Decoded, LabellingCore
 from m2fp_batch.labelstudio.push import prediction
+from m2fp_batch.photo_to_row import Decoded, PhotoToRow
 from m2fp_batch.rows import ENGINE_STAGES
 from m2fp_batch.serve.answers import (
     FORMAT_LS_PREDICTION,
@@ -50,13 +50,13 @@ class ParserReplica:
 
     def __init__(self, settings: ServeSettings) -> None:
         self.settings = settings
-        self.core = LabellingCore.load(settings.engine, threads=settings.replica_threads, max_batch=settings.max_batch)
+        self.core = PhotoToRow.load(settings.engine, threads=settings.replica_threads, max_batch=settings.max_batch)
         # torch runs on one thread of ours (its own pool does the parallel work); decoding and rows on others
         self._engine = ThreadPoolExecutor(1, thread_name_prefix="m2fp-engine")
         self._infer.set_max_batch_size(settings.max_batch)
         self._infer.set_batch_wait_timeout_s(settings.batch_wait_s)
 
-    @serve.batch(max_batch_size=4, batch_wait_timeout_s=0.01)
+    @serve.batch  # its size and wait come from ServeSettings, set per replica in __init__
     async def _infer(self, inputs: list[np.ndarray]) -> list:
         """The core's engine step on a batch of model inputs: a ``ParseResult`` or the engine error per input."""
         return await asyncio.get_running_loop().run_in_executor(self._engine, self.core.infer, inputs)

@@ -13,7 +13,7 @@ import pytest
 
 from m2fp_batch.labels import open_labels
 from m2fp_batch.labels.layout import EXPORT_FILE
-from m2fp_batch.labelstudio import backend as lsb
+from m2fp_batch.labelstudio import ml_backend as lsb
 from m2fp_batch.labelstudio import project as lsp
 
 PHOTO = b"\xff\xd8photo-bytes" * 100
@@ -139,7 +139,7 @@ def test_reviewed_log_keeps_one_row_per_task(tmp_path):
     from synthetic_labels import labelled_row
 
     out = tmp_path / "reviewed"
-    log = lsb.ReviewedLog(out, {"source": "test"})
+    log = lsb.ReviewedLog(out, "test")
     row = {
         **labelled_row("a1", "x.jpg", (64, 48), 2),
         "uri": "/data/upload/1/a.jpg",

@@ -92,7 +92,7 @@ def _wait_ready(proc: subprocess.Popen, url: str, log: Path, timeout: float = 30
     end = time.time() + timeout
     while time.time() < end:
         assert proc.poll() is None, f"m2fp-batch serve exited ({proc.returncode}):\n{log.read_text()[-4000:]}"
-        if "READY" in log.read_text():
+        if '{"ready": ' in log.read_text():
             try:
                 if urllib.request.urlopen(url + "healthz", timeout=5).status == 200:
                     return

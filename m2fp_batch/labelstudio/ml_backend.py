@@ -30,7 +30,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from m2fp_batch.labels.layout import EXPORT_FILE
-from m2fp_batch.review import reviewed as rv
+from m2fp_batch.reviewed import ReviewedSummary
+from m2fp_batch.reviewed import output_schema as reviewed_schema
 from m2fp_batch.schema import output_schema
 
 __all__ = [
@@ -212,18 +213,18 @@ IMAGES_DIR = "images"
 
 
 class ReviewedLog:
-    """``serve --reviewed-out DIR``: the reviewed layout (:mod:`m2fp_batch.review.reviewed`) kept one
+    """``serve --reviewed-out DIR``: the reviewed layout (:mod:`m2fp_batch.reviewed`) kept one
     Label Studio task per Parquet file, ``task-<project>-<task>.parquet`` (one row), listed in
     ``_export.json``; the photo is kept under ``images/`` and is the row's ``uri`` (training reads it
     there), the task and its Label Studio photo URL are columns (:data:`SOURCE_FIELDS`). The photo,
     the row's file and then ``_export.json`` are each replaced atomically; an event processed twice
     rewrites the same files (one row per task, its latest annotation)."""
 
-    def __init__(self, root: str | Path, meta: dict[str, Any]) -> None:
+    def __init__(self, root: str | Path, source: str) -> None:
         self.root = Path(root).expanduser().resolve()
         (self.root / IMAGES_DIR).mkdir(parents=True, exist_ok=True)
-        self.meta = meta
-        self.schema = rv.output_schema(output_schema(SOURCE_FIELDS))
+        self.source = source
+        self.schema = reviewed_schema(output_schema(SOURCE_FIELDS))
 
     @staticmethod
     def name(project: int, task: int) -> str:
@@ -285,10 +286,10 @@ class ReviewedLog:
         (self.root / name).unlink(missing_ok=True)
 
     def _commit(self, index: dict[str, dict]) -> None:
-        stats = rv.ReviewedStats()
+        summary = ReviewedSummary(source=self.source, dest=str(self.root), files=sorted(index))
         for entry in index.values():
-            stats.count(entry)
-        body = {**self.meta, **stats.to_dict(), "files": sorted(index), "tasks": index}
+            summary.count(entry)
+        body = {**summary.to_dict(), "tasks": index}
         self._replace(
             self.root / EXPORT_FILE, lambda p: p.write_text(json.dumps(body, indent=2, sort_keys=True) + "\n")
         )
