@@ -262,17 +262,30 @@ def test_train_reads_the_reviewed_dir(backend, tiny_model_dir, tmp_path):
     assert record["steps"] == 1 and record["data"] == [str(backend.reviewed)]
 
 
-def test_hostile_image_url_404_and_outside_host(backend, state):
+def local_folder(ls, state) -> Path:
+    """A folder under Label Studio's document root, served to the project (a local-files storage)."""
+    folder = ls.document_root / "big"
+    if not folder.exists():
+        folder.mkdir()
+        storage = {"project": state["project_id"], "path": str(folder), "title": "big", "use_blob_urls": False}
+        Client(ls.url, ls.token).call("POST", "/api/storages/localfiles", storage)
+    return folder
+
+
+def test_hostile_image_url_404_and_outside_host(ls, backend, state):
+    local_folder(ls, state)
     tasks = [
-        {"id": 901, "data": {"image": "/data/upload/999/nope.jpg"}},
+        {"id": 901, "data": {"image": "/data/local-files/?d=big/missing.jpg"}},
         {"id": 902, "data": {"image": "http://169.254.169.254/latest/meta-data/"}},
         {"id": 903, "data": {}},
+        {"id": 904, "data": {"image": "/data/upload/999/nope.jpg"}},  # Label Studio answers 500 here
     ]
     status, _, body = ls_post(backend, "predict", {"tasks": tasks, "label_config": lsp.label_config()})
     assert status == 200, body
     kinds = [(r["result"], r["error_kind"]) for r in body["results"]]
-    assert kinds == [([], "not_found"), ([], "forbidden"), ([], "missing")]
-    assert "--allow-fetch" in body["results"][1]["error"] and "404" in body["results"][0]["error"]
+    assert kinds == [([], "not_found"), ([], "forbidden"), ([], "missing"), ([], "unavailable")], body
+    assert "404" in body["results"][0]["error"] and "--allow-fetch" in body["results"][1]["error"]
+    assert "HTTP 500" in body["results"][3]["error"]
     log = backend.log.read_text()
     assert "task 901: no prediction (not_found)" in log and "task 902: no prediction (forbidden)" in log
 
@@ -314,13 +327,8 @@ def test_hostile_wrong_or_missing_tokens(ls, backend, state):
 
 
 def test_hostile_100_mb_image(ls, backend, state):
-    folder = ls.document_root / "big"
-    folder.mkdir()
-    (folder / "huge.jpg").write_bytes(photo_bytes()[:2000] + os.urandom(100 * 2**20))
-    client = Client(ls.url, ls.token)
-    storage = {"project": state["project_id"], "path": str(folder), "title": "big", "use_blob_urls": False}
-    client.call("POST", "/api/storages/localfiles", storage)
-    task = {"id": 904, "data": {"image": "/data/local-files/?d=big/huge.jpg"}}
+    (local_folder(ls, state) / "huge.jpg").write_bytes(photo_bytes()[:2000] + os.urandom(100 * 2**20))
+    task = {"id": 905, "data": {"image": "/data/local-files/?d=big/huge.jpg"}}
     status, _, body = ls_post(backend, "predict", {"tasks": [task]})
     assert status == 200 and body["results"][0]["error_kind"] == "too_large", body
     assert "limit" in body["results"][0]["error"]
