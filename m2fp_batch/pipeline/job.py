@@ -21,7 +21,7 @@ from m2fp_batch.inference.loading import ModelInfo
 from m2fp_batch.labels.layout import RUN_FILE
 from m2fp_batch.pipeline import interrupt
 from m2fp_batch.pipeline.commit import ShardCommitter
-from m2fp_batch.pipeline.config import JobConfig, JobConfigError
+from m2fp_batch.pipeline.config import JobSettings, JobSettingsError
 from m2fp_batch.pipeline.inputs import LISTING_COLUMNS
 from m2fp_batch.pipeline.progress import Progress, Timeline, actor_startup
 from m2fp_batch.pipeline.raylog import quiet_ray_internals
@@ -41,7 +41,7 @@ ADDRESS_TIMEOUT_S = 10.0
 ACTORS_READY_TIMEOUT_S = 600  # a fixed pool: how long the job waits for every actor to start
 
 
-def resolve_model(cfg: JobConfig) -> ModelInfo:
+def resolve_model(cfg: JobSettings) -> ModelInfo:
     """Find (download or cache), parse and load the model once, in the driver, before Ray starts.
 
     The actors then load the same files from ``ModelInfo.model_dir`` and check the sha256
@@ -62,17 +62,17 @@ def check_address(address: str, timeout: float = ADDRESS_TIMEOUT_S) -> None:
     hostport = address.split("://", 1)[-1].split("/", 1)[0]
     host, _, port = hostport.rpartition(":")
     if not host or not port.isdigit():
-        raise JobConfigError(f"Ray address {address!r} is not host:port (or ray://host:port, auto)")
+        raise JobSettingsError(f"Ray address {address!r} is not host:port (or ray://host:port, auto)")
     try:
         socket.create_connection((host, int(port)), timeout=timeout).close()
     except OSError as e:
-        raise JobConfigError(
+        raise JobSettingsError(
             f"no Ray cluster answers at {address!r} ({e.strerror or e}); start one (ray start --head) "
             "or leave --address and RAY_ADDRESS unset for a local Ray"
         ) from e
 
 
-def _init_ray(cfg: JobConfig):
+def _init_ray(cfg: JobSettings):
     import ray
 
     address = cfg.ray_address()
@@ -103,7 +103,7 @@ def _ray_initialized() -> bool:
     return bool(ray is not None and ray.is_initialized())
 
 
-def _build_dataset(cfg: JobConfig, model: ModelInfo, plan: Plan, pool: Pool, out_schema: pa.Schema, ledger):
+def _build_dataset(cfg: JobSettings, model: ModelInfo, plan: Plan, pool: Pool, out_schema: pa.Schema, ledger):
     """The Ray Data pipeline: pending rows -> read bytes (tasks) -> Labeler (actor pool)."""
     import ray.data as rd
 
@@ -131,7 +131,7 @@ def _build_dataset(cfg: JobConfig, model: ModelInfo, plan: Plan, pool: Pool, out
     )
 
 
-def _label_pending(cfg: JobConfig, model: ModelInfo, prep: Prepared, plan: Plan, timeline: Timeline) -> RunInfo:
+def _label_pending(cfg: JobSettings, model: ModelInfo, prep: Prepared, plan: Plan, timeline: Timeline) -> RunInfo:
     """Start (or join) Ray, stream the pending rows through the pipeline, commit every shard."""
     started = time.time()
     ray = _init_ray(cfg)
@@ -164,14 +164,14 @@ def _label_pending(cfg: JobConfig, model: ModelInfo, prep: Prepared, plan: Plan,
     return progress.run_info(started, pool, loads, address, timeline, actors, committer.seconds)
 
 
-def run_job(cfg: JobConfig) -> RunSummary:
+def run_job(cfg: JobSettings) -> RunSummary:
     """Run (or resume) the job; returns the summary also written to ``DIR/_run.json``. A Ctrl-C
     at any point raises ``KeyboardInterrupt`` (:mod:`m2fp_batch.pipeline.interrupt`)."""
     with interrupt.stop_on_ctrl_c():
         return _run_job(cfg)
 
 
-def _run_job(cfg: JobConfig) -> RunSummary:
+def _run_job(cfg: JobSettings) -> RunSummary:
     timeline = Timeline()
     model = resolve_model(cfg)
     timeline.mark("model_resolved")

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import pyarrow as pa
 
 from m2fp_batch.photo_to_row import Decoded, PhotoToRow
-from m2fp_batch.pipeline.config import JobConfig
+from m2fp_batch.pipeline.config import JobSettings
 from m2fp_batch.pipeline.inputs import LISTING_COLUMNS, READ_COLUMNS
 from m2fp_batch.rows import error_columns
 from m2fp_batch.schema import SCHEMA
@@ -118,7 +118,7 @@ class Labeler:
     """
 
     def __init__(
-        self, cfg: JobConfig, out_schema: pa.Schema, ledger, threads: int, model: ModelInfo | None = None
+        self, cfg: JobSettings, out_schema: pa.Schema, ledger, threads: int, model: ModelInfo | None = None
     ) -> None:
         self.cfg = cfg
         self.out_schema = out_schema

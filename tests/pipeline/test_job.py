@@ -17,7 +17,7 @@ from badfiles import MAX_PIXELS, MIN_SIDE, good_files, write_inputs  # noqa: E40
 
 from m2fp_batch import cli as m2fp_cli  # noqa: E402
 from m2fp_batch.annotate import rle  # noqa: E402
-from m2fp_batch.pipeline.config import JobConfig, JobConfigError  # noqa: E402
+from m2fp_batch.pipeline.config import JobSettings, JobSettingsError  # noqa: E402
 from m2fp_batch.pipeline.job import run_job  # noqa: E402
 from m2fp_batch.schema import output_schema  # noqa: E402
 
@@ -29,7 +29,7 @@ def local_ray():
     ray.shutdown()
 
 
-def _cfg(tiny_model_dir, src, out, **kw) -> JobConfig:
+def _cfg(tiny_model_dir, src, out, **kw) -> JobSettings:
     base = dict(
         input=str(src),
         output=str(out),
@@ -42,10 +42,10 @@ def _cfg(tiny_model_dir, src, out, **kw) -> JobConfig:
         progress_interval_s=1.0,
     )
     base.update(kw)
-    return JobConfig.from_sources(None, base)
+    return JobSettings.from_sources(None, base)
 
 
-def _run(cfg: JobConfig) -> dict:
+def _run(cfg: JobSettings) -> dict:
     """The job's summary as the dict it writes to ``_run.json``."""
     return run_job(cfg).to_dict()
 
@@ -148,7 +148,7 @@ def test_manifests_keep_passthrough_columns(tmp_path, tiny_model_dir):
     r = pq.read_table(tmp_path / "out_csv").to_pylist()
     assert s2["status"]["ok"] == 1 and r[0]["source"] == "web" and len(r[0]["image_id"]) == 20
     # resuming with settings that change rows is refused; --overwrite starts over
-    with pytest.raises(JobConfigError, match="other settings"):
+    with pytest.raises(JobSettingsError, match="other settings"):
         _run(_cfg(tiny_model_dir, csv, tmp_path / "out_csv", uri_column="path", max_pixels=MAX_PIXELS * 2))
     fresh = _run(_cfg(tiny_model_dir, csv, tmp_path / "out_csv", uri_column="path", max_pixels=7, overwrite=True))
     assert fresh["run"]["labelled_this_run"] == 1 and fresh["error_kinds"] == {"too_large": 1}
