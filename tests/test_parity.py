@@ -13,7 +13,7 @@ from tiny_model import REFERENCE
 from m2fp_batch.inference import M2FPParser, load_image
 from m2fp_batch.inference import preprocess as pp
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]  # the full-size model on 2 cores
 
 
 def test_seed3_checkpoint_is_the_fixture_one(reference_model_dir):
