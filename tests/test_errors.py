@@ -5,7 +5,8 @@ from __future__ import annotations
 import pyarrow as pa
 import pytest
 
-from m2fp_batch.errors import EXIT_INTERRUPTED, EXIT_USER_ERROR, UserError, run_command, user_message
+from m2fp_batch.command import EXIT_INTERRUPTED, EXIT_USER_ERROR, run_command
+from m2fp_batch.errors import UserError, user_message
 from m2fp_batch.formats.cvat import CvatError
 from m2fp_batch.inference.loading import ModelLoadError
 from m2fp_batch.labelstudio.client import LabelStudioAuthError, LabelStudioError, LabelStudioUnreachable

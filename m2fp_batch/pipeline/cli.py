@@ -72,7 +72,8 @@ def entrypoint(argv: list[str] | None = None) -> int:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     add_arguments(parser)
     args = parser.parse_args(argv)
-    from m2fp_batch.errors import configure_logging, run_command
+    from m2fp_batch.command import run_command
+    from m2fp_batch.logs import configure_logging
 
     configure_logging(args.verbose)
 

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 import pyarrow as pa
 
-from m2fp_batch.labelling import Decoded, LabellingCore
+from m2fp_batch.photo_to_row import Decoded, PhotoToRow
 from m2fp_batch.pipeline.config import JobConfig
 from m2fp_batch.pipeline.inputs import LISTING_COLUMNS, READ_COLUMNS
 from m2fp_batch.rows import error_columns
@@ -25,6 +25,8 @@ if TYPE_CHECKING:
     from m2fp_batch.inference.loading import ModelInfo
 
 log = logging.getLogger(__name__)
+
+LEDGER_TIMEOUT_S = 120.0  # a ledger call that takes longer counts as unreachable (the block goes on)
 
 
 @dataclass(frozen=True)
@@ -128,7 +130,7 @@ class Labeler:
         from m2fp_batch.pipeline import IMPORTED_AT
 
         imported_at, t1 = time.time(), time.perf_counter()
-        self.core = LabellingCore.load(
+        self.core = PhotoToRow.load(
             cfg.engine,
             threads=cfg.engine.threads or max(1, int(threads)),
             max_batch=cfg.forward_batch,
@@ -146,15 +148,22 @@ class Labeler:
 
     # -- ledger calls (no-ops without a ledger)
     def _call(self, method: str, *args):
-        """Call the ledger: a Ray actor handle, or a plain :class:`CrashLedger` in-process."""
+        """Call the ledger: a Ray actor handle, or a plain :class:`CrashLedger` in-process.
+
+        A ledger that cannot be reached (its node lost, the call timed out) never fails a block:
+        the call returns None, so this block goes on unrecorded (labelled as a batch)."""
         if self.ledger is None:
             return None
         fn = getattr(self.ledger, method)
-        if hasattr(fn, "remote"):
-            import ray
+        if not hasattr(fn, "remote"):
+            return fn(*args)
+        import ray
 
-            return ray.get(fn.remote(*args))
-        return fn(*args)
+        try:
+            return ray.get(fn.remote(*args), timeout=LEDGER_TIMEOUT_S)
+        except (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError) as e:
+            log.warning("the crash ledger cannot be reached (%s): this block goes on unrecorded", type(e).__name__)
+            return None
 
     def _decode(self, row: dict) -> Decoded:
         if row["read_error"] is not None:

@@ -8,7 +8,7 @@ from typing import Any
 
 from m2fp_batch.train.config import AugmentConfig, LossConfig, SkinConfig
 
-# What one CPU worker may take at a 512-px crop (measured peak RSS 3.16 GB, docs/performance.md).
+# What one CPU worker may take at a 512-px crop (its measured peak: docs/performance.md, "Numbers behind the code").
 WORKER_MEMORY_BYTES = 4 * 2**30
 
 
@@ -23,8 +23,8 @@ def _available_memory() -> int | None:
 def default_workers(batch_size: int, use_gpu: bool = False) -> int:
     """``train --workers`` when not given: one worker per CPU, at most one per image of the batch
     and one per :data:`WORKER_MEMORY_BYTES` of available memory; one with ``--gpu``. On 2 CPUs,
-    two one-thread workers measured 1.31x faster than one two-thread worker at full size (and
-    1.08x on the tiny config): ``bench_train.py --part workers``."""
+    two one-thread workers are faster than one two-thread worker (``bench_train.py --part workers``;
+    docs/performance.md, "Fine-tuning")."""
     if use_gpu:
         return 1
     memory = _available_memory()

@@ -8,11 +8,12 @@ import json
 import numpy as np
 import pytest
 
+from m2fp_batch.backend_registry import EngineError
 from m2fp_batch.cli import main as cli_main
 from m2fp_batch.errors import UserError
 from m2fp_batch.inference import M2FPParser
-from m2fp_batch.inference.engines import ExportError, read_manifest
-from m2fp_batch.inference.engines import load as engine_load
+from m2fp_batch.inference.backends import ExportError, read_manifest
+from m2fp_batch.inference.backends import load as engine_load
 from m2fp_batch.inference.loading import sha256_file
 
 pytest.importorskip("onnxruntime")
@@ -116,13 +117,14 @@ def test_export_refuses_a_full_out_dir(tiny_model_dir, tmp_path, capsys):
     assert "not an empty directory" in capsys.readouterr().err and (tmp_path / "keep.txt").read_text() == "mine"
 
 
-def test_engine_mismatches_are_user_errors(onnx_export, tiny_model_dir):
-    with pytest.raises(ExportError, match="torch engine needs the model dir"):
+def test_engine_mismatches_are_engine_errors(onnx_export, tiny_model_dir):
+    with pytest.raises(EngineError, match="torch engine needs the model dir"):
         M2FPParser.from_pretrained(str(onnx_export), engine="torch")
-    with pytest.raises(UserError, match="torch engine"):
+    with pytest.raises(EngineError, match="torch engine"):
         M2FPParser.from_pretrained(str(onnx_export), engine="onnxruntime", fast_backbone=True)
-    with pytest.raises(UserError, match="not one of"):
+    with pytest.raises(EngineError, match="not one of"):
         M2FPParser.from_pretrained(str(tiny_model_dir), engine="tensorrt")
+    assert not issubclass(EngineError, ExportError) and issubclass(EngineError, UserError)
 
 
 @pytest.mark.slow

@@ -180,3 +180,22 @@ def test_bad_settings_stop_before_ray(tmp_path, tiny_model_dir, capsys):
     assert run("--input", str(clash), "--output", str(tmp_path / "o2"), "--model", str(tiny_model_dir)) == 2
     assert "collide with output columns" in capsys.readouterr().err
     shutil.rmtree(tmp_path / "o", ignore_errors=True)
+
+
+def test_a_labelling_actor_that_cannot_reach_the_ledger_goes_on(tiny_model_dir):
+    """The ledger's actor gone (its node lost): the labeller still starts and labels its block,
+    unrecorded, instead of failing it (which would abort the whole dataset)."""
+    from m2fp_batch.pipeline.worker import CrashLedger, Labeler
+
+    ledger = ray.remote(num_cpus=0)(CrashLedger).remote()
+    assert ray.get(ledger.size.remote()) == 0
+    ray.kill(ledger, no_restart=True)
+    labeler = Labeler(_cfg(tiny_model_dir, "x", "y"), output_schema(pa.schema([])), ledger, threads=1)
+    photo = good_files()["good/photo.jpg"][0]
+    block = pa.table({
+        "image_id": ["a", "b"], "uri": ["/a.jpg", "/b.jpg"], "shard": pa.array([0, 0], pa.int32()),
+        "data": pa.array([photo, photo], pa.large_binary()), "read_error": pa.array([None, None], pa.string()),
+        "read_error_kind": pa.array([None, None], pa.string()), "read_s": [0.0, 0.0],
+    })  # fmt: skip
+    rows = labeler(block).to_pylist()
+    assert [(r["uri"], r["status"]) for r in rows] == [("/a.jpg", "ok"), ("/b.jpg", "ok")]
