@@ -13,6 +13,7 @@ import torch
 
 from m2fp_batch.backend_registry import EngineError, resolve_engine
 from m2fp_batch.inference.backends.base import Backend
+from m2fp_batch.inference.backends.graph import is_export_dir
 from m2fp_batch.inference.backends.load import open_engine
 from m2fp_batch.inference.backends.torch_backend import TorchBackend
 from m2fp_batch.inference.compiled import compile_stage
@@ -127,7 +128,7 @@ class M2FPParser:
         dir, with ``engine`` (torch, onnxruntime, openvino or auto) running the network."""
         loaded = open_engine(
             model,
-            resolve_engine(engine),
+            resolve_engine(engine, exported=is_export_dir(model)),
             revision=revision,
             cache_dir=cache_dir,
             trust_checkpoint=trust_checkpoint,

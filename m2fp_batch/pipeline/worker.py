@@ -151,7 +151,8 @@ class Labeler:
         """Call the ledger: a Ray actor handle, or a plain :class:`CrashLedger` in-process.
 
         A ledger that cannot be reached (its node lost, the call timed out) never fails a block:
-        the call returns None, so this block goes on unrecorded (labelled as a batch)."""
+        the call returns None, so the block goes on unrecorded (labelled as a batch); a lost
+        ledger is not called again by this actor."""
         if self.ledger is None:
             return None
         fn = getattr(self.ledger, method)
@@ -161,9 +162,12 @@ class Labeler:
 
         try:
             return ray.get(fn.remote(*args), timeout=LEDGER_TIMEOUT_S)
-        except (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError) as e:
-            log.warning("the crash ledger cannot be reached (%s): this block goes on unrecorded", type(e).__name__)
-            return None
+        except ray.exceptions.GetTimeoutError:
+            log.warning("the crash ledger did not answer in %g s: this block goes on unrecorded", LEDGER_TIMEOUT_S)
+        except ray.exceptions.RayActorError as e:  # ActorDiedError, ActorUnavailableError: gone for good
+            log.warning("the crash ledger is lost (%s): this actor's blocks go on unrecorded", type(e).__name__)
+            self.ledger = None
+        return None
 
     def _decode(self, row: dict) -> Decoded:
         if row["read_error"] is not None:

@@ -9,6 +9,7 @@ import os
 import signal
 import socket
 import threading
+from pathlib import Path
 
 from m2fp_batch import localray
 from m2fp_batch.errors import UserError
@@ -37,6 +38,22 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--max-body-mb", type=float, default=d.max_body_bytes / 2**20, help="request body limit (MiB)")
     p.add_argument("--address", default=None, help="Ray cluster to join (default: RAY_ADDRESS, else a local Ray)")
+    ls = p.add_argument_group("Label Studio ML backend (/ls/predict, /ls/setup, /ls/health, /ls/webhook)")
+    ls.add_argument(
+        "--reviewed-out",
+        metavar="DIR",
+        help="write each task Label Studio reports annotated (/ls/webhook) here, in the export-reviewed layout",
+    )
+    ls.add_argument(
+        "--allow-fetch",
+        action="store_true",
+        help="fetch task photos from hosts other than the connected Label Studio (off: no SSRF through the backend)",
+    )
+    ls.add_argument(
+        "--ls-auth-env",
+        metavar="VAR",
+        help="require basic auth on /ls/*: VAR holds USER:PASSWORD (Label Studio's ML-backend basic-auth settings)",
+    )
     add_engine_arguments(p, threads_help="torch threads per replica (default: CPUs / replicas)", base=SERVE_ENGINE)
 
 
@@ -51,6 +68,9 @@ def settings_from_args(args: argparse.Namespace) -> ServeSettings:
         queue_per_replica=args.queue,
         max_body_bytes=int(args.max_body_mb * 2**20),
         address=args.address or os.environ.get("RAY_ADDRESS") or None,
+        reviewed_out=str(Path(args.reviewed_out).expanduser().resolve()) if args.reviewed_out else None,
+        allow_fetch=args.allow_fetch,
+        ls_auth_env=args.ls_auth_env,
     )
 
 

@@ -15,9 +15,17 @@ from ray import serve
 
 from m2fp_batch.annotate.parts import semantic_class_scores
 from m2fp_batch.annotate.render import encode_png, people_mask, render_png
+from m2fp_batch.labelstudio.push import prediction
 from m2fp_batch.photo_to_row import Decoded, PhotoToRow
 from m2fp_batch.rows import ENGINE_STAGES
-from m2fp_batch.serve.answers import FORMAT_RENDER, Reply, error_reply, parse_json
+from m2fp_batch.serve.answers import (
+    FORMAT_LS_PREDICTION,
+    FORMAT_LS_ROW,
+    FORMAT_RENDER,
+    Reply,
+    error_reply,
+    parse_json,
+)
 from m2fp_batch.serve.settings import ServeSettings
 
 log = logging.getLogger(__name__)
@@ -25,7 +33,10 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class ParseRequest:
-    """One upload: its bytes, the answer format and the overlay opacity (validated by the front end)."""
+    """One upload: its bytes, the answer format and the overlay opacity (validated by the front end).
+
+    Besides the formats of ``/api/parse``, the ML backend asks for :data:`FORMAT_LS_PREDICTION` (the
+    Label Studio prediction ``push`` writes) and :data:`FORMAT_LS_ROW` (the job's row)."""
 
     data: bytes
     format: str = "json"
@@ -64,11 +75,15 @@ class ParserReplica:
             label = self.core.failed(result, image, factor)
             return error_reply(label["error_kind"], label["error"])
         engine_s = sum(result.timings.get(k, 0.0) for k in ENGINE_STAGES)
-        if request.format != "json":
+        if request.format in FORMAT_RENDER:
             png = render_png(FORMAT_RENDER[request.format], image, result.semantic, result.persons, request.alpha)
             return Reply(200, png=png, inference_time=engine_s)
         key = {"image_id": hashlib.sha1(request.data).hexdigest()[:20], "uri": request.filename, "shard": 0}
         row = self.core.row(key, self.core.label(image, result, factor), None, decoded.seconds)
+        if request.format == FORMAT_LS_ROW:
+            return Reply(200, {"row": row}, inference_time=engine_s)
+        if request.format == FORMAT_LS_PREDICTION:
+            return Reply(200, {"prediction": prediction(row)}, inference_time=engine_s)
         scores = semantic_class_scores(result.semantic, result.semantic_score)
         stash = {
             ".png": render_png("parse", image, result.semantic, result.persons),

@@ -566,6 +566,7 @@ def test_bad_name_row_is_relabelled_exactly_once_on_a_rerun(row_job, tmp_path, t
     """The shard holding the non-UTF-8 name, deleted, is labelled again by a rerun: the same uri,
     one row per input, every other input still labelled."""
     src, out, proc = row_job
+    assert proc.returncode == 0, proc.stderr[-2000:]
     copy = tmp_path / "out"
     shutil.copytree(out, copy, symlinks=True)
     bad_uri = str(src) + "/caf\\xe9.jpg"  # the bytes b"caf\xe9.jpg", escaped by hand

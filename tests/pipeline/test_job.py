@@ -10,15 +10,16 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
-from badfiles import MAX_PIXELS, MIN_SIDE, good_files, write_inputs
 
-from m2fp_batch import cli as m2fp_cli
-from m2fp_batch.annotate import rle
-from m2fp_batch.pipeline.config import JobSettings, JobSettingsError
-from m2fp_batch.pipeline.job import run_job
-from m2fp_batch.schema import output_schema
+ray = pytest.importorskip("ray")  # before the job's modules: without Ray the module skips, never errors
 
-ray = pytest.importorskip("ray")
+from badfiles import MAX_PIXELS, MIN_SIDE, good_files, write_inputs  # noqa: E402
+
+from m2fp_batch import cli as m2fp_cli  # noqa: E402
+from m2fp_batch.annotate import rle  # noqa: E402
+from m2fp_batch.pipeline.config import JobSettings, JobSettingsError  # noqa: E402
+from m2fp_batch.pipeline.job import run_job  # noqa: E402
+from m2fp_batch.schema import output_schema  # noqa: E402
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -20,6 +20,7 @@ STEPS = 200
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1200)
 def test_tiny_model_overfits_four_photos(tiny_model_dir, tmp_path):
     recs = samples()
     settings = TrainSettings(
