@@ -30,6 +30,7 @@ __all__ = [
     "EngineSettings",
     "SettingsError",
     "add_engine_arguments",
+    "is_gpu_share",
 ]
 
 DEFAULT_MODEL_ID = "damo/cv_resnet101_image-multiple-human-parsing"
@@ -59,6 +60,13 @@ class SettingsError(UserError, ValueError):
 
 def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
+
+
+def is_gpu_share(value: object) -> bool:
+    """A GPU request Ray accepts per actor or replica: a fraction in (0, 1], or whole GPUs."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        return False
+    return value <= 1 or float(value).is_integer()
 
 
 def _is_device(device: object) -> bool:

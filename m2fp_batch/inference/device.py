@@ -4,7 +4,7 @@ fp32 turns TF32 off (it moved 3 % of training losses on an H200): fp32 on CUDA i
 setting. bf16 and fp16 are ``torch.autocast`` around the network's forward only; the
 postprocess always runs in float32. A CUDA out-of-memory error on one photo is an ordinary
 engine error to the labelling core (``torch.OutOfMemoryError`` is a ``RuntimeError``): it frees
-the device's cached blocks (:func:`release_device_memory`) and retries the photo alone.
+the device's cached blocks (:func:`after_engine_error`) and retries the photo alone.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import torch
 
 from m2fp_batch.errors import UserError
 
-__all__ = ["AUTOCAST_DTYPES", "DeviceError", "autocast", "release_device_memory", "resolve_device", "use_fp32"]
+__all__ = ["AUTOCAST_DTYPES", "DeviceError", "after_engine_error", "autocast", "resolve_device", "use_fp32"]
 
 AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -62,7 +62,9 @@ def autocast(device: torch.device, precision: str) -> Iterator[None]:
         yield
 
 
-def release_device_memory(device: torch.device) -> None:
-    """Give the CUDA caching allocator's free blocks back (after an out-of-memory error)."""
-    if device.type == "cuda":
+def after_engine_error(error: BaseException, device: torch.device) -> None:
+    """After an out-of-memory error on ``device`` (``torch.OutOfMemoryError``, which
+    ``torch.cuda.OutOfMemoryError`` is), give the CUDA caching allocator's free blocks back so
+    that the photo's retry alone, and the next photos, start from an empty cache."""
+    if isinstance(error, torch.OutOfMemoryError) and device.type == "cuda":
         torch.cuda.empty_cache()

@@ -39,6 +39,18 @@ class Resized:
     seconds: float
 
 
+def resize_for_model(image: np.ndarray, short_edge: int, max_size: int) -> Resized:
+    """The CPU part of the preprocess: the official resize of (H, W, 3) uint8 RGB (the job's
+    decode stage runs it apart from the device)."""
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise ValueError(f"expected (H, W, 3) uint8 RGB, got {image.shape} {image.dtype}")
+    t0 = time.perf_counter()
+    size = preprocess.target_size(image.shape[0], image.shape[1], short_edge, max_size)
+    resized = preprocess.resize(image, size)
+    pad = preprocess.padded_size(size, SIZE_DIVISIBILITY)
+    return Resized((int(image.shape[0]), int(image.shape[1])), resized, pad, time.perf_counter() - t0)
+
+
 class M2FPParser:
     """Runs M2FP on RGB images and returns one :class:`ParseResult` per image.
 
@@ -159,8 +171,10 @@ class M2FPParser:
     def from_settings(
         cls, settings: EngineSettings, *, threads: int | None = None, max_batch: int = 1, **kwargs
     ) -> M2FPParser:
-        """The engine ``settings`` describe (model, revision, trust, engine, resize); ``threads`` overrides
-        ``settings.threads``. Extra keyword arguments go to the constructor (``fast_backbone``, ...)."""
+        """The engine ``settings`` describe (model, revision, trust, engine, resize, device, precision);
+        ``threads`` overrides ``settings.threads``. Extra keyword arguments go to the constructor
+        (``fast_backbone``, ...). The device is checked before the weights load."""
+        resolve_device(settings.device)
         return cls.from_pretrained(
             settings.model,
             revision=settings.revision,
@@ -191,14 +205,8 @@ class M2FPParser:
         return self.parse([image], **kwargs)[0]
 
     def resize(self, image: np.ndarray) -> Resized:
-        """The CPU part of the preprocess: the official resize of (H, W, 3) uint8 RGB."""
-        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-            raise ValueError(f"expected (H, W, 3) uint8 RGB, got {image.shape} {image.dtype}")
-        t0 = time.perf_counter()
-        size = preprocess.target_size(image.shape[0], image.shape[1], self.short_edge, self.max_size)
-        resized = preprocess.resize(image, size)
-        pad = preprocess.padded_size(size, self.size_divisibility)
-        return Resized((int(image.shape[0]), int(image.shape[1])), resized, pad, time.perf_counter() - t0)
+        """:func:`resize_for_model` with this engine's resize."""
+        return resize_for_model(image, self.short_edge, self.max_size)
 
     def parse(
         self,

@@ -9,6 +9,7 @@ import logging
 import math
 import os
 import time
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -102,7 +103,57 @@ def _model_location(settings: EngineSettings, model: ModelInfo | None) -> str:
     return (model.model_id if model is not None else None) or settings.model
 
 
-class Labeler:
+class LedgerRuns(ABC):
+    """Work on read rows under the crash ledger: a group whose images have no unfinished attempt
+    runs as a group, else image by image, and an image with ``max_worker_crashes`` unfinished
+    attempts becomes its ``_crashed`` item instead of running again. Subclasses give ``cfg``,
+    ``ledger``, ``_label_rows`` (rows -> items) and ``_crashed`` (a row, its attempts -> item)."""
+
+    cfg: JobConfig
+    ledger: object
+
+    @abstractmethod
+    def _label_rows(self, rows: list[dict]) -> list:
+        """Rows -> their items (output rows, or what the next stage takes), in order."""
+
+    @abstractmethod
+    def _crashed(self, row: dict, attempts: int):
+        """The item of a row whose image killed the worker ``attempts`` times."""
+
+    # -- ledger calls (no-ops without a ledger)
+    def _call(self, method: str, *args):
+        """Call the ledger: a Ray actor handle, or a plain :class:`CrashLedger` in-process."""
+        if self.ledger is None:
+            return None
+        fn = getattr(self.ledger, method)
+        if hasattr(fn, "remote"):
+            import ray
+
+            return ray.get(fn.remote(*args))
+        return fn(*args)
+
+    def _label_one_by_one(self, rows: list[dict]) -> list[dict]:
+        """After a worker crash: each image alone, and one with ``max_worker_crashes`` unfinished
+        attempts becomes an error row instead of running again."""
+        out = []
+        for r in rows:
+            n = self._call("begin_one", r["image_id"])
+            out.extend([self._crashed(r, n)] if n >= self.cfg.max_worker_crashes else self._label_rows([r]))
+            self._call("finish", [r["image_id"]])
+        return out
+
+    def _label_with_ledger(self, rows: list[dict]) -> list[dict]:
+        """Rows whose bytes were read: the ledger knows they are in flight until they are labelled."""
+        ids = [r["image_id"] for r in rows]
+        counts = self._call("begin_batch", ids) or [0] * len(ids)
+        if any(counts):
+            return self._label_one_by_one(rows)
+        out = self._label_rows(rows)
+        self._call("finish", ids)
+        return out
+
+
+class Labeler(LedgerRuns):
     """The job's labelling stage (a Ray actor): the labelling core on a batch of read rows, with the
     crash ledger's bookkeeping. The model loads once, in ``__init__``.
 
@@ -144,18 +195,6 @@ class Labeler:
                 f"the driver resolved {model.checkpoint_sha256[:16]}...: the model differs between nodes"
             )
 
-    # -- ledger calls (no-ops without a ledger)
-    def _call(self, method: str, *args):
-        """Call the ledger: a Ray actor handle, or a plain :class:`CrashLedger` in-process."""
-        if self.ledger is None:
-            return None
-        fn = getattr(self.ledger, method)
-        if hasattr(fn, "remote"):
-            import ray
-
-            return ray.get(fn.remote(*args))
-        return fn(*args)
-
     def _decode(self, row: dict) -> Decoded:
         if row["read_error"] is not None:
             return Decoded(None, error_columns(row["read_error_kind"], row["read_error"]), 0.0)
@@ -185,26 +224,6 @@ class Labeler:
             "(out of memory or a native crash); it was skipped",
         )
         return self._row(row, label, None)
-
-    def _label_one_by_one(self, rows: list[dict]) -> list[dict]:
-        """After a worker crash: each image alone, and one with ``max_worker_crashes`` unfinished
-        attempts becomes an error row instead of running again."""
-        out = []
-        for r in rows:
-            n = self._call("begin_one", r["image_id"])
-            out.extend([self._crashed(r, n)] if n >= self.cfg.max_worker_crashes else self._label_rows([r]))
-            self._call("finish", [r["image_id"]])
-        return out
-
-    def _label_with_ledger(self, rows: list[dict]) -> list[dict]:
-        """Rows whose bytes were read: the ledger knows they are in flight until they are labelled."""
-        ids = [r["image_id"] for r in rows]
-        counts = self._call("begin_batch", ids) or [0] * len(ids)
-        if any(counts):
-            return self._label_one_by_one(rows)
-        out = self._label_rows(rows)
-        self._call("finish", ids)
-        return out
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         """A block of read rows -> its output rows. A row that could not be read becomes its error
