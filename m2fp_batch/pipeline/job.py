@@ -28,6 +28,7 @@ from m2fp_batch.pipeline.inputs import LISTING_COLUMNS
 from m2fp_batch.pipeline.raylog import quiet_ray_internals
 from m2fp_batch.pipeline.reading import read_batch
 from m2fp_batch.pipeline.resume import Prepared, prepare
+from m2fp_batch.pipeline.staged import check_device, staged_pool_size, staged_stages
 from m2fp_batch.pipeline.summary import PipelineInfo, RunInfo, RunSummary, ShardStats, summarize, utc_now
 from m2fp_batch.pipeline.worker import ActorStartup, CrashLedger, Labeler, actor_threads
 from m2fp_batch.schema import output_schema
@@ -117,6 +118,8 @@ def _ray_initialized() -> bool:
 
 def _pool_size(cfg: JobConfig, ray) -> int:
     nodes = [n for n in ray.nodes() if n.get("Alive")]
+    if cfg.is_staged:
+        return staged_pool_size(cfg, nodes)
     node_cpus = [float(n.get("Resources", {}).get("CPU", 0)) for n in nodes]
     biggest = max(node_cpus or [0.0])
     if cfg.cpus_per_actor > biggest:
@@ -181,6 +184,8 @@ def _build_dataset(cfg: JobConfig, model: ModelInfo, plan: Plan, pool: Pool, out
         num_cpus=cfg.read_cpus,
         compute=rd.TaskPoolStrategy(size=cfg.read_concurrency),
     )
+    if cfg.is_staged:
+        return staged_stages(ds, cfg, model, pool.threads, pool_strategy(cfg, pool.actors), out_schema, ledger)
     labeler_kwargs = {"cfg": cfg, "out_schema": out_schema, "ledger": ledger, "threads": pool.threads, "model": model}
     return ds.map_batches(
         Labeler,
@@ -386,6 +391,7 @@ def _label_pending(cfg: JobConfig, model: ModelInfo, prep: Prepared, plan: Plan,
 def run_job(cfg: JobConfig) -> RunSummary:
     """Run (or resume) the job; returns the summary also written to ``DIR/_run.json``."""
     timeline = Timeline()
+    check_device(cfg)
     model = resolve_model(cfg)
     timeline.mark("model_resolved")
     if cfg.ray_address() and not _ray_initialized():

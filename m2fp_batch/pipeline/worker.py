@@ -171,7 +171,6 @@ class Labeler(LedgerRuns):
     ) -> None:
         self.cfg = cfg
         self.out_schema = out_schema
-        self.passthrough = [f for f in out_schema if f.name not in SCHEMA.names]
         self.ledger = ledger
         import torch  # noqa: F401  (timed apart from the model load)
 
@@ -218,12 +217,7 @@ class Labeler(LedgerRuns):
         return self.core.row({k: row[k] for k in LISTING_COLUMNS}, label, row["read_s"], decode_s)
 
     def _crashed(self, row: dict, attempts: int) -> dict:
-        label = error_columns(
-            "worker_crash",
-            f"labelling this image killed the worker process {attempts} times "
-            "(out of memory or a native crash); it was skipped",
-        )
-        return self._row(row, label, None)
+        return self._row(row, crash_label(attempts), None)
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         """A block of read rows -> its output rows. A row that could not be read becomes its error
@@ -239,10 +233,26 @@ class Labeler(LedgerRuns):
             rows = batch.take(group).select([*LISTING_COLUMNS, *READ_COLUMNS]).to_pylist()
             for i, row in zip(group, self._label_with_ledger(rows), strict=True):
                 out[i] = row
-        table = pa.Table.from_pylist(out, schema=SCHEMA)
-        for f in self.passthrough:
+        return rows_table(out, batch, self.out_schema)
+
+
+def crash_label(attempts: int) -> dict:
+    """The label columns of an image that killed its worker ``attempts`` times (it is skipped)."""
+    return error_columns(
+        "worker_crash",
+        f"labelling this image killed the worker process {attempts} times "
+        "(out of memory or a native crash); it was skipped",
+    )
+
+
+def rows_table(rows: list[dict], batch: pa.Table, out_schema: pa.Schema) -> pa.Table:
+    """Output rows as a table of ``out_schema``: the schema's columns, then the manifest's
+    passthrough columns taken from ``batch`` (the same rows, in order)."""
+    table = pa.Table.from_pylist(rows, schema=SCHEMA)
+    for f in out_schema:
+        if f.name not in SCHEMA.names:
             table = table.append_column(f, batch.column(f.name).cast(f.type))
-        return table.cast(self.out_schema)
+    return table.cast(out_schema)
 
 
 def _node_id() -> str:
