@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import sys
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
@@ -256,10 +257,9 @@ def rows_table(rows: list[dict], batch: pa.Table, out_schema: pa.Schema) -> pa.T
 
 
 def _node_id() -> str:
-    """The Ray node this process runs on ("local" outside Ray)."""
-    import ray
-
-    return ray.get_runtime_context().get_node_id() if ray.is_initialized() else "local"
+    """The Ray node this process runs on ("local" outside Ray, also where Ray is not installed)."""
+    ray = sys.modules.get("ray")
+    return ray.get_runtime_context().get_node_id() if ray is not None and ray.is_initialized() else "local"
 
 
 def actor_threads(cpus_per_actor: float) -> int:
