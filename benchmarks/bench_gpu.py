@@ -384,11 +384,11 @@ async def _serve(core, blobs: list[bytes], clients: int, per_client: int, max_ba
 
 
 def service(engine, blobs: list[bytes], per_client: int) -> dict:
-    from m2fp_batch.labelling import LabellingCore
+    from m2fp_batch.photo_to_row import PhotoToRow
 
     out = {"measured": "the replica path without Ray Serve (asyncio batcher for serve.batch, no HTTP)"}
     for clients, max_batch in ((1, 1), (8, 8)):
-        core = LabellingCore.load(engine, max_batch=max_batch)
+        core = PhotoToRow.load(engine, max_batch=max_batch)
         asyncio.run(_serve(core, blobs, 1, 2, max_batch))  # warm-up
         lat = sorted(asyncio.run(_serve(core, blobs, clients, per_client, max_batch)))
         out[f"clients_{clients}"] = {
@@ -414,7 +414,7 @@ def machine(device: str) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     a = _args(argv)
-    from m2fp_batch.pipeline.config import JobConfig
+    from m2fp_batch.pipeline.config import JobSettings
     from m2fp_batch.settings import EngineSettings
 
     cpus = os.cpu_count() or 2
@@ -435,7 +435,7 @@ def main(argv: list[str] | None = None) -> int:
         ]
         fb = a.forward_batch or (4 if a.device.startswith("cuda") else 1)
         gpus = 1 if a.device.startswith("cuda") else 0
-        job = JobConfig(
+        job = JobSettings(
             input="bench",
             output="bench",
             engine=engine,

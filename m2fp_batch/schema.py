@@ -37,6 +37,7 @@ REVIEW_STATUSES = (REVIEWED, REJECTED, UNREVIEWED, NOT_IN_DATASET)
 # error_kind values (the error histogram of _run.json counts these)
 ERROR_KINDS = {
     "missing": "the file or object does not exist",
+    "bad_name": "the file name is not valid UTF-8 (the uri keeps it with its bytes escaped as \\xNN, backslashes doubled)",
     "unreadable": "the file exists but could not be read (permissions, I/O, network; not a regular file)",
     "empty": "the file has zero bytes",
     "not_an_image": "the bytes are not an image format PIL can identify",

@@ -16,28 +16,27 @@ import json
 from dataclasses import dataclass, fields
 from typing import Any
 
-from m2fp_batch.decode import DEFAULT_MAX_PIXELS, MAX_SIZE, SHORT_EDGE
+from m2fp_batch.backend_registry import ENGINES
+from m2fp_batch.decode import DEFAULT_MAX_PIXELS
 from m2fp_batch.errors import UserError
+from m2fp_batch.resize import MAX_SIZE, SHORT_EDGE
 from m2fp_batch.storage import DEFAULT_MAX_BYTES
 
 __all__ = [
     "DEFAULT_MODEL_ID",
     "DEVICES",
-    "ENGINES",
     "GUARD_FIELDS",
     "PRECISIONS",
     "LABEL_FIELDS",
     "EngineSettings",
     "SettingsError",
+    "ENGINE_GROUP",
+    "MODEL_FIELDS",
     "add_engine_arguments",
     "is_gpu_share",
 ]
 
 DEFAULT_MODEL_ID = "damo/cv_resnet101_image-multiple-human-parsing"
-# Network-forward backends; preprocess and postprocess are shared by all of them. onnxruntime and
-# openvino run the exported graph (m2fp_batch.inference.engines); auto picks the first installed
-# engine of engines.AUTO_ORDER (the measured speed order, docs/engine.md "Engines").
-ENGINES = ("torch", "onnxruntime", "openvino", "auto")
 # Where the torch engine runs: cpu, cuda (the current CUDA device), cuda:N, or auto (cuda when
 # torch sees a GPU, else cpu). Not hashed: fp32 on CUDA passes the same parity check as the CPU
 # (docs/engine.md "Devices"), so the device is provenance (every row's ``device`` column), not a label setting.
@@ -49,6 +48,10 @@ PRECISIONS = ("fp32", "bf16", "fp16")
 LABEL_FIELDS = ("model", "revision", "engine", "short_edge", "max_size", "adaptive_brightness", "precision")
 # The decode guards: they decide which photos get labels (an error row instead), never the labels.
 GUARD_FIELDS = ("max_pixels", "min_side", "max_bytes")
+# What every subcommand that loads a model takes at least (train takes only these: it reads weights only).
+MODEL_FIELDS = ("model", "revision")
+# The title of the engine flags' group in --help (m2fp_batch.cli_docs checks that no subcommand declares them again).
+ENGINE_GROUP = "engine settings (the same flags in every subcommand that loads a model)"
 _POSITIVE = ("short_edge", "max_size", "max_pixels", "min_side", "max_bytes")
 
 
@@ -85,7 +88,8 @@ class EngineSettings:
         model: local model dir or ModelScope id.
         revision: ModelScope revision (None: the hub's default).
         trust_checkpoint: allow a checkpoint that needs full unpickling (it can run code).
-        engine: the network-forward backend (one of ``ENGINES``).
+        engine: the network-forward backend: a name of :mod:`m2fp_batch.backend_registry` or ``auto``
+            (``ENGINES``).
         short_edge, max_size: the model input's resize (short side, long-side cap).
         max_pixels, min_side, max_bytes: decode guards (an error row instead of labels).
         adaptive_brightness: brighten dark photos for the model input only (skin tone uses the original).
@@ -184,6 +188,7 @@ def add_engine_arguments(
     guards: bool = True,
     threads_help: str = "torch threads (default: torch's)",
     base: EngineSettings | None = None,
+    only: tuple[str, ...] | None = None,
 ) -> None:
     """The engine flags, each defaulting to None (unset: :meth:`EngineSettings.from_args` keeps the base value).
 
@@ -192,11 +197,13 @@ def add_engine_arguments(
             subcommand reads photos through other guards (``evaluate`` reads labelled dirs).
         threads_help: what ``--threads`` means in this subcommand (its default differs).
         base: the subcommand's defaults, shown in the help (give the same to ``from_args``).
+        only: just these fields (a subcommand that loads the network but does not label photos:
+            ``train``, ``export-model``); every such subcommand takes at least :data:`MODEL_FIELDS`.
     """
     d = base or EngineSettings()
-    group = parser.add_argument_group("engine settings (the same flags in parse, run, serve and evaluate)")
+    group = parser.add_argument_group(ENGINE_GROUP)
     for f in fields(EngineSettings):
-        if f.name in GUARD_FIELDS and not guards:
+        if (f.name in GUARD_FIELDS and not guards) or (only is not None and f.name not in only):
             continue
         text = threads_help if f.name == "threads" else _HELP[f.name]
         text = text.format(d=getattr(d, f.name), choices=", ".join(ENGINES))

@@ -1,4 +1,4 @@
-"""Every subcommand, given a user error, ends through the one path (``errors.run_command``).
+"""Every subcommand, given a user error, ends through the one path (``command.run_command``).
 
 Each row runs the real ``python -m m2fp_batch.cli`` in a subprocess with a fresh HOME and
 checks what a user sees: exit 2, exactly one line ``m2fp-batch CMD: <sentence>`` on stderr,
@@ -37,6 +37,11 @@ ROWS = [
     ("serve", ["--model", "{tmp}/no-model"], "no such directory"),
     ("train", ["--data", "{tmp}", "--model", "{tmp}", "--out", "{tmp}/m", "--skin-weights", "blue=1"], "GROUP=WEIGHT"),
     ("train", ["--data", "{tmp}", "--model", "{tmp}/no-model", "--out", "{tmp}/m"], "no such directory"),
+    (
+        "train",
+        ["--data", "{tmp}", "--model", "{tmp}", "--out", "{tmp}/m", "--checkpoint-every", "0"],
+        "--checkpoint-every must be >= 1, got 0",
+    ),
     ("export-model", ["--model", "{tmp}/no-model", "--format", "onnx", "--out", "{tmp}/e"], "no such directory"),
     ("export-model", ["--format", "onnx", "--out", "{tmp}"], "is not an empty directory"),
     (
@@ -71,6 +76,16 @@ ROWS = [
     ),
     ("cvat", ["pull", "{tmp}", "--cvat", "{tmp}/nowhere", "--out", "{tmp}/r"], "is not a directory"),
     ("cvat", ["pull", "{tmp}", "--cvat", "{tmp}", "--out", "{tmp}/r"], "has no labelmap.txt"),
+    (
+        "cvat",
+        ["pull", "{tmp}", "--cvat", "{tmp}", "--out", "{tmp}/r", "--rows-per-file", "0"],
+        "--rows-per-file must be",
+    ),
+    (
+        "label-studio",
+        ["push", "{tmp}", "--url", "http://127.0.0.1:9", "--project", "p", "--low-score", "-1"],
+        "--low-score must be in [0, 1]",
+    ),
 ]
 
 

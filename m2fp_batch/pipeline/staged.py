@@ -29,9 +29,9 @@ import numpy as np
 import pyarrow as pa
 
 from m2fp_batch.annotate.brightness import model_input
-from m2fp_batch.labelling import decode_step
 from m2fp_batch.memory import release_free_memory
-from m2fp_batch.pipeline.config import JobConfig, JobConfigError
+from m2fp_batch.photo_to_row import decode_step
+from m2fp_batch.pipeline.config import JobSettings, JobSettingsError
 from m2fp_batch.pipeline.inputs import LISTING_COLUMNS, READ_COLUMNS
 from m2fp_batch.pipeline.worker import Labeler, LedgerRuns, crash_label, rows_table
 from m2fp_batch.rows import error_columns, finish_row, result_columns
@@ -57,7 +57,7 @@ class InFlight:
     """One photo between the stages.
 
     ``key``: its listing columns; ``image``: the original pixels (skin tone is measured on them);
-    ``resized``: the model input resized on the CPU (``inference.engine.Resized``), dropped after
+    ``resized``: the model input resized on the CPU (``inference.parser.Resized``), dropped after
     the device stage; ``factor``: the brightening applied to the model input; ``label``: its label
     columns once known without the model (a read, decode or model error, a worker crash);
     ``result``: the engine's ``ParseResult``; ``provenance``, ``class_names``: from the device actor.
@@ -93,11 +93,11 @@ def _carry(batch: pa.Table, items: list[InFlight]) -> pa.Table:
 class DecodeStage(LedgerRuns):
     """Stage 1 (CPU tasks): read rows -> decoded, brightened and resized photos, or their error."""
 
-    def __init__(self, cfg: JobConfig, ledger) -> None:
+    def __init__(self, cfg: JobSettings, ledger) -> None:
         self.cfg, self.ledger = cfg, ledger
 
     def _prepare(self, row: dict) -> InFlight:
-        from m2fp_batch.inference.engine import resize_for_model
+        from m2fp_batch.inference.parser import resize_for_model
 
         key = {k: row[k] for k in LISTING_COLUMNS}
         decoded = decode_step(row["data"], self.cfg.engine)
@@ -131,7 +131,7 @@ class DecodeStage(LedgerRuns):
         return _carry(batch, out)  # type: ignore[arg-type]
 
 
-def decode_block(batch: pa.Table, cfg: JobConfig, ledger) -> pa.Table:
+def decode_block(batch: pa.Table, cfg: JobSettings, ledger) -> pa.Table:
     """Stage 1 as a Ray Data task function."""
     return DecodeStage(cfg, ledger)(batch)
 
@@ -140,7 +140,7 @@ class DeviceStage(Labeler):
     """Stage 2 (the actor pool): the labelling core's device part on the resized photos. The model
     loads once, in ``__init__`` (the class is handed to Ray Data, never a built model)."""
 
-    def __init__(self, cfg: JobConfig, ledger, threads: int, model=None) -> None:
+    def __init__(self, cfg: JobSettings, ledger, threads: int, model=None) -> None:
         super().__init__(cfg, SCHEMA, ledger, threads, model)
 
     def _label_chunk(self, rows: list[dict]) -> list[InFlight]:
@@ -184,7 +184,7 @@ def build_rows(batch: pa.Table, out_schema: pa.Schema) -> pa.Table:
     return rows_table(rows, batch.drop_columns([PAYLOAD]), out_schema)
 
 
-def staged_stages(ds, cfg: JobConfig, model, threads: int, compute, out_schema: pa.Schema, ledger):
+def staged_stages(ds, cfg: JobSettings, model, threads: int, compute, out_schema: pa.Schema, ledger):
     """The three stages after the read stage of the Ray Data pipeline ``ds`` (``compute``: the
     device actors' pool strategy)."""
     ds = ds.map_batches(
@@ -212,12 +212,12 @@ def staged_stages(ds, cfg: JobConfig, model, threads: int, compute, out_schema: 
     )
 
 
-def staged_pool_size(cfg: JobConfig, nodes: list[dict]) -> int:
+def staged_pool_size(cfg: JobSettings, nodes: list[dict]) -> int:
     """Device actors the alive Ray ``nodes`` fit: per node, by its GPUs when ``gpus_per_actor`` > 0,
     and by its CPUs after one task of the CPU stages (``stage_cpus``) and the reads (``read_cpus``).
 
     Raises:
-        JobConfigError: GPUs asked for and no node has one, or no node fits one actor.
+        JobSettingsError: GPUs asked for and no node has one, or no node fits one actor.
     """
     fits = []
     for n in nodes:
@@ -227,12 +227,12 @@ def staged_pool_size(cfg: JobConfig, nodes: list[dict]) -> int:
         fits.append(max(0, min(by_cpu, by_gpu)))
     gpus = sum(float(n.get("Resources", {}).get("GPU", 0)) for n in nodes)
     if cfg.gpus_per_actor and not gpus:
-        raise JobConfigError(
+        raise JobSettingsError(
             f"gpus_per_actor={cfg.gpus_per_actor:g} but the Ray cluster has no GPU: run on a node with one "
             "(ray start --num-gpus N), or set device: cpu and gpus_per_actor: 0"
         )
     if not sum(fits):
-        raise JobConfigError(
+        raise JobSettingsError(
             f"no Ray node fits one device actor ({cfg.cpus_per_actor:g} CPU(s) + {cfg.gpus_per_actor:g} GPU) beside "
             f"the staged pipeline's CPU tasks (stage_cpus={cfg.stage_cpus:g}): lower cpus_per_actor or stage_cpus"
         )
@@ -242,7 +242,7 @@ def staged_pool_size(cfg: JobConfig, nodes: list[dict]) -> int:
     return cfg.max_actors if cfg.autoscaling else min(cfg.max_actors, fit)
 
 
-def check_device(cfg: JobConfig) -> None:
+def check_device(cfg: JobSettings) -> None:
     """``device: cuda`` on a local Ray (no cluster): CUDA checked in the driver, one sentence before
     Ray starts (a cluster's GPUs are counted by :func:`staged_pool_size`)."""
     if cfg.engine.device == "cuda" and not cfg.ray_address():

@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING
 
 import pyarrow as pa
 
-from m2fp_batch.labelling import Decoded, LabellingCore
-from m2fp_batch.pipeline.config import JobConfig
+from m2fp_batch.photo_to_row import Decoded, PhotoToRow
+from m2fp_batch.pipeline.config import JobSettings
 from m2fp_batch.pipeline.inputs import LISTING_COLUMNS, READ_COLUMNS
 from m2fp_batch.rows import error_columns
 from m2fp_batch.schema import SCHEMA
@@ -27,6 +27,8 @@ if TYPE_CHECKING:
     from m2fp_batch.inference.loading import ModelInfo
 
 log = logging.getLogger(__name__)
+
+LEDGER_TIMEOUT_S = 120.0  # a ledger call that takes longer counts as unreachable (the block goes on)
 
 
 @dataclass(frozen=True)
@@ -110,7 +112,7 @@ class LedgerRuns(ABC):
     attempts becomes its ``_crashed`` item instead of running again. Subclasses give ``cfg``,
     ``ledger``, ``_label_rows`` (rows -> items) and ``_crashed`` (a row, its attempts -> item)."""
 
-    cfg: JobConfig
+    cfg: JobSettings
     ledger: object
 
     @abstractmethod
@@ -123,15 +125,26 @@ class LedgerRuns(ABC):
 
     # -- ledger calls (no-ops without a ledger)
     def _call(self, method: str, *args):
-        """Call the ledger: a Ray actor handle, or a plain :class:`CrashLedger` in-process."""
+        """Call the ledger: a Ray actor handle, or a plain :class:`CrashLedger` in-process.
+
+        A ledger that cannot be reached (its node lost, the call timed out) never fails a block:
+        the call returns None, so the block goes on unrecorded (labelled as a batch); a lost
+        ledger is not called again by this actor."""
         if self.ledger is None:
             return None
         fn = getattr(self.ledger, method)
-        if hasattr(fn, "remote"):
-            import ray
+        if not hasattr(fn, "remote"):
+            return fn(*args)
+        import ray
 
-            return ray.get(fn.remote(*args))
-        return fn(*args)
+        try:
+            return ray.get(fn.remote(*args), timeout=LEDGER_TIMEOUT_S)
+        except ray.exceptions.GetTimeoutError:
+            log.warning("the crash ledger did not answer in %g s: this block goes on unrecorded", LEDGER_TIMEOUT_S)
+        except ray.exceptions.RayActorError as e:  # ActorDiedError, ActorUnavailableError: gone for good
+            log.warning("the crash ledger is lost (%s): this actor's blocks go on unrecorded", type(e).__name__)
+            self.ledger = None
+        return None
 
     def _label_one_by_one(self, rows: list[dict]) -> list[dict]:
         """After a worker crash: each image alone, and one with ``max_worker_crashes`` unfinished
@@ -168,7 +181,7 @@ class Labeler(LedgerRuns):
     """
 
     def __init__(
-        self, cfg: JobConfig, out_schema: pa.Schema, ledger, threads: int, model: ModelInfo | None = None
+        self, cfg: JobSettings, out_schema: pa.Schema, ledger, threads: int, model: ModelInfo | None = None
     ) -> None:
         self.cfg = cfg
         self.out_schema = out_schema
@@ -179,7 +192,7 @@ class Labeler(LedgerRuns):
         from m2fp_batch.pipeline import IMPORTED_AT
 
         imported_at, t1 = time.time(), time.perf_counter()
-        self.core = LabellingCore.load(
+        self.core = PhotoToRow.load(
             cfg.engine,
             threads=cfg.engine.threads or max(1, int(threads)),
             max_batch=cfg.forward_batch,

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import logging
 import os
 import signal
 import socket
 import threading
+from pathlib import Path
 
 from m2fp_batch import localray
 from m2fp_batch.errors import UserError
@@ -43,6 +45,22 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default=d.gpus_per_replica,
         help="GPUs per replica with --device cuda or auto (a fraction: replicas share one GPU) (default: %(default)s)",
     )
+    ls = p.add_argument_group("Label Studio ML backend (/ls/predict, /ls/setup, /ls/health, /ls/webhook)")
+    ls.add_argument(
+        "--reviewed-out",
+        metavar="DIR",
+        help="write each task Label Studio reports annotated (/ls/webhook) here, in the export-reviewed layout",
+    )
+    ls.add_argument(
+        "--allow-fetch",
+        action="store_true",
+        help="fetch task photos from hosts other than the connected Label Studio (off: no SSRF through the backend)",
+    )
+    ls.add_argument(
+        "--ls-auth-env",
+        metavar="VAR",
+        help="require basic auth on /ls/*: VAR holds USER:PASSWORD (Label Studio's ML-backend basic-auth settings)",
+    )
     add_engine_arguments(p, threads_help="torch threads per replica (default: CPUs / replicas)", base=SERVE_ENGINE)
 
 
@@ -58,6 +76,9 @@ def settings_from_args(args: argparse.Namespace) -> ServeSettings:
         max_body_bytes=int(args.max_body_mb * 2**20),
         address=args.address or os.environ.get("RAY_ADDRESS") or None,
         gpus_per_replica=args.gpus_per_replica,
+        reviewed_out=str(Path(args.reviewed_out).expanduser().resolve()) if args.reviewed_out else None,
+        allow_fetch=args.allow_fetch,
+        ls_auth_env=args.ls_auth_env,
     )
 
 
@@ -116,7 +137,7 @@ def main(args: argparse.Namespace) -> int:
             "serving %s on http://%s:%d/ (%d replica(s), batch %d); Ctrl-C stops",
             settings.engine.model, settings.host, settings.port, settings.replicas, settings.max_batch,
         )  # fmt: skip
-        print(f"READY http://{settings.host}:{settings.port}/", flush=True)
+        print(json.dumps({"ready": f"http://{settings.host}:{settings.port}/"}), flush=True)
         while not stop.wait(0.5):
             pass
         log.info("stopping")

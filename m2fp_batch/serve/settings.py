@@ -7,10 +7,12 @@ from dataclasses import dataclass
 
 from m2fp_batch.settings import EngineSettings, SettingsError, is_gpu_share
 
-__all__ = ["SERVE_ENGINE", "ServeSettings"]
+__all__ = ["LS_PREFIX", "SERVE_ENGINE", "ServeSettings"]
 
 # The service's engine defaults: the job's, with a lower pixel limit (a replica holds several uploads at once).
 SERVE_ENGINE = EngineSettings(max_pixels=40_000_000)
+# Where the Label Studio ML backend's routes live (/ls/predict, /ls/setup, /ls/health, /ls/webhook).
+LS_PREFIX = "/ls"
 
 
 @dataclass(frozen=True)
@@ -32,6 +34,9 @@ class ServeSettings:
         address: a Ray cluster to join (None: start a local Ray).
         gpus_per_replica: GPUs a replica holds when ``engine.device`` is not the CPU (fractional:
             replicas share a GPU).
+        reviewed_out: the Label Studio ML backend's reviewed-labels dir (``/ls/webhook`` events), or None.
+        allow_fetch: the ML backend may fetch task photos from hosts other than the connected Label Studio.
+        ls_auth_env: the variable holding the ML backend's basic-auth ``USER:PASSWORD`` (None: no auth).
     """
 
     engine: EngineSettings = SERVE_ENGINE
@@ -47,6 +52,9 @@ class ServeSettings:
     cache_bytes: int = 128 * 2**20
     address: str | None = None
     gpus_per_replica: float = 1.0
+    reviewed_out: str | None = None
+    allow_fetch: bool = False
+    ls_auth_env: str | None = None
 
     def __post_init__(self) -> None:
         positive = (
@@ -73,6 +81,10 @@ class ServeSettings:
             )
         if self.port > 65535:
             raise SettingsError(f"port must be <= 65535, got {self.port}")
+        if self.ls_auth_env is not None:
+            user, sep, password = os.environ.get(self.ls_auth_env, "").partition(":")
+            if not (user and sep and password):
+                raise SettingsError(f"--ls-auth-env {self.ls_auth_env}: set that variable to USER:PASSWORD")
 
     @property
     def replica_threads(self) -> int:

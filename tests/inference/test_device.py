@@ -21,7 +21,7 @@ from skimage import data
 
 from m2fp_batch.inference import M2FPParser
 from m2fp_batch.inference.device import DeviceError, resolve_device
-from m2fp_batch.labelling import LabellingCore
+from m2fp_batch.photo_to_row import PhotoToRow
 from m2fp_batch.settings import EngineSettings
 
 CUDA = torch.cuda.is_available()
@@ -55,7 +55,7 @@ def test_bf16_autocast_on_the_cpu_is_close_to_fp32(tiny_model_dir, astronaut):
 
 
 def test_rows_record_the_device(tiny_model_dir):
-    core = LabellingCore.load(_settings(tiny_model_dir))
+    core = PhotoToRow.load(_settings(tiny_model_dir))
     assert core.provenance["device"] == "cpu"
     assert core.provenance["config_hash"] == dataclasses.replace(core.settings, device="cuda").label_hash()
 
@@ -84,7 +84,7 @@ def test_cuda_out_of_memory_on_one_photo_becomes_its_error_row(tiny_model_dir, a
     """A real oversize allocation: the process may use only a little more than the model holds,
     so the 24-megapixel photo's full-size postprocess fails; the small photo beside it does not,
     and the engine labels again afterwards."""
-    core = LabellingCore.load(dataclasses.replace(_settings(tiny_model_dir, device="cuda"), max_pixels=10**9))
+    core = PhotoToRow.load(dataclasses.replace(_settings(tiny_model_dir, device="cuda"), max_pixels=10**9))
     small = astronaut
     big = np.asarray(Image.fromarray(astronaut).resize((6000, 4000)))
     core.infer([small])
@@ -103,7 +103,7 @@ def test_cuda_out_of_memory_on_one_photo_becomes_its_error_row(tiny_model_dir, a
 
 @pytest.mark.gpu
 def test_staged_stages_on_cuda_record_the_gpu(tiny_model_dir):
-    from m2fp_batch.pipeline.config import JobConfig
+    from m2fp_batch.pipeline.config import JobSettings
     from m2fp_batch.pipeline.staged import DecodeStage, DeviceStage, build_rows
     from m2fp_batch.schema import SCHEMA
 
@@ -122,7 +122,7 @@ def test_staged_stages_on_cuda_record_the_gpu(tiny_model_dir):
     )
     rows = {}
     for device, gpus in (("cpu", 0), ("cuda", 1)):
-        cfg = JobConfig(input="x", output="y", engine=_settings(tiny_model_dir, device=device), gpus_per_actor=gpus)
+        cfg = JobSettings(input="x", output="y", engine=_settings(tiny_model_dir, device=device), gpus_per_actor=gpus)
         stage = DeviceStage(dataclasses.replace(cfg, forward_batch=2), None, threads=1)
         rows[device] = build_rows(stage(DecodeStage(cfg, None)(batch)), SCHEMA).to_pylist()
     assert [r["device"] for r in rows["cuda"]] == ["cuda:0", "cuda:0"]

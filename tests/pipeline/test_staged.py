@@ -11,7 +11,7 @@ import pytest
 from badfiles import MAX_PIXELS, MIN_SIDE, bad_files, good_files
 from test_worker import _batch
 
-from m2fp_batch.pipeline.config import JobConfig, JobConfigError
+from m2fp_batch.pipeline.config import JobSettings, JobSettingsError
 from m2fp_batch.pipeline.staged import DecodeStage, DeviceStage, build_rows, staged_pool_size
 from m2fp_batch.pipeline.worker import CrashLedger, Labeler
 from m2fp_batch.schema import output_schema
@@ -21,9 +21,9 @@ SCHEMA_WITH_CAPTION = output_schema(pa.schema([("caption", pa.string())]))
 
 
 @pytest.fixture(scope="module")
-def cfg(tiny_model_dir) -> JobConfig:
+def cfg(tiny_model_dir) -> JobSettings:
     engine = EngineSettings(model=str(tiny_model_dir), max_pixels=MAX_PIXELS, min_side=MIN_SIDE, threads=1)
-    return JobConfig(input="x", output="y", engine=engine, batch_size=3, staged=True)
+    return JobSettings(input="x", output="y", engine=engine, batch_size=3, staged=True)
 
 
 def _photos() -> pa.Table:
@@ -39,7 +39,7 @@ def _photos() -> pa.Table:
     )
 
 
-def _staged(cfg: JobConfig, batch: pa.Table, ledger=None) -> pa.Table:
+def _staged(cfg: JobSettings, batch: pa.Table, ledger=None) -> pa.Table:
     decoded = DecodeStage(cfg, ledger)(batch)
     labelled = DeviceStage(cfg, ledger, threads=1)(decoded)
     return build_rows(labelled, SCHEMA_WITH_CAPTION)
@@ -85,8 +85,8 @@ def test_crash_ledger_in_both_stages(cfg):
     assert rows[1]["checkpoint_sha256"] and ledger.size() == 0
 
 
-def _job(**kw) -> JobConfig:
-    return JobConfig.from_sources(None, {"input": "x", "output": "y", **kw})
+def _job(**kw) -> JobSettings:
+    return JobSettings.from_sources(None, {"input": "x", "output": "y", **kw})
 
 
 def test_gpu_settings_are_checked_before_ray():
@@ -105,7 +105,7 @@ def test_gpu_settings_are_checked_before_ray():
         ({"stage_cpus": 0}, "stage_cpus must be > 0"),
     ]
     for values, message in bad:
-        with pytest.raises(JobConfigError, match=message):
+        with pytest.raises(JobSettingsError, match=message):
             _job(**values)
 
 
@@ -119,7 +119,7 @@ def test_the_pool_is_sized_by_gpus():
     assert staged_pool_size(gpu, [_node(16, 2), _node(8, 1), _node(64)]) == 6
     assert staged_pool_size(dataclasses.replace(gpu, max_actors=3), [_node(16, 4)]) == 3
     assert staged_pool_size(_job(staged=True), [_node(2)]) == 1  # 2 CPUs: one actor, one CPU for the stages
-    with pytest.raises(JobConfigError, match="the Ray cluster has no GPU"):
+    with pytest.raises(JobSettingsError, match="the Ray cluster has no GPU"):
         staged_pool_size(gpu, [_node(16)])
-    with pytest.raises(JobConfigError, match="no Ray node fits one device actor"):
+    with pytest.raises(JobSettingsError, match="no Ray node fits one device actor"):
         staged_pool_size(_job(staged=True), [_node(1)])
