@@ -41,9 +41,12 @@ DEFAULT_MODEL_ID = "damo/cv_resnet101_image-multiple-human-parsing"
 # torch sees a GPU, else cpu). Not hashed: fp32 on CUDA passes the same parity check as the CPU
 # (docs/engine.md "Devices"), so the device is provenance (every row's ``device`` column), not a label setting.
 DEVICES = ("cpu", "cuda", "cuda:N", "auto")
-# The forward's arithmetic: fp32 (TF32 off, the parity setting) or autocast to bf16 / fp16 (opt-in,
-# CUDA; labels move a little, hence hashed). The postprocess always runs in float32.
-PRECISIONS = ("fp32", "bf16", "fp16")
+# The network's arithmetic. Labelling with the torch engine: fp32 (TF32 off, the parity setting) or
+# autocast to bf16 / fp16 (opt-in; labels move a little, hence hashed); the postprocess always runs in
+# float32. export-model: fp32, int8 (ONNX Runtime static quantisation) or bf16 (OpenVINO).
+PRECISIONS = ("fp32", "bf16", "fp16", "int8")
+# Precisions only an export is made in: labelling reads such an export (--engine onnxruntime --model DIR).
+EXPORT_PRECISIONS = ("int8",)
 # The settings that change an ``ok`` row's labels: hashed by label_hash.
 LABEL_FIELDS = ("model", "revision", "engine", "short_edge", "max_size", "adaptive_brightness", "precision")
 # The decode guards: they decide which photos get labels (an error row instead), never the labels.
@@ -134,6 +137,14 @@ class EngineSettings:
                 f"--device and --precision apply to the torch engine (--engine torch), not {self.engine}"
             )
 
+    def check_labelling(self) -> None:
+        """Raise :class:`SettingsError` when these settings cannot label photos (an export-only precision)."""
+        if self.precision in EXPORT_PRECISIONS:
+            raise SettingsError(
+                f"--precision {self.precision} is a precision of export-model (--format onnx); label with such an "
+                "export: --engine onnxruntime --model EXPORT_DIR (the torch engine takes fp32, bf16 or fp16)"
+            )
+
     def label_settings(self) -> dict[str, Any]:
         """The settings that change an ``ok`` row's labels (``LABEL_FIELDS``)."""
         return {k: getattr(self, k) for k in LABEL_FIELDS}
@@ -177,8 +188,9 @@ _HELP = {
     "original pixels",
     "device": "where the torch engine runs: cpu, cuda, cuda:N or auto (cuda when torch sees a GPU) (default: {d}); "
     "recorded in every row, not in config_hash (fp32 on CUDA passes the parity check)",
-    "precision": "the forward's arithmetic: fp32 (TF32 off, the parity setting), bf16 or fp16 (autocast, opt-in; "
-    "labels move slightly, so it is in config_hash) (default: {d})",
+    "precision": "the network's arithmetic: fp32 (TF32 off, the parity setting), bf16 or fp16 (torch autocast, "
+    "opt-in; labels move slightly, so it is in config_hash); export-model: fp32, int8 (ONNX Runtime static "
+    "quantisation, --format onnx, needs --calibration-images) or bf16 (--format openvino) (default: {d})",
 }
 
 

@@ -110,3 +110,11 @@ def test_settings_are_torch_free():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_int8_is_a_precision_of_exports_only():
+    """One --precision everywhere: export-model makes int8 exports, labelling reads them through their engine."""
+    EngineSettings(precision="bf16").check_labelling()
+    with pytest.raises(SettingsError, match="a precision of export-model"):
+        EngineSettings(precision="int8").check_labelling()
+    assert "--precision" in _options("export-model") and _options("export-model")["--precision"] == "precision"

@@ -59,6 +59,7 @@ ROWS = [
     ("run", ["--input", "{tmp}", "--output", "{tmp}/o", "--device", "cuda", "--gpus-per-actor", "1"], NO_CUDA),
     ("run", ["--input", "{tmp}", "--output", "{tmp}/o", "--device", "cuda"], "needs gpus_per_actor > 0"),
     ("parse", ["{tmp}/photo.png", "--model", "{tmp}", "--precision", "fp8", "--out", "{tmp}/o"], "--precision"),
+    ("run", ["--input", "{tmp}", "--output", "{tmp}/o", "--precision", "int8"], "a precision of export-model"),
     (
         "label-studio",
         ["push", "{tmp}", "--url", "http://127.0.0.1:9", "--project", "p", "--token-env", "M2FP_NO_SUCH_VAR"],

@@ -181,7 +181,8 @@ class M2FPParser:
     ) -> M2FPParser:
         """The engine ``settings`` describe (model, revision, trust, engine, resize, device, precision);
         ``threads`` overrides ``settings.threads``. Extra keyword arguments go to the constructor
-        (``fast_backbone``, ...). The device is checked before the weights load."""
+        (``fast_backbone``, ...). The device and the precision are checked before the weights load."""
+        settings.check_labelling()
         resolve_device(settings.device)
         return cls.from_pretrained(
             settings.model,

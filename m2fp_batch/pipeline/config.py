@@ -129,6 +129,10 @@ class JobSettings:
         if self.read_cpus < 0:
             raise JobSettingsError(f"read_cpus must be >= 0, got {self.read_cpus}")
         self._validate_devices()
+        try:
+            self.engine.check_labelling()
+        except SettingsError as e:
+            raise JobSettingsError(str(e)) from e
         if self.max_actors is not None and self.max_actors < self.min_actors:
             raise JobSettingsError(f"max_actors ({self.max_actors}) must be >= min_actors ({self.min_actors})")
         if self.num_cpus is not None and self.num_cpus < 1:

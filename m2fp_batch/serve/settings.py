@@ -71,6 +71,7 @@ class ServeSettings:
                 raise SettingsError(f"{key} must be >= 1, got {getattr(self, key)}")
         if self.batch_wait_s < 0 or self.retry_after_s < 0:
             raise SettingsError("batch_wait_s and retry_after_s must be >= 0")
+        self.engine.check_labelling()
         if not is_gpu_share(self.gpus_per_replica):
             raise SettingsError(
                 f"gpus_per_replica must be a fraction in (0, 1] or whole GPUs, got {self.gpus_per_replica}"
