@@ -106,12 +106,13 @@ def jpeg(a: np.ndarray) -> bytes:
 
 # ------------------------------------------------------------------ 1. parity
 def parity(engine, reference: Path, tmp: Path) -> dict:
-    from m2fp_batch.inference import M2FPParser, load_image
+    from m2fp_batch.decode import decode_image
+    from m2fp_batch.inference import M2FPParser
     from m2fp_batch.inference.raw import write_raw
 
     parser = M2FPParser.from_settings(engine)
     names = ["astronaut.png", "grace_hopper.jpg"]
-    results = parser.parse([load_image(reference / "images" / n) for n in names])
+    results = parser.parse([decode_image((reference / "images" / n).read_bytes()) for n in names])
     raw = tmp / "actual.npz"
     write_raw(raw, names, results)
     judge = subprocess.run(
