@@ -36,6 +36,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-actors", type=int, help="upper bound of the actor pool (default: CPUs / cpus-per-actor)")
     parser.add_argument("--num-cpus", type=int, help="CPUs of a local Ray (ignored when joining a cluster)")
     parser.add_argument(
+        "--gpus-per-actor",
+        type=float,
+        help="GPUs per model actor with --device cuda or auto (a fraction shares one GPU; default 0: CPU actors)",
+    )
+    parser.add_argument(
         "--set", action="append", metavar="KEY=VALUE", help="override any setting of the config file (repeatable)"
     )
     add_engine_arguments(parser, threads_help="torch threads per actor (default: its CPUs, --cpus-per-actor)")
@@ -43,7 +48,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 # The job's own flags; the engine flags (add_engine_arguments) are overrides of the same name too.
 JOB_FLAGS = ("input", "output", "overwrite", "address", "batch_size", "shard_size", "cpus_per_actor", "max_actors",
-             "num_cpus")  # fmt: skip
+             "num_cpus", "gpus_per_actor")  # fmt: skip
 
 
 def config_from_args(args: argparse.Namespace) -> JobSettings:

@@ -7,14 +7,14 @@ from __future__ import annotations
 import math
 import os
 import warnings
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from m2fp_batch.errors import UserError
-from m2fp_batch.settings import EngineSettings, SettingsError
+from m2fp_batch.settings import EngineSettings, SettingsError, is_gpu_share
 from m2fp_batch.yamlfile import strict_load
 
 __all__ = ["JOB_ONLY_RESUME_KEYS", "JobSettings", "JobSettingsError", "KEY_ALIASES", "load_yaml", "parse_set"]
@@ -64,6 +64,12 @@ class JobSettings:
     max_actors: int | None = None  # None: cluster CPUs // cpus_per_actor
     read_cpus: float = 0.0
     read_concurrency: int = 4
+    # GPUs (docs/job.md "GPU actors"): each actor's share of a GPU (0: CPU actors; 0.5: two actors per GPU)
+    gpus_per_actor: float = 0.0
+    # the staged pipeline: decode/resize in CPU tasks -> the device actor -> rows in CPU tasks
+    # (None: staged when gpus_per_actor > 0; true runs the same stages on CPU actors)
+    staged: bool | None = None
+    stage_cpus: float = 1.0  # CPUs of each task of the staged pipeline's decode and row stages
     max_worker_crashes: int = 2
     progress_interval_s: float = 10.0
     # S3 (else the standard AWS_* variables)
@@ -102,6 +108,8 @@ class JobSettings:
         except SettingsError as e:
             raise JobSettingsError(str(e)) from e
         cfg = cls(engine=engine, **{k: v for k, v in coerced.items() if k not in engine_names})
+        if engine.device == "auto":  # the job's actors get their GPUs from Ray: auto means "if asked for"
+            cfg = replace(cfg, engine=replace(engine, device="cuda" if cfg.gpus_per_actor else "cpu"))
         cfg.validate()
         return cfg
 
@@ -120,6 +128,11 @@ class JobSettings:
             raise JobSettingsError(f"cpus_per_actor must be > 0, got {self.cpus_per_actor}")
         if self.read_cpus < 0:
             raise JobSettingsError(f"read_cpus must be >= 0, got {self.read_cpus}")
+        self._validate_devices()
+        try:
+            self.engine.check_labelling()
+        except SettingsError as e:
+            raise JobSettingsError(str(e)) from e
         if self.max_actors is not None and self.max_actors < self.min_actors:
             raise JobSettingsError(f"max_actors ({self.max_actors}) must be >= min_actors ({self.min_actors})")
         if self.num_cpus is not None and self.num_cpus < 1:
@@ -130,6 +143,33 @@ class JobSettings:
             raise JobSettingsError(f"compression must be one of {', '.join(COMPRESSIONS)}; got {self.compression!r}")
         if self.uri_column == self.image_id_column:
             raise JobSettingsError("uri_column and image_id_column must differ")
+
+    def _validate_devices(self) -> None:
+        """gpus_per_actor, stage_cpus and the engine's device agree (Ray gives each actor its GPU)."""
+        device = self.engine.device
+        if self.gpus_per_actor and not is_gpu_share(self.gpus_per_actor):
+            raise JobSettingsError(
+                f"gpus_per_actor must be 0 (CPU actors), a fraction in (0, 1] or whole GPUs; got {self.gpus_per_actor}"
+            )
+        if device.startswith("cuda:"):
+            raise JobSettingsError(
+                f"device {device}: an actor gets its GPU from Ray (gpus_per_actor); use device: cuda"
+            )
+        if device == "cuda" and not self.gpus_per_actor:
+            raise JobSettingsError(
+                "device cuda needs gpus_per_actor > 0 (e.g. --gpus-per-actor 1): Ray gives each actor its GPU"
+            )
+        if device == "cpu" and self.gpus_per_actor:
+            raise JobSettingsError(
+                f"gpus_per_actor={self.gpus_per_actor:g} reserves GPUs that device cpu never uses: set device: cuda"
+            )
+        if self.stage_cpus <= 0:
+            raise JobSettingsError(f"stage_cpus must be > 0, got {self.stage_cpus}")
+
+    @property
+    def is_staged(self) -> bool:
+        """The staged pipeline (CPU decode tasks -> device actors -> CPU row tasks) runs this job."""
+        return self.staged if self.staged is not None else self.gpus_per_actor > 0
 
     # ------------------------------------------------------------------ output
     def to_dict(self, redact: bool = True) -> dict[str, Any]:

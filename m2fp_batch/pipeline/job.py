@@ -28,6 +28,7 @@ from m2fp_batch.pipeline.raylog import quiet_ray_internals
 from m2fp_batch.pipeline.reading import read_batch
 from m2fp_batch.pipeline.resume import Prepared, prepare
 from m2fp_batch.pipeline.schedule import Plan, Pool, cut_blocks, pool_size, pool_strategy
+from m2fp_batch.pipeline.staged import check_device, staged_stages
 from m2fp_batch.pipeline.summary import RunInfo, RunSummary, summarize, utc_now
 from m2fp_batch.pipeline.worker import CrashLedger, Labeler, actor_threads
 from m2fp_batch.schema import output_schema
@@ -120,6 +121,8 @@ def _build_dataset(cfg: JobSettings, model: ModelInfo, plan: Plan, pool: Pool, o
         num_cpus=cfg.read_cpus,
         compute=rd.TaskPoolStrategy(size=cfg.read_concurrency),
     )
+    if cfg.is_staged:
+        return staged_stages(ds, cfg, model, pool.threads, pool_strategy(cfg, pool.actors), out_schema, ledger)
     labeler_kwargs = {"cfg": cfg, "out_schema": out_schema, "ledger": ledger, "threads": pool.threads, "model": model}
     return ds.map_batches(
         Labeler,
@@ -173,6 +176,7 @@ def run_job(cfg: JobSettings) -> RunSummary:
 
 def _run_job(cfg: JobSettings) -> RunSummary:
     timeline = Timeline()
+    check_device(cfg)
     model = resolve_model(cfg)
     timeline.mark("model_resolved")
     if cfg.ray_address() and not _ray_initialized():

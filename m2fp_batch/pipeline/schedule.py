@@ -14,6 +14,7 @@ import pyarrow.compute as pc
 
 from m2fp_batch.pipeline.config import JobSettings, JobSettingsError
 from m2fp_batch.pipeline.resume import Prepared
+from m2fp_batch.pipeline.staged import staged_pool_size
 
 __all__ = [
     "BLOCKS_PER_ACTOR",
@@ -67,6 +68,8 @@ class Pool:
 def pool_size(cfg: JobSettings, ray) -> int:
     """How many labelling actors the live Ray nodes fit (``max_actors`` caps a fixed pool)."""
     nodes = [n for n in ray.nodes() if n.get("Alive")]
+    if cfg.is_staged:  # device actors beside the staged pipeline's CPU tasks, by GPUs on a GPU cluster
+        return staged_pool_size(cfg, nodes)
     node_cpus = [float(n.get("Resources", {}).get("CPU", 0)) for n in nodes]
     biggest = max(node_cpus or [0.0])
     if cfg.cpus_per_actor > biggest:

@@ -8,7 +8,9 @@ from __future__ import annotations
 import logging
 import math
 import os
+import sys
 import time
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -104,47 +106,22 @@ def _model_location(settings: EngineSettings, model: ModelInfo | None) -> str:
     return (model.model_id if model is not None else None) or settings.model
 
 
-class Labeler:
-    """The job's labelling stage (a Ray actor): the labelling core on a batch of read rows, with the
-    crash ledger's bookkeeping. The model loads once, in ``__init__``.
+class LedgerRuns(ABC):
+    """Work on read rows under the crash ledger: a group whose images have no unfinished attempt
+    runs as a group, else image by image, and an image with ``max_worker_crashes`` unfinished
+    attempts becomes its ``_crashed`` item instead of running again. Subclasses give ``cfg``,
+    ``ledger``, ``_label_rows`` (rows -> items) and ``_crashed`` (a row, its attempts -> item)."""
 
-    Args:
-        cfg: the job's settings.
-        out_schema: the full output schema (``schema.output_schema`` with passthrough columns).
-        ledger: a :class:`CrashLedger` actor handle, or None (no crash bookkeeping).
-        threads: torch threads (the actor's CPUs) unless ``cfg.engine.threads`` says otherwise.
-        model: what the driver resolved (``resolve_model``): where to load from and the sha256 every
-            node must find; None loads ``cfg.engine.model`` unchecked.
-    """
+    cfg: JobSettings
+    ledger: object
 
-    def __init__(
-        self, cfg: JobSettings, out_schema: pa.Schema, ledger, threads: int, model: ModelInfo | None = None
-    ) -> None:
-        self.cfg = cfg
-        self.out_schema = out_schema
-        self.passthrough = [f for f in out_schema if f.name not in SCHEMA.names]
-        self.ledger = ledger
-        import torch  # noqa: F401  (timed apart from the model load)
+    @abstractmethod
+    def _label_rows(self, rows: list[dict]) -> list:
+        """Rows -> their items (output rows, or what the next stage takes), in order."""
 
-        import m2fp_batch.inference  # noqa: F401
-        from m2fp_batch.pipeline import IMPORTED_AT
-
-        imported_at, t1 = time.time(), time.perf_counter()
-        self.core = PhotoToRow.load(
-            cfg.engine,
-            threads=cfg.engine.threads or max(1, int(threads)),
-            max_batch=cfg.forward_batch,
-            location=_model_location(cfg.engine, model),
-        )
-        t2 = time.perf_counter()
-        startup = ActorStartup(_node_id(), os.getpid(), IMPORTED_AT, imported_at - IMPORTED_AT, t2 - t1, time.time())
-        self._call("model_loaded", startup.node, startup)
-        info = self.core.parser.info
-        if info and model is not None and info.checkpoint_sha256 != model.checkpoint_sha256:
-            raise RuntimeError(
-                f"this node loaded checkpoint sha256 {info.checkpoint_sha256[:16]}... from {info.model_dir}, "
-                f"the driver resolved {model.checkpoint_sha256[:16]}...: the model differs between nodes"
-            )
+    @abstractmethod
+    def _crashed(self, row: dict, attempts: int):
+        """The item of a row whose image killed the worker ``attempts`` times."""
 
     # -- ledger calls (no-ops without a ledger)
     def _call(self, method: str, *args):
@@ -169,6 +146,68 @@ class Labeler:
             self.ledger = None
         return None
 
+    def _label_one_by_one(self, rows: list[dict]) -> list[dict]:
+        """After a worker crash: each image alone, and one with ``max_worker_crashes`` unfinished
+        attempts becomes an error row instead of running again."""
+        out = []
+        for r in rows:
+            n = self._call("begin_one", r["image_id"])
+            out.extend([self._crashed(r, n)] if n >= self.cfg.max_worker_crashes else self._label_rows([r]))
+            self._call("finish", [r["image_id"]])
+        return out
+
+    def _label_with_ledger(self, rows: list[dict]) -> list[dict]:
+        """Rows whose bytes were read: the ledger knows they are in flight until they are labelled."""
+        ids = [r["image_id"] for r in rows]
+        counts = self._call("begin_batch", ids) or [0] * len(ids)
+        if any(counts):
+            return self._label_one_by_one(rows)
+        out = self._label_rows(rows)
+        self._call("finish", ids)
+        return out
+
+
+class Labeler(LedgerRuns):
+    """The job's labelling stage (a Ray actor): the labelling core on a batch of read rows, with the
+    crash ledger's bookkeeping. The model loads once, in ``__init__``.
+
+    Args:
+        cfg: the job's settings.
+        out_schema: the full output schema (``schema.output_schema`` with passthrough columns).
+        ledger: a :class:`CrashLedger` actor handle, or None (no crash bookkeeping).
+        threads: torch threads (the actor's CPUs) unless ``cfg.engine.threads`` says otherwise.
+        model: what the driver resolved (``resolve_model``): where to load from and the sha256 every
+            node must find; None loads ``cfg.engine.model`` unchecked.
+    """
+
+    def __init__(
+        self, cfg: JobSettings, out_schema: pa.Schema, ledger, threads: int, model: ModelInfo | None = None
+    ) -> None:
+        self.cfg = cfg
+        self.out_schema = out_schema
+        self.ledger = ledger
+        import torch  # noqa: F401  (timed apart from the model load)
+
+        import m2fp_batch.inference  # noqa: F401
+        from m2fp_batch.pipeline import IMPORTED_AT
+
+        imported_at, t1 = time.time(), time.perf_counter()
+        self.core = PhotoToRow.load(
+            cfg.engine,
+            threads=cfg.engine.threads or max(1, int(threads)),
+            max_batch=cfg.forward_batch,
+            location=_model_location(cfg.engine, model),
+        )
+        t2 = time.perf_counter()
+        startup = ActorStartup(_node_id(), os.getpid(), IMPORTED_AT, imported_at - IMPORTED_AT, t2 - t1, time.time())
+        self._call("model_loaded", startup.node, startup)
+        info = self.core.parser.info
+        if info and model is not None and info.checkpoint_sha256 != model.checkpoint_sha256:
+            raise RuntimeError(
+                f"this node loaded checkpoint sha256 {info.checkpoint_sha256[:16]}... from {info.model_dir}, "
+                f"the driver resolved {model.checkpoint_sha256[:16]}...: the model differs between nodes"
+            )
+
     def _decode(self, row: dict) -> Decoded:
         if row["read_error"] is not None:
             return Decoded(None, error_columns(row["read_error_kind"], row["read_error"]), 0.0)
@@ -192,32 +231,7 @@ class Labeler:
         return self.core.row({k: row[k] for k in LISTING_COLUMNS}, label, row["read_s"], decode_s)
 
     def _crashed(self, row: dict, attempts: int) -> dict:
-        label = error_columns(
-            "worker_crash",
-            f"labelling this image killed the worker process {attempts} times "
-            "(out of memory or a native crash); it was skipped",
-        )
-        return self._row(row, label, None)
-
-    def _label_one_by_one(self, rows: list[dict]) -> list[dict]:
-        """After a worker crash: each image alone, and one with ``max_worker_crashes`` unfinished
-        attempts becomes an error row instead of running again."""
-        out = []
-        for r in rows:
-            n = self._call("begin_one", r["image_id"])
-            out.extend([self._crashed(r, n)] if n >= self.cfg.max_worker_crashes else self._label_rows([r]))
-            self._call("finish", [r["image_id"]])
-        return out
-
-    def _label_with_ledger(self, rows: list[dict]) -> list[dict]:
-        """Rows whose bytes were read: the ledger knows they are in flight until they are labelled."""
-        ids = [r["image_id"] for r in rows]
-        counts = self._call("begin_batch", ids) or [0] * len(ids)
-        if any(counts):
-            return self._label_one_by_one(rows)
-        out = self._label_rows(rows)
-        self._call("finish", ids)
-        return out
+        return self._row(row, crash_label(attempts), None)
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         """A block of read rows -> its output rows. A row that could not be read becomes its error
@@ -233,17 +247,32 @@ class Labeler:
             rows = batch.take(group).select([*LISTING_COLUMNS, *READ_COLUMNS]).to_pylist()
             for i, row in zip(group, self._label_with_ledger(rows), strict=True):
                 out[i] = row
-        table = pa.Table.from_pylist(out, schema=SCHEMA)
-        for f in self.passthrough:
+        return rows_table(out, batch, self.out_schema)
+
+
+def crash_label(attempts: int) -> dict:
+    """The label columns of an image that killed its worker ``attempts`` times (it is skipped)."""
+    return error_columns(
+        "worker_crash",
+        f"labelling this image killed the worker process {attempts} times "
+        "(out of memory or a native crash); it was skipped",
+    )
+
+
+def rows_table(rows: list[dict], batch: pa.Table, out_schema: pa.Schema) -> pa.Table:
+    """Output rows as a table of ``out_schema``: the schema's columns, then the manifest's
+    passthrough columns taken from ``batch`` (the same rows, in order)."""
+    table = pa.Table.from_pylist(rows, schema=SCHEMA)
+    for f in out_schema:
+        if f.name not in SCHEMA.names:
             table = table.append_column(f, batch.column(f.name).cast(f.type))
-        return table.cast(self.out_schema)
+    return table.cast(out_schema)
 
 
 def _node_id() -> str:
-    """The Ray node this process runs on ("local" outside Ray)."""
-    import ray
-
-    return ray.get_runtime_context().get_node_id() if ray.is_initialized() else "local"
+    """The Ray node this process runs on ("local" outside Ray, also where Ray is not installed)."""
+    ray = sys.modules.get("ray")
+    return ray.get_runtime_context().get_node_id() if ray is not None and ray.is_initialized() else "local"
 
 
 def actor_threads(cpus_per_actor: float) -> int:
