@@ -12,9 +12,9 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from m2fp_batch.labelling import PROVENANCE_COLUMNS
 from m2fp_batch.labels.layout import shard_name
-from m2fp_batch.pipeline.config import JobConfig
+from m2fp_batch.photo_to_row import PROVENANCE_COLUMNS
+from m2fp_batch.pipeline.config import JobSettings
 from m2fp_batch.pipeline.output import OutputDir
 from m2fp_batch.pipeline.resume import Prepared
 from m2fp_batch.schema import SCHEMA_NAME, SKIN_GROUPS, STATUSES
@@ -87,7 +87,7 @@ class PipelineInfo:
     model_loads_per_node: dict[str, int]
     ray_address: str
     pid: int
-    # seconds since the job began at the end of each stage of its start (see ``job.Timeline``)
+    # seconds since the job began at the end of each stage of its start (see ``progress.Timeline``)
     startup: dict[str, float] = dataclasses.field(default_factory=dict)
     # per node, each actor's start-up (``job.actor_startup``): process, import, model load, ready
     actor_startup: dict[str, list[dict[str, Any]]] = dataclasses.field(default_factory=dict)
@@ -148,7 +148,7 @@ def _totals(stats: list[dict]) -> tuple[collections.Counter, collections.Counter
     return status, kinds, skin
 
 
-def summarize(prep: Prepared, cfg: JobConfig, run: RunInfo) -> RunSummary:
+def summarize(prep: Prepared, cfg: JobSettings, run: RunInfo) -> RunSummary:
     """The summary of every shard of ``prep``'s output committed by its job (this run's and earlier)."""
     out, listing = prep.out, prep.listing
     stats = sorted(out.committed_stats(prep.job_id, prep.rows_per_shard()).values(), key=lambda s: s["shard"])
