@@ -73,10 +73,14 @@ def backend_entry(name: str) -> BackendEntry:
     raise EngineError(f"engine {name!r} is not one of {', '.join(b.name for b in BACKENDS)}")
 
 
-def resolve_engine(engine: str) -> str:
-    """The backend ``engine`` names; ``auto``: the best-ranked one whose package is installed."""
+def resolve_engine(engine: str, exported: bool = False) -> str:
+    """The backend ``engine`` names; ``auto``: the best-ranked one whose package is installed and,
+    for an export dir (``exported``), that reads an export (torch needs the checkpoint)."""
     if engine not in ENGINES:
         raise EngineError(f"engine {engine!r} is not one of {', '.join(ENGINES)}")
     if engine != AUTO:
         return engine
-    return min((b for b in BACKENDS if b.installed()), key=lambda b: b.auto_rank).name
+    usable = [b for b in BACKENDS if b.installed() and not (exported and b.cache_format is None)]
+    if not usable:
+        raise EngineError(f"--engine auto finds no installed backend that reads an export dir: {INSTALL_HINT}")
+    return min(usable, key=lambda b: b.auto_rank).name

@@ -15,7 +15,7 @@ from m2fp_batch.inference import M2FPParser
 from m2fp_batch.inference import preprocess as pp
 from m2fp_batch.resize import target_size
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]  # the full-size model on 2 cores
 
 
 def test_seed3_checkpoint_is_the_fixture_one(reference_model_dir):

@@ -20,6 +20,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from m2fp_batch.errors import UserError
+from m2fp_batch.pipeline.reading import escape_name
 from m2fp_batch.storage import Filesystems, is_s3, normalize_uri, to_uri
 
 log = logging.getLogger(__name__)
@@ -77,7 +78,7 @@ def _list_directory(fs: pafs.FileSystem, path: str, src: str) -> pa.Table:
         uris = sorted(
             os.path.join(d, f) for d, _, files in os.walk(path) for f in files if f.lower().endswith(IMAGE_EXTENSIONS)
         )
-        _refuse_undecodable_names(uris, src)
+        uris = _escape_undecodable_names(uris, src)
     else:
         infos = fs.get_file_info(pafs.FileSelector(path, recursive=True))
         uris = sorted(
@@ -89,23 +90,18 @@ def _list_directory(fs: pafs.FileSystem, path: str, src: str) -> pa.Table:
     return pa.table({"image_id": [image_id_for(u) for u in uris], "uri": uris})
 
 
-def _refuse_undecodable_names(uris: list[str], src: str) -> None:
-    """File names that are not UTF-8 cannot be stored in the Parquet ``uri`` column."""
-    bad = [u for u in uris if not _is_utf8(u)]
+def _escape_undecodable_names(uris: list[str], src: str) -> list[str]:
+    """File names that are not UTF-8 cannot be stored as they are in the Parquet ``uri`` column:
+    each keeps its bytes escaped (``reading.escape_name``) and becomes a ``bad_name`` error row."""
+    escaped = [escape_name(u) for u in uris]
+    bad = sum(e is not u for e, u in zip(escaped, uris, strict=True))
     if bad:
-        example = os.fsencode(bad[0]).decode("utf-8", "backslashreplace")
-        raise InputError(
-            f"input {src!r}: {len(bad)} file name(s) are not valid UTF-8, e.g. {example!r}; rename them to UTF-8 "
-            "(e.g. convmv -f latin1 -t utf8 -r --notest DIR) or list the files in a manifest"
-        )
-
-
-def _is_utf8(name: str) -> bool:
-    try:
-        name.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
+        log.warning(
+            "input %s: %d file name(s) are not valid UTF-8, e.g. %r: each becomes an error row (bad_name); "
+            "rename them to UTF-8 (e.g. convmv -f latin1 -t utf8 -r --notest DIR) and run again",
+            src, bad, next(e for e, u in zip(escaped, uris, strict=True) if e is not u),
+        )  # fmt: skip
+    return escaped
 
 
 def _rows_text(mask: list[bool]) -> str:

@@ -14,7 +14,7 @@ import pyarrow.compute as pc
 
 from m2fp_batch.labels.layout import shard_name
 from m2fp_batch.photo_to_row import PROVENANCE_COLUMNS
-from m2fp_batch.pipeline.config import JobConfig
+from m2fp_batch.pipeline.config import JobSettings
 from m2fp_batch.pipeline.output import OutputDir
 from m2fp_batch.pipeline.resume import Prepared
 from m2fp_batch.schema import SCHEMA_NAME, SKIN_GROUPS, STATUSES
@@ -148,7 +148,7 @@ def _totals(stats: list[dict]) -> tuple[collections.Counter, collections.Counter
     return status, kinds, skin
 
 
-def summarize(prep: Prepared, cfg: JobConfig, run: RunInfo) -> RunSummary:
+def summarize(prep: Prepared, cfg: JobSettings, run: RunInfo) -> RunSummary:
     """The summary of every shard of ``prep``'s output committed by its job (this run's and earlier)."""
     out, listing = prep.out, prep.listing
     stats = sorted(out.committed_stats(prep.job_id, prep.rows_per_shard()).values(), key=lambda s: s["shard"])
