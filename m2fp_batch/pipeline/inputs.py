@@ -1,9 +1,12 @@
-"""Listing the inputs: an image directory (recursive) or a Parquet/CSV manifest.
+"""Listing the inputs: an image directory (recursive), an ``s3://`` prefix or a Parquet/CSV manifest.
 
-The listing is a pyarrow table with ``image_id``, ``uri``, ``shard`` and the manifest's other
-columns (passthrough), sorted by uri; shards are fixed-size chunks of that order. The first run
-saves it as ``DIR/_inputs.parquet``; a rerun reuses it, so every input keeps its shard, and
-inputs that appeared since are appended as new shards.
+The listing streams: a directory walk, S3 pages or a manifest's row groups become batches of
+``image_id``, ``uri`` and the manifest's other columns (passthrough), written to a local Parquet
+file as they come (:func:`stage_listing`), so the driver never holds the whole listing. A
+directory or S3 prefix is listed in uri order, a manifest in its own row order; shards are
+fixed-size chunks of that order. The first run saves it, with its shards, as
+``DIR/_inputs.parquet``; a rerun reuses it, so every input keeps its shard, and inputs that
+appeared since are appended as new shards.
 """
 
 from __future__ import annotations
@@ -12,7 +15,11 @@ import hashlib
 import logging
 import os
 import posixpath
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
@@ -20,7 +27,20 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from m2fp_batch.errors import UserError
-from m2fp_batch.storage import Filesystems, is_s3, normalize_uri, to_uri
+from m2fp_batch.storage import Filesystems, is_s3, list_s3, normalize_uri, to_uri
+
+__all__ = [
+    "IMAGE_EXTENSIONS",
+    "LISTING_BATCH_ROWS",
+    "LISTING_COLUMNS",
+    "MANIFEST_EXTENSIONS",
+    "READ_COLUMNS",
+    "InputError",
+    "StagedListing",
+    "digests",
+    "image_id_for",
+    "stage_listing",
+]
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +52,9 @@ LISTING_COLUMNS = ("image_id", "uri", "shard")
 # name would collide inside the pipeline.
 READ_COLUMNS = ("data", "read_error", "read_error_kind", "read_s")
 MAX_ROWS_SHOWN = 5
+# Rows per batch while listing, and per row group of the listing files: what the driver holds at once.
+LISTING_BATCH_ROWS = 65536
+DIGEST = np.dtype("S16")  # 16 bytes of blake2b per value: duplicates and resume without the strings
 
 
 class InputError(UserError, ValueError):
@@ -43,13 +66,50 @@ def image_id_for(uri: str) -> str:
     return hashlib.sha1(uri.encode("utf-8")).hexdigest()[:20]
 
 
-def list_inputs(
-    src: str, filesystems: Filesystems, uri_column: str = "uri", image_id_column: str = "image_id"
-) -> pa.Table:
-    """List ``src`` -> table (image_id, uri, passthrough...) sorted by uri, without shards.
+def digests(values: list[str]) -> np.ndarray:
+    """16-byte digests of ``values`` (a collision needs ~2**64 values): sets of ids and uris
+    held as 16 bytes per input instead of Python strings."""
+    joined = b"".join(hashlib.blake2b(v.encode("utf-8"), digest_size=16).digest() for v in values)
+    return np.frombuffer(joined, DIGEST)
+
+
+@dataclass(frozen=True)
+class StagedListing:
+    """The input listed into a local Parquet file (image_id, uri, passthrough), in listing order."""
+
+    path: str
+    rows: int
+    schema: pa.Schema
+
+    def batches(self) -> Iterator[pa.RecordBatch]:
+        yield from pq.ParquetFile(self.path).iter_batches(LISTING_BATCH_ROWS)
+
+
+@dataclass(frozen=True)
+class _Manifest:
+    """What reading a manifest's batches needs."""
+
+    src: str
+    base: str
+    uri_column: str
+    image_id_column: str
+    rest: list[str]
+    schema: pa.Schema  # the listing's: image_id, uri, passthrough
+
+
+def stage_listing(
+    src: str,
+    filesystems: Filesystems,
+    workdir: str,
+    uri_column: str = "uri",
+    image_id_column: str = "image_id",
+    progress_s: float = 10.0,
+) -> StagedListing:
+    """List ``src`` into ``workdir/listing.parquet`` batch by batch; returns what was written.
 
     Raises:
-        InputError: ``src`` does not exist, holds no images, or the manifest is malformed.
+        InputError: ``src`` does not exist, holds no images, or the manifest is malformed
+            (refused only once the whole input is read: duplicates can be anywhere).
     """
     fs, path = filesystems.resolve(src)
     try:
@@ -58,46 +118,137 @@ def list_inputs(
         raise InputError(f"input {src!r} cannot be reached: {' '.join(str(e).split())}") from e
     if info.type == pafs.FileType.NotFound:
         raise InputError(f"input {src!r} does not exist")
-    if info.type == pafs.FileType.File:
-        if not path.lower().endswith(MANIFEST_EXTENSIONS):
-            raise InputError(f"input {src!r} is a file but not a manifest (.parquet or .csv)")
-        table = _read_manifest(fs, path, src, uri_column, image_id_column)
-    else:
-        table = _list_directory(fs, path, src)
-    if table.num_rows == 0:
-        if info.type == pafs.FileType.File:
+    manifest = info.type == pafs.FileType.File
+    if manifest and not path.lower().endswith(MANIFEST_EXTENSIONS):
+        raise InputError(f"input {src!r} is a file but not a manifest (.parquet or .csv)")
+    batches = (
+        _manifest_batches(fs, path, src, uri_column, image_id_column)
+        if manifest
+        else _directory_batches(fs, path, src, filesystems)
+    )
+    staged = _write_staged(batches, os.path.join(workdir, "listing.parquet"), src, manifest, progress_s)
+    if staged.rows == 0:
+        if manifest:
             raise InputError(f"manifest {src!r} has no rows: nothing to label")
         raise InputError(f"input {src!r} holds no images (extensions: {', '.join(IMAGE_EXTENSIONS)}, any case)")
-    return table.take(pc.sort_indices(table, [("uri", "ascending")]))
+    return staged
 
 
-def _list_directory(fs: pafs.FileSystem, path: str, src: str) -> pa.Table:
+class _Rate:
+    """Logs the listing's own rate every ``interval`` seconds (the progress line of a long listing)."""
+
+    def __init__(self, src: str, interval: float) -> None:
+        self.src, self.interval = src, interval
+        self.t0 = self.last = time.time()
+
+    def log(self, rows: int, final: bool = False) -> None:
+        now = time.time()
+        if final or now - self.last >= self.interval:
+            self.last = now
+            rate = rows / max(now - self.t0, 1e-9)
+            log.info("listing %s: %d input(s) in %.1f s (%.0f inputs/s)", self.src, rows, now - self.t0, rate)
+
+
+def _write_staged(batches, path: str, src: str, manifest: bool, progress_s: float) -> StagedListing:
+    """Write the batches of ``(batch, uri digests, id digests)`` to ``path``; refuse duplicates at the end."""
+    writer, rows, rate = None, 0, _Rate(src, progress_s)
+    uri_d: list[np.ndarray] = []
+    id_d: list[np.ndarray] = []
+    schema = pa.schema([("image_id", pa.string()), ("uri", pa.string())])
+    try:
+        for batch, uris, ids in batches:
+            if writer is None:
+                schema = batch.schema
+                writer = pq.ParquetWriter(path, schema, compression="zstd")
+            writer.write_batch(batch, row_group_size=LISTING_BATCH_ROWS)
+            rows += batch.num_rows
+            uri_d.append(uris)
+            if ids is not None:
+                id_d.append(ids)
+            rate.log(rows)
+    finally:
+        if writer is not None:
+            writer.close()
+    rate.log(rows, final=True)
+    if manifest:
+        _refuse_duplicates(uri_d, "file", src)
+        _refuse_duplicates(id_d, "image_id", src)
+    return StagedListing(path, rows, schema)
+
+
+def _directory_batches(fs: pafs.FileSystem, path: str, src: str, filesystems: Filesystems):
     if isinstance(fs, pafs.LocalFileSystem):
-        # os.walk, not pyarrow: pyarrow drops dangling symlinks, which must become "missing" rows
-        uris = sorted(
-            os.path.join(d, f) for d, _, files in os.walk(path) for f in files if f.lower().endswith(IMAGE_EXTENSIONS)
-        )
-        _refuse_undecodable_names(uris, src)
+        names = _walk_local(path, src)
     else:
-        infos = fs.get_file_info(pafs.FileSelector(path, recursive=True))
-        uris = sorted(
-            to_uri(fs, i.path)
-            for i in infos
-            if i.type != pafs.FileType.Directory and i.path.lower().endswith(IMAGE_EXTENSIONS)
+        bucket, _, key = path.partition("/")
+        prefix = key.rstrip("/") + "/" if key else ""
+        names = (
+            f"s3://{bucket}/{k}"
+            for page in list_s3(filesystems.s3_options, bucket, prefix)
+            for k in page
+            if k.lower().endswith(IMAGE_EXTENSIONS)
         )
-    log.info("listed %d image(s) under %s", len(uris), src)
-    return pa.table({"image_id": [image_id_for(u) for u in uris], "uri": uris})
+    chunk: list[str] = []
+    for uri in names:
+        chunk.append(uri)
+        if len(chunk) == LISTING_BATCH_ROWS:
+            yield _uri_batch(chunk)
+            chunk = []
+    if chunk:
+        yield _uri_batch(chunk)
 
 
-def _refuse_undecodable_names(uris: list[str], src: str) -> None:
-    """File names that are not UTF-8 cannot be stored in the Parquet ``uri`` column."""
-    bad = [u for u in uris if not _is_utf8(u)]
-    if bad:
-        example = os.fsencode(bad[0]).decode("utf-8", "backslashreplace")
+def _uri_batch(uris: list[str]) -> tuple[pa.RecordBatch, np.ndarray, None]:
+    ids, raw = [], []
+    for u in uris:
+        h = hashlib.sha1(u.encode("utf-8"))
+        ids.append(h.hexdigest()[:20])
+        raw.append(h.digest()[:16])
+    batch = pa.record_batch({"image_id": pa.array(ids, pa.string()), "uri": pa.array(uris, pa.string())})
+    return batch, np.frombuffer(b"".join(raw), DIGEST), None
+
+
+def _walk_local(root: str, src: str) -> Iterator[str]:
+    """Image files under ``root`` in uri order (as ``sorted`` of the full paths); symlinked
+    directories are not followed; a dangling symlink is listed (it becomes a ``missing`` row).
+    Names that are not UTF-8 are refused once the walk ends (they cannot be stored in Parquet)."""
+    bad = [0, ""]
+    yield from _walk_dir(root, bad)
+    if bad[0]:
+        example = os.fsencode(bad[1]).decode("utf-8", "backslashreplace")
         raise InputError(
-            f"input {src!r}: {len(bad)} file name(s) are not valid UTF-8, e.g. {example!r}; rename them to UTF-8 "
+            f"input {src!r}: {bad[0]} file name(s) are not valid UTF-8, e.g. {example!r}; rename them to UTF-8 "
             "(e.g. convmv -f latin1 -t utf8 -r --notest DIR) or list the files in a manifest"
         )
+
+
+def _walk_dir(path: str, bad: list) -> Iterator[str]:
+    try:
+        with os.scandir(path) as it:
+            entries = [(e.name + "/" if _is_walkable_dir(e) else e.name, e) for e in it]
+    except OSError:  # an unreadable directory is skipped, as os.walk does
+        return
+    entries.sort(key=lambda ke: ke[0])
+    for key, e in entries:
+        if key.endswith("/"):
+            yield from _walk_dir(e.path, bad)
+        elif not _is_dir(e) and e.name.lower().endswith(IMAGE_EXTENSIONS):
+            if _is_utf8(e.path):
+                yield e.path
+            else:
+                bad[0] += 1
+                bad[1] = bad[1] or e.path
+
+
+def _is_dir(e: os.DirEntry) -> bool:
+    try:
+        return e.is_dir()
+    except OSError:
+        return False
+
+
+def _is_walkable_dir(e: os.DirEntry) -> bool:
+    return _is_dir(e) and not e.is_symlink()
 
 
 def _is_utf8(name: str) -> bool:
@@ -108,26 +259,92 @@ def _is_utf8(name: str) -> bool:
     return True
 
 
-def _rows_text(mask: list[bool]) -> str:
-    """Manifest row numbers (1 = first data row) where ``mask`` holds, a few shown."""
-    rows = [i + 1 for i, m in enumerate(mask) if m]
-    shown = ", ".join(map(str, rows[:MAX_ROWS_SHOWN])) + (" ..." if len(rows) > MAX_ROWS_SHOWN else "")
+def _rows_text(rows: np.ndarray) -> str:
+    """Manifest row numbers (``rows``: 0-based data rows) shown counting from 1, a few of them."""
+    shown = ", ".join(str(int(r) + 1) for r in rows[:MAX_ROWS_SHOWN]) + (" ..." if len(rows) > MAX_ROWS_SHOWN else "")
     return f"{len(rows)} row(s) ({shown}; counting data rows from 1)"
 
 
-def _load_manifest(fs: pafs.FileSystem, path: str, src: str) -> pa.Table:
+def _refuse_duplicates(parts: list[np.ndarray], what: str, src: str) -> None:
+    """Refuse values (given as digests, in row order) that appear more than once, naming their rows."""
+    if not parts:
+        return
+    values = np.concatenate(parts)
+    ordered = np.sort(values)
+    dup_values = ordered[1:][ordered[1:] == ordered[:-1]]
+    del ordered
+    if len(dup_values):
+        rows = np.flatnonzero(np.isin(values, dup_values))
+        raise InputError(f"manifest {src!r}: {_rows_text(rows)} name the same {what} (each input must appear once)")
+
+
+def _open_manifest(fs: pafs.FileSystem, path: str, src: str):
+    """(schema, batches) of a CSV or Parquet manifest, read in blocks / row groups."""
     try:
         if path.lower().endswith(".csv"):
-            with fs.open_input_stream(path) as f:
-                return pacsv.read_csv(f)
-        return pq.read_table(path, filesystem=fs)
+            reader = pacsv.open_csv(fs.open_input_stream(path))
+            return reader.schema, reader
+        pf = pq.ParquetFile(path, filesystem=fs)
+        return pf.schema_arrow, pf.iter_batches(LISTING_BATCH_ROWS)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OSError) as e:
-        raise InputError(f"manifest {src!r} cannot be read: {' '.join(str(e).split())[:300]}") from e
+        raise _unreadable(src, e) from e
 
 
-def _string_column(table: pa.Table, name: str, src: str, allow_int: bool = False) -> list[str]:
+def _unreadable(src: str, e: Exception) -> InputError:
+    return InputError(f"manifest {src!r} cannot be read: {' '.join(str(e).split())[:300]}")
+
+
+def _manifest_spec(schema: pa.Schema, fs: pafs.FileSystem, path: str, src: str, uri_col: str, id_col: str) -> _Manifest:
+    names = schema.names
+    dup_names = sorted({c for c in names if names.count(c) > 1})
+    if dup_names:
+        raise InputError(f"manifest {src!r}: column name(s) {dup_names} appear more than once; rename them")
+    if uri_col not in names:
+        raise InputError(
+            f"manifest {src!r} has no column {uri_col!r} (columns: {names}); set uri_column (--set uri_column=NAME)"
+        )
+    rest = [c for c in names if c not in (uri_col, id_col)]
+    reserved = [c for c in rest if c in LISTING_COLUMNS + READ_COLUMNS]
+    if reserved:
+        raise InputError(f"manifest {src!r}: column(s) {reserved} are reserved by the pipeline; rename them")
+    base = posixpath.dirname(src) if is_s3(src) else posixpath.dirname(to_uri(fs, path))
+    fields = [pa.field("image_id", pa.string()), pa.field("uri", pa.string())] + [schema.field(c) for c in rest]
+    return _Manifest(src, base, uri_col, id_col, rest, pa.schema(fields))
+
+
+def _manifest_batches(fs: pafs.FileSystem, path: str, src: str, uri_column: str, image_id_column: str):
+    schema, reader = _open_manifest(fs, path, src)
+    spec = _manifest_spec(schema, fs, path, src, uri_column, image_id_column)
+    row0 = 0
+    it = iter(reader)
+    while True:
+        try:
+            batch = next(it)
+        except StopIteration:
+            break
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OSError) as e:
+            raise _unreadable(src, e) from e
+        yield _manifest_batch(batch, spec, row0)
+        row0 += batch.num_rows
+    log.info("manifest %s: %d row(s), passthrough columns %s", src, row0, spec.rest)
+
+
+def _manifest_batch(batch: pa.RecordBatch, spec: _Manifest, row0: int):
+    """One manifest batch -> (listing batch, uri digests, id digests or None)."""
+    resolved = _resolve_uris(_string_column(batch, spec.uri_column, spec.src, row0), spec.base, spec.src)
+    if spec.image_id_column in batch.schema.names:
+        ids = _string_column(batch, spec.image_id_column, spec.src, row0, allow_int=True)
+        id_digests, uri_digests = digests(ids), digests(resolved)
+    else:
+        out, uri_digests, id_digests = _uri_batch(resolved)
+        ids = out.column("image_id")
+    arrays = [pa.array(ids, pa.string()), pa.array(resolved, pa.string())] + [batch.column(c) for c in spec.rest]
+    return pa.RecordBatch.from_arrays(arrays, schema=spec.schema), uri_digests, id_digests
+
+
+def _string_column(batch: pa.RecordBatch, name: str, src: str, row0: int, allow_int: bool = False) -> list[str]:
     """The column as non-blank strings; anything else is refused with the manifest's row numbers."""
-    col = table.column(name)
+    col = batch.column(name)
     if pa.types.is_dictionary(col.type):
         col = col.cast(col.type.value_type)
     if allow_int and pa.types.is_integer(col.type):
@@ -139,11 +356,11 @@ def _string_column(table: pa.Table, name: str, src: str, allow_int: bool = False
         )
     if not (pa.types.is_string(col.type) or pa.types.is_large_string(col.type)):
         raise InputError(f"manifest {src!r}: column {name!r} has type {col.type}, it must hold strings (paths or ids)")
-    values = col.to_pylist()
-    blank = [v is None or not v.strip() for v in values]
-    if any(blank):
-        raise InputError(f"manifest {src!r}: {_rows_text(blank)} have an empty or blank {name!r}")
-    return values
+    blank = pc.fill_null(pc.equal(pc.utf8_trim_whitespace(col), ""), True)
+    if pc.any(blank).as_py():
+        rows = row0 + np.flatnonzero(blank.to_numpy(zero_copy_only=False))
+        raise InputError(f"manifest {src!r}: {_rows_text(rows)} have an empty or blank {name!r}")
+    return col.to_pylist()
 
 
 def _resolve_uris(uris: list[str], base: str, src: str) -> list[str]:
@@ -157,73 +374,3 @@ def _resolve_uris(uris: list[str], base: str, src: str) -> list[str]:
             )
         out.append(normalize_uri(u if (is_s3(u) or u.startswith(("/", "file://"))) else posixpath.join(base, u)))
     return out
-
-
-def _refuse_duplicates(values: list[str], what: str, src: str) -> None:
-    first: dict[str, int] = {}
-    dup = [False] * len(values)
-    for i, v in enumerate(values):
-        if v in first:
-            dup[i] = dup[first[v]] = True
-        else:
-            first[v] = i
-    if any(dup):
-        raise InputError(f"manifest {src!r}: {_rows_text(dup)} name the same {what} (each input must appear once)")
-
-
-def _read_manifest(fs: pafs.FileSystem, path: str, src: str, uri_column: str, image_id_column: str) -> pa.Table:
-    table = _load_manifest(fs, path, src)
-    names = table.column_names
-    dup_names = sorted({c for c in names if names.count(c) > 1})
-    if dup_names:
-        raise InputError(f"manifest {src!r}: column name(s) {dup_names} appear more than once; rename them")
-    if uri_column not in names:
-        raise InputError(
-            f"manifest {src!r} has no column {uri_column!r} (columns: {names}); set uri_column (--set uri_column=NAME)"
-        )
-    base = posixpath.dirname(src) if is_s3(src) else posixpath.dirname(to_uri(fs, path))
-    resolved = _resolve_uris(_string_column(table, uri_column, src), base, src)
-    _refuse_duplicates(resolved, "file", src)
-    if image_id_column in names:
-        ids = _string_column(table, image_id_column, src, allow_int=True)
-        _refuse_duplicates(ids, image_id_column, src)
-    else:
-        ids = [image_id_for(u) for u in resolved]
-    rest = [c for c in names if c not in (uri_column, image_id_column)]
-    reserved = [c for c in rest if c in LISTING_COLUMNS + READ_COLUMNS]
-    if reserved:
-        raise InputError(f"manifest {src!r}: column(s) {reserved} are reserved by the pipeline; rename them")
-    out = pa.table({"image_id": ids, "uri": resolved})
-    for c in rest:
-        out = out.append_column(table.schema.field(c), table.column(c))
-    log.info("manifest %s: %d row(s), passthrough columns %s", src, out.num_rows, rest)
-    return out
-
-
-def assign_shards(listing: pa.Table, shard_size: int, first_shard: int = 0) -> pa.Table:
-    """Add ``shard`` = ``first_shard + row // shard_size`` (the listing is already sorted)."""
-    shards = pa.array([first_shard + i // shard_size for i in range(listing.num_rows)], pa.int32())
-    return listing.add_column(2, pa.field("shard", pa.int32(), nullable=False), shards)
-
-
-def extend_listing(stored: pa.Table, current: pa.Table, shard_size: int) -> tuple[pa.Table, int]:
-    """Append inputs of ``current`` not in ``stored`` as new shards; returns (listing, added).
-
-    Raises:
-        InputError: the passthrough columns changed (the outputs would not share a schema).
-    """
-    known = set(stored.column("image_id").to_pylist())
-    mask = pa.array([i not in known for i in current.column("image_id").to_pylist()])
-    new = current.filter(mask)
-    if new.num_rows == 0:
-        return stored, 0
-    stored_rest = [f"{f.name}: {f.type}" for f in stored.schema if f.name not in LISTING_COLUMNS]
-    new_rest = [f"{f.name}: {f.type}" for f in new.schema if f.name not in LISTING_COLUMNS]
-    if stored_rest != new_rest:
-        raise InputError(
-            f"the manifest's passthrough columns changed since the first run ({stored_rest} -> {new_rest}); "
-            "one output holds one schema: use --overwrite or another output directory"
-        )
-    first = int(pc.max(stored.column("shard")).as_py()) + 1
-    added = assign_shards(new, shard_size, first).cast(stored.schema)
-    return pa.concat_tables([stored, added]), new.num_rows
