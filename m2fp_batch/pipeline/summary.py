@@ -87,7 +87,7 @@ class PipelineInfo:
     model_loads_per_node: dict[str, int]
     ray_address: str
     pid: int
-    # seconds since the job began at the end of each stage of its start (see ``job.Timeline``)
+    # seconds since the job began at the end of each stage of its start (see ``progress.Timeline``)
     startup: dict[str, float] = dataclasses.field(default_factory=dict)
     # per node, each actor's start-up (``job.actor_startup``): process, import, model load, ready
     actor_startup: dict[str, list[dict[str, Any]]] = dataclasses.field(default_factory=dict)

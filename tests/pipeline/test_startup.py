@@ -17,16 +17,8 @@ import pytest
 from test_worker import _batch
 
 from m2fp_batch.pipeline.config import JobConfig
-from m2fp_batch.pipeline.job import (
-    MAX_BLOCK_ROWS,
-    MAX_BLOCKS,
-    Timeline,
-    _blocks,
-    _pool_size,
-    actor_startup,
-    block_rows,
-    pool_strategy,
-)
+from m2fp_batch.pipeline.progress import Timeline, actor_startup
+from m2fp_batch.pipeline.schedule import MAX_BLOCK_ROWS, MAX_BLOCKS, block_rows, cut_blocks, pool_size, pool_strategy
 from m2fp_batch.pipeline.worker import ActorStartup, CrashLedger, Labeler, _node_id
 from m2fp_batch.schema import output_schema
 from m2fp_batch.settings import EngineSettings
@@ -42,7 +34,7 @@ def test_fixed_cluster_starts_every_actor_autoscaling_keeps_its_minimum():
 
 
 class TwoNodes:
-    """What ``_pool_size`` reads of Ray: two alive 1-CPU nodes."""
+    """What ``pool_size`` reads of Ray: two alive 1-CPU nodes."""
 
     @staticmethod
     def nodes():
@@ -51,9 +43,9 @@ class TwoNodes:
 
 def test_fixed_pool_never_exceeds_what_the_cluster_fits():
     base = JobConfig(input="x", output="y", max_actors=10)
-    assert _pool_size(base, TwoNodes) == 2  # all 10 could never start at once
-    assert _pool_size(JobConfig(input="x", output="y"), TwoNodes) == 2
-    assert _pool_size(dataclasses.replace(base, autoscaling=True), TwoNodes) == 10  # the cluster may grow
+    assert pool_size(base, TwoNodes) == 2  # all 10 could never start at once
+    assert pool_size(JobConfig(input="x", output="y"), TwoNodes) == 2
+    assert pool_size(dataclasses.replace(base, autoscaling=True), TwoNodes) == 10  # the cluster may grow
 
 
 def test_autoscaling_is_a_setting():
@@ -78,7 +70,7 @@ def test_block_rows(pending, actors, batch, want):
 
 def _cut(rows: int, shard_size: int, actors: int, batch: int) -> list[tuple[int, int]]:
     shards = pa.table({"shard": pa.array([i // shard_size for i in range(rows)], pa.int32()), "i": range(rows)})
-    return [(b.column("shard")[0].as_py(), b.num_rows) for b in _blocks(shards, actors, batch)]
+    return [(b.column("shard")[0].as_py(), b.num_rows) for b in cut_blocks(shards, actors, batch)]
 
 
 @pytest.mark.parametrize(
@@ -95,11 +87,11 @@ def test_blocks_shrink_toward_the_end_and_keep_every_row_in_order(rows, shard_si
 
 def test_blocks_never_cross_a_shard_and_stay_under_the_block_limit():
     table = pa.table({"shard": pa.array([0] * 5 + [1] * 7, pa.int32())})
-    blocks = _blocks(table, 1, 1)
+    blocks = cut_blocks(table, 1, 1)
     assert all(len(set(b.column("shard").to_pylist())) == 1 for b in blocks)
     assert [b.num_rows for b in blocks] == [3, 2, 2, 2, 1, 1, 1]
     many = pa.table({"shard": pa.array(np.zeros(3 * MAX_BLOCKS, np.int32))})
-    assert len(_blocks(many, 8, 1)) <= MAX_BLOCKS
+    assert len(cut_blocks(many, 8, 1)) <= MAX_BLOCKS
 
 
 def test_timeline_and_actor_startup_per_node():

@@ -1,0 +1,124 @@
+"""The job's schedule: what this run labels (:class:`Plan`), how many actors (:class:`Pool`,
+:func:`pool_size`, :func:`pool_strategy`) and how the pending rows are cut into blocks
+(:func:`cut_blocks`, :func:`block_rows`); see ``docs/job.md``, the job's ceiling."""
+
+from __future__ import annotations
+
+import collections
+import logging
+import math
+from dataclasses import dataclass
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from m2fp_batch.pipeline.config import JobConfig, JobConfigError
+from m2fp_batch.pipeline.resume import Prepared
+
+__all__ = [
+    "BLOCKS_PER_ACTOR",
+    "MAX_BLOCKS",
+    "MAX_BLOCK_ROWS",
+    "Plan",
+    "Pool",
+    "block_rows",
+    "cut_blocks",
+    "pool_size",
+    "pool_strategy",
+]
+
+log = logging.getLogger("m2fp_batch.job")
+
+MAX_BLOCK_ROWS = 128  # also bounds a block's bytes in the object store (128 photos)
+BLOCKS_PER_ACTOR = 4
+MAX_BLOCKS = 20000
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What this run labels: the listing's rows per shard, the pending rows, the rows already done."""
+
+    expected: collections.Counter
+    pending: pa.Table
+    done_before: int
+    total: int
+
+    @classmethod
+    def of(cls, prep: Prepared) -> Plan:
+        listing, finished = prep.listing, set(prep.finished)
+        expected = collections.Counter(listing.column("shard").to_pylist())
+        pending_mask = pc.invert(pc.is_in(listing.column("shard"), pa.array(sorted(finished), pa.int32())))
+        pending = listing.filter(pending_mask)
+        log.info(
+            "%d input(s) in %d shard(s): %d shard(s) already finished, %d image(s) to label",
+            listing.num_rows, len(expected), len(finished), pending.num_rows,
+        )  # fmt: skip
+        return cls(expected, pending, sum(expected[s] for s in finished), listing.num_rows)
+
+
+@dataclass(frozen=True)
+class Pool:
+    """The labelling actors: at most ``actors``, each with ``threads`` torch threads."""
+
+    actors: int
+    threads: int
+
+
+def pool_size(cfg: JobConfig, ray) -> int:
+    """How many labelling actors the live Ray nodes fit (``max_actors`` caps a fixed pool)."""
+    nodes = [n for n in ray.nodes() if n.get("Alive")]
+    node_cpus = [float(n.get("Resources", {}).get("CPU", 0)) for n in nodes]
+    biggest = max(node_cpus or [0.0])
+    if cfg.cpus_per_actor > biggest:
+        raise JobConfigError(
+            f"cpus_per_actor={cfg.cpus_per_actor} but the largest Ray node has {biggest:g} CPU(s): lower cpus_per_actor"
+        )
+    per_node = [
+        int((c - cfg.read_cpus) // cfg.cpus_per_actor) if cfg.read_cpus else int(c // cfg.cpus_per_actor)
+        for c in node_cpus
+    ]
+    fit = max(1, sum(max(0, p) for p in per_node))
+    if cfg.max_actors is None:
+        return fit
+    # a fixed pool starts all its actors at once: never more than fit (an autoscaling cluster grows)
+    return cfg.max_actors if cfg.autoscaling and not cfg.read_cpus else min(cfg.max_actors, fit)
+
+
+def pool_strategy(cfg: JobConfig, actors: int):
+    """A fixed pool of every actor the cluster fits (Ray's advice for fixed clusters: no actor
+    waits for a backlog to start); with ``autoscaling``, ``min_actors`` up to that size. Reads
+    take ``read_cpus`` (0 by default), so a full pool never starves them (2-CPU deadlock)."""
+    import ray.data as rd
+
+    if cfg.autoscaling:
+        return rd.ActorPoolStrategy(min_size=min(cfg.min_actors, actors), max_size=actors)
+    return rd.ActorPoolStrategy(size=actors)
+
+
+def block_rows(left: int, actors: int, batch_size: int) -> int:
+    """Rows of the next block (one read task, one actor call that labels them ``batch_size`` at a
+    time) when ``left`` rows are still to be cut.
+
+    Large blocks keep the per-block overhead (a read task, an actor call, a driver batch) off the
+    job's ceiling: at most :data:`MAX_BLOCK_ROWS`. A block is at most a
+    1/:data:`BLOCKS_PER_ACTOR` share of one actor's part of what is left, so blocks shrink toward
+    the end down to one batch, and no actor waits long for the last one to finish; never under
+    ``batch_size``, and :func:`cut_blocks` keeps the job under :data:`MAX_BLOCKS` blocks
+    (docs/job.md, the job's ceiling)."""
+    balanced = math.ceil(left / (BLOCKS_PER_ACTOR * max(1, actors)))
+    return max(batch_size, min(MAX_BLOCK_ROWS, balanced))
+
+
+def cut_blocks(pending: pa.Table, actors: int, batch_size: int) -> list[pa.Table]:
+    """The pending rows cut into blocks in order, never across a shard: a guided schedule whose
+    block sizes (:func:`block_rows` of the rows still left) shrink toward the end of the job."""
+    shards = pending.column("shard").to_numpy()
+    ends = [i for i in range(1, len(shards)) if shards[i] != shards[i - 1]] + [len(shards)]
+    floor = math.ceil(len(shards) / MAX_BLOCKS)
+    blocks, s = [], 0
+    for end in ends:
+        while s < end:
+            rows = min(end - s, max(floor, block_rows(len(shards) - s, actors, batch_size)))
+            blocks.append(pending.slice(s, rows))
+            s += rows
+    return blocks
