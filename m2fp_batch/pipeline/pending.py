@@ -100,4 +100,5 @@ def listing_dataset(out_uri: str, s3: S3Options, plan: Plan, actors: int, batch_
                 for span in spans(plan, actors, batch_size)
             ]
 
-    return rd.read_datasource(_PendingRows(), num_cpus=0, concurrency=LISTING_READERS)
+    # override_num_blocks=1: Ray Data must not split the blocks (their sizes are the schedule)
+    return rd.read_datasource(_PendingRows(), num_cpus=0, concurrency=LISTING_READERS, override_num_blocks=1)
