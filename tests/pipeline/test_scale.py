@@ -1,0 +1,81 @@
+"""The driver at scale: 200,000 missing files (error rows only), a kill -9 mid-run and a rerun.
+
+The driver's peak RSS (``ru_maxrss`` of the ``m2fp-batch run`` process alone; its local Ray runs
+in other processes) must stay under :data:`DRIVER_PEAK_MB`. The driver that held the whole
+listing (682 bytes per input) peaked at 740 MB here with the tiny model (docs/performance.md,
+"The driver at store scale"); one that holds only the shards in flight stays near its
+start-up size. After the kill and the rerun, every input is in exactly one committed row.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+ROWS = 200_000
+DRIVER_PEAK_MB = 600
+# the m2fp-batch CLI, reporting its own peak RSS on stderr when it ends
+DRIVER = (
+    "import resource, sys\n"
+    "from m2fp_batch.cli import main\n"
+    "try:\n"
+    "    code = main(sys.argv[1:])\n"
+    "finally:\n"
+    "    print('driver_peak_rss_kb', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)\n"
+    "sys.exit(code)\n"
+)
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1500)]
+
+
+def _argv(manifest: Path, out: Path, model: Path) -> list[str]:
+    return [sys.executable, "-c", DRIVER, "run", "--input", str(manifest), "--output", str(out),
+            "--model", str(model), "--num-cpus", "2"]  # fmt: skip
+
+
+def _env(tmp: Path) -> dict[str, str]:
+    return {**os.environ, "RAY_TMPDIR": str(tmp), "RAY_USAGE_STATS_ENABLED": "0", "PYTHONPATH": str(REPO)}
+
+
+def _committed(out: Path) -> int:
+    stats = out / "_stats"
+    return len(list(stats.glob("shard-*.json"))) if stats.is_dir() else 0
+
+
+def test_200k_rows_bounded_driver_and_exactly_once_after_kill(tmp_path, tiny_model_dir):
+    manifest, out = tmp_path / "missing.csv", tmp_path / "out"
+    manifest.write_text("uri\n" + "".join(f"{tmp_path}/absent/{i:07d}.jpg\n" for i in range(ROWS)))
+    ray_tmp = Path(f"/tmp/rs{os.getpid()}")
+    first = subprocess.Popen(
+        _argv(manifest, out, tiny_model_dir), env=_env(ray_tmp), cwd=REPO,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    deadline = time.time() + 900
+    while _committed(out) < 3 and first.poll() is None and time.time() < deadline:
+        time.sleep(0.2)
+    assert first.poll() is None, "the first run ended before it could be killed mid-run"
+    first.send_signal(signal.SIGKILL)
+    first.wait(timeout=60)
+    killed_at = _committed(out)
+    assert 0 < killed_at < ROWS // 256
+
+    rerun = subprocess.run(
+        _argv(manifest, out, tiny_model_dir), env=_env(ray_tmp), cwd=REPO, capture_output=True, text=True,
+        timeout=1200, check=False,
+    )  # fmt: skip
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    peak_mb = int(rerun.stderr.rsplit("driver_peak_rss_kb", 1)[1].split()[0]) / 1024
+    assert peak_mb < DRIVER_PEAK_MB, f"driver peak RSS {peak_mb:.0f} MB over {ROWS} inputs"
+
+    ids = pq.read_table([str(p) for p in sorted(out.glob("shard-*.parquet"))], columns=["image_id", "status"])
+    assert ids.num_rows == ROWS
+    assert len(set(ids.column("image_id").to_pylist())) == ROWS
+    assert set(ids.column("status").to_pylist()) == {"error"}
