@@ -24,6 +24,16 @@ STATUS_OK = "ok"
 STATUS_ERROR = "error"
 STATUSES = (STATUS_OK, STATUS_ERROR)
 
+# The reviewed layout (m2fp_batch.reviewed) adds the column REVIEW_STATUS with one of these verdicts;
+# every reader leaves REJECTED rows out of training and exports. The words are the review tools' too
+# (FiftyOne tags, Label Studio's verdict choice).
+REVIEW_STATUS = "review_status"
+REVIEWED = "reviewed"  # a reviewer accepted (possibly edited) the labels
+REJECTED = "rejected"  # a reviewer refused the labels
+UNREVIEWED = "unreviewed"  # in the review tool, no verdict yet: the job's labels
+NOT_IN_DATASET = "not_in_dataset"  # never sent to the review tool: the job's labels
+REVIEW_STATUSES = (REVIEWED, REJECTED, UNREVIEWED, NOT_IN_DATASET)
+
 # error_kind values (the error histogram of _run.json counts these)
 ERROR_KINDS = {
     "missing": "the file or object does not exist",

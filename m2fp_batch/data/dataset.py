@@ -43,8 +43,8 @@ from m2fp_batch.data.skin import person_tones, tone_fields
 from m2fp_batch.decode import DEFAULT_MAX_PIXELS, ImageError, decode_image
 from m2fp_batch.formats import cihp
 from m2fp_batch.labels import LabelsError, LabelSource, label_maps, open_labels, skin_tone_source
-from m2fp_batch.labels.reader import REVIEW_STATUS, is_trainable
-from m2fp_batch.schema import SKIN_GROUPS
+from m2fp_batch.labels.reader import is_trainable
+from m2fp_batch.schema import REVIEW_STATUS, SKIN_GROUPS
 from m2fp_batch.storage import DEFAULT_MAX_BYTES, Filesystems
 
 __all__ = ["ParsingDataset", "SampleRef"]

@@ -1,7 +1,7 @@
-"""``m2fp-batch cvat pull OUT --cvat DIR --out REVIEWED``: a (fixed) Segmentation mask 1.1 export as reviewed labels.
+"""``m2fp-batch cvat pull LABELS --cvat DIR --out REVIEWED``: a (fixed) Segmentation mask 1.1 export as reviewed labels.
 
 The rules (which person an instance belongs to, what stays the job's) are in :mod:`.cvat`; the
-layout written is :mod:`m2fp_batch.review.reviewed`'s.
+layout written is :mod:`m2fp_batch.reviewed`'s.
 """
 
 from __future__ import annotations
@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -18,28 +17,13 @@ import numpy as np
 from m2fp_batch.formats import cvat
 from m2fp_batch.labels import decode_mask, open_labels, part_instance_map, part_instances
 from m2fp_batch.labels.layout import safe_name
-from m2fp_batch.review import reviewed as rv
-from m2fp_batch.schema import STATUS_OK
+from m2fp_batch.reviewed import ReviewedSummary, ReviewRowError, build_person, finish_row, person_mask, review_source
+from m2fp_batch.reviewed.layout import check_destination
+from m2fp_batch.schema import NOT_IN_DATASET, REVIEWED, STATUS_OK
 
-__all__ = ["CvatPullSummary", "item_persons", "pull"]
+__all__ = ["item_persons", "pull"]
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class CvatPullSummary:
-    """What a ``cvat pull`` found and wrote (printed as JSON)."""
-
-    cvat: str
-    out: str
-    items: int = 0
-    rows: int = 0
-    by_status: dict[str, int] = field(default_factory=dict)
-    edited: int = 0
-    dropped: int = 0
-    unmatched_items: list[str] = field(default_factory=list)  # items of the export no job row names
-    errors: list[dict] = field(default_factory=list)  # {image_id, error}
-    seconds: float = 0.0
 
 
 def _owner(m: np.ndarray, visible_owner: np.ndarray, person_masks: list[np.ndarray]) -> int | None:
@@ -80,11 +64,11 @@ def item_persons(row: Mapping[str, Any], item: cvat.CvatItem) -> list[dict]:
     """The ``persons`` of a row as the export's instances draw them (rules in :mod:`.cvat`).
 
     Raises:
-        rv.ReviewRowError: the item's PNGs are not the image's size.
+        ReviewRowError: the item's PNGs are not the image's size.
     """
     shape = (int(row["height"]), int(row["width"]))
     if any(m.shape != shape for _, m in item.instances):
-        raise rv.ReviewRowError(f"item {item.name!r}: masks are not {shape[1]}x{shape[0]}, the image's size")
+        raise ReviewRowError(f"item {item.name!r}: masks are not {shape[1]}x{shape[0]}, the image's size")
     person_masks = list(cvat.iter_person_masks(row))
     parts, new = _assign(row, item, person_masks)
     visible: dict[int, dict[int, np.ndarray]] = {}
@@ -98,38 +82,33 @@ def item_persons(row: Mapping[str, Any], item: cvat.CvatItem) -> list[dict]:
             continue  # every part it showed was deleted: the person is gone
         final = _person_parts(old, got, visible.get(k, {}))
         old_parts = [decode_mask(q["mask"]) for q in old.get("parts") or []]
-        full = rv.person_mask(person_masks[k], old_parts, final.values())
-        persons.append(rv.build_person(old, full, final, person_id=len(persons), score=None, schema_version=version))
+        full = person_mask(person_masks[k], old_parts, final.values())
+        persons.append(build_person(old, full, final, person_id=len(persons), score=None, schema_version=version))
     for added in new:
         full = np.logical_or.reduce(list(added.values()))
-        persons.append(rv.build_person(None, full, added, person_id=len(persons), score=None, schema_version=version))
+        persons.append(build_person(None, full, added, person_id=len(persons), score=None, schema_version=version))
     return persons
 
 
 def _reviewed_row(row: dict, root: Path, items: Mapping[str, str], labelmap) -> dict:
     name = items.get(safe_name(str(row["image_id"])))
-    out = {**row, "review_edited": False}
     if name is None or row["status"] != STATUS_OK:
-        return {**out, "review_status": rv.STATUS_NOT_IN_DATASET}
+        return finish_row(row, NOT_IN_DATASET)
     try:
         item = cvat.read_item(root, name, labelmap)
     except cvat.CvatError as e:
-        raise rv.ReviewRowError(str(e)) from e
-    out["persons"] = item_persons(row, item)
-    out["semantic"] = rv.patched_semantic(row, out["persons"])
-    rv.refresh_summary(out)
-    out["review_edited"] = rv.signature(out) != rv.signature(row)
-    return {**out, "review_status": rv.STATUS_REVIEWED}
+        raise ReviewRowError(str(e)) from e
+    return finish_row(row, REVIEWED, item_persons(row, item))
 
 
 def pull(
-    out: str, cvat_dir: str | Path, dest: str | Path, *, unannotated: str = "keep", rows_per_file: int = 5000
-) -> CvatPullSummary:
-    """Write the reviewed layout of the job output ``out`` with the labels of the CVAT export ``cvat_dir``.
+    labels: str, cvat_dir: str | Path, dest: str | Path, *, unannotated: str = "keep", rows_per_file: int = 5000
+) -> ReviewedSummary:
+    """Write the reviewed layout of the job output ``labels`` with the labels of the CVAT export ``cvat_dir``.
 
     Raises:
-        CvatError: ``cvat_dir`` is not a Segmentation mask 1.1 export; LabelsError: ``out`` is not a
-        job output; UserError: ``dest`` is inside ``out``.
+        CvatError: ``cvat_dir`` is not a Segmentation mask 1.1 export; LabelsError: ``labels`` is not a
+        job output; UserError: ``dest`` is inside ``labels``.
     """
     t0 = time.perf_counter()
     root = Path(cvat_dir).expanduser().resolve()
@@ -137,10 +116,10 @@ def pull(
         raise cvat.CvatError(f"--cvat {root} is not a directory: unzip CVAT's 'Segmentation mask 1.1' export there")
     labelmap = cvat.read_labelmap(root)
     names = cvat.read_names(root)
-    summary = CvatPullSummary(cvat=str(root), out=str(dest), items=len(names))
-    source = open_labels(out)
+    source = open_labels(labels)
     dest = Path(dest).expanduser().resolve()
-    rv.check_destination(dest, source)
+    check_destination(dest, source)
+    summary = ReviewedSummary(source=str(labels), dest=str(dest), details={"cvat": str(root), "items": len(names)})
     items = {n: n for n in names}
     seen: set[str] = set()
 
@@ -148,11 +127,9 @@ def pull(
         seen.add(safe_name(str(row["image_id"])))
         return _reviewed_row(row, root, items, labelmap)
 
-    meta = {"cvat": str(root), "source": str(out)}
-    stats = rv.review_source(source, dest, review_row, meta, unannotated=unannotated, rows_per_file=rows_per_file)
-    summary.rows, summary.by_status, summary.edited = stats.rows, dict(stats.by_status), stats.edited
-    summary.errors, summary.dropped = stats.errors, stats.dropped
-    summary.unmatched_items = sorted(set(names) - seen)
+    meta = {"cvat": str(root), "source": str(labels)}
+    review_source(source, dest, review_row, meta, unannotated=unannotated, rows_per_file=rows_per_file, summary=summary)
+    summary.details["unmatched_items"] = sorted(set(names) - seen)  # items of the export no job row names
     summary.seconds = round(time.perf_counter() - t0, 3)
-    log.info("cvat pull: %s", {k: v for k, v in asdict(summary).items() if k != "errors"})
+    log.info("cvat pull: %s", {k: v for k, v in summary.to_dict().items() if k != "errors"})
     return summary

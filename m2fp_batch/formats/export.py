@@ -24,8 +24,8 @@ from m2fp_batch.decode import DEFAULT_MAX_PIXELS, ImageError, decode_image
 from m2fp_batch.errors import UserError
 from m2fp_batch.formats import cihp, coco, cvat
 from m2fp_batch.labels import LabelSource, label_maps, open_labels
-from m2fp_batch.labels.reader import REJECTED, REVIEW_STATUS, check_version
-from m2fp_batch.schema import STATUS_OK
+from m2fp_batch.labels.reader import check_version
+from m2fp_batch.schema import REJECTED, REVIEW_STATUS, STATUS_OK
 from m2fp_batch.storage import DEFAULT_MAX_BYTES, Filesystems
 
 __all__ = ["FORMATS", "SUMMARY_FILE", "ExportSummary", "FormatExportError", "export"]

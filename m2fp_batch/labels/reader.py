@@ -26,15 +26,13 @@ import pyarrow.parquet as pq
 
 from m2fp_batch.errors import UserError
 from m2fp_batch.labels.layout import CONFIG_FILE, SHARD_RE, STATS_DIR, committed_shards, export_files, list_dir
-from m2fp_batch.schema import STATUS_OK
+from m2fp_batch.schema import REJECTED, REVIEW_STATUS, STATUS_OK
 from m2fp_batch.storage import Filesystems, to_uri
 
 __all__ = [
     "KIND_JOB",
     "KIND_REVIEWED",
     "KIND_SHARDS",
-    "REJECTED",
-    "REVIEW_STATUS",
     "SUPPORTED_SCHEMA_VERSIONS",
     "LabelSource",
     "LabelsError",
@@ -47,8 +45,6 @@ SUPPORTED_SCHEMA_VERSIONS = (1, 2, 3)
 KIND_JOB = "job"
 KIND_REVIEWED = "export-reviewed"
 KIND_SHARDS = "shards"
-REVIEW_STATUS = "review_status"  # the column export-reviewed adds
-REJECTED = "rejected"  # a review_status whose labels a reviewer refused
 # Columns every job output file has: they tell a Parquet file of ours from any other.
 OUTPUT_MARK_COLUMNS = ("schema_version", "image_id")
 

@@ -1,4 +1,4 @@
-"""``m2fp-batch label-studio push|pull OUT --url URL --project NAME``: review in Label Studio.
+"""``m2fp-batch label-studio push|pull LABELS --url URL --project NAME``: review in Label Studio.
 
 The API token comes from ``LABEL_STUDIO_API_KEY`` or the variable ``--token-env`` names, never
 from the command line. Both print a JSON summary; the exit status is 1 when some rows ended as
@@ -10,13 +10,14 @@ from __future__ import annotations
 import argparse
 import json
 
-from m2fp_batch.errors import UserError
+from m2fp_batch.review.arguments import add_low_score_argument, low_score
+from m2fp_batch.reviewed.arguments import add_pull_arguments, rows_per_file
 
 __all__ = ["add_arguments", "main"]
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("output", metavar="OUT", help="the job output (or an export-reviewed dir), local or s3://")
+    p.add_argument("labels", metavar="LABELS", help="the job output (or an export-reviewed dir), local or s3://")
     p.add_argument("--url", required=True, help="Label Studio's base URL, e.g. http://127.0.0.1:8080")
     p.add_argument("--project", required=True, metavar="NAME", help="the project title (created by push)")
     p.add_argument(
@@ -30,8 +31,7 @@ def _common(p: argparse.ArgumentParser) -> None:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``m2fp-batch label-studio``."""
     from m2fp_batch.labelstudio.push import DOCUMENT_ROOT_ENV
-    from m2fp_batch.review.convert import DEFAULT_LOW_SCORE, VIEWS
-    from m2fp_batch.review.reviewed import add_pull_arguments
+    from m2fp_batch.review.convert import VIEWS
 
     sub = parser.add_subparsers(dest="action", required=True, metavar="push|pull")
     push = sub.add_parser("push", help="create or update the project: one task per ok row, with pre-annotations")
@@ -42,12 +42,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"the server's {DOCUMENT_ROOT_ENV} (default: that variable): local images must lie under it",
     )
     push.add_argument("--view", choices=VIEWS, help="push only the rows of this review view (as in `review`)")
-    push.add_argument(
-        "--low-score",
-        type=float,
-        default=DEFAULT_LOW_SCORE,
-        help="person/part score below which a row is low-confidence (for --view low-confidence)",
-    )
+    add_low_score_argument(push)
     pull = sub.add_parser("pull", help="write the annotations back in the export-reviewed layout")
     _common(pull)
     add_pull_arguments(
@@ -59,28 +54,24 @@ def main(args: argparse.Namespace) -> int:
     """Run ``m2fp-batch label-studio push|pull``; 0 on success, 1 when some rows became error rows."""
     from m2fp_batch.labelstudio.client import Client, token_from_env
 
-    client = Client(args.url, token_from_env(args.token_env))
     if args.action == "push":
         from m2fp_batch.labelstudio.push import default_document_root, push
 
-        if not 0.0 <= args.low_score <= 1.0:
-            raise UserError(f"--low-score must be in [0, 1], got {args.low_score}")
+        score = low_score(args)
         summary = push(
-            client,
-            args.output,
+            Client(args.url, token_from_env(args.token_env)),
+            args.labels,
             args.project,
             document_root=args.document_root or default_document_root(),
             view=args.view,
-            low_score=args.low_score,
+            low_score=score,
         )
         print(json.dumps(summary.to_dict()))
         return 1 if summary.image_errors else 0
     from m2fp_batch.labelstudio.pull import pull
 
-    if args.rows_per_file < 1:
-        raise UserError(f"--rows-per-file must be >= 1, got {args.rows_per_file}")
-    summary = pull(
-        client, args.output, args.project, args.out, unannotated=args.unannotated, rows_per_file=args.rows_per_file
-    )
+    n = rows_per_file(args)
+    client = Client(args.url, token_from_env(args.token_env))
+    summary = pull(client, args.labels, args.project, args.out, unannotated=args.unannotated, rows_per_file=n)
     print(json.dumps(summary.to_dict()))
     return 1 if summary.errors else 0

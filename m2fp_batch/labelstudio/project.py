@@ -24,6 +24,7 @@ from m2fp_batch.annotate import ls_rle
 from m2fp_batch.annotate.palette import CIHP_CLASSES, hex_color
 from m2fp_batch.errors import UserError
 from m2fp_batch.labels import DecodedPerson
+from m2fp_batch.schema import REJECTED
 
 __all__ = [
     "CONTROL",
@@ -50,7 +51,7 @@ IMAGE = "image"
 CONTROL = "m2fp_parts"
 VERDICT = "m2fp_verdict"
 VERDICT_APPROVED = "approved"
-VERDICT_REJECTED = "rejected"
+VERDICT_REJECTED = REJECTED  # the choice that rejects: the review status's word
 HUMAN = CIHP_CLASSES[-1]
 PART_IDS = tuple(range(1, len(CIHP_CLASSES) - 1))  # the 19 part classes (no Background, no Human)
 LABELS = (HUMAN, *(CIHP_CLASSES[i] for i in PART_IDS))

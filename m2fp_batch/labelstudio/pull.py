@@ -1,4 +1,4 @@
-"""``label-studio pull``: the reviewers' annotations back into the reviewed layout (:mod:`m2fp_batch.review.reviewed`).
+"""``label-studio pull``: the reviewers' annotations back into the reviewed layout (:mod:`m2fp_batch.reviewed`).
 
 For every row of the job output, the task with its ``image_id`` decides (``review_status``):
 
@@ -22,7 +22,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -33,37 +32,17 @@ from m2fp_batch.labels import decode_mask, open_labels
 from m2fp_batch.labelstudio import project as lsp
 from m2fp_batch.labelstudio.client import Client, LabelStudioError
 from m2fp_batch.labelstudio.push import find_project
-from m2fp_batch.review import reviewed as rv
-from m2fp_batch.schema import STATUS_OK
+from m2fp_batch.reviewed import ReviewedSummary, ReviewRowError, build_person, finish_row, person_mask, review_source
+from m2fp_batch.reviewed.layout import check_destination
+from m2fp_batch.schema import NOT_IN_DATASET, REJECTED, REVIEWED, STATUS_OK, UNREVIEWED
 
-__all__ = ["UNANNOTATED", "AnnotationError", "PullSummary", "annotation_persons", "pull", "reviewed_row"]
+__all__ = ["AnnotationError", "annotation_persons", "pull", "reviewed_row"]
 
 log = logging.getLogger(__name__)
 
-UNANNOTATED = rv.UNANNOTATED
 
-
-class AnnotationError(rv.ReviewRowError):
+class AnnotationError(ReviewRowError):
     """One annotation cannot be read (becomes an entry of the summary's ``errors``)."""
-
-
-@dataclass
-class PullSummary:
-    """What a pull found and wrote (printed as JSON; the counts are also in ``_export.json``)."""
-
-    project: str
-    project_id: int = 0
-    out: str = ""
-    tasks: int = 0
-    rows: int = 0
-    by_status: dict[str, int] = field(default_factory=dict)
-    edited: int = 0
-    dropped: int = 0
-    errors: list[dict] = field(default_factory=list)  # {image_id, task, error}
-    seconds: float = 0.0
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 def _regions(result: list[dict], shape: tuple[int, int]) -> list[tuple[str, int, np.ndarray]]:
@@ -127,10 +106,8 @@ def annotation_persons(row: Mapping[str, Any], result: list[dict]) -> list[dict]
         old = None if hid is None else _old_person(hid, row)
         old_parts = [decode_mask(q["mask"]) for q in (old or {}).get("parts") or []]
         human = humans.get(hid, np.zeros(shape, bool))
-        full = rv.person_mask(human, old_parts, parts[hid].values()) | human  # the Human region is drawn: kept
-        persons.append(
-            rv.build_person(old, full, parts[hid], person_id=len(persons), score=None, schema_version=version)
-        )
+        full = person_mask(human, old_parts, parts[hid].values()) | human  # the Human region is drawn: kept
+        persons.append(build_person(old, full, parts[hid], person_id=len(persons), score=None, schema_version=version))
     return persons
 
 
@@ -160,54 +137,48 @@ def reviewed_row(row: dict, task: Mapping[str, Any] | None, users: Mapping[int, 
     Raises:
         AnnotationError: the task's annotation cannot be read.
     """
-    out = {**row, "review_edited": False, "review_by": None, "review_time": None}
     if task is None or row["status"] != STATUS_OK:
-        return {**out, "review_status": rv.STATUS_NOT_IN_DATASET}
+        return finish_row(row, NOT_IN_DATASET)
     annotation = _latest(task)
     if annotation is None:
-        return {**out, "review_status": rv.STATUS_UNREVIEWED}
-    out.update(review_by=_author(annotation, users), review_time=annotation.get("updated_at"))
+        return finish_row(row, UNREVIEWED)
+    by, when = _author(annotation, users), annotation.get("updated_at")
     if annotation.get("was_cancelled") or _verdict(annotation) == lsp.VERDICT_REJECTED:
-        return {**out, "review_status": rv.STATUS_REJECTED}
-    out["persons"] = annotation_persons(row, annotation.get("result") or [])
-    out["semantic"] = rv.patched_semantic(row, out["persons"])
-    rv.refresh_summary(out)
-    out["review_edited"] = rv.signature(out) != rv.signature(row)
-    return {**out, "review_status": rv.STATUS_REVIEWED}
+        return finish_row(row, REJECTED, by=by, time=when)
+    return finish_row(row, REVIEWED, annotation_persons(row, annotation.get("result") or []), by=by, time=when)
 
 
 def pull(
     client: Client,
-    out: str,
+    labels: str,
     project_name: str,
     dest: str | Path,
     *,
     unannotated: str = "keep",
     rows_per_file: int = 5000,
-) -> PullSummary:
-    """Write the reviewed layout of project ``project_name`` over the job output ``out`` into ``dest``.
+) -> ReviewedSummary:
+    """Write the reviewed layout of project ``project_name`` over the job output ``labels`` into ``dest``.
 
     Raises:
         LabelStudioError: no such project, unreachable server, refused token; ForeignProjectError:
-        the project is another tool's; LabelsError: ``out`` is not a job output.
+        the project is another tool's; LabelsError: ``labels`` is not a job output.
     """
     t0 = time.perf_counter()
-    summary = PullSummary(project=project_name, out=str(dest))
     proj = find_project(client, project_name)
     if proj is None:
         raise LabelStudioError(f"Label Studio at {client.url} has no project {project_name!r}: push first")
     lsp.check_config(proj)
-    summary.project_id = int(proj["id"])
-    source = open_labels(out)
+    source = open_labels(labels)
     dest = Path(dest).expanduser().resolve()
-    rv.check_destination(dest, source)
+    check_destination(dest, source)
+    summary = ReviewedSummary(source=str(labels), dest=str(dest))
     users = client.users()
     tasks: dict[str, dict] = {}
-    for task in client.tasks(summary.project_id):
+    for task in client.tasks(int(proj["id"])):
         iid = (task.get("data") or {}).get("image_id")
         if iid is not None and (iid not in tasks or _latest(task) is not None):
             tasks[iid] = task
-    summary.tasks = len(tasks)
+    summary.details = {"project": project_name, "project_id": int(proj["id"]), "tasks": len(tasks)}
 
     def review_row(row: dict) -> dict:
         task = tasks.get(row["image_id"])
@@ -216,10 +187,8 @@ def pull(
         except AnnotationError as e:
             raise AnnotationError(f"task {task['id']}: {e}") from e
 
-    meta = {"label_studio": client.url, "project": project_name, "source": str(out)}
-    stats = rv.review_source(source, dest, review_row, meta, unannotated=unannotated, rows_per_file=rows_per_file)
-    summary.rows, summary.by_status, summary.edited = stats.rows, dict(stats.by_status), stats.edited
-    summary.errors, summary.dropped = stats.errors, stats.dropped
+    meta = {"label_studio": client.url, "project": project_name, "source": str(labels)}
+    review_source(source, dest, review_row, meta, unannotated=unannotated, rows_per_file=rows_per_file, summary=summary)
     summary.seconds = round(time.perf_counter() - t0, 3)
     log.info("label-studio pull: %s", {k: v for k, v in summary.to_dict().items() if k != "errors"})
     return summary

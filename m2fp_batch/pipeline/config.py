@@ -14,6 +14,7 @@ import yaml
 
 from m2fp_batch.errors import UserError
 from m2fp_batch.settings import EngineSettings, SettingsError
+from m2fp_batch.yamlfile import strict_load
 
 __all__ = ["JOB_ONLY_RESUME_KEYS", "JobConfig", "JobConfigError", "KEY_ALIASES", "load_yaml", "parse_set"]
 
@@ -160,7 +161,7 @@ def load_yaml(path: str | os.PathLike) -> dict[str, Any]:
     if not p.is_file():
         raise JobConfigError(f"config file {str(p)!r} does not exist")
     try:
-        data = yaml.safe_load(p.read_text()) or {}
+        data = strict_load(p.read_text(), f"config file {str(p)!r}") or {}
     except yaml.YAMLError as e:
         raise JobConfigError(f"config file {str(p)!r} is not valid YAML: {e}") from e
     if not isinstance(data, dict):
@@ -214,5 +215,5 @@ def parse_set(items: list[str] | None) -> dict[str, Any]:
         if "=" not in item:
             raise JobConfigError(f"--set {item!r}: expected KEY=VALUE")
         k, v = item.split("=", 1)
-        out[k.strip()] = yaml.safe_load(v) if v.strip() else None
+        out[k.strip()] = strict_load(v, f"--set {item!r}") if v.strip() else None
     return out

@@ -6,12 +6,8 @@ import logging
 import os
 from urllib.parse import urlsplit
 
-import fiftyone as fo
-
-from m2fp_batch.review import connect_patiently
+from m2fp_batch.review.fo import fo
 from m2fp_batch.review.masks import ReviewInputError
-
-connect_patiently()
 
 log = logging.getLogger(__name__)
 

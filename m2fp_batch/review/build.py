@@ -27,10 +27,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import fiftyone as fo
-
 from m2fp_batch.annotate.palette import CIHP_CLASSES, hex_color
-from m2fp_batch.review import connect_patiently
 from m2fp_batch.review import masks as mk
 from m2fp_batch.review.convert import (
     DEFAULT_LOW_SCORE,
@@ -39,8 +36,6 @@ from m2fp_batch.review.convert import (
     TAG_BRIGHTENED,
     TAG_ERROR,
     TAG_LOW_CONFIDENCE,
-    TAG_REJECTED,
-    TAG_REVIEWED,
     VIEW_ERRORS,
     VIEW_LOW_CONFIDENCE,
     VIEW_QUEUE,
@@ -50,9 +45,8 @@ from m2fp_batch.review.convert import (
     part_field_name,
     sample_data_star,
 )
+from m2fp_batch.review.fo import fo
 from m2fp_batch.schema import STATUS_ERROR, STATUS_OK
-
-connect_patiently()
 
 log = logging.getLogger(__name__)
 INFO_KEY = "m2fp_batch"
@@ -63,8 +57,6 @@ __all__ = [
     "TAG_BRIGHTENED",
     "TAG_ERROR",
     "TAG_LOW_CONFIDENCE",
-    "TAG_REJECTED",
-    "TAG_REVIEWED",
     "BuildStats",
     "build_review_dataset",
     "is_auto_tag",

@@ -13,6 +13,7 @@ import logging
 import signal
 
 from m2fp_batch.errors import UserError
+from m2fp_batch.review.arguments import add_low_score_argument, low_score
 
 log = logging.getLogger(__name__)
 
@@ -32,12 +33,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="DIR",
         help="local base for relative image uris; an s3://bucket/key image is read from DIR/bucket/key",
     )
-    parser.add_argument(
-        "--low-score",
-        type=float,
-        default=0.5,
-        help="a person or part score below this tags the sample low_confidence (default 0.5)",
-    )
+    add_low_score_argument(parser)
     parser.add_argument(
         "--overwrite-reviewed",
         action="store_true",
@@ -60,8 +56,7 @@ def _check_arguments(args: argparse.Namespace) -> None:
     """Refuse flag values that cannot work, before FiftyOne starts (raises :class:`UserError`)."""
     if args.output is None and not args.launch:
         raise UserError("give the job output DIR, or --launch to open an existing dataset")
-    if not 0.0 <= args.low_score <= 1.0:
-        raise UserError(f"--low-score must be in [0, 1], got {args.low_score}")
+    low_score(args)
     if not 0 < args.port < 65536:
         raise UserError(f"--port must be 1..65535, got {args.port}")
 

@@ -25,16 +25,14 @@ from m2fp_batch.labels import (
 )
 from m2fp_batch.review import masks as mk
 from m2fp_batch.review.priority import parse_agreement, person_anomalies, review_priority, weighted_part_score
-from m2fp_batch.schema import SKIN_GROUPS, STATUS_OK
+from m2fp_batch.schema import REJECTED, REVIEWED, SKIN_GROUPS, STATUS_OK
 
 FACE_ID = CIHP_CLASSES.index("Face")
 TAG_ERROR = "error"
 TAG_LOW_CONFIDENCE = "low_confidence"
 TAG_BRIGHTENED = "brightened"
 SKIN_TAG_PREFIX = "skin:"
-TAG_REVIEWED = "reviewed"
-TAG_REJECTED = "rejected"
-REVIEW_TAGS = (TAG_REVIEWED, TAG_REJECTED)
+REVIEW_TAGS = (REVIEWED, REJECTED)  # a reviewer tags a sample with its verdict, in the review statuses' words
 DEFAULT_LOW_SCORE = 0.5
 
 # Saved views of the review dataset: their names and meaning are shared by every review tool's --view

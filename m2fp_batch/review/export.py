@@ -22,11 +22,10 @@ dataset is fast, and bit-identical to the job.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
-import fiftyone as fo
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -35,20 +34,10 @@ from PIL import Image
 from m2fp_batch.annotate.skin_tone import SOURCE_REVIEWED
 from m2fp_batch.errors import UserError
 from m2fp_batch.review import masks as mk
-from m2fp_batch.review.build import INFO_KEY, TAG_REJECTED, TAG_REVIEWED, label_fingerprint
-from m2fp_batch.review.reviewed import (
-    REVIEW_STATUSES,
-    STATUS_NOT_IN_DATASET,
-    STATUS_REJECTED,
-    STATUS_REVIEWED,
-    STATUS_UNREVIEWED,
-    ReviewedStats,
-    build_person,
-    refresh_summary,
-    signature,
-    write_reviewed,
-)
-from m2fp_batch.schema import STATUS_OK
+from m2fp_batch.review.build import INFO_KEY, label_fingerprint
+from m2fp_batch.review.fo import fo
+from m2fp_batch.reviewed import ReviewedSummary, build_person, finish_row, semantic_entries, write_reviewed
+from m2fp_batch.schema import NOT_IN_DATASET, REJECTED, REVIEWED, STATUS_OK, UNREVIEWED
 
 log = logging.getLogger(__name__)
 
@@ -58,26 +47,12 @@ class ReviewExportError(UserError, ValueError):
 
 
 __all__ = [
-    "REVIEW_STATUSES",
-    "STATUS_NOT_IN_DATASET",
-    "STATUS_REJECTED",
-    "STATUS_REVIEWED",
-    "STATUS_UNREVIEWED",
     "ReviewExportError",
-    "ExportStats",
     "export_reviewed",
     "externalize_inline_masks",
     "labels_unchanged",
     "reviewed_row",
 ]
-
-
-@dataclass
-class ExportStats(ReviewedStats):
-    externalized_masks: int = 0
-
-    def to_dict(self) -> dict:
-        return {**super().to_dict(), "externalized_masks": self.externalized_masks}
 
 
 def _label_mask(label, shape: tuple[int, int] | None = None) -> np.ndarray:
@@ -174,41 +149,33 @@ def labels_unchanged(sample: fo.Sample) -> bool:
 def reviewed_row(sample: fo.Sample, original: dict) -> dict:
     """The output row of one sample: the job's row with the reviewed labels and review columns."""
     tags = set(sample.tags)
-    status = STATUS_REJECTED if TAG_REJECTED in tags else STATUS_REVIEWED if TAG_REVIEWED in tags else STATUS_UNREVIEWED
-    row = dict(original)
-    if original["status"] == STATUS_OK and labels_unchanged(sample):
-        row.update(review_status=status, review_edited=False)
-        return row
-    if original["status"] == STATUS_OK:
-        shape = (int(original["height"]), int(original["width"]))
-        if sample.parsing is not None:
-            row["semantic"] = mk.semantic_entries(_label_mask(sample.parsing, shape))
-        row["persons"] = _persons(sample, original, shape)
-        refresh_summary(row)  # the image's skin-tone summary follows its persons
-    row["review_status"] = status
-    row["review_edited"] = signature(row) != signature(original)
-    return row
+    status = REJECTED if REJECTED in tags else REVIEWED if REVIEWED in tags else UNREVIEWED
+    if original["status"] != STATUS_OK or labels_unchanged(sample):
+        return finish_row(original, status)
+    shape = (int(original["height"]), int(original["width"]))
+    semantic = semantic_entries(_label_mask(sample.parsing, shape)) if sample.parsing is not None else None
+    return finish_row(original, status, _persons(sample, original, shape), semantic=semantic)
 
 
-def export_reviewed(name: str, out_dir: str | Path, rows_per_file: int = 5000) -> ExportStats:
-    """Export the dataset ``name`` to ``out_dir`` (one Parquet file per source file, same name).
+def export_reviewed(name: str, dest: str | Path, rows_per_file: int = 5000) -> ReviewedSummary:
+    """Export the dataset ``name`` into the reviewed dir ``dest`` (one Parquet file per source file, same name).
 
     Raises:
         ReviewExportError: no such dataset, it was not built by ``m2fp-batch review``, a source file is
-            gone, or ``out_dir`` is inside the job output.
+            gone, or ``dest`` is inside the job output.
     """
+    t0 = time.perf_counter()
     if not fo.dataset_exists(name):
         raise ReviewExportError(f"no FiftyOne dataset named {name!r} (datasets: {fo.list_datasets()})")
     ds = fo.load_dataset(name)
     info = ds.info.get(INFO_KEY)
     if not info:
         raise ReviewExportError(f"dataset {name!r} was not built by `m2fp-batch review` (no info.{INFO_KEY})")
-    out = Path(out_dir).resolve()
+    dest = Path(dest).resolve()
     for src in info["sources"]:
-        if out == Path(src) or Path(src) in out.parents:
-            raise ReviewExportError(f"--out {out} is inside the job output {src}: choose a directory outside it")
-    stats = ExportStats()
-    stats.externalized_masks = externalize_inline_masks(ds, Path(info["mask_dir"]))
+        if dest == Path(src) or Path(src) in dest.parents:
+            raise ReviewExportError(f"--out {dest} is inside the job output {src}: choose a directory outside it")
+    moved = externalize_inline_masks(ds, Path(info["mask_dir"]))
     sources = sorted(set(ds.distinct("source_parquet")))
     missing = [src for src in sources if not Path(src).is_file()]
     if missing:
@@ -216,25 +183,17 @@ def export_reviewed(name: str, out_dir: str | Path, rows_per_file: int = 5000) -
 
     def reviewed_files() -> Iterator[tuple[str, pa.Schema, list[dict]]]:
         for src in sources:
-            originals = pq.read_table(src).to_pylist()
             view = ds.match(fo.ViewField("source_parquet") == src)
             samples = {s.image_id: s for s in view.iter_samples(progress=False)}
             rows = [
-                reviewed_row(samples[r["image_id"]], r)
-                if r["image_id"] in samples
-                else {**r, "review_status": STATUS_NOT_IN_DATASET, "review_edited": False}
-                for r in originals
+                reviewed_row(samples[r["image_id"]], r) if r["image_id"] in samples else finish_row(r, NOT_IN_DATASET)
+                for r in pq.read_table(src).to_pylist()
             ]
             yield src, pq.read_schema(src), rows
 
-    written = write_reviewed(
-        out, reviewed_files(), {"dataset": name, "externalized_masks": stats.externalized_masks}, rows_per_file
-    )
-    stats.rows, stats.by_status, stats.edited, stats.files = (
-        written.rows,
-        written.by_status,
-        written.edited,
-        written.files,
-    )
-    log.info("exported %s: %s", name, stats.to_dict())
-    return stats
+    meta = {"dataset": name, "externalized_masks": moved}
+    summary = ReviewedSummary(source=name, dest=str(dest), details=meta)
+    write_reviewed(dest, reviewed_files(), meta, rows_per_file, summary=summary)
+    summary.seconds = round(time.perf_counter() - t0, 3)
+    log.info("exported %s: %s", name, summary.to_dict())
+    return summary

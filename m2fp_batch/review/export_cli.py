@@ -1,11 +1,13 @@
-"""``m2fp-batch export-reviewed NAME --out DIR``: reviewed labels back to Parquet (job schema + review_status)."""
+"""``m2fp-batch export-reviewed DATASET --out DIR``: reviewed labels back to Parquet (job schema + review_status)."""
 
 from __future__ import annotations
 
 import argparse
 import json
 
-from m2fp_batch.errors import UserError
+from m2fp_batch.reviewed.arguments import add_rows_per_file_argument, rows_per_file
+
+__all__ = ["add_arguments", "main"]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -17,21 +19,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="DIR",
         help="local directory for the reviewed Parquet files (outside the job output)",
     )
-    parser.add_argument(
-        "--rows-per-file",
-        type=int,
-        default=5000,
-        help="one Parquet file per source shard; a shard with more rows than this is split into NAME-000.parquet, "
-        "NAME-001.parquet, ... (default 5000)",
-    )
+    add_rows_per_file_argument(parser)
 
 
 def main(args: argparse.Namespace) -> int:
     """Run ``m2fp-batch export-reviewed``; 0 on success (errors: :mod:`m2fp_batch.errors`)."""
-    if args.rows_per_file < 1:
-        raise UserError("--rows-per-file must be >= 1")
+    n = rows_per_file(args)
     from m2fp_batch.review.export import export_reviewed
 
-    stats = export_reviewed(args.dataset, args.out, rows_per_file=args.rows_per_file)
-    print(json.dumps({"dataset": args.dataset, **stats.to_dict()}))
+    print(json.dumps(export_reviewed(args.dataset, args.out, rows_per_file=n).to_dict()))
     return 0

@@ -14,9 +14,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from m2fp_batch.annotate import rle
 from m2fp_batch.errors import UserError
-from m2fp_batch.labels import LabelsError, LabelSource, class_name, open_labels
+from m2fp_batch.labels import LabelsError, LabelSource, open_labels
 from m2fp_batch.labels.layout import safe_name
 
 REVIEW_DIRNAME = "_review"
@@ -71,13 +70,3 @@ def read_png(path: str | Path) -> np.ndarray:
     if a.ndim == 3:
         a = a[..., 0]
     return a.astype(np.uint8, copy=False)
-
-
-def semantic_entries(label_map: np.ndarray) -> list[dict]:
-    """The ``semantic`` column value of a label map: one entry per class present except 0."""
-    ids, counts = np.unique(label_map, return_counts=True)
-    return [
-        {"label_id": int(i), "label": class_name(int(i)), "area": int(c), "mask": rle.encode(label_map == i)}
-        for i, c in zip(ids, counts, strict=True)
-        if i != 0
-    ]

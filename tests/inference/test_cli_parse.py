@@ -12,6 +12,10 @@ from m2fp_batch.annotate.palette import PALETTE
 from m2fp_batch.cli import main
 
 
+def _people(out) -> list[dict]:
+    return json.loads((out / "summary.json").read_text())["images"][0]["people"]
+
+
 def test_parse_writes_pngs_and_raw(tiny_model_dir, tmp_path):
     photo = REFERENCE / "images" / "grace_hopper.jpg"
     raw = tmp_path / "raw.npz"
@@ -47,7 +51,14 @@ def test_parse_writes_pngs_and_raw(tiny_model_dir, tmp_path):
     union = np.zeros(label.shape, bool)
     for i in np.flatnonzero(d["img0_labels"] == "Human"):
         union |= np.unpackbits(d["img0_masks_packed"][i], count=label.size).reshape(label.shape).astype(bool)
-    assert n_parts >= 0
+    # the official post-processing keeps a part at score >= 0.1 (PART_SCORE_THR); the seeded tiny
+    # model finds 21 parts on this photo: every one a part class (never Background or Human), non-empty
+    parts = d["img0_labels"] != "Human"
+    assert n_parts > 0 and n_parts == len(d["img0_labels"]) - len(summary_people := _people(tmp_path))
+    assert set(d["img0_labels"][parts]) <= set(d["classes"][1:]) - {"Human"}
+    assert (d["img0_scores"][parts] >= 0.1).all() and (d["img0_scores"] <= 1.0).all()
+    assert all(np.unpackbits(m).any() for m in d["img0_masks_packed"][parts])
+    assert [round(float(s), 4) for s in d["img0_scores"][~parts]] == [p["score"] for p in summary_people]
     np.testing.assert_array_equal(people[..., 3] == 255, union)  # transparent outside the people
     np.testing.assert_array_equal(people[union][:, :3], img[union])
     assert list(d["paths"]) == ["grace_hopper.jpg"]

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -101,3 +104,33 @@ def test_resume_compares_label_settings_guards_and_shard_size():
     old = {("model_revision" if k == "revision" else k): v for k, v in cfg.resume_settings().items()}
     with pytest.raises(JobConfigError, match="version whose config_hash covers other settings"):
         check_same_job({**saved, "settings": old, "config_hash": "0" * 16}, cfg, "c" * 64)
+
+
+@pytest.mark.parametrize(
+    ("config", "extra", "sentence"),
+    [
+        (
+            "batch_size: 2\nshard_size: 8\nbatch_size: 4\n",
+            [],
+            "m2fp-batch run: config file '{tmp}/c.yaml': the key 'batch_size' is given twice (line 1 and line 3); "
+            "keep one",
+        ),
+        (
+            "shard_size: 8\n",
+            ["--set", "s3_endpoint={a: 1, a: 2}"],
+            "m2fp-batch run: --set 's3_endpoint={a: 1, a: 2}': the key 'a' is given twice (line 1 and line 1); "
+            "keep one",
+        ),
+    ],
+)
+def test_duplicate_key_is_one_sentence_and_exit_2(tmp_path, config, extra, sentence):
+    """The last value does not silently win: the job refuses before it lists or starts Ray."""
+    (tmp_path / "c.yaml").write_text(config)
+    argv = ["run", "--config", str(tmp_path / "c.yaml"), "--input", str(tmp_path), "--output", str(tmp_path / "o")]
+    env = {**os.environ, "PYTHONPATH": str(CONFIGS.parent), "RAY_USAGE_STATS_ENABLED": "0"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "m2fp_batch.cli", *argv, *extra], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.splitlines() == [sentence.replace("{tmp}", str(tmp_path))]
+    assert not (tmp_path / "o").exists()

@@ -379,6 +379,14 @@ def _report_foreign(w: World) -> list[str]:
     return ["report", str(d)]
 
 
+def _report_foreign_shard(w: World) -> list[str]:
+    """Another tool's Parquet that happens to be named like a shard: read, then refused by its columns."""
+    d = w.tmp / "foreign"
+    d.mkdir()
+    pq.write_table(pa.table({"a": [1, 2], "b": ["x", "y"]}), d / "shard-00000.parquet")
+    return ["report", str(d)]
+
+
 def _csv(header: str, *rows: str) -> bytes:
     return ("\n".join([header, *rows]) + "\n").encode()
 
@@ -471,7 +479,9 @@ CLI_CASES = [
     CliCase("parse-missing", _parse_missing, 1, "2 of 3 input(s) skipped",
             "parse with a missing file and a directory (skipped, the rest parsed, exit 1)"),
     CliCase("report-truncated", _report_truncated, 0, "not committed", "report on a truncated shard (read without it, named)", needs_job=True),
-    CliCase("report-foreign", _report_foreign, 2, "", "report on a Parquet dir of another tool"),
+    CliCase("report-foreign", _report_foreign, 2, "has no shard-NNNNN.parquet files of a job output", "report on a Parquet dir of another tool"),
+    CliCase("report-foreign-shard", _report_foreign_shard, 2, "not an m2fp-batch job output",
+            "report on another tool's Parquet named shard-00000.parquet"),
 ]  # fmt: skip
 
 
