@@ -144,7 +144,7 @@ def run_one(args) -> dict:
     }
 
 
-def run_stages(args) -> list[dict]:
+def run_stages(args) -> None:
     """The driver's memory by stage: listing, the plan, the read tasks (block plan), the pipeline."""
     import pyarrow as pa
 
@@ -168,6 +168,7 @@ def run_stages(args) -> list[dict]:
             "arrow_mb": pa.total_allocated_bytes() / MB,
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         })  # fmt: skip
+        print(json.dumps({k: round(v, 1) if isinstance(v, float) else v for k, v in rows[-1].items()}), flush=True)
 
     values = {"input": args.input, "output": args.output, "model": args.model, "num_cpus": 2, "overwrite": True}
     cfg = JobConfig.from_sources(None, values)
@@ -273,8 +274,7 @@ def main() -> int:
             args.model = str(write_tiny_model(tmp / "model"))
         if args.stages:
             args.input, args.output = str(write_manifest(args.stages, tmp / "in")), str(tmp / "out")
-            for r in run_stages(args):
-                print(json.dumps(r))
+            run_stages(args)
             return 0
         sizes = [int(s) for s in args.sizes.split(",")] + ([BIG] if args.big else [])
         results = []

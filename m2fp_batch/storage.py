@@ -23,10 +23,9 @@ from m2fp_batch.errors import UserError
 S3_CONNECT_TIMEOUT_S = 5.0
 S3_REQUEST_TIMEOUT_S = 60.0
 S3_MAX_ATTEMPTS = 3
-# Listing a prefix: key ranges split at these characters after the prefix, listed in parallel
-S3_LIST_SPLITS = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+# Listing a prefix: sub-prefixes listed at once, and the pages each may hold ahead of the consumer
 S3_LIST_WORKERS = 8
-S3_LIST_QUEUE_PAGES = 4  # pages a range lister may hold ahead of the consumer
+S3_LIST_QUEUE_PAGES = 4
 # The job's default per-file byte limit (setting max_bytes), and the readers' limit for an
 # image named by a label row: reads stop at max_bytes + 1, checked before decoding.
 DEFAULT_MAX_BYTES = 256 * 1024 * 1024
@@ -235,54 +234,64 @@ def to_uri(fs: pafs.FileSystem, path: str) -> str:
 
 
 def list_s3(options: S3Options, bucket: str, prefix: str) -> Iterator[list[str]]:
-    """The keys under ``prefix``, page by page, in key order, with bounded memory.
+    """The keys under ``prefix``, page by page, with bounded memory.
 
-    The key space is cut into ranges at ``prefix + c`` for each ``c`` of :data:`S3_LIST_SPLITS`
-    (``StartAfter`` works on every S3 store, one flat prefix included); up to
-    :data:`S3_LIST_WORKERS` ranges are paged at once, each at most :data:`S3_LIST_QUEUE_PAGES`
-    pages ahead of the consumer, and the ranges are yielded in order.
+    The keys directly under ``prefix`` come first (one delimited listing, which also names the
+    sub-prefixes), then each sub-prefix, listed whole: up to :data:`S3_LIST_WORKERS` of them
+    are paged at once, each at most :data:`S3_LIST_QUEUE_PAGES` pages ahead of the consumer, and
+    they are yielded in order. One flat prefix is paged alone: S3 pages follow one another.
+    Only prefixes are relied on, not the key order (SeaweedFS, for one, lists a "directory"
+    before its sibling keys).
 
     Raises:
         StorageError: the store refused or failed a listing request.
     """
     client = options.client(connections=S3_LIST_WORKERS)
-    bounds: list[str | None] = [None, *(prefix + c for c in S3_LIST_SPLITS), None]
-    ranges = list(zip(bounds[:-1], bounds[1:]))
+    subs: list[str] = []
+    try:
+        for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix, Delimiter="/"):
+            subs += [p["Prefix"] for p in page.get("CommonPrefixes", ())]
+            yield [o["Key"] for o in page.get("Contents", ())]
+    except Exception as e:  # noqa: BLE001 -- botocore's errors have no common base worth naming
+        raise _listing_failed(bucket, prefix, e) from e
+    yield from _list_prefixes(client, bucket, sorted(subs))
+
+
+def _listing_failed(bucket: str, prefix: str, e: Exception) -> StorageError:
+    return StorageError(f"listing s3://{bucket}/{prefix} failed: {' '.join(str(e).split())}")
+
+
+def _list_prefixes(client, bucket: str, prefixes: list[str]) -> Iterator[list[str]]:
+    """The keys under each of ``prefixes`` (recursively), in that order, listed in parallel."""
     stop = threading.Event()
     queues: list[queue.Queue] = []
 
     def start(i: int) -> None:
         q: queue.Queue = queue.Queue(maxsize=S3_LIST_QUEUE_PAGES)
         queues.append(q)
-        args = (client, bucket, prefix, *ranges[i], q, stop)
-        threading.Thread(target=_list_range, args=args, daemon=True, name=f"s3-list-{i}").start()
+        args = (client, bucket, prefixes[i], q, stop)
+        threading.Thread(target=_list_prefix, args=args, daemon=True, name=f"s3-list-{i}").start()
 
     try:
-        for i in range(min(S3_LIST_WORKERS, len(ranges))):
+        for i in range(min(S3_LIST_WORKERS, len(prefixes))):
             start(i)
-        for i in range(len(ranges)):
+        for i in range(len(prefixes)):
             while (page := queues[i].get()) is not None:
                 if isinstance(page, Exception):
-                    raise StorageError(f"listing s3://{bucket}/{prefix} failed: {' '.join(str(page).split())}")
+                    raise _listing_failed(bucket, prefixes[i], page)
                 yield page
-            if i + S3_LIST_WORKERS < len(ranges):
+            if i + S3_LIST_WORKERS < len(prefixes):
                 start(i + S3_LIST_WORKERS)
     finally:
         stop.set()
 
 
-def _list_range(client, bucket: str, prefix: str, after: str | None, upto: str | None, q, stop) -> None:
-    """Put the keys ``after < key <= upto`` under ``prefix`` on ``q`` page by page, then None
-    (or the error that ended the listing)."""
-    kwargs = {"Bucket": bucket, "Prefix": prefix} | ({"StartAfter": after} if after else {})
+def _list_prefix(client, bucket: str, prefix: str, q: queue.Queue, stop: threading.Event) -> None:
+    """Put the keys under ``prefix`` on ``q`` page by page, then None (or the error that ended the listing)."""
     try:
-        for page in client.get_paginator("list_objects_v2").paginate(**kwargs):
-            keys = [o["Key"] for o in page.get("Contents", ())]
-            beyond = upto is not None and bool(keys) and keys[-1] > upto
-            if beyond:
-                keys = [k for k in keys if k <= upto]
-            if not _put(q, keys, stop) or beyond:
-                break
+        for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+            if not _put(q, [o["Key"] for o in page.get("Contents", ())], stop):
+                return
         _put(q, None, stop)
     except Exception as e:  # noqa: BLE001 -- any failure of the listing is handed to the consumer, who raises it
         _put(q, e, stop)

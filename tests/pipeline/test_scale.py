@@ -18,6 +18,9 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+from cluster import seaweedfs
+
+from m2fp_batch.storage import S3_LIST_WORKERS, S3Options, list_s3
 
 REPO = Path(__file__).resolve().parents[2]
 ROWS = 200_000
@@ -33,7 +36,7 @@ DRIVER = (
     "sys.exit(code)\n"
 )
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(1500)]
+pytestmark = pytest.mark.timeout(1500)
 
 
 def _argv(manifest: Path, out: Path, model: Path) -> list[str]:
@@ -50,6 +53,7 @@ def _committed(out: Path) -> int:
     return len(list(stats.glob("shard-*.json"))) if stats.is_dir() else 0
 
 
+@pytest.mark.slow
 def test_200k_rows_bounded_driver_and_exactly_once_after_kill(tmp_path, tiny_model_dir):
     manifest, out = tmp_path / "missing.csv", tmp_path / "out"
     manifest.write_text("uri\n" + "".join(f"{tmp_path}/absent/{i:07d}.jpg\n" for i in range(ROWS)))
@@ -79,3 +83,23 @@ def test_200k_rows_bounded_driver_and_exactly_once_after_kill(tmp_path, tiny_mod
     assert ids.num_rows == ROWS
     assert len(set(ids.column("image_id").to_pylist())) == ROWS
     assert set(ids.column("status").to_pylist()) == {"error"}
+
+
+@pytest.mark.cluster
+def test_s3_listing_by_prefix_yields_every_key_once():
+    """More sub-prefixes than listers, one of them over a page (1,000 keys), keys directly under
+    the prefix, deep keys, odd characters; a sibling prefix is not listed."""
+    import boto3
+
+    key, secret = "m2fp-test", "m2fp-test-secret"
+    names = [f"big/{i:05d}.jpg" for i in range(1200)] + [f"d{i:02d}/x.jpg" for i in range(2 * S3_LIST_WORKERS + 1)]
+    names += ["-dash.jpg", "a.jpg", "a/b/c.jpg", "zz/deep/er.jpg", "~tilde.jpg", "é.jpg", "0"]
+    with seaweedfs(key, secret) as endpoint:
+        s3 = boto3.client("s3", endpoint_url=endpoint, aws_access_key_id=key, aws_secret_access_key=secret,
+                          region_name="us-east-1")  # fmt: skip
+        s3.create_bucket(Bucket="photos")
+        for k in [*(f"flat/{n}" for n in names), "flat-sibling/x.jpg"]:
+            s3.put_object(Bucket="photos", Key=k, Body=b"")
+        options = S3Options(endpoint=endpoint, access_key=key, secret_key=secret)
+        keys = [k for page in list_s3(options, "photos", "flat/") for k in page]
+    assert sorted(keys) == sorted(f"flat/{n}" for n in names)
