@@ -140,11 +140,12 @@ class _Rate:
     def __init__(self, src: str, interval: float) -> None:
         self.src, self.interval = src, interval
         self.t0 = self.last = time.time()
+        self.logged = -1
 
     def log(self, rows: int, final: bool = False) -> None:
         now = time.time()
-        if final or now - self.last >= self.interval:
-            self.last = now
+        if (final and rows != self.logged) or now - self.last >= self.interval:
+            self.last, self.logged = now, rows
             rate = rows / max(now - self.t0, 1e-9)
             log.info("listing %s: %d input(s) in %.1f s (%.0f inputs/s)", self.src, rows, now - self.t0, rate)
 
