@@ -11,6 +11,7 @@ appeared since are appended as new shards.
 
 from __future__ import annotations
 
+import binascii
 import hashlib
 import logging
 import os
@@ -54,7 +55,12 @@ READ_COLUMNS = ("data", "read_error", "read_error_kind", "read_s")
 MAX_ROWS_SHOWN = 5
 # Rows per batch while listing, and per row group of the listing files: what the driver holds at once.
 LISTING_BATCH_ROWS = 65536
-DIGEST = np.dtype("S16")  # 16 bytes of blake2b per value: duplicates and resume without the strings
+DIGEST = np.dtype("S16")
+# A uri that normalize_uri could change: not an absolute local path, a "//" or "~", "." or ".."
+# segments, a trailing "/".
+NEEDS_RESOLVING = (
+    r"^(?:[^/]|//)|/\.{1,2}(?:/|$)|//|/$"  # 16 bytes of blake2b per value: duplicates and resume without the strings
+)
 
 
 class InputError(UserError, ValueError):
@@ -66,10 +72,10 @@ def image_id_for(uri: str) -> str:
     return hashlib.sha1(uri.encode("utf-8")).hexdigest()[:20]
 
 
-def digests(values: list[str]) -> np.ndarray:
-    """16-byte digests of ``values`` (a collision needs ~2**64 values): sets of ids and uris
+def digests(values: pa.Array) -> np.ndarray:
+    """16-byte digests of a string array (a collision needs ~2**64 values): sets of ids and uris
     held as 16 bytes per input instead of Python strings."""
-    joined = b"".join(hashlib.blake2b(v.encode("utf-8"), digest_size=16).digest() for v in values)
+    joined = b"".join(hashlib.blake2b(v, digest_size=16).digest() for v in _utf8_values(values))
     return np.frombuffer(joined, DIGEST)
 
 
@@ -199,14 +205,23 @@ def _directory_batches(fs: pafs.FileSystem, path: str, src: str, filesystems: Fi
         yield _uri_batch(chunk)
 
 
-def _uri_batch(uris: list[str]) -> tuple[pa.RecordBatch, np.ndarray, None]:
-    ids, raw = [], []
-    for u in uris:
-        h = hashlib.sha1(u.encode("utf-8"))
-        ids.append(h.hexdigest()[:20])
-        raw.append(h.digest()[:16])
-    batch = pa.record_batch({"image_id": pa.array(ids, pa.string()), "uri": pa.array(uris, pa.string())})
-    return batch, np.frombuffer(b"".join(raw), DIGEST), None
+def _utf8_values(arr: pa.Array) -> Iterator[bytes]:
+    """The UTF-8 bytes of each value of a string array, straight from its buffers."""
+    arr = arr.cast(pa.string())
+    offsets = np.frombuffer(arr.buffers()[1], np.int32)[arr.offset : arr.offset + len(arr) + 1].tolist()
+    data = arr.buffers()[2].to_pybytes() if len(arr) else b""
+    return (data[a:b] for a, b in zip(offsets[:-1], offsets[1:]))
+
+
+def _uri_batch(uris: list[str] | pa.Array) -> tuple[pa.RecordBatch, np.ndarray, None]:
+    """(image_id = sha1(uri)[:20 hex], uri) and the uris' digests (sha1's first 16 bytes)."""
+    uris = uris if isinstance(uris, pa.Array) else pa.array(uris, pa.string())
+    sha = np.frombuffer(b"".join(hashlib.sha1(u).digest() for u in _utf8_values(uris)), np.uint8).reshape(-1, 20)
+    hexed = binascii.hexlify(sha[:, :10].tobytes())
+    offsets = pa.py_buffer(np.arange(0, 20 * (len(uris) + 1), 20, dtype=np.int32).tobytes())
+    ids = pa.StringArray.from_buffers(len(uris), offsets, pa.py_buffer(hexed))
+    batch = pa.RecordBatch.from_arrays([ids, uris], names=["image_id", "uri"])
+    return batch, np.ascontiguousarray(sha[:, :16]).view(DIGEST).ravel(), None
 
 
 def _walk_local(root: str, src: str) -> Iterator[str]:
@@ -339,11 +354,11 @@ def _manifest_batch(batch: pa.RecordBatch, spec: _Manifest, row0: int):
     else:
         out, uri_digests, id_digests = _uri_batch(resolved)
         ids = out.column("image_id")
-    arrays = [pa.array(ids, pa.string()), pa.array(resolved, pa.string())] + [batch.column(c) for c in spec.rest]
+    arrays = [ids, resolved] + [batch.column(c) for c in spec.rest]
     return pa.RecordBatch.from_arrays(arrays, schema=spec.schema), uri_digests, id_digests
 
 
-def _string_column(batch: pa.RecordBatch, name: str, src: str, row0: int, allow_int: bool = False) -> list[str]:
+def _string_column(batch: pa.RecordBatch, name: str, src: str, row0: int, allow_int: bool = False) -> pa.Array:
     """The column as non-blank strings; anything else is refused with the manifest's row numbers."""
     col = batch.column(name)
     if pa.types.is_dictionary(col.type):
@@ -361,17 +376,21 @@ def _string_column(batch: pa.RecordBatch, name: str, src: str, row0: int, allow_
     if pc.any(blank).as_py():
         rows = row0 + np.flatnonzero(blank.to_numpy(zero_copy_only=False))
         raise InputError(f"manifest {src!r}: {_rows_text(rows)} have an empty or blank {name!r}")
-    return col.to_pylist()
+    return col.cast(pa.string())
 
 
-def _resolve_uris(uris: list[str], base: str, src: str) -> list[str]:
-    """Absolute, normalised uris (one spelling per file); unsupported schemes are refused."""
+def _resolve_uris(uris: pa.Array, base: str, src: str) -> pa.Array:
+    """Absolute, normalised uris (one spelling per file); unsupported schemes are refused.
+    A batch of absolute local paths already in their one spelling is kept as it is (no per-row
+    Python: the listing of a large manifest)."""
+    if not pc.any(pc.match_substring_regex(uris, NEEDS_RESOLVING)).as_py():
+        return uris
     out = []
-    for u in uris:
+    for u in uris.to_pylist():
         if "://" in u and not is_s3(u) and not u.lower().startswith("file://"):
             raise InputError(
                 f"manifest {src!r}: uri {u!r} uses the scheme {u.split('://')[0]}://, "
                 "only local paths and s3:// are supported"
             )
         out.append(normalize_uri(u if (is_s3(u) or u.startswith(("/", "file://"))) else posixpath.join(base, u)))
-    return out
+    return pa.array(out, pa.string())

@@ -194,13 +194,13 @@ def _with_shards(batches, schema: pa.Schema, shard_size: int, first_shard: int) 
 
 def _new_inputs(stored: pq.ParquetFile, staged: StagedListing) -> tuple[np.ndarray, int]:
     """The sorted id digests of the stored listing and how many staged inputs it lacks."""
-    parts = [digests(b.column(0).to_pylist()) for b in stored.iter_batches(LISTING_BATCH_ROWS, columns=["image_id"])]
+    parts = [digests(b.column(0)) for b in stored.iter_batches(LISTING_BATCH_ROWS, columns=["image_id"])]
     known = np.sort(np.concatenate(parts))
     return known, sum(int((~_known(b, known)).sum()) for b in staged.batches())
 
 
 def _known(batch: pa.RecordBatch, known: np.ndarray) -> np.ndarray:
-    d = digests(batch.column("image_id").to_pylist())
+    d = digests(batch.column("image_id"))
     at = np.minimum(np.searchsorted(known, d), len(known) - 1)
     return known[at] == d
 
