@@ -91,16 +91,27 @@ def put_keys(n: int, endpoint: str, key: str, secret: str, bucket: str = "photos
     return f"s3://{bucket}/flat"
 
 
+def own_rss() -> dict[str, int]:
+    """This process's resident memory by kind (kB): RssAnon (its heap), RssFile, RssShmem (shared
+    pages it touched, e.g. Ray's object store)."""
+    with open("/proc/self/status") as f:
+        return {k: int(v.split()[0]) for k, v in (ln.split(":", 1) for ln in f) if k.startswith("Rss")}
+
+
 class RaySampler(threading.Thread):
-    """The peak of the summed RSS of this process's descendants (the local Ray's processes)."""
+    """The peak of the summed RSS of this process's descendants (the local Ray's processes), and
+    the peak of this process's own anonymous and shared-memory RSS."""
 
     def __init__(self) -> None:
         super().__init__(daemon=True)
         self.peak = 0
+        self.own: dict[str, int] = {}
         self.me = psutil.Process()
 
     def run(self) -> None:
         while True:
+            for k, v in own_rss().items():
+                self.own[k] = max(self.own.get(k, 0), v)
             total = 0
             for p in self.me.children(recursive=True):
                 try:
@@ -134,6 +145,7 @@ def run_one(args) -> dict:
         "n": rows,
         "driver_peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "ray_peak_rss_mb": round(sampler.peak / MB, 1),
+        "driver_sampled_peak_mb": {k: round(v / 1024, 1) for k, v in sampler.own.items()},
         "first_row_s": first,
         "rows_per_s_from_first_row": round(rows / (wall - first), 1) if first and wall > first else None,
         "listing_rows_per_s": round(rows / max(start["listed"] - start["model_resolved"], 1e-9), 1),
