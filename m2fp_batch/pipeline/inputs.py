@@ -169,7 +169,8 @@ def _write_staged(batches, path: str, src: str, manifest: bool, progress_s: floa
                 writer = pq.ParquetWriter(path, schema, compression="zstd")
             writer.write_batch(batch, row_group_size=LISTING_BATCH_ROWS)
             rows += batch.num_rows
-            uri_d.append(uris)
+            if manifest:  # a walk or an S3 listing names each file once: nothing to check
+                uri_d.append(uris)
             if ids is not None:
                 id_d.append(ids)
             rate.log(rows)

@@ -58,14 +58,15 @@ def test_200k_rows_bounded_driver_and_exactly_once_after_kill(tmp_path, tiny_mod
     manifest, out = tmp_path / "missing.csv", tmp_path / "out"
     manifest.write_text("uri\n" + "".join(f"{tmp_path}/absent/{i:07d}.jpg\n" for i in range(ROWS)))
     ray_tmp = Path(f"/tmp/rs{os.getpid()}")
-    first = subprocess.Popen(
-        _argv(manifest, out, tiny_model_dir), env=_env(ray_tmp), cwd=REPO,
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+    log = tmp_path / "first.log"
+    with log.open("w") as f:
+        first = subprocess.Popen(
+            _argv(manifest, out, tiny_model_dir), env=_env(ray_tmp), cwd=REPO, stdout=f, stderr=subprocess.STDOUT
+        )
     deadline = time.time() + 900
     while _committed(out) < 3 and first.poll() is None and time.time() < deadline:
         time.sleep(0.2)
-    assert first.poll() is None, "the first run ended before it could be killed mid-run"
+    assert first.poll() is None, f"the first run ended before it was killed: {log.read_text()[-3000:]}"
     first.send_signal(signal.SIGKILL)
     first.wait(timeout=60)
     killed_at = _committed(out)
