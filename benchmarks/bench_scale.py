@@ -220,11 +220,14 @@ def child(n: int, kind: str, tmp: Path, args, extra: list[str]) -> dict:
     return res | {"kind": kind}
 
 
-def fit(results: list[dict]) -> dict:
-    """Least squares of the driver's peak RSS over N (the N >= 100k), and the 100M projection."""
-    pts = [(r["n"], r["driver_peak_rss_mb"] * MB) for r in results if r["n"] >= 100_000] or [
-        (r["n"], r["driver_peak_rss_mb"] * MB) for r in results
-    ]
+def _heap_mb(r: dict) -> float:
+    return r.get("driver_sampled_peak_mb", {}).get("RssAnon", 0.0)
+
+
+def fit(results: list[dict], mb=lambda r: r["driver_peak_rss_mb"]) -> dict:
+    """Least squares of ``mb(result)`` (default: the driver's peak RSS) over N (the N >= 100k),
+    and the 100M projection."""
+    pts = [(r["n"], mb(r) * MB) for r in results if r["n"] >= 100_000] or [(r["n"], mb(r) * MB) for r in results]
     if len(pts) < 2:
         return {}
     mx = sum(x for x, _ in pts) / len(pts)
@@ -312,13 +315,15 @@ def report(results: list[dict], args) -> None:
             f"{r['rows_per_s_from_first_row']:>8} {r['listing_rows_per_s']:>9} {r['output_bytes'] / MB:>7.1f} "
             f"{r['load_1min_before_after']}"
         )
-    f = fit(results)
+    f, heap = fit(results), fit(results, _heap_mb)
     if f:
-        print(f"driver: {f['bytes_per_input']} bytes/input fitted; 100M inputs: {f['arithmetic']}")
+        print(f"driver peak RSS: {f['bytes_per_input']} bytes/input fitted; 100M inputs: {f['arithmetic']}")
+    if heap:
+        print(f"driver heap (RssAnon): {heap['bytes_per_input']} bytes/input fitted; 100M inputs: {heap['arithmetic']}")
     cpu = next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")), "?")
     print(f"CPU: {cpu} ({os.cpu_count()} CPUs)")
     if args.json:
-        Path(args.json).write_text(json.dumps({"results": results, "fit": f, "cpu": cpu}, indent=2))
+        Path(args.json).write_text(json.dumps({"results": results, "fit": f, "heap_fit": heap, "cpu": cpu}, indent=2))
 
 
 if __name__ == "__main__":
