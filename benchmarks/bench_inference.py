@@ -97,7 +97,7 @@ MEMORY_PROBES = {
 ACTOR_CODE = """
 import sys, time
 import pyarrow as pa
-from m2fp_batch.pipeline.config import JobConfig
+from m2fp_batch.pipeline.config import JobSettings
 from m2fp_batch.pipeline.worker import Labeler
 from m2fp_batch.schema import SCHEMA
 from m2fp_batch.settings import EngineSettings
@@ -106,7 +106,7 @@ def hwm():
     return int(next(line for line in open("/proc/self/status") if line.startswith("VmHWM")).split()[1]) / 1024
 
 model, engine, threads, files = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4:]
-cfg = JobConfig(input="x", output="y", engine=EngineSettings(model=model, engine=engine))
+cfg = JobSettings(input="x", output="y", engine=EngineSettings(model=model, engine=engine))
 labeler = Labeler(cfg, SCHEMA, None, threads=threads)
 base = hwm()
 n = len(files)
@@ -143,11 +143,13 @@ def memory_probe(model: str, sizes: list[tuple[int, int]], threads: int, engine:
 
 
 def parse_time(parser, jpeg: bytes, repeats: int) -> float:
-    """Median seconds of ``parse_one(load_image(jpeg))`` after one warm-up call."""
-    from m2fp_batch.inference import load_image
+    """Median seconds of ``parse_one(decode_image(Path(jpeg).read_bytes()))`` after one warm-up call."""
+    from m2fp_batch.decode import decode_image
 
-    parser.parse_one(load_image(jpeg))
-    return statistics.median(_time(lambda: parser.parse_one(load_image(jpeg))) for _ in range(repeats))
+    parser.parse_one(decode_image(Path(jpeg).read_bytes()))
+    return statistics.median(
+        _time(lambda: parser.parse_one(decode_image(Path(jpeg).read_bytes()))) for _ in range(repeats)
+    )
 
 
 def _row(lever: str, on: float, off: float, note: str = "") -> dict:
@@ -159,10 +161,12 @@ def measure_levers(parser, model: str, jpeg: bytes, args, flops: float, peak: fl
     """Each lever on/off in this run (see the module docstring)."""
     from inference.test_postprocess import official_dense
 
-    from m2fp_batch.inference import M2FPParser, load_image
+    from m2fp_batch.decode import decode_image
+    from m2fp_batch.inference import M2FPParser
     from m2fp_batch.inference import preprocess as pp
     from m2fp_batch.inference.postprocess import parse_instances
     from m2fp_batch.model.ms_deform_attn import MSDeformAttn
+    from m2fp_batch.resize import target_size
 
     rows = []
     base = parse_time(parser, jpeg, args.repeats)
@@ -178,8 +182,8 @@ def measure_levers(parser, model: str, jpeg: bytes, args, flops: float, peak: fl
     for m in attn:
         m.naive = False
     rows.append(_row("embedding_bag sampling core (vs grid_sample)", base, naive))
-    img = load_image(jpeg)
-    size = pp.target_size(*img.shape[:2])
+    img = decode_image(Path(jpeg).read_bytes())
+    size = target_size(*img.shape[:2])
     net = parser.model
     batch = pp.to_batch([pp.resize(img, size)], net.pixel_mean, net.pixel_std, net.size_divisibility)
     out = parser.forward(batch)
@@ -212,7 +216,8 @@ def interleaved(parser, model: str, jpeg: bytes, args, flops: float) -> dict:
     """Engines (default, --fast-backbone, --compile) timed in turn, round after round, in this
     process, with the matmul peak measured in every round: on a VM whose speed drifts from
     minute to minute this is the comparison that holds. Efficiency uses the highest peak seen."""
-    from m2fp_batch.inference import M2FPParser, load_image
+    from m2fp_batch.decode import decode_image
+    from m2fp_batch.inference import M2FPParser
 
     other = M2FPParser.from_pretrained(model, threads=args.threads, fast_backbone=not parser.channels_last)
     engines = (
@@ -223,12 +228,12 @@ def interleaved(parser, model: str, jpeg: bytes, args, flops: float) -> dict:
     if not args.no_compile:
         engines["compile"] = M2FPParser.from_pretrained(model, threads=args.threads, torch_compile=True)
     for parser in engines.values():
-        parser.parse_one(load_image(jpeg))  # warm-up (and the compile)
+        parser.parse_one(decode_image(Path(jpeg).read_bytes()))  # warm-up (and the compile)
     times: dict[str, list[float]] = {k: [] for k in engines}
     peaks = []
     for _ in range(args.interleave):
         for name, parser in engines.items():
-            times[name].append(_time(lambda p=parser: p.parse_one(load_image(jpeg))))
+            times[name].append(_time(lambda p=parser: p.parse_one(decode_image(Path(jpeg).read_bytes()))))
         peaks.append(matmul_peak(args.threads))
     peak = max(peaks)
     return {
@@ -262,7 +267,9 @@ REFERENCE_GFLOPS_640 = 288.0
 
 ENGINE_RSS_CODE = """
 import sys, time
-from m2fp_batch.inference import M2FPParser, load_image
+from pathlib import Path
+from m2fp_batch.decode import decode_image
+from m2fp_batch.inference import M2FPParser
 
 def hwm():
     return int(next(line for line in open("/proc/self/status") if line.startswith("VmHWM")).split()[1]) / 1024
@@ -271,7 +278,7 @@ model, engine, threads, files = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.
 parser = M2FPParser.from_pretrained(model, engine=engine, threads=threads)
 base = hwm()
 for f in files:
-    parser.parse_one(load_image(f))
+    parser.parse_one(decode_image(Path(f).read_bytes()))
 print(base, hwm())
 """
 
@@ -303,7 +310,7 @@ def _variants(model: str, args) -> dict[str, str]:
 
 
 def _export_variant(model: str, fmt: str, precision: str, photos: int | None) -> str:
-    from m2fp_batch.inference.engines import export_model
+    from m2fp_batch.inference.backends import export_model
     from m2fp_batch.inference.export_cli import calibration_batches
     from m2fp_batch.inference.loading import load_model
 
@@ -341,13 +348,14 @@ def _agreement(a, b, num_classes: int) -> dict:
 def engine_comparison(model: str, jpeg: bytes, args) -> dict:
     """Each engine's end-to-end seconds (parse_one from JPEG bytes), efficiency and stage budget,
     timed in turn for ``args.engine_rounds`` rounds with the matmul peak in every round."""
-    from m2fp_batch.inference import M2FPParser, load_image
+    from m2fp_batch.decode import decode_image
+    from m2fp_batch.inference import M2FPParser
 
     parsers = {}
     for label, source in _variants(model, args).items():
         t0 = time.perf_counter()
         parsers[label] = M2FPParser.from_pretrained(source, engine=label.split("-")[0], threads=args.threads)
-        parsers[label].parse_one(load_image(jpeg))  # warm-up
+        parsers[label].parse_one(decode_image(Path(jpeg).read_bytes()))  # warm-up
         print(
             f"# {label}: load (+ export on a cache miss) and first call {time.perf_counter() - t0:.1f} s",
             file=sys.stderr,
@@ -357,7 +365,7 @@ def engine_comparison(model: str, jpeg: bytes, args) -> dict:
     for _ in range(args.engine_rounds):
         for label, parser in parsers.items():
             t0 = time.perf_counter()
-            res = parser.parse_one(load_image(jpeg))
+            res = parser.parse_one(decode_image(Path(jpeg).read_bytes()))
             total = time.perf_counter() - t0
             times[label].append(
                 {
@@ -382,7 +390,7 @@ def engine_comparison(model: str, jpeg: bytes, args) -> dict:
     if "onnxruntime" in parsers:
         rows["onnxruntime"]["op_budget"] = onnxruntime_op_budget(parsers["onnxruntime"].backend, jpeg)
     fp32 = {"openvino-bf16": "openvino", "onnxruntime-int8": "onnxruntime"}
-    img = load_image(jpeg)
+    img = decode_image(Path(jpeg).read_bytes())
     for label, ref in fp32.items():
         if label in parsers and ref in parsers:
             rows[label]["agreement_with_fp32"] = _agreement(
@@ -406,13 +414,14 @@ def onnxruntime_op_budget(backend, jpeg: bytes, top: int = 10, runs: int = 2) ->
     warm-up, kernel time summed by op type (per run)."""
     import onnxruntime as ort
 
-    from m2fp_batch.inference import load_image
+    from m2fp_batch.decode import decode_image
     from m2fp_batch.inference import preprocess as pp
     from m2fp_batch.model.build import PIXEL_MEAN, PIXEL_STD, SIZE_DIVISIBILITY
+    from m2fp_batch.resize import target_size
 
-    img = load_image(jpeg)
+    img = decode_image(Path(jpeg).read_bytes())
     mean, std = torch.tensor(PIXEL_MEAN).view(-1, 1, 1), torch.tensor(PIXEL_STD).view(-1, 1, 1)
-    batch = pp.to_batch([pp.resize(img, pp.target_size(*img.shape[:2]))], mean, std, SIZE_DIVISIBILITY).numpy()
+    batch = pp.to_batch([pp.resize(img, target_size(*img.shape[:2]))], mean, std, SIZE_DIVISIBILITY).numpy()
     opts = backend.options  # the engine's own settings, plus profiling
     opts.enable_profiling = True
     opts.profile_file_prefix = os.path.join(tempfile.mkdtemp(), "ort")
@@ -488,8 +497,10 @@ def main() -> int:
     ap.add_argument("--int8", type=int, default=0, metavar="N", help="add onnxruntime-int8 calibrated on N photos")
     args = ap.parse_args()
 
-    from m2fp_batch.inference import M2FPParser, load_image
+    from m2fp_batch.decode import decode_image
+    from m2fp_batch.inference import M2FPParser
     from m2fp_batch.inference import preprocess as pp
+    from m2fp_batch.resize import target_size
 
     tmp = None
     model = args.model
@@ -523,9 +534,9 @@ def main() -> int:
     with torch.inference_mode():
         for r in range(args.repeats + 1):  # the first round warms up
             t0 = time.perf_counter()
-            img = load_image(jpeg)
+            img = decode_image(Path(jpeg).read_bytes())
             t1 = time.perf_counter()
-            size = pp.target_size(*img.shape[:2])
+            size = target_size(*img.shape[:2])
             batch = pp.to_batch([pp.resize(img, size)], net.pixel_mean, net.pixel_std, net.size_divisibility)
             if parser.channels_last:
                 batch = batch.contiguous(memory_format=torch.channels_last)
@@ -552,7 +563,9 @@ def main() -> int:
         flops = fc.get_total_flops()
         # bare model loop vs the engine's own end-to-end path (decode + parse) on the same photo
         bare = statistics.median(_time(lambda: net(batch)) for _ in range(args.repeats))
-    e2e = statistics.median(_time(lambda: parser.parse_one(load_image(jpeg))) for _ in range(args.repeats))
+    e2e = statistics.median(
+        _time(lambda: parser.parse_one(decode_image(Path(jpeg).read_bytes()))) for _ in range(args.repeats)
+    )
     # the peak again after the model runs: machines with noisy neighbours drift; use the higher
     peak_after = matmul_peak(args.threads)
     peak = max(peak_before, peak_after)

@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/bench_job.py --model /tmp/m2fp_seed3 --images 12 --threads 2
 
-1. bare loop: ``load_image`` + ``M2FPParser.parse`` image by image in this process (torch
+1. bare loop: ``decode_image`` + ``M2FPParser.parse`` image by image in this process (torch
    threads = ``--threads``), model load excluded; run before AND after the job (the mean is the
    baseline), so a machine whose load changes during the run does not bias the ratio;
 2. the job: ``run_job`` on a local Ray with ``--threads`` CPUs, one actor of ``--threads`` CPUs,
@@ -46,8 +46,9 @@ from PIL import Image
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from m2fp_batch.errors import configure_logging  # noqa: E402
-from m2fp_batch.inference import M2FPParser, load_image  # noqa: E402
+from m2fp_batch.decode import decode_image  # noqa: E402
+from m2fp_batch.inference import M2FPParser  # noqa: E402
+from m2fp_batch.logs import configure_logging  # noqa: E402
 
 
 def photos(n: int, short_edge: int, root: Path) -> list[Path]:
@@ -99,10 +100,10 @@ class RssSampler(threading.Thread):
 
 def bare_loop(model: str, paths: list[Path], threads: int) -> dict:
     parser = M2FPParser.from_pretrained(model, threads=threads)
-    parser.parse([load_image(paths[0])])  # warm-up, as the job's first batch pays the same
+    parser.parse([decode_image(Path(paths[0]).read_bytes())])  # warm-up, as the job's first batch pays the same
     t0 = time.perf_counter()
     for p in paths:
-        parser.parse([load_image(p)])
+        parser.parse([decode_image(Path(p).read_bytes())])
     sec = time.perf_counter() - t0
     return {"images": len(paths), "seconds": round(sec, 3), "images_per_s": round(len(paths) / sec, 4)}
 
@@ -110,11 +111,11 @@ def bare_loop(model: str, paths: list[Path], threads: int) -> dict:
 def job(model: str, src: Path, out: Path, threads: int, batch_size: int, cpus_per_actor: int | None = None) -> dict:
     import ray
 
-    from m2fp_batch.pipeline.config import JobConfig
+    from m2fp_batch.pipeline.config import JobSettings
     from m2fp_batch.pipeline.job import run_job
 
     per_actor = cpus_per_actor or threads
-    cfg = JobConfig.from_sources(
+    cfg = JobSettings.from_sources(
         None,
         {
             "input": str(src),
@@ -220,13 +221,13 @@ def run_ceiling(args, tmp: Path) -> dict:
     import pyarrow.parquet as pq
     import ray
 
-    from m2fp_batch.pipeline.config import JobConfig
+    from m2fp_batch.pipeline.config import JobSettings
     from m2fp_batch.pipeline.job import run_job
 
     manifest = tmp / "missing.csv"
     manifest.write_text("uri\n" + "".join(f"{tmp}/absent/{i:07d}.jpg\n" for i in range(args.rows)))
     out = tmp / "out_ceiling"
-    cfg = JobConfig.from_sources(None, {"input": str(manifest), "output": str(out), "model": args.model,
+    cfg = JobSettings.from_sources(None, {"input": str(manifest), "output": str(out), "model": args.model,
                                         "num_cpus": args.threads, "overwrite": True})  # fmt: skip
     t0 = time.perf_counter()
     summary = run_job(cfg).to_dict()

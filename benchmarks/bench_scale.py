@@ -125,14 +125,14 @@ class RaySampler(threading.Thread):
 def run_one(args) -> dict:
     """The job over ``args.input`` in this process; what the parent prints for one N."""
     from m2fp_batch.errors import configure_logging
-    from m2fp_batch.pipeline.config import JobConfig
+    from m2fp_batch.pipeline.config import JobSettings
     from m2fp_batch.pipeline.job import run_job
 
     configure_logging()
     sampler = RaySampler()
     sampler.start()
     values = {"input": args.input, "output": args.output, "model": args.model, "num_cpus": 2, "overwrite": True}
-    cfg = JobConfig.from_sources(None, values)
+    cfg = JobSettings.from_sources(None, values)
     load0 = os.getloadavg()[0]
     t0 = time.time()
     summary = run_job(cfg).to_dict()
@@ -161,7 +161,7 @@ def run_stages(args) -> None:
     import pyarrow as pa
 
     from m2fp_batch.errors import configure_logging
-    from m2fp_batch.pipeline.config import JobConfig
+    from m2fp_batch.pipeline.config import JobSettings
     from m2fp_batch.pipeline.job import _label_pending, resolve_model
     from m2fp_batch.pipeline.pending import spans
     from m2fp_batch.pipeline.progress import Timeline
@@ -183,7 +183,7 @@ def run_stages(args) -> None:
         print(json.dumps({k: round(v, 1) if isinstance(v, float) else v for k, v in rows[-1].items()}), flush=True)
 
     values = {"input": args.input, "output": args.output, "model": args.model, "num_cpus": 2, "overwrite": True}
-    cfg = JobConfig.from_sources(None, values)
+    cfg = JobSettings.from_sources(None, values)
     model = resolve_model(cfg)
     tracemalloc.start()
     mark("model resolved")

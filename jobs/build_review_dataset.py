@@ -4,7 +4,7 @@ Run it where the job output and the team's MongoDB are reachable, e.g. on a Ray 
 
     ray job submit --address http://127.0.0.1:8265 --working-dir . \\
         --runtime-env-json '{"env_vars": {"FIFTYONE_DATABASE_URI": "mongodb://db-host:27017"}}' \\
-        -- python jobs/build_review_dataset.py OUTPUT_DIR --dataset NAME
+        -- python jobs/build_review_dataset.py LABELS --dataset NAME
 
 The arguments are those of ``m2fp-batch review`` (without ``--launch``: open the App from a
 workstation with ``m2fp-batch review --dataset NAME --launch``).
@@ -15,7 +15,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from m2fp_batch.errors import configure_logging, run_command
+from m2fp_batch.command import run_command
+from m2fp_batch.logs import configure_logging
 from m2fp_batch.review import cli
 
 
@@ -25,7 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.launch:
         parser.error("--launch is for a workstation: `m2fp-batch review --dataset NAME --launch`")
-    if args.output is None:
+    if args.labels is None:
         parser.error("the job output directory is required")
     configure_logging()
     return run_command("review", lambda: cli.main(args))

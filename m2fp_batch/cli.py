@@ -43,7 +43,8 @@ def main(argv: list[str] | None = None) -> int:
     command = next((a for a in argv if a in SUBCOMMANDS), None)
     only = command if command and "-h" not in argv and "--help" not in argv[: argv.index(command)] else None
     args = build_parser(only).parse_args(argv)
-    from m2fp_batch.errors import configure_logging, run_command
+    from m2fp_batch.command import run_command
+    from m2fp_batch.logs import configure_logging
 
     configure_logging(args.verbose)
 

@@ -1,7 +1,8 @@
 """Bytes -> (H, W, 3) uint8 RGB, with the guards a crawl of real-world files needs.
 
-Same semantics as ``m2fp_batch.inference.load_image`` (PIL, EXIF orientation, RGB) plus:
-empty files, unidentifiable bytes, truncated or corrupt data, a pixel-count limit checked
+The one decoder of photos: the job, the service, ``parse``, ``export-model``'s calibration and
+the training data all decode here. PIL, EXIF orientation applied, RGB (alpha dropped, grayscale
+expanded, as the official pipeline loads), plus the guards: empty files, unidentifiable bytes, truncated or corrupt data, a pixel-count limit checked
 from the header before any pixel is decoded (decompression bombs), a minimum side, 16-bit
 images scaled (not clipped) to 8 bits, CMYK / palette / alpha modes converted, and modes
 without a defined RGB meaning refused. Every refusal is an :class:`ImageError` with a
@@ -10,6 +11,7 @@ without a defined RGB meaning refused. Every refusal is an :class:`ImageError` w
 
 from __future__ import annotations
 
+import importlib
 import io
 import struct
 import warnings
@@ -18,18 +20,15 @@ import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
 from m2fp_batch.errors import UserError
+from m2fp_batch.memory import STRIP_PIXELS
+
+__all__ = ["DEFAULT_MAX_PIXELS", "ImageError", "decode_image", "rgb_array"]
 
 # PIL's decompression-bomb limit: the job's default max_pixels, and the readers' limit for an
 # output that does not record its own setting.
 DEFAULT_MAX_PIXELS = 89_478_485
-# The official resize of the model input (short side, long-side cap). Defined here, torch-free, so the
-# service front end and the job's settings share it with the engine (inference/preprocess.py).
-SHORT_EDGE = 640
-MAX_SIZE = 1333
-
-# Pixels per strip wherever a whole photo is walked in rows (copying out of PIL, counting labels):
-# the transient beside the image stays this small.
-STRIP_PIXELS = 4 * 1024 * 1024
+# moved names (one release): the model input's resize is m2fp_batch.resize, the strip size m2fp_batch.memory
+_MOVED = {"SHORT_EDGE": "m2fp_batch.resize", "MAX_SIZE": "m2fp_batch.resize"}
 # Modes convert("RGB") handles with the right meaning.
 _DIRECT = {"RGB", "L", "CMYK", "YCbCr", "LAB", "HSV", "RGBX", "1"}
 _ALPHA = {"RGBA", "LA", "La", "RGBa", "PA", "P"}
@@ -62,7 +61,7 @@ def rgb_array(im: Image.Image) -> np.ndarray:
     """(H, W, 3) uint8 copy of an ``RGB`` PIL image, made in row strips.
 
     ``np.asarray(im)`` goes through ``im.tobytes()``, which joins its chunks: two more full
-    copies at once beside PIL's own 4 bytes per pixel (1.5 GB at peak for an 84-Mpx photo).
+    copies at once beside PIL's own 4 bytes per pixel (docs/performance.md, "Numbers behind the code").
     """
     if im.mode != "RGB":
         raise ValueError(f"expected an RGB image, got mode {im.mode!r}")
@@ -99,7 +98,19 @@ def _to_rgb(im: Image.Image) -> np.ndarray:
     )
 
 
-def decode_image(data: bytes, *, max_pixels: int, min_side: int = 1) -> np.ndarray:
+def __getattr__(name: str) -> object:
+    """The moved constants, with a DeprecationWarning (one release)."""
+    if name not in _MOVED:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    warnings.warn(
+        f"m2fp_batch.decode.{name} moved to {_MOVED[name]}.{name}; the old name goes in the next release",
+        DeprecationWarning,
+        stacklevel=2,
+    )
+    return getattr(importlib.import_module(_MOVED[name]), name)
+
+
+def decode_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS, min_side: int = 1) -> np.ndarray:
     """Decode image bytes to (H, W, 3) uint8 RGB, EXIF orientation applied.
 
     Raises:

@@ -1,40 +1,20 @@
-"""One place that turns exceptions into what a user reads: one sentence and an exit code.
-
-Every subcommand runs through :func:`run_command`. A user error (bad settings, bad input, bad
-model, unreachable storage, a refused resume) prints ``m2fp-batch CMD: <sentence>`` and exits
-2; Ctrl-C prints a sentence and exits 130 after stopping the Ray this process started; any
-other exception is a bug: one sentence asking for ``-v`` and exit 1. The traceback is printed
-only with ``-v``.
+"""The error types a user can fix, and the one place an exception becomes the sentence they read.
 
 Our own user errors are the subclasses of :class:`UserError` (matched with ``isinstance``);
 the standard library's and pyarrow's errors that a user causes (a missing file, a file that is
-not Parquet) are listed in two small tables keyed by class. Logging is set up here too, once
-per process, by :func:`configure_logging`. This module imports nothing of the package.
+not Parquet) are listed in two small tables keyed by class. :func:`user_message` turns any of
+them into one sentence (None: a bug); :func:`m2fp_batch.command.run_command` prints it and picks
+the exit code. This module imports nothing of the package.
 """
 
 from __future__ import annotations
 
-import logging
 import sys
-import traceback
-from collections.abc import Callable
 from typing import ClassVar
 
-__all__ = [
-    "EXIT_INTERRUPTED",
-    "EXIT_USER_ERROR",
-    "UserError",
-    "configure_logging",
-    "run_command",
-    "user_message",
-]
+__all__ = ["UserError", "one_sentence", "user_message"]
 
-EXIT_USER_ERROR = 2
-EXIT_INTERRUPTED = 130
 MAX_MESSAGE = 600
-LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
-
-log = logging.getLogger("m2fp_batch")
 
 
 class UserError(Exception):
@@ -65,16 +45,6 @@ LIBRARY_ERRORS: dict[tuple[str, str], str] = {
 }
 
 
-def configure_logging(verbose: bool = False) -> None:
-    """The one logging set-up: the CLI calls it once; so does each Ray Train worker process.
-
-    Our own loggers (``m2fp_batch.*``) speak at INFO, other libraries only from WARNING (a
-    fresh HOME's matplotlib font cache is not news); ``verbose`` turns everything to DEBUG.
-    """
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, format=LOG_FORMAT)
-    log.setLevel(logging.DEBUG if verbose else logging.INFO)
-
-
 def _foreign_prefix(exc: BaseException) -> str | None:
     """The prefix for a standard-library or pyarrow user error, or None."""
     library = {}
@@ -90,7 +60,7 @@ def _foreign_prefix(exc: BaseException) -> str | None:
     return None
 
 
-def _one_sentence(text: str) -> str:
+def one_sentence(text: str) -> str:
     """The message on one line (whitespace collapsed), bounded length."""
     s = " ".join(text.split())
     return s if len(s) <= MAX_MESSAGE else s[: MAX_MESSAGE - 3] + "..."
@@ -106,53 +76,11 @@ def _os_error_text(e: OSError) -> str:
 def user_message(exc: BaseException) -> str | None:
     """The sentence for a user error, or None when ``exc`` is not one (a bug)."""
     if isinstance(exc, UserError):
-        return _one_sentence(exc.prefix + (str(exc) or type(exc).__name__))
+        return one_sentence(exc.prefix + (str(exc) or type(exc).__name__))
     prefix = _foreign_prefix(exc)
     if prefix is None:
         return None
     body = _os_error_text(exc) if isinstance(exc, OSError) else str(exc)
     if isinstance(exc, OSError) and prefix and body.lower().startswith(prefix.rstrip(": ").lower()):
         prefix = ""
-    return _one_sentence(prefix + (body or type(exc).__name__))
-
-
-def _stop_ray() -> None:
-    """Shut down the Ray this process started or joined (workers, raylet, GCS of a local Ray)."""
-    ray = sys.modules.get("ray")
-    if ray is None:
-        return
-    try:
-        if ray.is_initialized():
-            ray.shutdown()
-    except Exception:  # noqa: BLE001 - best effort while exiting
-        log.debug("ray.shutdown failed while exiting", exc_info=True)
-
-
-def run_command(name: str, fn: Callable[[], int | None], verbose: bool = False) -> int:
-    """Run ``fn`` (a subcommand's body) and map what it raises to a sentence and an exit code."""
-    prog = f"m2fp-batch {name}"
-    try:
-        return int(fn() or 0)
-    except KeyboardInterrupt:
-        _stop_ray()
-        print(
-            f"{prog}: interrupted (Ctrl-C); finished work is kept, and running the same command again resumes.",
-            file=sys.stderr,
-        )
-        return EXIT_INTERRUPTED
-    except SystemExit:
-        raise
-    except BaseException as e:  # noqa: BLE001 - the one place that maps every failure
-        _stop_ray()
-        if verbose:
-            traceback.print_exc()
-        msg = user_message(e)
-        if msg is not None:
-            print(f"{prog}: {msg}", file=sys.stderr)
-            return EXIT_USER_ERROR
-        print(
-            f"{prog}: internal error {type(e).__name__}: {_one_sentence(str(e))} "
-            "(run again with -v for the traceback, and please report it).",
-            file=sys.stderr,
-        )
-        return 1
+    return one_sentence(prefix + (body or type(exc).__name__))

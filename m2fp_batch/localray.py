@@ -1,5 +1,6 @@
 """A local Ray that shares its driver's fate: when the driver ends, even by ``kill -9``, its Ray
-processes end too. :func:`init_local` is how the job, the service and training start one.
+processes end too. :func:`init_local` is how the job, the service and training start one, and
+:func:`stop_ray` how a command that exits early (an error, Ctrl-C) shuts down the Ray it started.
 
 Ray ties the GCS and the raylet of a local ``ray.init()`` to the driver, but the agents the
 raylet starts (``ray::DashboardAgent``, ``ray::RuntimeEnvAgent``) are re-parented to init and
@@ -18,6 +19,7 @@ elsewhere nothing is started.
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import subprocess
@@ -34,6 +36,7 @@ __all__ = [
     "marked_processes",
     "processes",
     "start_watcher",
+    "stop_ray",
     "unmark",
     "watch",
 ]
@@ -182,3 +185,15 @@ def watch(driver_pid: int, mark: str, settle_s: float = 60.0) -> None:
 
 if __name__ == "__main__":
     watch(int(sys.argv[1]), sys.argv[2])
+
+
+def stop_ray() -> None:
+    """Shut down the Ray this process started or joined (workers, raylet, GCS of a local Ray)."""
+    ray = sys.modules.get("ray")
+    if ray is None:
+        return
+    try:
+        if ray.is_initialized():
+            ray.shutdown()
+    except Exception:  # noqa: BLE001 - best effort while exiting
+        logging.getLogger(__name__).debug("ray.shutdown failed while exiting", exc_info=True)

@@ -4,7 +4,10 @@ The network's activations are freed when its forward returns, but glibc keeps fr
 arenas; the postprocess at the photo's full size then allocates fresh pages on top, and the
 process's peak is the sum of both. ``malloc_trim(0)`` returns the free pages (also inside the
 arenas, since glibc 2.8) in a few milliseconds, so the peak is the larger stage, not the sum
-(docs/engine.md, memory per actor). A no-op where the C library is not glibc."""
+(docs/engine.md, memory per actor). A no-op where the C library is not glibc.
+
+:data:`STRIP_PIXELS` bounds the other transient: wherever a whole photo is walked (copied out of
+PIL, its labels counted or encoded), it is walked in strips of this many pixels."""
 
 from __future__ import annotations
 
@@ -12,7 +15,11 @@ import ctypes
 import ctypes.util
 import functools
 
-__all__ = ["release_free_memory"]
+__all__ = ["STRIP_PIXELS", "release_free_memory"]
+
+# Pixels per strip wherever a whole photo is walked in rows or columns: the transient beside the image
+# stays this small.
+STRIP_PIXELS = 4 * 1024 * 1024
 
 
 @functools.cache

@@ -10,10 +10,12 @@ import pytest
 import torch
 from tiny_model import REFERENCE
 
-from m2fp_batch.inference import M2FPParser, load_image
+from m2fp_batch.decode import decode_image
+from m2fp_batch.inference import M2FPParser
 from m2fp_batch.inference import preprocess as pp
+from m2fp_batch.resize import target_size
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]  # the full-size model on 2 cores
 
 
 def test_seed3_checkpoint_is_the_fixture_one(reference_model_dir):
@@ -63,8 +65,8 @@ SMOOTH = [
 def test_layer_probes(reference_model_dir):
     probes = np.load(REFERENCE / "probes_dev_astronaut.npz")
     parser = M2FPParser.from_pretrained(str(reference_model_dir), threads=2)
-    img = load_image(REFERENCE / "images" / "astronaut.png")
-    size = pp.target_size(*img.shape[:2])
+    img = decode_image((REFERENCE / "images" / "astronaut.png").read_bytes())
+    size = target_size(*img.shape[:2])
     resized = pp.resize(img, size)
     batch = pp.to_batch([resized], parser.model.pixel_mean, parser.model.pixel_std, 32)
     got = {"input_chw": torch.from_numpy(resized.copy()).permute(2, 0, 1).float()}

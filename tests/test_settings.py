@@ -23,6 +23,8 @@ CHANGED = {
     "max_bytes": 1000,
     "adaptive_brightness": True,
     "threads": 3,
+    "device": "cuda:1",
+    "precision": "bf16",
 }
 
 
@@ -35,7 +37,7 @@ def test_label_hash_covers_exactly_the_label_settings(name):
 
 def test_every_field_is_a_label_setting_a_guard_or_how_to_run():
     names = set(EngineSettings.names())
-    assert set(LABEL_FIELDS) | set(GUARD_FIELDS) | {"trust_checkpoint", "threads"} == names
+    assert set(LABEL_FIELDS) | set(GUARD_FIELDS) | {"trust_checkpoint", "threads", "device"} == names
     assert set(CHANGED) | {"engine"} == names
 
 
@@ -48,6 +50,13 @@ def test_every_field_is_a_label_setting_a_guard_or_how_to_run():
         ({"engine": "tensorrt"}, r"engine \(--engine\) must be one of torch"),
         ({"model": ""}, "no model"),
         ({"max_size": True}, "max_size"),
+        ({"device": "gpu"}, r"device \(--device\) must be one of cpu, cuda, cuda:N, auto; got 'gpu'"),
+        ({"device": "cuda:-1"}, r"device \(--device\)"),
+        ({"device": "cuda:"}, r"device \(--device\)"),
+        ({"device": "cuda:١"}, r"device \(--device\)"),
+        ({"precision": "fp8"}, r"precision \(--precision\) must be one of fp32, bf16, fp16"),
+        ({"engine": "onnxruntime", "device": "cuda"}, "apply to the torch engine"),
+        ({"engine": "openvino", "precision": "fp16"}, "apply to the torch engine"),
     ],
 )
 def test_validated_once_with_the_flag_named(bad, message):
@@ -56,7 +65,7 @@ def test_validated_once_with_the_flag_named(bad, message):
 
 
 ENGINE_FLAGS = ["--model", "--revision", "--trust-checkpoint", "--engine", "--short-edge", "--max-size", "--threads",
-                "--adaptive-brightness"]  # fmt: skip
+                "--adaptive-brightness", "--device", "--precision"]  # fmt: skip
 GUARD_FLAGS = ["--max-pixels", "--min-side", "--max-bytes"]
 
 
@@ -95,6 +104,17 @@ def test_from_args_keeps_the_base_for_flags_not_given():
 
 
 def test_settings_are_torch_free():
-    code = "import sys, m2fp_batch.settings, m2fp_batch.serve.settings; print('torch' in sys.modules)"
+    code = (
+        "import sys, m2fp_batch.settings, m2fp_batch.serve.settings; "
+        "print(sorted(m for m in ('torch', 'onnxruntime', 'openvino') if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "False"
+    assert out.stdout.strip() == "[]"
+
+
+def test_int8_is_a_precision_of_exports_only():
+    """One --precision everywhere: export-model makes int8 exports, labelling reads them through their engine."""
+    EngineSettings(precision="bf16").check_labelling()
+    with pytest.raises(SettingsError, match="a precision of export-model"):
+        EngineSettings(precision="int8").check_labelling()
+    assert "--precision" in _options("export-model") and _options("export-model")["--precision"] == "precision"

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from m2fp_batch.decode import STRIP_PIXELS
+from m2fp_batch.memory import STRIP_PIXELS
 
 # (mean V strictly below, factor), checked in order.
 BRIGHTNESS_RULE: tuple[tuple[float, float], ...] = ((50.0, 1.5), (80.0, 1.2))

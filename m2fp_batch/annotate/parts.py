@@ -16,7 +16,7 @@ from typing import Protocol
 
 import numpy as np
 
-from m2fp_batch.decode import STRIP_PIXELS
+from m2fp_batch.memory import STRIP_PIXELS
 
 
 class PersonLike(Protocol):

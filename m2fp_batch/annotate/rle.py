@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 from pycocotools import mask as mask_utils
 
-from m2fp_batch.decode import STRIP_PIXELS
+from m2fp_batch.memory import STRIP_PIXELS
 
 
 def encode(mask: np.ndarray) -> dict:

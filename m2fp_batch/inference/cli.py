@@ -17,7 +17,8 @@ from m2fp_batch.annotate.brightness import model_input
 from m2fp_batch.annotate.render import RENDER_KINDS, render_png
 from m2fp_batch.decode import ImageError, decode_image
 from m2fp_batch.errors import UserError
-from m2fp_batch.inference.engine import M2FPParser
+from m2fp_batch.inference.device import resolve_device
+from m2fp_batch.inference.parser import M2FPParser
 from m2fp_batch.inference.raw import write_raw
 from m2fp_batch.settings import EngineSettings, add_engine_arguments
 from m2fp_batch.storage import Filesystems, StorageError
@@ -26,7 +27,7 @@ log = logging.getLogger(__name__)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("images", nargs="+", help="photos to parse")
+    p.add_argument("images", nargs="+", metavar="IMAGE", help="photos to parse")
     p.add_argument("--out", required=True, help="directory for the PNGs and summary.json")
     p.add_argument("--cache-dir", default=None, help="ModelScope download cache")
     p.add_argument("--raw", default=None, help="also write the raw outputs (compact parity layout) to this .npz")
@@ -89,6 +90,7 @@ def main(args: argparse.Namespace) -> int:
     if args.max_batch < 1:
         raise UserError(f"--max-batch must be at least 1, got {args.max_batch}")
     settings = EngineSettings.from_args(args)
+    resolve_device(settings.device)  # one sentence before any photo is read when CUDA is absent
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise NotADirectoryError(f"--out {str(out)!r} is a file, not a directory")

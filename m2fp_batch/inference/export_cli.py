@@ -9,19 +9,21 @@ from pathlib import Path
 
 import torch
 
+from m2fp_batch.decode import ImageError, decode_image
 from m2fp_batch.inference import preprocess
-from m2fp_batch.inference.engines import EXPORT_FORMATS, ExportError, export_model, open_engine, read_manifest
-from m2fp_batch.inference.engines.export import check_precision
+from m2fp_batch.inference.backends.export import EXPORT_FORMATS, check_precision, export_model
+from m2fp_batch.inference.backends.graph import ExportError, read_manifest
+from m2fp_batch.inference.backends.load import open_engine
 from m2fp_batch.inference.loading import load_model
 from m2fp_batch.model import M2FP
 from m2fp_batch.model.build import PIXEL_MEAN, PIXEL_STD, SIZE_DIVISIBILITY
-from m2fp_batch.settings import DEFAULT_MODEL_ID
+from m2fp_batch.resize import SHORT_EDGE, target_size
+from m2fp_batch.settings import MODEL_FIELDS, EngineSettings, add_engine_arguments
 
 log = logging.getLogger(__name__)
 
 __all__ = ["add_arguments", "calibration_batches", "main", "verify_export"]
 
-PRECISIONS = ("fp32", "int8", "bf16")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
 # two padded sizes that differ in both axes: the graph must not have baked either
 VERIFY_SIZES = ((256, 320), (320, 224))
@@ -30,25 +32,19 @@ VERIFY_TOLERANCE = 1e-3
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", default=DEFAULT_MODEL_ID, help="local model dir or ModelScope id (default: %(default)s)")
-    p.add_argument("--revision", default=None, help="ModelScope revision")
     p.add_argument("--cache-dir", default=None, help="ModelScope download cache")
-    p.add_argument("--trust-checkpoint", action="store_true", help="allow a checkpoint that needs full unpickling")
     p.add_argument("--format", choices=EXPORT_FORMATS, required=True, help="onnx (ONNX Runtime) or openvino (IR)")
     p.add_argument("--out", required=True, help="export dir to create (must not hold files)")
-    p.add_argument(
-        "--precision",
-        choices=PRECISIONS,
-        default="fp32",
-        help="fp32 (default); int8: ONNX Runtime static quantisation (onnx only, needs --calibration-images); "
-        "bf16: OpenVINO runs the graph in bfloat16 (openvino only, CPUs with avx512_bf16/AMX)",
-    )
     p.add_argument("--calibration-images", default=None, help="dir of your own photos to calibrate int8 on")
     p.add_argument("--calibration-count", type=int, default=16, help="photos used for int8 calibration")
-    p.add_argument("--threads", type=int, default=None, help="threads for the check run (default: all)")
+    add_engine_arguments(
+        p,
+        only=(*MODEL_FIELDS, "trust_checkpoint", "threads", "precision"),
+        threads_help="threads for the check run (default: all)",
+    )
 
 
-def calibration_batches(directory: str, count: int, short_edge: int = preprocess.SHORT_EDGE) -> list[torch.Tensor]:
+def calibration_batches(directory: str, count: int, short_edge: int = SHORT_EDGE) -> list[torch.Tensor]:
     """Up to ``count`` photos of ``directory`` (sorted), preprocessed as the engine does."""
     root = Path(directory)
     if not root.is_dir():
@@ -57,11 +53,11 @@ def calibration_batches(directory: str, count: int, short_edge: int = preprocess
     batches = []
     for path in paths:
         try:
-            img = preprocess.load_image(path)
-        except (OSError, ValueError, SyntaxError) as e:
+            img = decode_image(path.read_bytes())
+        except (OSError, ImageError) as e:
             log.warning("calibration: skipping %s (%s)", path, e)
             continue
-        resized = preprocess.resize(img, preprocess.target_size(*img.shape[:2], short_edge))
+        resized = preprocess.resize(img, target_size(*img.shape[:2], short_edge))
         mean, std = torch.tensor(PIXEL_MEAN).view(-1, 1, 1), torch.tensor(PIXEL_STD).view(-1, 1, 1)
         batches.append(preprocess.to_batch([resized], mean, std, SIZE_DIVISIBILITY))
     if not batches:
@@ -96,20 +92,21 @@ def main(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise ExportError(f"--out {str(out)!r} already exists and is not an empty directory")
-    check_precision(args.format, args.precision)
+    engine = EngineSettings.from_args(args)
+    check_precision(args.format, engine.precision)
     calibration = None
-    if args.precision == "int8":
+    if engine.precision == "int8":
         if not args.calibration_images:
             raise ExportError("--precision int8 needs --calibration-images DIR (a few of your own photos)")
         calibration = calibration_batches(args.calibration_images, args.calibration_count)
     loaded = load_model(
-        args.model, revision=args.revision, cache_dir=args.cache_dir, trust_checkpoint=args.trust_checkpoint
+        engine.model, revision=engine.revision, cache_dir=args.cache_dir, trust_checkpoint=engine.trust_checkpoint
     )
     net, info = loaded.net, loaded.info
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    manifest = export_model(net, info, out, args.format, precision=args.precision, calibration=calibration)
-    for line in verify_export(net, out, args.threads, exact=args.precision == "fp32"):
+    if engine.threads:
+        torch.set_num_threads(engine.threads)
+    manifest = export_model(net, info, out, args.format, precision=engine.precision, calibration=calibration)
+    for line in verify_export(net, out, engine.threads, exact=engine.precision == "fp32"):
         log.info("%s", line)
     log.info(
         "wrote %s: %s, %s, checkpoint sha256 %s",

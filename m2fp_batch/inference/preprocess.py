@@ -1,40 +1,32 @@
-"""Image loading and the official resize / normalise / pad, on numpy and PIL."""
+"""The official resize / normalise / pad of the model input, on numpy and PIL (the sizes:
+:mod:`m2fp_batch.resize`)."""
 
 from __future__ import annotations
 
-import io
 import os
+import warnings
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps
+from PIL import Image
 
-from m2fp_batch.decode import MAX_SIZE, SHORT_EDGE, rgb_array
+from m2fp_batch.decode import decode_image
+
+__all__ = ["load_image", "padded_size", "resize", "to_batch"]
 
 
 def load_image(src: str | os.PathLike | bytes) -> np.ndarray:
-    """Decode like the official pipeline: PIL, EXIF orientation applied, RGB.
-
-    Returns (H, W, 3) uint8. Alpha is dropped, grayscale expanded.
-    """
-    with Image.open(io.BytesIO(src) if isinstance(src, (bytes, bytearray, memoryview)) else src) as im:
-        ImageOps.exif_transpose(im, in_place=True)
-        return rgb_array(im if im.mode == "RGB" else im.convert("RGB"))
-
-
-def target_size(h: int, w: int, short_edge: int = SHORT_EDGE, max_size: int = MAX_SIZE) -> tuple[int, int]:
-    """The official resized (h, w): short side ``short_edge``, long side capped at ``max_size``,
-    rounded with ``int(x + 0.5)``."""
-    scale = short_edge * 1.0 / min(h, w)
-    if h < w:
-        newh, neww = short_edge * 1.0, scale * w
-    else:
-        newh, neww = scale * h, short_edge * 1.0
-    if max(newh, neww) > max_size:
-        s = max_size * 1.0 / max(newh, neww)
-        newh, neww = newh * s, neww * s
-    return int(newh + 0.5), int(neww + 0.5)
+    """Deprecated: :func:`m2fp_batch.decode.decode_image`, the one decoder (this reads ``src`` and calls it)."""
+    warnings.warn(
+        "load_image is deprecated: use m2fp_batch.decode.decode_image(bytes), the decoder of the job and the "
+        "service; load_image goes in the next release",
+        DeprecationWarning,
+        stacklevel=2,
+    )
+    data = bytes(src) if isinstance(src, (bytes, bytearray, memoryview)) else Path(src).read_bytes()
+    return decode_image(data)
 
 
 def resize(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:

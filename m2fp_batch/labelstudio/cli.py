@@ -1,8 +1,9 @@
-"""``m2fp-batch label-studio push|pull LABELS --url URL --project NAME``: review in Label Studio.
+"""``m2fp-batch label-studio push|pull LABELS --url URL --project NAME``, ``connect --backend URL``: review in Label Studio.
 
 The API token comes from ``LABEL_STUDIO_API_KEY`` or the variable ``--token-env`` names, never
-from the command line. Both print a JSON summary; the exit status is 1 when some rows ended as
-error rows (an image Label Studio cannot serve, an annotation that cannot be read), else 0.
+from the command line. Each prints a JSON summary; push and pull exit 1 when some rows ended as
+error rows (an image Label Studio cannot serve, an annotation that cannot be read), connect when
+Label Studio's check of the ML backend fails; else 0.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from m2fp_batch.errors import UserError
 from m2fp_batch.review.arguments import add_low_score_argument, low_score
 from m2fp_batch.reviewed.arguments import add_pull_arguments, rows_per_file
 
@@ -18,6 +20,10 @@ __all__ = ["add_arguments", "main"]
 
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("labels", metavar="LABELS", help="the job output (or an export-reviewed dir), local or s3://")
+    _server(p)
+
+
+def _server(p: argparse.ArgumentParser) -> None:
     p.add_argument("--url", required=True, help="Label Studio's base URL, e.g. http://127.0.0.1:8080")
     p.add_argument("--project", required=True, metavar="NAME", help="the project title (created by push)")
     p.add_argument(
@@ -33,7 +39,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     from m2fp_batch.labelstudio.push import DOCUMENT_ROOT_ENV
     from m2fp_batch.review.convert import VIEWS
 
-    sub = parser.add_subparsers(dest="action", required=True, metavar="push|pull")
+    sub = parser.add_subparsers(dest="action", required=True, metavar="push|pull|connect")
     push = sub.add_parser("push", help="create or update the project: one task per ok row, with pre-annotations")
     _common(push)
     push.add_argument(
@@ -49,11 +55,40 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         pull, "rows without an annotation: keep them with the job's labels (unreviewed / not_in_dataset) or drop them"
     )
 
+    connect = sub.add_parser(
+        "connect", help="register `serve`'s ML backend on the project (interactive pre-annotation) and check it"
+    )
+    _server(connect)
+    connect.add_argument(
+        "--backend", required=True, metavar="URL", help="the backend's base URL: serve's address + /ls"
+    )
+    connect.add_argument("--title", default="m2fp", help="the backend's title in Label Studio (default: m2fp)")
+    connect.add_argument(
+        "--ls-auth-env",
+        metavar="VAR",
+        help="the variable holding the basic-auth USER:PASSWORD the backend requires (serve --ls-auth-env)",
+    )
+
+
+def _connect(client, args: argparse.Namespace) -> int:
+    from m2fp_batch.labelstudio.connect import connect
+    from m2fp_batch.labelstudio.ml_backend import read_basic_auth
+
+    try:
+        auth = read_basic_auth(args.ls_auth_env)
+    except ValueError as e:
+        raise UserError(str(e)) from None
+    summary = connect(client, args.project, args.backend, title=args.title, basic_auth=auth)
+    print(json.dumps(summary.to_dict()))
+    return 0 if summary.state == "connected" else 1
+
 
 def main(args: argparse.Namespace) -> int:
     """Run ``m2fp-batch label-studio push|pull``; 0 on success, 1 when some rows became error rows."""
     from m2fp_batch.labelstudio.client import Client, token_from_env
 
+    if args.action == "connect":
+        return _connect(Client(args.url, token_from_env(args.token_env)), args)
     if args.action == "push":
         from m2fp_batch.labelstudio.push import default_document_root, push
 

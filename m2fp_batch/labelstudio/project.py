@@ -38,6 +38,7 @@ __all__ = [
     "ForeignProjectError",
     "brush_region",
     "check_config",
+    "config_problem",
     "label_config",
     "label_id_of",
     "model_version",
@@ -87,18 +88,31 @@ def check_config(project: Mapping[str, Any]) -> bool:
     """
     title = project.get("title")
     config = project.get("label_config") or ""
-    try:
-        root = ET.fromstring(config)
-    except ET.ParseError:
-        root = None
-    control = None if root is None else root.find(f".//BrushLabels[@name='{CONTROL}']")
-    labels = set() if control is None else {e.get("value") for e in control.iter("Label")}
-    if control is None or not labels <= set(LABELS):
+    problem = config_problem(config)
+    if problem is not None:
         raise ForeignProjectError(
-            f"Label Studio project {title!r} was not made by m2fp-batch (its labelling config has no "
-            f"{CONTROL!r} brush control with our labels): give another --project name"
+            f"Label Studio project {title!r} was not made by m2fp-batch ({problem}): give another --project name"
         )
     return config.strip() == label_config().strip()
+
+
+def config_problem(config: str) -> str | None:
+    """Why a labelling config is not ours (None: it is): it needs the ``m2fp_parts`` brush control on
+    the ``image`` object, with labels among our 20 classes (:data:`LABELS`)."""
+    try:
+        root = ET.fromstring(config or "")
+    except ET.ParseError as e:
+        return f"its labelling config is not XML: {e}"
+    control = root.find(f".//BrushLabels[@name='{CONTROL}']")
+    if control is None:
+        return f"its labelling config has no {CONTROL!r} brush control"
+    labels = {e.get("value") for e in control.iter("Label")}
+    other = sorted(str(v) for v in labels - set(LABELS))
+    if other:
+        return f"its {CONTROL!r} labels {other} are not among the 20 classes of M2FP ({', '.join(LABELS)})"
+    if control.get("toName") != IMAGE or root.find(f".//Image[@name='{IMAGE}']") is None:
+        return f"its {CONTROL!r} control does not label an Image named {IMAGE!r}"
+    return None
 
 
 def region_id(person: int, label_id: int | None = None) -> str:

@@ -30,7 +30,15 @@ from m2fp_batch.review.convert import DEFAULT_LOW_SCORE, filepath, in_view, revi
 from m2fp_batch.schema import STATUS_OK
 from m2fp_batch.storage import S3Options, StorageError, is_s3
 
-__all__ = ["DOCUMENT_ROOT_ENV", "PRESIGN_EXPIRES_S", "PushSummary", "ensure_project", "find_project", "push"]
+__all__ = [
+    "DOCUMENT_ROOT_ENV",
+    "PRESIGN_EXPIRES_S",
+    "PushSummary",
+    "ensure_project",
+    "find_project",
+    "prediction",
+    "push",
+]
 
 log = logging.getLogger(__name__)
 
@@ -153,13 +161,20 @@ def _task(row: dict[str, Any], url: str, low_score: float, view: str | None) -> 
     return {"data": data, "row": row, "score": sig.fields["min_person_score"]}
 
 
+def prediction(row: dict[str, Any], persons: list | None = None, score: float | None = None) -> dict:
+    """A row's Label Studio prediction: ``{model_version, score, result}`` (regions in :mod:`.project`'s
+    conventions; ``score``: the row's lowest person score, unless given). ``push`` imports it with the
+    task; the ML backend (``serve``, ``/ls/predict``) answers it."""
+    persons = decode_persons(row) if persons is None else persons
+    if score is None:
+        score = min((p.score for p in persons), default=None)  # review_signals' min_person_score
+    result = lsp.prediction_result(persons, (int(row["height"]), int(row["width"])))
+    return {"model_version": lsp.model_version(row), "score": score, "result": result}
+
+
 def _with_prediction(task: dict) -> dict:
     """The task as Label Studio imports it: data and our prediction (masks encoded only for what is sent)."""
-    row = task["row"]
-    shape = (int(row["height"]), int(row["width"]))
-    result = lsp.prediction_result(decode_persons(row), shape)
-    prediction = {"model_version": lsp.model_version(row), "score": task["score"], "result": result}
-    return {"data": task["data"], "predictions": [prediction]}
+    return {"data": task["data"], "predictions": [prediction(task["row"], score=task["score"])]}
 
 
 def _served(client: Client, url: str, seen: dict[str, bool]) -> bool:

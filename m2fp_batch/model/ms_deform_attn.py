@@ -74,7 +74,8 @@ def ms_deform_attn_sample(
     sizes = _level_pattern(spatial_shapes, p, sampling_locations)  # (L*P*2,) as (W, H) per point
 
     # Element-wise work runs on (N, Q, M, L*P*2) rows with a short contiguous pattern broadcast
-    # along them (a (L, 1, 2) broadcast over 6-D shapes runs 3-4x slower on CPU). Every value
+    # along them (a (L, 1, 2) broadcast over 6-D shapes is slower on CPU: docs/performance.md,
+    # "Numbers behind the code"). Every value
     # is computed by the same operations as the textbook formula, so results do not depend on
     # the layout or the batch. Not addcmul: its vectorised body fuses the multiply-add and its
     # scalar tail does not, which would make a result depend on an element's position.
@@ -94,7 +95,7 @@ def ms_deform_attn_sample(
     heads = torch.arange(n * m, dtype=torch.int64, device=value.device).view(n, 1, m, 1) * s_pad
     top_left = bxy[..., 1] * padded_w + bxy[..., 0] + (heads + level_rows)  # (N, Q, M, L*P) table rows
     idx = top_left.new_empty(n, q, m, 4, n_levels * p)  # corners as the weights
-    # (adding an (L*P,) row: a copy_ or a scalar add into a strided int64 view is 5-8x slower)
+    # (adding an (L*P,) row: a copy_ or a scalar add into a strided int64 view is slower, ibid.)
     steps = torch.stack((torch.zeros_like(padded_w), torch.ones_like(padded_w), padded_w, padded_w + 1))
     for c in range(4):
         torch.add(top_left, steps[c], out=idx[:, :, :, c])
@@ -138,7 +139,8 @@ def _corner_products(pairs: Sequence[tuple[torch.Tensor, torch.Tensor]]) -> torc
     """(N, Q, M, 4, L*P): the products of the 4 pairs of (N, Q, M, L*P) tensors, along dim 3.
 
     Without autograd they are written in place (``torch.stack`` along an inner dim copies in
-    small pieces, 5x slower); when training needs gradients, ``torch.stack``. Same values."""
+    small pieces, slower: docs/performance.md, "Numbers behind the code"); when training needs
+    gradients, ``torch.stack``. Same values."""
     if torch.is_grad_enabled() and any(t.requires_grad for pair in pairs for t in pair):
         return torch.stack([a * b for a, b in pairs], dim=3)
     a0 = pairs[0][0]

@@ -4,17 +4,21 @@ file) as soon as all its rows have arrived."""
 from __future__ import annotations
 
 import collections
+import logging
 import time
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from m2fp_batch.labels.layout import shard_name, stats_name
+from m2fp_batch.pipeline import interrupt
 from m2fp_batch.pipeline.resume import Prepared
 from m2fp_batch.pipeline.schedule import Plan
 from m2fp_batch.pipeline.summary import ShardStats
 
 __all__ = ["ShardCommitter"]
+
+log = logging.getLogger("m2fp_batch.job")
 
 
 class ShardCommitter:
@@ -45,6 +49,8 @@ class ShardCommitter:
         self.seconds["committing"] += time.perf_counter() - t0
 
     def _commit(self, shard: int) -> None:
+        interrupt.check()  # after a Ctrl-C no shard starts: a rerun labels it
+        log.info("committing shard %d (%d rows)", shard, self.got[shard])
         del self.got[shard]  # only the shards in flight stay
         table = pa.concat_tables(self.buffers.pop(shard)).cast(self.out_schema)
         table = table.take(pc.sort_indices(table, [("uri", "ascending")]))

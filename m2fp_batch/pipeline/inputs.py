@@ -28,6 +28,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from m2fp_batch.errors import UserError
+from m2fp_batch.pipeline.reading import escape_name
 from m2fp_batch.storage import Filesystems, is_s3, list_s3, normalize_uri, to_uri
 
 __all__ = [
@@ -228,15 +229,16 @@ def _uri_batch(uris: list[str] | pa.Array) -> tuple[pa.RecordBatch, np.ndarray, 
 def _walk_local(root: str, src: str) -> Iterator[str]:
     """Image files under ``root`` in uri order (as ``sorted`` of the full paths); symlinked
     directories are not followed; a dangling symlink is listed (it becomes a ``missing`` row).
-    Names that are not UTF-8 are refused once the walk ends (they cannot be stored in Parquet)."""
+    A name that is not UTF-8 keeps its bytes escaped (``reading.escape_name``) and becomes a
+    ``bad_name`` error row; the walk warns once at its end."""
     bad = [0, ""]
     yield from _walk_dir(root, bad)
     if bad[0]:
-        example = os.fsencode(bad[1]).decode("utf-8", "backslashreplace")
-        raise InputError(
-            f"input {src!r}: {bad[0]} file name(s) are not valid UTF-8, e.g. {example!r}; rename them to UTF-8 "
-            "(e.g. convmv -f latin1 -t utf8 -r --notest DIR) or list the files in a manifest"
-        )
+        log.warning(
+            "input %s: %d file name(s) are not valid UTF-8, e.g. %r: each becomes an error row (bad_name); "
+            "rename them to UTF-8 (e.g. convmv -f latin1 -t utf8 -r --notest DIR) and run again",
+            src, bad[0], bad[1],
+        )  # fmt: skip
 
 
 def _walk_dir(path: str, bad: list) -> Iterator[str]:
@@ -250,11 +252,11 @@ def _walk_dir(path: str, bad: list) -> Iterator[str]:
         if key.endswith("/"):
             yield from _walk_dir(e.path, bad)
         elif not _is_dir(e) and e.name.lower().endswith(IMAGE_EXTENSIONS):
-            if _is_utf8(e.path):
-                yield e.path
-            else:
+            uri = escape_name(e.path)
+            if uri is not e.path:
                 bad[0] += 1
-                bad[1] = bad[1] or e.path
+                bad[1] = bad[1] or uri
+            yield uri
 
 
 def _is_dir(e: os.DirEntry) -> bool:
@@ -266,14 +268,6 @@ def _is_dir(e: os.DirEntry) -> bool:
 
 def _is_walkable_dir(e: os.DirEntry) -> bool:
     return _is_dir(e) and not e.is_symlink()
-
-
-def _is_utf8(name: str) -> bool:
-    try:
-        name.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def _rows_text(rows: np.ndarray) -> str:

@@ -19,8 +19,9 @@ import pyarrow as pa
 from m2fp_batch import localray
 from m2fp_batch.inference.loading import ModelInfo
 from m2fp_batch.labels.layout import RUN_FILE
+from m2fp_batch.pipeline import interrupt
 from m2fp_batch.pipeline.commit import ShardCommitter
-from m2fp_batch.pipeline.config import JobConfig, JobConfigError
+from m2fp_batch.pipeline.config import JobSettings, JobSettingsError
 from m2fp_batch.pipeline.inputs import LISTING_COLUMNS
 from m2fp_batch.pipeline.pending import listing_dataset
 from m2fp_batch.pipeline.progress import Progress, Timeline, actor_startup
@@ -28,6 +29,7 @@ from m2fp_batch.pipeline.raylog import quiet_ray_internals
 from m2fp_batch.pipeline.reading import read_batch
 from m2fp_batch.pipeline.resume import Prepared, prepare
 from m2fp_batch.pipeline.schedule import Plan, Pool, pool_size, pool_strategy
+from m2fp_batch.pipeline.staged import check_device, staged_stages
 from m2fp_batch.pipeline.summary import RunInfo, RunSummary, summarize, utc_now
 from m2fp_batch.pipeline.worker import CrashLedger, Labeler, actor_threads
 from m2fp_batch.schema import output_schema
@@ -41,7 +43,7 @@ ADDRESS_TIMEOUT_S = 10.0
 ACTORS_READY_TIMEOUT_S = 600  # a fixed pool: how long the job waits for every actor to start
 
 
-def resolve_model(cfg: JobConfig) -> ModelInfo:
+def resolve_model(cfg: JobSettings) -> ModelInfo:
     """Find (download or cache), parse and load the model once, in the driver, before Ray starts.
 
     The actors then load the same files from ``ModelInfo.model_dir`` and check the sha256
@@ -62,17 +64,17 @@ def check_address(address: str, timeout: float = ADDRESS_TIMEOUT_S) -> None:
     hostport = address.split("://", 1)[-1].split("/", 1)[0]
     host, _, port = hostport.rpartition(":")
     if not host or not port.isdigit():
-        raise JobConfigError(f"Ray address {address!r} is not host:port (or ray://host:port, auto)")
+        raise JobSettingsError(f"Ray address {address!r} is not host:port (or ray://host:port, auto)")
     try:
         socket.create_connection((host, int(port)), timeout=timeout).close()
     except OSError as e:
-        raise JobConfigError(
+        raise JobSettingsError(
             f"no Ray cluster answers at {address!r} ({e.strerror or e}); start one (ray start --head) "
             "or leave --address and RAY_ADDRESS unset for a local Ray"
         ) from e
 
 
-def _init_ray(cfg: JobConfig):
+def _init_ray(cfg: JobSettings):
     import ray
 
     address = cfg.ray_address()
@@ -87,13 +89,24 @@ def _init_ray(cfg: JobConfig):
     return ray
 
 
+def _start_ledger(ray):
+    """The crash ledger, a job-wide actor, on the driver's own node (never soft): a lost worker
+    node never takes it along, and the driver's node going means the job is gone anyway."""
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    node = ray.get_runtime_context().get_node_id()
+    log.info("crash ledger on the driver's node %s", node)
+    where = NodeAffinitySchedulingStrategy(node_id=node, soft=False)
+    return ray.remote(num_cpus=0, scheduling_strategy=where)(CrashLedger).remote()
+
+
 def _ray_initialized() -> bool:
     ray = sys.modules.get("ray")
     return bool(ray is not None and ray.is_initialized())
 
 
 def _build_dataset(
-    cfg: JobConfig, model: ModelInfo, prep: Prepared, plan: Plan, pool: Pool, out_schema: pa.Schema, ledger
+    cfg: JobSettings, model: ModelInfo, prep: Prepared, plan: Plan, pool: Pool, out_schema: pa.Schema, ledger
 ):
     """The Ray Data pipeline: pending rows -> read bytes (tasks) -> Labeler (actor pool)."""
     import ray.data as rd
@@ -112,6 +125,8 @@ def _build_dataset(
         num_cpus=cfg.read_cpus,
         compute=rd.TaskPoolStrategy(size=cfg.read_concurrency),
     )
+    if cfg.is_staged:
+        return staged_stages(ds, cfg, model, pool.threads, pool_strategy(cfg, pool.actors), out_schema, ledger)
     labeler_kwargs = {"cfg": cfg, "out_schema": out_schema, "ledger": ledger, "threads": pool.threads, "model": model}
     return ds.map_batches(
         Labeler,
@@ -123,11 +138,12 @@ def _build_dataset(
     )
 
 
-def _label_pending(cfg: JobConfig, model: ModelInfo, prep: Prepared, plan: Plan, timeline: Timeline) -> RunInfo:
+def _label_pending(cfg: JobSettings, model: ModelInfo, prep: Prepared, plan: Plan, timeline: Timeline) -> RunInfo:
     """Start (or join) Ray, stream the pending rows through the pipeline, commit every shard."""
     started = time.time()
     ray = _init_ray(cfg)
     timeline.mark("connected")
+    interrupt.check()
     out_schema = output_schema(pa.schema([f for f in prep.listing.schema if f.name not in LISTING_COLUMNS]))
     pool = Pool(pool_size(cfg, ray), cfg.engine.threads or actor_threads(cfg.cpus_per_actor))
     size = f"{min(cfg.min_actors, pool.actors)}..{pool.actors} (autoscaling)" if cfg.autoscaling else str(pool.actors)
@@ -135,16 +151,19 @@ def _label_pending(cfg: JobConfig, model: ModelInfo, prep: Prepared, plan: Plan,
         "actor pool: %s actor(s) x %g CPU(s), torch threads %d, batch size %d",
         size, cfg.cpus_per_actor, pool.threads, cfg.batch_size,
     )  # fmt: skip
-    ledger = ray.remote(num_cpus=0)(CrashLedger).remote()
+    ledger = _start_ledger(ray)
     ds = _build_dataset(cfg, model, prep, plan, pool, out_schema, ledger)
     progress = Progress(plan, cfg.progress_interval_s)
     committer = ShardCommitter(prep, plan, out_schema, cfg.compression)
     timeline.mark("pipeline_started")
+    interrupt.check()
     for batch in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
+        interrupt.check()  # a Ctrl-C swallowed inside Ray Data's start or wait still stops the job here
         if batch.num_rows:
             timeline.mark("first_row")
             committer.add(batch)
             progress.add(batch.num_rows)
+    interrupt.check()
     committer.check_complete()
     loads = ray.get(ledger.model_loads.remote())
     actors = actor_startup(ray.get(ledger.actor_startups.remote()), timeline)
@@ -152,9 +171,16 @@ def _label_pending(cfg: JobConfig, model: ModelInfo, prep: Prepared, plan: Plan,
     return progress.run_info(started, pool, loads, address, timeline, actors, committer.seconds)
 
 
-def run_job(cfg: JobConfig) -> RunSummary:
-    """Run (or resume) the job; returns the summary also written to ``DIR/_run.json``."""
+def run_job(cfg: JobSettings) -> RunSummary:
+    """Run (or resume) the job; returns the summary also written to ``DIR/_run.json``. A Ctrl-C
+    at any point raises ``KeyboardInterrupt`` (:mod:`m2fp_batch.pipeline.interrupt`)."""
+    with interrupt.stop_on_ctrl_c():
+        return _run_job(cfg)
+
+
+def _run_job(cfg: JobSettings) -> RunSummary:
     timeline = Timeline()
+    check_device(cfg)
     model = resolve_model(cfg)
     timeline.mark("model_resolved")
     if cfg.ray_address() and not _ray_initialized():

@@ -25,7 +25,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from m2fp_batch.labels.layout import INPUTS_FILE
-from m2fp_batch.pipeline.config import KEY_ALIASES, JobConfig, JobConfigError
+from m2fp_batch.pipeline.config import KEY_ALIASES, JobSettings, JobSettingsError
 from m2fp_batch.pipeline.inputs import (
     LISTING_BATCH_ROWS,
     LISTING_COLUMNS,
@@ -83,7 +83,7 @@ def _check_passthrough(schema: pa.Schema) -> None:
         raise InputError(str(e)) from e
 
 
-def _identity(cfg: JobConfig, checkpoint_sha256: str, job_id: str) -> dict[str, Any]:
+def _identity(cfg: JobSettings, checkpoint_sha256: str, job_id: str) -> dict[str, Any]:
     return {
         "schema": SCHEMA_NAME,
         "job_id": job_id,
@@ -94,7 +94,7 @@ def _identity(cfg: JobConfig, checkpoint_sha256: str, job_id: str) -> dict[str, 
     }
 
 
-def check_same_job(saved: dict[str, Any], cfg: JobConfig, checkpoint_sha256: str) -> None:
+def check_same_job(saved: dict[str, Any], cfg: JobSettings, checkpoint_sha256: str) -> None:
     """Refuse to resume into an output written with other settings, input or weights."""
     where = f"output {cfg.output!r}"
     if not saved.get("job_id"):
@@ -104,27 +104,27 @@ def check_same_job(saved: dict[str, Any], cfg: JobConfig, checkpoint_sha256: str
     _check_same_settings(saved, cfg, where)
     now_input = normalize_uri(cfg.input)
     if saved.get("input") != now_input:
-        raise JobConfigError(
+        raise JobSettingsError(
             f"{where} holds the labels of input {saved.get('input')!r}, not {now_input!r}; "
             f"new files in the same input are appended on a rerun, another input needs --overwrite or another --output"
         )
     if saved.get("checkpoint_sha256") != checkpoint_sha256:
-        raise JobConfigError(
+        raise JobSettingsError(
             f"{where} was labelled with the checkpoint sha256 {str(saved.get('checkpoint_sha256'))[:16]}..., "
             f"the model now has {checkpoint_sha256[:16]}... (weights replaced?); one output holds one checkpoint's "
             f"labels: {_START_OVER}"
         )
 
 
-def _check_same_settings(saved: dict[str, Any], cfg: JobConfig, where: str) -> None:
+def _check_same_settings(saved: dict[str, Any], cfg: JobSettings, where: str) -> None:
     """The label settings (``config_hash``), decode guards and shard size must be those of the first run."""
     before = saved.get("settings")
     before = {KEY_ALIASES.get(k, k): v for k, v in before.items()} if isinstance(before, dict) else {}
     diff = {k: (before.get(k), v) for k, v in cfg.resume_settings().items() if before.get(k) != v}
     if diff:
-        raise JobConfigError(f"{where} was written with other settings {diff} (saved -> now); {_START_OVER}")
+        raise JobSettingsError(f"{where} was written with other settings {diff} (saved -> now); {_START_OVER}")
     if saved.get("config_hash") != cfg.engine.label_hash():
-        raise JobConfigError(
+        raise JobSettingsError(
             f"{where} was written by an m2fp-batch version whose config_hash covers other settings, so its rows "
             f"and new ones could not be compared; {_START_OVER}"
         )
@@ -240,7 +240,7 @@ def _write_listing(out: OutputDir, staged: StagedListing, shard_size: int, job_i
     out.write_batches(INPUTS_FILE, schema, _with_shards(staged.batches(), schema, shard_size, 0))
 
 
-def prepare(cfg: JobConfig, fss: Filesystems, checkpoint_sha256: str) -> Prepared:
+def prepare(cfg: JobSettings, fss: Filesystems, checkpoint_sha256: str) -> Prepared:
     """Check the input and the output dir, save or extend the listing; nothing when refused."""
     out = OutputDir(cfg.output, fss)
     out.check_usable()
@@ -264,7 +264,7 @@ def prepare(cfg: JobConfig, fss: Filesystems, checkpoint_sha256: str) -> Prepare
     return Prepared(out, listing, job_id, finished)
 
 
-def _claim_output(cfg: JobConfig, out: OutputDir, checkpoint_sha256: str) -> tuple[str, pq.ParquetFile | None]:
+def _claim_output(cfg: JobSettings, out: OutputDir, checkpoint_sha256: str) -> tuple[str, pq.ParquetFile | None]:
     """The job id of ``out`` (a new job writes ``_config.json``) and its stored listing, if any."""
     if cfg.overwrite:
         log.info("--overwrite: removed %d file(s) of an earlier run in %s", out.clear(), cfg.output)

@@ -11,8 +11,9 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 
-from m2fp_batch.pipeline.config import JobConfig, JobConfigError
+from m2fp_batch.pipeline.config import JobSettings, JobSettingsError
 from m2fp_batch.pipeline.resume import Prepared
+from m2fp_batch.pipeline.staged import staged_pool_size
 
 __all__ = [
     "BLOCKS_PER_ACTOR",
@@ -74,13 +75,15 @@ class Pool:
     threads: int
 
 
-def pool_size(cfg: JobConfig, ray) -> int:
+def pool_size(cfg: JobSettings, ray) -> int:
     """How many labelling actors the live Ray nodes fit (``max_actors`` caps a fixed pool)."""
     nodes = [n for n in ray.nodes() if n.get("Alive")]
+    if cfg.is_staged:  # device actors beside the staged pipeline's CPU tasks, by GPUs on a GPU cluster
+        return staged_pool_size(cfg, nodes)
     node_cpus = [float(n.get("Resources", {}).get("CPU", 0)) for n in nodes]
     biggest = max(node_cpus or [0.0])
     if cfg.cpus_per_actor > biggest:
-        raise JobConfigError(
+        raise JobSettingsError(
             f"cpus_per_actor={cfg.cpus_per_actor} but the largest Ray node has {biggest:g} CPU(s): lower cpus_per_actor"
         )
     per_node = [
@@ -94,7 +97,7 @@ def pool_size(cfg: JobConfig, ray) -> int:
     return cfg.max_actors if cfg.autoscaling and not cfg.read_cpus else min(cfg.max_actors, fit)
 
 
-def pool_strategy(cfg: JobConfig, actors: int):
+def pool_strategy(cfg: JobSettings, actors: int):
     """A fixed pool of every actor the cluster fits (Ray's advice for fixed clusters: no actor
     waits for a backlog to start); with ``autoscaling``, ``min_actors`` up to that size. Reads
     take ``read_cpus`` (0 by default), so a full pool never starves them (2-CPU deadlock)."""

@@ -12,9 +12,9 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from m2fp_batch.labelling import PROVENANCE_COLUMNS
 from m2fp_batch.labels.layout import shard_name
-from m2fp_batch.pipeline.config import JobConfig
+from m2fp_batch.photo_to_row import PROVENANCE_COLUMNS
+from m2fp_batch.pipeline.config import JobSettings
 from m2fp_batch.pipeline.output import OutputDir
 from m2fp_batch.pipeline.resume import Prepared
 from m2fp_batch.schema import SCHEMA_NAME, SKIN_GROUPS, STATUSES
@@ -161,7 +161,7 @@ class _Totals:
         self.skin.update(s.get("skin_tone_groups", {}))
 
 
-def summarize(prep: Prepared, cfg: JobConfig, run: RunInfo) -> RunSummary:
+def summarize(prep: Prepared, cfg: JobSettings, run: RunInfo) -> RunSummary:
     """The summary of every shard of ``prep``'s output committed by its job (this run's and earlier)."""
     out, listing = prep.out, prep.listing
     t = _Totals()

@@ -1,4 +1,4 @@
-"""``m2fp-batch review DIR --dataset NAME [--launch]``: build/update the review dataset, open the App.
+"""``m2fp-batch review LABELS --dataset NAME [--launch]``: build/update the review dataset, open the App.
 
 FiftyOne is imported only when the command runs. The database is FiftyOne's bundled MongoDB
 (``FIFTYONE_DATABASE_DIR``, default ``~/.fiftyone/var/lib/mongo``) unless ``FIFTYONE_DATABASE_URI``
@@ -21,13 +21,13 @@ log = logging.getLogger(__name__)
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``m2fp-batch review``."""
     parser.add_argument(
-        "output",
+        "labels",
         nargs="?",
-        metavar="OUT",
+        metavar="LABELS",
         help="the job output to import or update (local); omit it with --launch to only open the App",
     )
     parser.add_argument("--dataset", required=True, help="FiftyOne dataset name (persistent; created or updated)")
-    parser.add_argument("--mask-dir", help="where the mask PNGs go (default OUT/_review/masks)")
+    parser.add_argument("--mask-dir", help="where the mask PNGs go (default LABELS/_review/masks)")
     parser.add_argument(
         "--image-root",
         metavar="DIR",
@@ -54,7 +54,7 @@ def _raise_keyboard_interrupt(signum: int, frame: object) -> None:
 
 def _check_arguments(args: argparse.Namespace) -> None:
     """Refuse flag values that cannot work, before FiftyOne starts (raises :class:`UserError`)."""
-    if args.output is None and not args.launch:
+    if args.labels is None and not args.launch:
         raise UserError("give the job output DIR, or --launch to open an existing dataset")
     low_score(args)
     if not 0 < args.port < 65536:
@@ -64,11 +64,11 @@ def _check_arguments(args: argparse.Namespace) -> None:
 def main(args: argparse.Namespace) -> int:
     """Run ``m2fp-batch review``; 0 on success (errors: :mod:`m2fp_batch.errors`)."""
     _check_arguments(args)
-    if args.output is not None:
+    if args.labels is not None:
         from m2fp_batch.review.build import build_review_dataset
 
         _, stats = build_review_dataset(
-            args.output,
+            args.labels,
             args.dataset,
             mask_dir=args.mask_dir,
             image_root=args.image_root,
@@ -80,7 +80,8 @@ def main(args: argparse.Namespace) -> int:
         from m2fp_batch.review.app import launch
 
         session = launch(args.dataset, port=args.port, view=args.view)
-        print(f"App: http://127.0.0.1:{args.port}/  (Ctrl-C to stop)", flush=True)
+        print(json.dumps({"dataset": args.dataset, "app": f"http://127.0.0.1:{args.port}/"}), flush=True)
+        log.info("App on http://127.0.0.1:%d/ (Ctrl-C to stop)", args.port)
         # SIGTERM exits like Ctrl-C, so FiftyOne's exit handlers stop the App server process too
         signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
         try:

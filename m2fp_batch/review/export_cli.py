@@ -12,7 +12,7 @@ __all__ = ["add_arguments", "main"]
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``m2fp-batch export-reviewed``."""
-    parser.add_argument("dataset", help="the FiftyOne review dataset (built by `m2fp-batch review`)")
+    parser.add_argument("dataset", metavar="DATASET", help="the FiftyOne review dataset (built by `m2fp-batch review`)")
     parser.add_argument(
         "--out",
         required=True,

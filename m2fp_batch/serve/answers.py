@@ -6,11 +6,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from m2fp_batch.annotate.palette import PALETTE
-from m2fp_batch.labelling import PROVENANCE_COLUMNS
+from m2fp_batch.photo_to_row import PROVENANCE_COLUMNS
 
 FORMATS = ("json", "image", "overlay", "people")
 # format -> the annotate.render kind it returns
 FORMAT_RENDER = {"image": "parse", "overlay": "overlay", "people": "people"}
+# the ML backend's own answers from a replica (not formats of /api/parse): a Label Studio prediction, the job's row
+FORMAT_LS_PREDICTION = "ls-prediction"
+FORMAT_LS_ROW = "ls-row"
 
 # The job's error kinds (schema.ERROR_KINDS) plus the service's own, each with its HTTP status.
 SERVICE_ERROR_KINDS = {
@@ -19,6 +22,9 @@ SERVICE_ERROR_KINDS = {
     "overloaded": "every queue slot is taken: retry after the Retry-After seconds",
     "unavailable": "no model replica can take the request right now: retry after the Retry-After seconds",
     "not_found": "no such path or result (results are kept in a bounded cache)",
+    "unauthorized": "ML backend: wrong or missing credentials (basic auth, or Label Studio refused its token)",
+    "forbidden": "ML backend: a photo URL outside the connected Label Studio (serve --allow-fetch allows it)",
+    "invalid_config": "ML backend: the project's labelling config is not M2FP's 20 classes",
 }
 HTTP_STATUS = {
     "missing": 400,
@@ -35,6 +41,9 @@ HTTP_STATUS = {
     "overloaded": 503,
     "unavailable": 503,
     "not_found": 404,
+    "unauthorized": 401,
+    "forbidden": 403,
+    "invalid_config": 422,
 }
 
 

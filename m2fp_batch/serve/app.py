@@ -17,11 +17,13 @@ from starlette.formparsers import MultiPartException
 
 from m2fp_batch import __version__
 from m2fp_batch.annotate.palette import CIHP_CLASSES, PALETTE
+from m2fp_batch.labelstudio import project as lsp
 from m2fp_batch.schema import ERROR_KINDS
 from m2fp_batch.serve.answers import FORMATS, HTTP_STATUS, SERVICE_ERROR_KINDS, Reply, error_body, parse_options
+from m2fp_batch.serve.ml_backend import BackendError, MLBackend
 from m2fp_batch.serve.replica import ParseRequest, ParserReplica
 from m2fp_batch.serve.results import ResultCache
-from m2fp_batch.serve.settings import ServeSettings
+from m2fp_batch.serve.settings import LS_PREFIX, ServeSettings
 
 log = logging.getLogger(__name__)
 
@@ -120,6 +122,8 @@ class Frontend:
         self.cache = ResultCache(settings.cache_entries, settings.cache_bytes)
         self.admitted = 0
         self._info: dict | None = None
+        self._model: dict | None = None
+        self.ls = MLBackend(settings, self._send)
 
     def _overloaded(self) -> ApiError:
         return ApiError(
@@ -141,14 +145,10 @@ class Frontend:
         finally:
             self.admitted -= 1
 
-    async def _parse(self, request: Request) -> Response:
-        data, name, fmt, alpha = await read_upload(request, self.settings.max_body_bytes)
+    async def _send(self, req: ParseRequest) -> Reply:
+        """A replica's answer; a full queue or a lost replica as the ApiError of a 503."""
         try:
-            fmt, a = parse_options(fmt, alpha)
-        except ValueError as e:
-            raise ApiError("invalid_request", str(e)) from e
-        try:
-            reply: Reply = await self.parser.remote(ParseRequest(data, fmt, a, name))
+            return await self.parser.remote(req)
         except BackPressureError as e:
             raise self._overloaded() from e
         except (RayActorError, DeploymentUnavailableError) as e:
@@ -157,6 +157,14 @@ class Frontend:
                 f"the model replica is not available ({type(e).__name__}); retry in {self.settings.retry_after_s} s",
                 {"Retry-After": str(self.settings.retry_after_s)},
             ) from e
+
+    async def _parse(self, request: Request) -> Response:
+        data, name, fmt, alpha = await read_upload(request, self.settings.max_body_bytes)
+        try:
+            fmt, a = parse_options(fmt, alpha)
+        except ValueError as e:
+            raise ApiError("invalid_request", str(e)) from e
+        reply = await self._send(ParseRequest(data, fmt, a, name))
         headers = {} if reply.inference_time is None else {"X-Inference-Time": f"{reply.inference_time:.4f}"}
         if reply.png is not None:
             return Response(reply.png, media_type="image/png", headers=headers)
@@ -180,10 +188,71 @@ class Frontend:
     async def healthz(self) -> Response:
         return json_response({"status": "ok", "admitted": self.admitted, "capacity": self.settings.capacity})
 
+    async def _model_info(self) -> dict:
+        if self._model is None:
+            self._model = await self.parser.info.remote()
+        return self._model
+
+    # -- the Label Studio ML backend (serve/ml_backend.py)
+    async def _ls(self, request: Request, handler, admit: bool = False) -> Response:
+        """Basic auth, the JSON body (bounded), admission for ``/predict``; errors as JSON, never a 500."""
+        if not self.ls.authorized(request.headers.get("authorization")):
+            body = error_body("unauthorized", "the ML backend needs basic auth (serve --ls-auth-env): wrong or missing")
+            return json_response(body, 401, {"WWW-Authenticate": 'Basic realm="m2fp-batch"'})
+        if admit and self.admitted >= self.settings.capacity:
+            return error_response(self._overloaded())
+        self.admitted += admit
+        try:
+            raw = await read_body(request, self.settings.max_body_bytes) if request.method == "POST" else b"{}"
+            try:
+                body = json.loads(raw or b"{}")
+            except ValueError as e:
+                raise ApiError("invalid_request", f"the body is not JSON: {e}") from e
+            if not isinstance(body, dict):
+                raise ApiError("invalid_request", "the body is not a JSON object")
+            return json_response(await handler(body))
+        except BackendError as e:
+            return error_response(ApiError(e.kind, e.message))
+        except ApiError as e:
+            return error_response(e)
+        finally:
+            self.admitted -= admit
+
+    async def _ls_version(self) -> str:
+        return lsp.model_version(await self._model_info())
+
+    @api.get(LS_PREFIX + "/health")
+    async def ls_health(self, request: Request) -> Response:
+        async def handle(_body: dict) -> dict:
+            return self.ls.health()
+
+        return await self._ls(request, handle)
+
+    @api.post(LS_PREFIX + "/setup")
+    async def ls_setup(self, request: Request) -> Response:
+        async def handle(body: dict) -> dict:
+            return self.ls.setup(body, await self._ls_version())
+
+        return await self._ls(request, handle)
+
+    @api.post(LS_PREFIX + "/predict")
+    async def ls_predict(self, request: Request) -> Response:
+        async def handle(body: dict) -> dict:
+            return await self.ls.predict(body, await self._ls_version())
+
+        return await self._ls(request, handle, admit=True)
+
+    @api.post(LS_PREFIX + "/webhook")
+    async def ls_webhook(self, request: Request) -> Response:
+        async def handle(body: dict) -> dict:
+            return self.ls.webhook(body)
+
+        return await self._ls(request, handle)
+
     @api.get("/api/info")
     async def info(self) -> Response:
         if self._info is None:
-            model = await self.parser.info.remote()
+            model = await self._model_info()
             self._info = {
                 "service": "m2fp-batch",
                 "version": __version__,
@@ -223,7 +292,7 @@ def build_app(settings: ServeSettings):
         max_ongoing_requests=settings.replica_ongoing,
         max_queued_requests=settings.capacity,
         backpressure_config={"status_code": 503, "retry_after_s": settings.retry_after_s},
-        ray_actor_options={"num_cpus": settings.replica_threads},
+        ray_actor_options={"num_cpus": settings.replica_threads, "num_gpus": settings.replica_gpus},
         health_check_period_s=10,
     )
     front = Frontend.options(

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
 import logging
 import os
 import signal
 import socket
 import threading
+from pathlib import Path
 
 from m2fp_batch import localray
 from m2fp_batch.errors import UserError
@@ -36,6 +39,28 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--max-body-mb", type=float, default=d.max_body_bytes / 2**20, help="request body limit (MiB)")
     p.add_argument("--address", default=None, help="Ray cluster to join (default: RAY_ADDRESS, else a local Ray)")
+    p.add_argument(
+        "--gpus-per-replica",
+        type=float,
+        default=d.gpus_per_replica,
+        help="GPUs per replica with --device cuda or auto (a fraction: replicas share one GPU) (default: %(default)s)",
+    )
+    ls = p.add_argument_group("Label Studio ML backend (/ls/predict, /ls/setup, /ls/health, /ls/webhook)")
+    ls.add_argument(
+        "--reviewed-out",
+        metavar="DIR",
+        help="write each task Label Studio reports annotated (/ls/webhook) here, in the export-reviewed layout",
+    )
+    ls.add_argument(
+        "--allow-fetch",
+        action="store_true",
+        help="fetch task photos from hosts other than the connected Label Studio (off: no SSRF through the backend)",
+    )
+    ls.add_argument(
+        "--ls-auth-env",
+        metavar="VAR",
+        help="require basic auth on /ls/*: VAR holds USER:PASSWORD (Label Studio's ML-backend basic-auth settings)",
+    )
     add_engine_arguments(p, threads_help="torch threads per replica (default: CPUs / replicas)", base=SERVE_ENGINE)
 
 
@@ -50,7 +75,22 @@ def settings_from_args(args: argparse.Namespace) -> ServeSettings:
         queue_per_replica=args.queue,
         max_body_bytes=int(args.max_body_mb * 2**20),
         address=args.address or os.environ.get("RAY_ADDRESS") or None,
+        gpus_per_replica=args.gpus_per_replica,
+        reviewed_out=str(Path(args.reviewed_out).expanduser().resolve()) if args.reviewed_out else None,
+        allow_fetch=args.allow_fetch,
+        ls_auth_env=args.ls_auth_env,
     )
+
+
+def _placed(settings: ServeSettings) -> ServeSettings:
+    """On this machine (no cluster), ``--device`` checked before Ray starts (one sentence when CUDA
+    is absent) and ``auto`` resolved to what torch sees; a cluster's replicas check their own."""
+    if settings.address or settings.engine.device == "cpu":
+        return settings
+    from m2fp_batch.inference.device import resolve_device
+
+    device = resolve_device(settings.engine.device).type
+    return dataclasses.replace(settings, engine=dataclasses.replace(settings.engine, device=device))
 
 
 def _start_ray(settings: ServeSettings):
@@ -76,7 +116,7 @@ def _port_taken(host: str, port: int) -> str | None:
 
 
 def main(args: argparse.Namespace) -> int:
-    settings = settings_from_args(args)
+    settings = _placed(settings_from_args(args))
     problem = None if settings.address else _port_taken(settings.host, settings.port)
     if problem:
         raise UserError(problem)
@@ -97,7 +137,7 @@ def main(args: argparse.Namespace) -> int:
             "serving %s on http://%s:%d/ (%d replica(s), batch %d); Ctrl-C stops",
             settings.engine.model, settings.host, settings.port, settings.replicas, settings.max_batch,
         )  # fmt: skip
-        print(f"READY http://{settings.host}:{settings.port}/", flush=True)
+        print(json.dumps({"ready": f"http://{settings.host}:{settings.port}/"}), flush=True)
         while not stop.wait(0.5):
             pass
         log.info("stopping")

@@ -1,4 +1,4 @@
-"""A model replica: the job's labelling core (``m2fp_batch.labelling``: decode with the guards, model
+"""A model replica: the job's labelling core (``m2fp_batch.photo_to_row``: decode with the guards, model
 input, engine in ``serve.batch`` batches, the job's row), and the asked-for PNG. The model loads once,
 in ``__init__``."""
 
@@ -15,9 +15,17 @@ from ray import serve
 
 from m2fp_batch.annotate.parts import semantic_class_scores
 from m2fp_batch.annotate.render import encode_png, people_mask, render_png
-from m2fp_batch.labelling import Decoded, LabellingCore
+from m2fp_batch.labelstudio.push import prediction
+from m2fp_batch.photo_to_row import Decoded, PhotoToRow
 from m2fp_batch.rows import ENGINE_STAGES
-from m2fp_batch.serve.answers import FORMAT_RENDER, Reply, error_reply, parse_json
+from m2fp_batch.serve.answers import (
+    FORMAT_LS_PREDICTION,
+    FORMAT_LS_ROW,
+    FORMAT_RENDER,
+    Reply,
+    error_reply,
+    parse_json,
+)
 from m2fp_batch.serve.settings import ServeSettings
 
 log = logging.getLogger(__name__)
@@ -25,7 +33,10 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class ParseRequest:
-    """One upload: its bytes, the answer format and the overlay opacity (validated by the front end)."""
+    """One upload: its bytes, the answer format and the overlay opacity (validated by the front end).
+
+    Besides the formats of ``/api/parse``, the ML backend asks for :data:`FORMAT_LS_PREDICTION` (the
+    Label Studio prediction ``push`` writes) and :data:`FORMAT_LS_ROW` (the job's row)."""
 
     data: bytes
     format: str = "json"
@@ -39,13 +50,13 @@ class ParserReplica:
 
     def __init__(self, settings: ServeSettings) -> None:
         self.settings = settings
-        self.core = LabellingCore.load(settings.engine, threads=settings.replica_threads, max_batch=settings.max_batch)
+        self.core = PhotoToRow.load(settings.engine, threads=settings.replica_threads, max_batch=settings.max_batch)
         # torch runs on one thread of ours (its own pool does the parallel work); decoding and rows on others
         self._engine = ThreadPoolExecutor(1, thread_name_prefix="m2fp-engine")
         self._infer.set_max_batch_size(settings.max_batch)
         self._infer.set_batch_wait_timeout_s(settings.batch_wait_s)
 
-    @serve.batch(max_batch_size=4, batch_wait_timeout_s=0.01)
+    @serve.batch  # its size and wait come from ServeSettings, set per replica in __init__
     async def _infer(self, inputs: list[np.ndarray]) -> list:
         """The core's engine step on a batch of model inputs: a ``ParseResult`` or the engine error per input."""
         return await asyncio.get_running_loop().run_in_executor(self._engine, self.core.infer, inputs)
@@ -64,11 +75,15 @@ class ParserReplica:
             label = self.core.failed(result, image, factor)
             return error_reply(label["error_kind"], label["error"])
         engine_s = sum(result.timings.get(k, 0.0) for k in ENGINE_STAGES)
-        if request.format != "json":
+        if request.format in FORMAT_RENDER:
             png = render_png(FORMAT_RENDER[request.format], image, result.semantic, result.persons, request.alpha)
             return Reply(200, png=png, inference_time=engine_s)
         key = {"image_id": hashlib.sha1(request.data).hexdigest()[:20], "uri": request.filename, "shard": 0}
         row = self.core.row(key, self.core.label(image, result, factor), None, decoded.seconds)
+        if request.format == FORMAT_LS_ROW:
+            return Reply(200, {"row": row}, inference_time=engine_s)
+        if request.format == FORMAT_LS_PREDICTION:
+            return Reply(200, {"prediction": prediction(row)}, inference_time=engine_s)
         scores = semantic_class_scores(result.semantic, result.semantic_score)
         stash = {
             ".png": render_png("parse", image, result.semantic, result.persons),

@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import logging
 
-from m2fp_batch.train.config import AugmentConfig, LossConfig, SkinConfig, parse_skin_weights
+from m2fp_batch.errors import UserError
+from m2fp_batch.settings import MODEL_FIELDS, EngineSettings, add_engine_arguments
+from m2fp_batch.train.config import AugmentSettings, LossSettings, SkinSettings, parse_skin_weights
 
 log = logging.getLogger(__name__)
 
@@ -17,11 +19,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         required=True,
         metavar="DIR",
         help="job output, export-reviewed or CIHP-layout dirs, COCO .json files (mixed)",
-    )
-    p.add_argument(
-        "--model",
-        required=True,
-        help="the model to start from: local model dir or ModelScope id (as --model elsewhere)",
     )
     p.add_argument("--out", required=True, help="the new model dir (configuration.json + pytorch_model.pt)")
     p.add_argument("--steps", type=int, default=1000, help="optimizer steps (default: %(default)s)")
@@ -58,6 +55,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--seed", type=int, default=0, help="seed of the sampling, augmentation and mask points (default: %(default)s)"
     )
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    # the model to start from, named as everywhere else (the trainer reads only weights: no --trust-checkpoint)
+    add_engine_arguments(p, only=MODEL_FIELDS)
 
 
 def main(args: argparse.Namespace) -> int:
@@ -65,12 +64,15 @@ def main(args: argparse.Namespace) -> int:
     from m2fp_batch.train.run import fit
     from m2fp_batch.train.settings import TrainSettings, default_workers
 
+    if args.checkpoint_every < 1:
+        raise UserError(f"--checkpoint-every must be >= 1, got {args.checkpoint_every}")
     weights = parse_skin_weights(args.skin_weights)
-    model_dir, _ = resolve_model_dir(args.model)
+    engine = EngineSettings.from_args(args)
+    model_dir, _ = resolve_model_dir(engine.model, revision=engine.revision)
     cfg, _ = read_config(model_dir)
     short = int(args.crop)
     canvas = -(-short // 32) * 32
-    aug = AugmentConfig.off(short, canvas) if args.no_augment else AugmentConfig(short_edge=short, crop_size=canvas)
+    aug = AugmentSettings.off(short, canvas) if args.no_augment else AugmentSettings(short_edge=short, crop_size=canvas)
     settings = TrainSettings(
         data=tuple(args.data),
         init_model=str(model_dir),
@@ -81,10 +83,10 @@ def main(args: argparse.Namespace) -> int:
         workers=args.workers if args.workers is not None else default_workers(args.batch, args.gpu),
         use_gpu=args.gpu,
         seed=args.seed,
-        checkpoint_every=max(1, args.checkpoint_every),
+        checkpoint_every=args.checkpoint_every,
         augment=aug,
-        skin=SkinConfig(balanced=args.skin_balanced, weights=weights),
-        loss=LossConfig.from_model_config(cfg.extra, num_points=args.num_points),
+        skin=SkinSettings(balanced=args.skin_balanced, weights=weights),
+        loss=LossSettings.from_model_config(cfg.extra, num_points=args.num_points),
     )
     fit(settings, resume=args.resume)
     return 0

@@ -20,7 +20,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         metavar="DIR",
         help="job output, export-reviewed or CIHP dirs, COCO .json files",
     )
-    p.add_argument("--json", default=None, help="also write the numbers to this JSON file")
+    p.add_argument("--json", default=None, help="also write the numbers (the JSON printed on stdout) to this file")
+    p.add_argument("--human", action="store_true", help="print a table (mIoU per group and class) instead of JSON")
     p.add_argument(
         "--compare", default=None, metavar="OTHER_MODEL", help="evaluate another model too (same engine settings)"
     )
@@ -62,9 +63,11 @@ def main(args: argparse.Namespace) -> int:
 
     from m2fp_batch.data import ParsingDataset
     from m2fp_batch.inference import M2FPParser
+    from m2fp_batch.inference.device import resolve_device
     from m2fp_batch.train.evaluate import evaluate_parser
 
     settings = EngineSettings.from_args(args)
+    resolve_device(settings.device)  # one sentence before the data is read when CUDA is absent
     parts = [ParsingDataset(d) for d in args.data]
     dataset = parts[0] if len(parts) == 1 else ConcatDataset(parts)
     models = [settings.model] + ([args.compare] if args.compare else [])
@@ -73,8 +76,8 @@ def main(args: argparse.Namespace) -> int:
         engine = dataclasses.replace(settings, model=m)
         parser = M2FPParser.from_settings(engine)
         results.append(evaluate_parser(parser, dataset, engine).to_dict(parser.class_names))
-    print(render(models, results))
+    payload = {"data": args.data, "short_edge": settings.short_edge, "models": dict(zip(models, results))}
+    print(render(models, results) if args.human else json.dumps(payload))
     if args.json:
-        payload = {"data": args.data, "short_edge": settings.short_edge, "models": dict(zip(models, results))}
         Path(args.json).write_text(json.dumps(payload, indent=2))
     return 0

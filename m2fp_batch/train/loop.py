@@ -53,7 +53,7 @@ def make_state(settings: TrainSettings, model: M2FP) -> LoopState:
         [{"params": backbone, "lr": settings.lr * settings.backbone_lr_multiplier}, {"params": head}],
         lr=settings.lr,
         weight_decay=settings.weight_decay,
-        fused=True,  # one vectorised kernel over all parameters (the per-tensor loop costs ~2.6 s at full size)
+        fused=True,  # one vectorised kernel over all parameters (docs/performance.md, "Fine-tuning")
     )
     steps, power = settings.steps, settings.poly_power
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: max(0.0, 1 - s / max(1, steps)) ** power)

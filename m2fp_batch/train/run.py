@@ -15,8 +15,9 @@ import torch
 
 from m2fp_batch import localray
 from m2fp_batch.data.skin import count_sources, present_sources
-from m2fp_batch.errors import UserError, configure_logging
+from m2fp_batch.errors import UserError
 from m2fp_batch.inference.loading import find_checkpoint, sha256_file
+from m2fp_batch.logs import configure_logging
 from m2fp_batch.train.loop import checkpoint_path, run_loop
 from m2fp_batch.train.model_io import write_model_dir
 from m2fp_batch.train.sampler import image_groups

@@ -6,9 +6,9 @@ import os
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from m2fp_batch.train.config import AugmentConfig, LossConfig, SkinConfig
+from m2fp_batch.train.config import AugmentSettings, LossSettings, SkinSettings
 
-# What one CPU worker may take at a 512-px crop (measured peak RSS 3.16 GB, docs/performance.md).
+# What one CPU worker may take at a 512-px crop (its measured peak: docs/performance.md, "Numbers behind the code").
 WORKER_MEMORY_BYTES = 4 * 2**30
 
 
@@ -23,8 +23,8 @@ def _available_memory() -> int | None:
 def default_workers(batch_size: int, use_gpu: bool = False) -> int:
     """``train --workers`` when not given: one worker per CPU, at most one per image of the batch
     and one per :data:`WORKER_MEMORY_BYTES` of available memory; one with ``--gpu``. On 2 CPUs,
-    two one-thread workers measured 1.31x faster than one two-thread worker at full size (and
-    1.08x on the tiny config): ``bench_train.py --part workers``."""
+    two one-thread workers are faster than one two-thread worker (``bench_train.py --part workers``;
+    docs/performance.md, "Fine-tuning")."""
     if use_gpu:
         return 1
     memory = _available_memory()
@@ -51,9 +51,9 @@ class TrainSettings:
     seed: int = 0
     checkpoint_every: int = 50
     log_every: int = 1
-    augment: AugmentConfig = field(default_factory=AugmentConfig)
-    skin: SkinConfig = field(default_factory=SkinConfig)
-    loss: LossConfig = field(default_factory=LossConfig)
+    augment: AugmentSettings = field(default_factory=AugmentSettings)
+    skin: SkinSettings = field(default_factory=SkinSettings)
+    loss: LossSettings = field(default_factory=LossSettings)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -62,7 +62,7 @@ class TrainSettings:
     def from_dict(cls, d: dict[str, Any]) -> TrainSettings:
         d = dict(d)
         d["data"] = tuple(d["data"])
-        d["augment"] = AugmentConfig(**d["augment"])
-        d["skin"] = SkinConfig(**d["skin"])
-        d["loss"] = LossConfig(**d["loss"])
+        d["augment"] = AugmentSettings(**d["augment"])
+        d["skin"] = SkinSettings(**d["skin"])
+        d["loss"] = LossSettings(**d["loss"])
         return cls(**d)

@@ -29,9 +29,51 @@ def results():
     return synth.evaluate()
 
 
-def test_mst_groups_from_their_own_ita():
-    groups = [synth.true_group(m) for m in range(1, 11)]
-    assert groups == ["light"] * 5 + ["medium"] + ["dark"] * 4
+# The Monk Skin Tone scale's published sRGB colours (Monk 2019, skintone.google), with their CIELAB
+# L* and b* and ITA = atan2(L* - 50, b*) worked out by the reference formulas below (sRGB
+# companding, D65 white 0.95047 / 1 / 1.08883, CIE f(t)), and the category of Chardon et al. (1991):
+# very light > 55 >= light > 41 >= intermediate > 28 >= tan > 10 >= brown > -30 >= dark.
+MST_TABLE = (  # (tone, hex, L*, b*, ITA degrees, Chardon category, three-group convention)
+    (1, "f6ede4", 94.21, 5.43, 83.00, "very light", "light"),
+    (2, "f3e7db", 92.27, 7.29, 80.22, "very light", "light"),
+    (3, "f7ead0", 93.09, 14.21, 71.75, "very light", "light"),
+    (4, "eadaba", 87.57, 17.75, 64.71, "very light", "light"),
+    (5, "d7bd96", 77.90, 23.14, 50.33, "light", "light"),
+    (6, "a07e56", 55.14, 26.74, 10.88, "tan", "medium"),
+    (7, "825c43", 42.47, 20.53, -20.14, "brown", "dark"),
+    (8, "604134", 30.68, 13.34, -55.38, "dark", "dark"),
+    (9, "3a312a", 21.07, 5.97, -78.35, "dark", "dark"),
+    (10, "292420", 14.61, 3.53, -84.31, "dark", "dark"),
+)
+
+
+def reference_lab(hex_rgb: str) -> tuple[float, float, float]:
+    """sRGB (D65) to CIELAB written out from the standards (IEC 61966-2-1, CIE 15), not skimage."""
+    rgb = [int(hex_rgb[i : i + 2], 16) / 255.0 for i in (0, 2, 4)]
+    lin = [c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4 for c in rgb]
+    m = ((0.4124564, 0.3575761, 0.1804375), (0.2126729, 0.7151522, 0.0721750), (0.0193339, 0.1191920, 0.9503041))
+    xyz = [sum(w * c for w, c in zip(row, lin, strict=True)) for row in m]
+    f = [t ** (1 / 3) if t > (6 / 29) ** 3 else t / (3 * (6 / 29) ** 2) + 4 / 29 for t in np.divide(xyz, WHITE_D65)]
+    return 116 * f[1] - 16, 500 * (f[0] - f[1]), 200 * (f[1] - f[2])
+
+
+WHITE_D65 = (0.95047, 1.0, 1.08883)
+
+
+def test_mst_table_is_the_published_scale_in_lab():
+    for tone, hex_rgb, lightness, b, ita, _, _ in MST_TABLE:
+        ref = reference_lab(hex_rgb)
+        assert ref[0] == pytest.approx(lightness, abs=0.005) and ref[2] == pytest.approx(b, abs=0.005)
+        assert np.degrees(np.arctan2(ref[0] - 50, ref[2])) == pytest.approx(ita, abs=0.005)
+        assert MONK_RGB[tone - 1].tolist() == [int(hex_rgb[i : i + 2], 16) for i in (0, 2, 4)]
+        np.testing.assert_allclose(MONK_LAB[tone - 1], ref, atol=0.01)
+
+
+def test_mst_groups_and_categories_match_the_literature():
+    for tone, _, lightness, b, ita, category, group in MST_TABLE:
+        assert float(ita_degrees(lightness, b)) == pytest.approx(ita, abs=0.01)
+        assert ita_category(ita) == category and ita_group(ita) == group, tone
+        assert synth.true_group(tone) == group, tone  # the benchmark's truth (its results' second column)
 
 
 def test_group_right_in_at_least_90_percent_of_normal_light_cases(results):

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from m2fp_batch.decode import decode_image
 from m2fp_batch.inference import M2FPParser, load_image
 
 
@@ -53,19 +54,24 @@ def test_result_invariants(tiny_parser, astronaut):
     assert all(lab == 20 for lab in r.humans.labels) and all(s > 0.1 for s in r.humans.scores)
 
 
-def test_load_image_modes_and_exif(tmp_path, astronaut):
+def test_decode_image_modes_and_exif(tmp_path, astronaut):
     rgba = np.dstack([astronaut, np.full(astronaut.shape[:2], 128, np.uint8)])
     Image.fromarray(rgba).save(tmp_path / "a.png")
-    assert load_image(tmp_path / "a.png").shape == astronaut.shape
+    np.testing.assert_array_equal(decode_image((tmp_path / "a.png").read_bytes()), astronaut)
     Image.fromarray(astronaut[..., 0]).save(tmp_path / "g.png")
-    g = load_image(tmp_path / "g.png")
+    g = decode_image((tmp_path / "g.png").read_bytes())
     assert g.shape == astronaut.shape and (g[..., 0] == g[..., 2]).all()
     im = Image.fromarray(astronaut[:, :400])
     exif = im.getexif()
     exif[0x0112] = 6  # rotate 90 degrees clockwise on display
     im.save(tmp_path / "r.jpg", exif=exif)
-    assert load_image(tmp_path / "r.jpg").shape == (400, 512, 3)
-    assert load_image((tmp_path / "r.jpg").read_bytes()).shape == (400, 512, 3)
+    assert decode_image((tmp_path / "r.jpg").read_bytes()).shape == (400, 512, 3)
+
+
+def test_load_image_is_the_decoder_with_a_deprecation(tmp_path, astronaut):
+    Image.fromarray(astronaut).save(tmp_path / "a.png")
+    with pytest.warns(DeprecationWarning, match="decode_image"):
+        np.testing.assert_array_equal(load_image(tmp_path / "a.png"), astronaut)
 
 
 def test_rejects_non_rgb_arrays(tiny_parser):

@@ -8,11 +8,12 @@ import json
 import numpy as np
 import pytest
 
+from m2fp_batch.backend_registry import EngineError
 from m2fp_batch.cli import main as cli_main
 from m2fp_batch.errors import UserError
 from m2fp_batch.inference import M2FPParser
-from m2fp_batch.inference.engines import ExportError, read_manifest
-from m2fp_batch.inference.engines import load as engine_load
+from m2fp_batch.inference.backends import ExportError, read_manifest
+from m2fp_batch.inference.backends import load as engine_load
 from m2fp_batch.inference.loading import sha256_file
 
 pytest.importorskip("onnxruntime")
@@ -116,17 +117,18 @@ def test_export_refuses_a_full_out_dir(tiny_model_dir, tmp_path, capsys):
     assert "not an empty directory" in capsys.readouterr().err and (tmp_path / "keep.txt").read_text() == "mine"
 
 
-def test_engine_mismatches_are_user_errors(onnx_export, tiny_model_dir):
-    with pytest.raises(ExportError, match="torch engine needs the model dir"):
+def test_engine_mismatches_are_engine_errors(onnx_export, tiny_model_dir):
+    with pytest.raises(EngineError, match="torch engine needs the model dir"):
         M2FPParser.from_pretrained(str(onnx_export), engine="torch")
-    with pytest.raises(UserError, match="torch engine"):
+    with pytest.raises(EngineError, match="torch engine"):
         M2FPParser.from_pretrained(str(onnx_export), engine="onnxruntime", fast_backbone=True)
-    with pytest.raises(UserError, match="not one of"):
+    with pytest.raises(EngineError, match="not one of"):
         M2FPParser.from_pretrained(str(tiny_model_dir), engine="tensorrt")
+    assert not issubclass(EngineError, ExportError) and issubclass(EngineError, UserError)
 
 
 @pytest.mark.slow
-def test_int8_export_is_calibrated_on_photos(tiny_model_dir, tmp_path, tiny_parser, astronaut):
+def test_int8_export_is_calibrated_on_photos(tiny_model_dir, onnx_export, tmp_path, astronaut):
     from skimage import data, io
 
     photos = tmp_path / "calib"
@@ -138,5 +140,44 @@ def test_int8_export_is_calibrated_on_photos(tiny_model_dir, tmp_path, tiny_pars
     assert cli_main([*argv, "--precision", "int8", "--calibration-images", str(photos)]) == 0
     manifest = read_manifest(out)
     assert manifest.precision == "int8" and manifest.calibration_images == 3
-    res = M2FPParser.from_pretrained(str(out), engine="onnxruntime").parse_one(astronaut)
-    assert res.semantic.shape == astronaut.shape[:2] and np.isfinite(res.pred_logits).all()
+    # against the fp32 export of the same model, on the calibration photo and a size it never saw.
+    # Stated tolerance (measured 0.84-0.88, 0.95-1.0 and 2.3 % on the seeded tiny model, whose random
+    # weights sit near their thresholds more than trained ones do): the semantic labels agree on >= 75 %
+    # of the pixels, every query's best class on >= 90 % of the queries, and the class logits move by
+    # <= 5 % of their mean magnitude on average
+    int8 = M2FPParser.from_pretrained(str(out), engine="onnxruntime")
+    fp32 = M2FPParser.from_pretrained(str(onnx_export), engine="onnxruntime")
+    for img in (astronaut, astronaut[::2, ::2].copy()):
+        q, f = int8.parse_one(img), fp32.parse_one(img)
+        assert q.semantic.shape == f.semantic.shape == img.shape[:2]
+        assert (q.semantic == f.semantic).mean() >= 0.75
+        assert (q.pred_logits.argmax(-1) == f.pred_logits.argmax(-1)).mean() >= 0.9
+        assert np.abs(q.pred_logits - f.pred_logits).mean() <= 0.05 * np.abs(f.pred_logits).mean()
+        assert len(q.humans) == len(f.humans)
+
+
+def test_engine_auto_takes_the_best_ranked_backend_that_can_run_the_model(
+    onnx_export, tiny_model_dir, tiny_parser, astronaut
+):
+    """``--engine auto``: with every package installed, a model dir runs on torch (rank 1, identical
+    to --engine torch); an export dir, which torch cannot read, on OpenVINO (rank 2)."""
+    auto = M2FPParser.from_pretrained(str(tiny_model_dir), engine="auto")
+    assert auto.engine == "torch" and auto.model is not None
+    a, t = auto.parse_one(astronaut), tiny_parser.parse_one(astronaut)
+    np.testing.assert_array_equal(a.semantic, t.semantic)
+    np.testing.assert_array_equal(a.pred_logits, t.pred_logits)
+    exported = M2FPParser.from_pretrained(str(onnx_export), engine="auto")
+    assert exported.engine == "openvino" and exported.model is None
+    close_to_torch(exported.parse_one(astronaut), t)
+
+
+def test_parse_cli_engine_auto(tiny_model_dir, tmp_path):
+    photo = tmp_path / "a.png"
+    from skimage import data, io
+
+    io.imsave(photo, data.astronaut()[::2, ::2])
+    args = ["parse", str(photo), "--model", str(tiny_model_dir), "--engine"]
+    assert cli_main([*args, "auto", "--out", str(tmp_path / "auto")]) == 0
+    assert cli_main([*args, "torch", "--out", str(tmp_path / "torch")]) == 0
+    for png in ("a_parse.png", "a_people.png"):
+        assert (tmp_path / "auto" / png).read_bytes() == (tmp_path / "torch" / png).read_bytes()

@@ -6,6 +6,7 @@ from torch.nn import functional as F
 
 from m2fp_batch.inference import preprocess
 from m2fp_batch.inference.postprocess import parse_instances
+from m2fp_batch.resize import target_size
 
 
 def official_dense(pred_logits, pred_masks, input_size, image_size, num_parsing, thr):
@@ -64,7 +65,7 @@ def _assert_same_instances(inst, expected):
 
 def test_matches_dense_official(tiny_parser, astronaut):
     img = astronaut[::2, ::3]  # a non-square size: exercises the crop and the two resizes
-    size = preprocess.target_size(*img.shape[:2])
+    size = target_size(*img.shape[:2])
     batch = preprocess.to_batch(
         [preprocess.resize(img, size)], tiny_parser.model.pixel_mean, tiny_parser.model.pixel_std, 32
     )

@@ -3,6 +3,7 @@ import pytest
 import torch
 
 from m2fp_batch.inference import preprocess
+from m2fp_batch.resize import target_size
 
 
 @pytest.mark.parametrize(
@@ -16,7 +17,7 @@ from m2fp_batch.inference import preprocess
     ],
 )
 def test_official_target_size(hw, expected):
-    assert preprocess.target_size(*hw) == expected
+    assert target_size(*hw) == expected
 
 
 def test_batch_is_normalised_then_zero_padded():

@@ -66,3 +66,14 @@ def test_training_and_inference_paths_give_the_same_values():
     assert torch.equal(training.detach(), inference)
     training.sum().backward()
     assert value.grad.abs().sum() > 0 and w.grad.abs().sum() > 0
+
+
+@pytest.mark.gpu
+def test_fast_core_on_cuda_matches_the_cpu():
+    """The same sampling on a CUDA device (where the training and a GPU job run it) as on the CPU."""
+    shapes = [(4, 4), (8, 6), (16, 11)]
+    value, loc, w = _inputs(2, shapes)
+    cpu = ms_deform_attn_sample(value, shapes, loc, w)
+    cuda = ms_deform_attn_sample(value.cuda(), shapes, loc.cuda(), w.cuda())
+    assert cuda.device.type == "cuda"
+    torch.testing.assert_close(cuda.cpu(), cpu, rtol=1e-4, atol=1e-4)

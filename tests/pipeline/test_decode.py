@@ -3,13 +3,14 @@ but valid files decode to (H, W, 3) uint8 with the right orientation and values.
 
 from __future__ import annotations
 
+import io
+
 import numpy as np
 import pytest
 from badfiles import MAX_PIXELS, MIN_SIDE, bad_files, good_files
-from PIL import ImageFile
+from PIL import Image, ImageFile, ImageOps
 
 from m2fp_batch.decode import ImageError, decode_image
-from m2fp_batch.inference import load_image
 from m2fp_batch.schema import ERROR_KINDS
 
 BAD = bad_files()
@@ -37,10 +38,16 @@ def test_good_file(name):
     assert img.dtype == np.uint8 and img.shape == (*shape, 3)
 
 
-def test_same_pixels_as_the_engine_loader():
+def _official_loader(data: bytes) -> np.ndarray:
+    """How the official pipeline reads a photo: PIL, EXIF orientation applied, RGB."""
+    with Image.open(io.BytesIO(data)) as im:
+        return np.asarray(ImageOps.exif_transpose(im).convert("RGB"))
+
+
+def test_same_pixels_as_the_official_loader():
     for name in ("good/photo.jpg", "good/exif_rotated.jpg", "good/rgba.png", "good/cmyk.jpg", "good/gray.png"):
         data = GOOD[name][0]
-        np.testing.assert_array_equal(decode_image(data, max_pixels=MAX_PIXELS), load_image(data))
+        np.testing.assert_array_equal(decode_image(data, max_pixels=MAX_PIXELS), _official_loader(data))
 
 
 def test_sixteen_bit_is_scaled_not_clipped():

@@ -107,6 +107,7 @@ class RowCase:
     status: str
     error_kind: str | None
     what: str
+    uri_name: str | None = None  # the name in the row's uri, when it is not ``name``
 
 
 ROW_CASES = [
@@ -125,6 +126,14 @@ ROW_CASES = [
     RowCase("photo.jpg", _write(_jpeg()), "ok", None, "a real photo"),
     RowCase("PHOTO2.JPG", _write(_jpeg(seed=5)), "ok", None, "upper-case extension"),
     RowCase("café photo ü.jpg", _write(_jpeg(seed=10)), "ok", None, "spaces and non-ASCII (UTF-8) in the name"),
+    RowCase(
+        "caf\udce9.jpg",
+        _write(_jpeg(seed=25)),
+        "error",
+        "bad_name",
+        "a file name that is not UTF-8 (Latin-1 é): its bytes kept escaped in the uri",
+        uri_name="caf\\xe9.jpg",
+    ),
     RowCase("new\nline.jpg", _write(_jpeg(seed=15)), "ok", None, "a newline in the file name"),
     RowCase("really_png.jpg", _write(_png_noise(64)), "ok", None, "a PNG with a .jpg extension"),
     RowCase("link_to_photo.jpg", _symlink_to("photo.jpg"), "ok", None, "a symlink to a real photo"),
@@ -171,7 +180,7 @@ def test_row_cases_end_as_their_rows(row_job):
     by_uri = {r["uri"]: r for r in rows}
     assert len(rows) == len(by_uri) == len(ROW_CASES), "every input exactly once"
     for case in ROW_CASES:
-        r = by_uri[str(src / case.name)]
+        r = by_uri[str(src / (case.uri_name or case.name))]
         assert (r["status"], r["error_kind"]) == (case.status, case.error_kind), (case.name, r["error"])
         assert (r["error"] is None) == (case.status == "ok")
     summary = json.loads((out / "_run.json").read_text())
@@ -267,12 +276,9 @@ def _perturbed_ckpt(model: Path) -> Callable[[], None]:
     return edit
 
 
-def _non_utf8_dir(w: World) -> list[str]:
-    d = w.photos(1)
-    fd = os.open(os.fsencode(d) + b"/caf\xe9.jpg", os.O_WRONLY | os.O_CREAT, 0o644)
-    os.write(fd, _jpeg())
-    os.close(fd)
-    return w.run(d)
+def _dup_key_config(w: World) -> list[str]:
+    (w.tmp / "c.yaml").write_text("batch_size: 2\nshard_size: 8\nbatch_size: 4\n")
+    return [*w.run(w.photos()), "--config", str(w.tmp / "c.yaml")]
 
 
 def _other_input(w: World) -> list[str]:
@@ -334,14 +340,14 @@ def _output_under_file(w: World) -> list[str]:
 
 def _type_change_on_rerun(w: World) -> list[str]:
     """First run (listing saved, before Ray) with rating int64; the rerun has a new row and rating as text."""
-    from m2fp_batch.pipeline.config import JobConfig
+    from m2fp_batch.pipeline.config import JobSettings
     from m2fp_batch.pipeline.resume import prepare
     from m2fp_batch.storage import Filesystems
 
     d = w.photos(3)
     m = w.tmp / "m.parquet"
     pq.write_table(pa.table({"uri": [str(d / "p0.jpg"), str(d / "p1.jpg")], "rating": [1, 2]}), m)
-    cfg = JobConfig.from_sources(None, {"input": str(m), "output": str(w.tmp / "out"), "model": str(w.model)})
+    cfg = JobSettings.from_sources(None, {"input": str(m), "output": str(w.tmp / "out"), "model": str(w.model)})
     from m2fp_batch.inference.loading import load_model
 
     prepare(cfg, Filesystems(), load_model(str(w.model)).info.checkpoint_sha256)
@@ -410,6 +416,8 @@ CLI_CASES = [
             "an infinite setting"),
     CliCase("inf-int", lambda w: [*w.run(w.photos()), "--set", "batch_size=.inf"], 2, "batch_size: expected int",
             "an infinite integer setting (overflow)"),
+    CliCase("dup-yaml-key", _dup_key_config, 2, "the key 'batch_size' is given twice (line 1 and line 3)",
+            "a job YAML with a key given twice"),
     CliCase("set-no-eq", lambda w: [*w.run(w.photos()), "--set", "batch_size"], 2, "expected KEY=VALUE",
             "--set without ="),
     CliCase("http-input", lambda w: w.run("http://example.com/photos/"), 2, "scheme http:// is not supported",
@@ -419,7 +427,6 @@ CLI_CASES = [
     CliCase("out-unwritable", _output_under_file, 2, "cannot create the output directory",
             "--output under a file (cannot be created)"),
     CliCase("missing-input", lambda w: w.run(w.tmp / "nope"), 2, "does not exist", "--input does not exist"),
-    CliCase("non-utf8-names", _non_utf8_dir, 2, "not valid UTF-8", "a file name that is not UTF-8"),
     CliCase("latin1-csv", lambda w: w.run(w.manifest_csv(_csv("uri", "photos/caf\xe9.jpg").replace(b"\xc3\xa9", b"\xe9"))),
             2, "not UTF-8 text", "a Latin-1 CSV manifest"),
     CliCase("uri-int", lambda w: w.run(w.manifest(pa.table({"uri": [1, 2]}))), 2, "has type int64",
@@ -535,14 +542,14 @@ def test_parse_unique_output_names(tmp_path, tiny_model, capsys):
 def test_half_written_shard_is_not_finished(row_job, tmp_path, tiny_model):
     """A shard whose Parquet does not match its commit marker (truncated, replaced) is relabelled."""
     from m2fp_batch.inference.loading import load_model
-    from m2fp_batch.pipeline.config import JobConfig
+    from m2fp_batch.pipeline.config import JobSettings
     from m2fp_batch.pipeline.resume import prepare
     from m2fp_batch.storage import Filesystems
 
     src, out, _ = row_job
     copy = tmp_path / "out"
     shutil.copytree(out, copy, symlinks=True)
-    cfg = JobConfig.from_sources(
+    cfg = JobSettings.from_sources(
         None,
         {"input": str(src), "output": str(copy), "model": str(tiny_model), "max_bytes": MAX_BYTES, "shard_size": 8,
          "batch_size": 2},
@@ -553,6 +560,31 @@ def test_half_written_shard_is_not_finished(row_job, tmp_path, tiny_model):
     shard.write_bytes(shard.read_bytes()[:-10])
     (copy / "_stats" / "shard-00002.json").write_text("{")
     assert set(prepare(cfg, Filesystems(), sha).finished) == {0}
+
+
+def test_bad_name_row_is_relabelled_exactly_once_on_a_rerun(row_job, tmp_path, tiny_model):
+    """The shard holding the non-UTF-8 name, deleted, is labelled again by a rerun: the same uri,
+    one row per input, every other input still labelled."""
+    src, out, proc = row_job
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    copy = tmp_path / "out"
+    shutil.copytree(out, copy, symlinks=True)
+    bad_uri = str(src) + "/caf\\xe9.jpg"  # the bytes b"caf\xe9.jpg", escaped by hand
+    shard = pq.read_table(copy, filters=[("uri", "=", bad_uri)]).column("shard")[0].as_py()
+    (copy / f"shard-{shard:05d}.parquet").unlink()
+    (copy / "_stats" / f"shard-{shard:05d}.json").unlink()
+    argv = list(proc.args)
+    argv[argv.index("--output") + 1] = str(copy)
+    ray_tmp = Path(f"/tmp/rb{os.getpid()}")  # short: Ray's socket paths are bounded
+    rerun = subprocess.run(argv, env=_ray_env(ray_tmp), capture_output=True, text=True, timeout=600, cwd=REPO)
+    shutil.rmtree(ray_tmp, ignore_errors=True)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    rows = pq.read_table(copy).to_pylist()
+    assert sorted(r["uri"] for r in rows) == sorted(r["uri"] for r in pq.read_table(out).to_pylist())
+    assert len(rows) == len({r["uri"] for r in rows}) == len(ROW_CASES)
+    bad = [r for r in rows if r["uri"] == bad_uri]
+    assert [(r["status"], r["error_kind"]) for r in bad] == [("error", "bad_name")]
+    assert json.loads((copy / "_run.json").read_text())["complete"]
 
 
 # ----------------------------------------------------------------------------- own process
@@ -595,19 +627,27 @@ def _cmdline(pid: int) -> str:
         return "?"
 
 
-def _start_job(tmp_path: Path, tiny_model: Path, ray_tmp: Path) -> tuple[subprocess.Popen, list[str]]:
-    """A job on 6 photos, returned once its pipeline runs."""
-    d = World(tmp_path, tiny_model).photos(6)
-    argv = [*M2FP, "run", "--input", str(d), "--output", str(tmp_path / "out"), "--model", str(tiny_model),
-            "--num-cpus", "2", "--batch-size", "1", "--shard-size", "1"]  # fmt: skip
+@pytest.fixture(scope="module")
+def six_photos(tmp_path_factory, tiny_model) -> Path:
+    """One input dir of 6 photos for every job started by a process test."""
+    return World(tmp_path_factory.mktemp("six"), tiny_model).photos(6)
+
+
+def _start_job(src: Path, out: Path, tiny_model: Path, ray_tmp: Path) -> tuple[subprocess.Popen, list[str]]:
+    """A job on ``src`` (one photo per shard, a progress line per batch), its stderr lines."""
+    argv = [*M2FP, "run", "--input", str(src), "--output", str(out), "--model", str(tiny_model),
+            "--num-cpus", "2", "--batch-size", "1", "--shard-size", "1", "--set", "progress_interval_s=0.01"]  # fmt: skip
     proc = subprocess.Popen(argv, env=_ray_env(ray_tmp), cwd=REPO, stderr=subprocess.PIPE, text=True)
-    log = []
+    return proc, []
+
+
+def _wait_for(proc: subprocess.Popen, log: list[str], needle: str) -> bool:
+    """Read the job's stderr up to the first line holding ``needle``; False if it ended first."""
     for line in proc.stderr:
         log.append(line)
-        if "actor pool:" in line:
-            break
-    time.sleep(3)
-    return proc, log
+        if needle in line:
+            return True
+    return False
 
 
 def _assert_none_left(ray_tmp: Path, seconds: float = 60) -> None:
@@ -622,9 +662,10 @@ def _assert_none_left(ray_tmp: Path, seconds: float = 60) -> None:
 
 
 @pytest.mark.slow
-def test_driver_kill_9_leaves_no_ray_processes(tmp_path, tiny_model):
+def test_driver_kill_9_leaves_no_ray_processes(tmp_path, tiny_model, six_photos):
     ray_tmp = Path(f"/tmp/rk{os.getpid()}")
-    proc, _ = _start_job(tmp_path, tiny_model, ray_tmp)
+    proc, log = _start_job(six_photos, tmp_path / "out", tiny_model, ray_tmp)
+    assert _wait_for(proc, log, "actor pool:"), "".join(log)[-3000:]
     proc.kill()
     proc.communicate(timeout=60)
     try:
@@ -633,18 +674,37 @@ def test_driver_kill_9_leaves_no_ray_processes(tmp_path, tiny_model):
         shutil.rmtree(ray_tmp, ignore_errors=True)
 
 
+# Where a Ctrl-C lands, named by the job's log line it follows: Ray up, the pool not yet
+# ("actor pool:"); Ray Data starting its executor and the pool's actors, the window where a
+# Ctrl-C was once lost ("Starting execution"); rows labelled and more in flight ("progress:");
+# a shard being written ("committing shard").
+CTRL_C_POINTS = {
+    "before-pool": "actor pool:",
+    "actors-starting": "Starting execution",
+    "rows-in-flight": "progress:",
+    "shard-commit": "committing shard",
+}
+CTRL_C_RUNS = 5
+
+
 @pytest.mark.slow
-def test_ctrl_c_is_a_sentence_exit_130_and_no_ray_left(tmp_path, tiny_model):
-    ray_tmp = Path(f"/tmp/rc{os.getpid()}")
-    proc, log = _start_job(tmp_path, tiny_model, ray_tmp)
-    proc.send_signal(signal.SIGINT)
-    _, rest = proc.communicate(timeout=120)
-    text = "".join(log) + rest
+@pytest.mark.parametrize("run", range(CTRL_C_RUNS))
+@pytest.mark.parametrize("point", CTRL_C_POINTS)
+def test_ctrl_c_is_a_sentence_exit_130_and_no_ray_left(tmp_path, tiny_model, six_photos, point, run):
+    ray_tmp = Path(f"/tmp/rc{os.getpid()}{run}")
+    proc, log = _start_job(six_photos, tmp_path / "out", tiny_model, ray_tmp)
     try:
+        reached = _wait_for(proc, log, CTRL_C_POINTS[point])
+        proc.send_signal(signal.SIGINT)
+        _, rest = proc.communicate(timeout=180)
+        text = "".join(log) + rest
+        assert reached, f"the job ended before {CTRL_C_POINTS[point]!r}: {text[-3000:]}"
         assert proc.returncode == 130, text[-3000:]
-        assert "interrupted (Ctrl-C)" in text.strip().splitlines()[-1] and "Traceback" not in text
+        assert "interrupted (Ctrl-C)" in text.strip().splitlines()[-1] and "Traceback" not in text, text[-3000:]
         _assert_none_left(ray_tmp)
     finally:
+        if proc.poll() is None:
+            proc.kill()
         shutil.rmtree(ray_tmp, ignore_errors=True)
 
 
@@ -673,7 +733,10 @@ OWN_PROCESS_CASES = [
         "exit 2 in < 30 s naming the id and `--model DIR`, no Ray",
     ),
     ("`--address 127.0.0.1:1` (nothing listens)", "exit 2 within ~10 s: “no Ray cluster answers…”"),
-    ("Ctrl-C while the job runs", "exit 130: “interrupted (Ctrl-C)…”, no Ray process of the job left"),
+    (
+        "Ctrl-C before the pool is up, while its actors start, with rows in flight, while a shard commits",
+        "exit 130: “interrupted (Ctrl-C)…”, no Ray process of the job left (each point 5 times)",
+    ),
     ("`kill -9` of the driver while the job runs", "no Ray process of the job left (fate-sharing watcher)"),
     ("parse `x/a.jpg y/a.jpg a_2.jpg`", "exit 0, outputs `a_*`, `a_2_*`, `a_2_2_*`"),
     ("a shard's Parquet truncated, or its stats half-written", "not finished: relabelled on the rerun"),

@@ -6,10 +6,6 @@ import numpy as np
 import pytest
 
 from m2fp_batch.review.priority import (
-    W_ANOMALY,
-    W_DISAGREE,
-    W_PART,
-    W_PERSON,
     count_components,
     parse_agreement,
     person_anomalies,
@@ -21,8 +17,9 @@ from m2fp_batch.review.priority import (
 def test_clean_sample_scores_zero_and_formula_matches_doc():
     assert review_priority([1.0, 1.0], [1.0, 1.0], 0.0).score == 0.0
     p = review_priority([0.9, 0.4], [0.8, None], 0.25, ["two_faces:1"])
-    expected = 1 - (1 - W_PERSON * 0.6) * (1 - W_PART * 0.2) * (1 - W_DISAGREE * 0.25) * (1 - W_ANOMALY)
-    assert p.score == pytest.approx(expected)
+    # by hand, with the documented weights 0.6, 0.5, 0.7, 0.5: u_person 1 - 0.4 = 0.6, u_part 1 - 0.8 = 0.2
+    # keep = (1 - 0.36) * (1 - 0.1) * (1 - 0.175) * (1 - 0.5) = 0.64 * 0.9 * 0.825 * 0.5 = 0.2376
+    assert p.score == pytest.approx(0.7624, abs=1e-12)
     assert (p.u_person, p.u_part, p.u_disagree) == pytest.approx((0.6, 0.2, 0.25))
     assert "two_faces:1" in p.reasons() and any(r.startswith("low_person_score") for r in p.reasons())
 

@@ -33,7 +33,7 @@ def free_port() -> int:
 class LabelStudioServer:
     """One ``label-studio start`` process group (see the module doc)."""
 
-    def __init__(self, root: Path, document_root: Path) -> None:
+    def __init__(self, root: Path, document_root: Path, extra_env: dict[str, str] | None = None) -> None:
         if not LS_BIN.exists():
             raise RuntimeError(f"{LS_BIN} is missing: run `make review-tools` (make test does)")
         self.root, self.document_root = root, document_root
@@ -44,6 +44,7 @@ class LabelStudioServer:
         self.url = f"http://127.0.0.1:{self.port}"
         self.token = secrets.token_hex(20)
         self.proc: subprocess.Popen | None = None
+        self.extra_env = dict(extra_env or {})
 
     def env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("LABEL_STUDIO", "DJANGO"))}
@@ -56,6 +57,7 @@ class LabelStudioServer:
             FRONTEND_SENTRY_DSN="",
             COLLECT_ANALYTICS="false",
         )
+        env.update(self.extra_env)
         env.pop("VIRTUAL_ENV", None)
         env.pop("PYTHONPATH", None)
         return env

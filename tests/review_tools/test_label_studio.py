@@ -25,7 +25,8 @@ from m2fp_batch.labelstudio import project as lsp
 
 from .server import USER
 
-pytestmark = [pytest.mark.cluster, pytest.mark.slow]
+# the first test of the package starts Label Studio (~55 s on its first start) and runs a job
+pytestmark = [pytest.mark.cluster, pytest.mark.slow, pytest.mark.timeout(1200)]
 
 REPO = Path(__file__).resolve().parents[2]
 PROJECT = "m2fp round trip"

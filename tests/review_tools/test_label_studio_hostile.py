@@ -12,7 +12,8 @@ from m2fp_batch.labelstudio import project as lsp
 from .server import free_port
 from .test_label_studio import cli, project_tasks, pull, push, sdk
 
-pytestmark = [pytest.mark.cluster, pytest.mark.slow]
+# the first test of the package starts Label Studio (~55 s on its first start) and runs a job
+pytestmark = [pytest.mark.cluster, pytest.mark.slow, pytest.mark.timeout(1200)]
 
 
 def one_sentence(done, *words: str) -> None:

@@ -92,7 +92,7 @@ def _wait_ready(proc: subprocess.Popen, url: str, log: Path, timeout: float = 30
     end = time.time() + timeout
     while time.time() < end:
         assert proc.poll() is None, f"m2fp-batch serve exited ({proc.returncode}):\n{log.read_text()[-4000:]}"
-        if "READY" in log.read_text():
+        if '{"ready": ' in log.read_text():
             try:
                 if urllib.request.urlopen(url + "healthz", timeout=5).status == 200:
                     return
@@ -103,9 +103,10 @@ def _wait_ready(proc: subprocess.Popen, url: str, log: Path, timeout: float = 30
 
 
 @contextlib.contextmanager
-def serving(model: Path, extra: tuple[str, ...] = ()):
+def serving(model: Path, extra: tuple[str, ...] = (), env_extra: dict[str, str | None] | None = None):
     """``m2fp-batch serve`` (1 thread, queue 32, 1 MiB body limit, the job's test guards) plus ``extra`` flags,
-    on a free loopback port with its own HOME and Ray temp dir; stopped with SIGTERM, nothing left behind."""
+    on a free loopback port with its own HOME and Ray temp dir; stopped with SIGTERM, nothing left behind.
+    ``env_extra``: variables set (a value) or removed (None) in its environment."""
     (port,) = free_ports(1)
     root = Path(tempfile.mkdtemp(prefix="srv", dir="/tmp"))
     home, raytmp = root / "home", root / "ray"
@@ -118,6 +119,11 @@ def serving(model: Path, extra: tuple[str, ...] = ()):
         "RAY_USAGE_STATS_ENABLED": "0",
         "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
     }
+    for key, value in (env_extra or {}).items():
+        if value is None:
+            env.pop(key, None)
+        else:
+            env[key] = value
     cmd = [
         sys.executable, "-m", "m2fp_batch.cli", "serve", "--model", str(model), "--port", str(port),
         "--threads", "1", "--queue", str(QUEUE), "--max-body-mb", str(MAX_BODY_MB),

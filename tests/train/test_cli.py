@@ -77,9 +77,9 @@ def test_train_cli_then_evaluate_agrees_with_parse_raw(tiny_model_dir, cihp_dir,
         )
         == 0
     )
-    printed = capsys.readouterr().out
-    assert "group dark" in printed and "mIoU (all)" in printed
-    got = json.loads(report.read_text())["models"][str(out)]
+    printed = json.loads(capsys.readouterr().out)  # stdout is the JSON summary, the --json file's numbers
+    assert printed == json.loads(report.read_text()) and set(printed["models"]) == {str(out), str(tiny_model_dir)}
+    got = printed["models"][str(out)]
     assert got["skin_tone_sources"] == {"measured": 6, "derived": 0, "reviewed": 0}
 
     # the same number from `parse --raw` outputs and the ground-truth label maps

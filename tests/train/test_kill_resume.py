@@ -28,6 +28,7 @@ def _kill_session(sid: int) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1200)
 @pytest.mark.cluster
 def test_sigkill_then_resume(tiny_model_dir, tmp_path):
     data = write_cihp_dir(tmp_path / "cihp", samples())

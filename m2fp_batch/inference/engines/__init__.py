@@ -1,27 +1,34 @@
-"""Engines: the network's forward in PyTorch, ONNX Runtime or OpenVINO; preprocess and
-postprocess are shared (:class:`m2fp_batch.inference.M2FPParser`).
+"""Deprecated: renamed :mod:`m2fp_batch.inference.backends` (the registry: :mod:`m2fp_batch.backend_registry`).
 
-``auto`` takes the first engine of :data:`AUTO_ORDER` whose package imports here: the order is
-the measured speed order of ``benchmarks/bench_inference.py`` (docs/engine.md, "Engines"), and
-every engine in it passes the parity check on the fixture (tests/test_parity.py).
+Kept for one release; importing it warns.
 """
 
 from __future__ import annotations
 
-import importlib.util
+import warnings
 
-from m2fp_batch.inference.engines.backends import Backend, OnnxRuntimeBackend, OpenVinoBackend, TorchBackend
-from m2fp_batch.inference.engines.export import (
+from m2fp_batch.backend_registry import BACKENDS, ENGINES, resolve_engine
+from m2fp_batch.inference.backends import (
     EXPORT_FORMATS,
+    Backend,
     ExportError,
     ExportManifest,
+    LoadedEngine,
+    TorchBackend,
     cached_export,
     export_model,
     is_export_dir,
+    open_engine,
     read_manifest,
 )
-from m2fp_batch.inference.engines.load import LoadedEngine, open_engine
-from m2fp_batch.settings import ENGINES
+from m2fp_batch.inference.backends.onnxruntime_backend import OnnxRuntimeBackend
+from m2fp_batch.inference.backends.openvino_backend import OpenVinoBackend
+
+warnings.warn(
+    "m2fp_batch.inference.engines is renamed m2fp_batch.inference.backends; the old name goes in the next release",
+    DeprecationWarning,
+    stacklevel=2,
+)
 
 __all__ = [
     "AUTO_ORDER",
@@ -42,14 +49,5 @@ __all__ = [
     "resolve_engine",
 ]
 
-# measured end to end at 640x640 on a quiet 2-core Zen 4 (docs/performance.md, "Engines"): torch fastest
-AUTO_ORDER = ("torch", "openvino", "onnxruntime")
-
-
-def resolve_engine(engine: str) -> str:
-    """The concrete engine for ``engine`` (``auto``: the first of AUTO_ORDER that imports)."""
-    if engine not in ENGINES:
-        raise ExportError(f"engine {engine!r} is not one of {', '.join(ENGINES)}")
-    if engine != "auto":
-        return engine
-    return next(e for e in AUTO_ORDER if e == "torch" or importlib.util.find_spec(e) is not None)
+# the old name of the registry's auto order
+AUTO_ORDER = tuple(b.name for b in sorted(BACKENDS, key=lambda b: b.auto_rank))

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image, ImageFile
 from skimage import data
 
-from m2fp_batch.labelling import PROVENANCE_COLUMNS, LabellingCore
+from m2fp_batch.photo_to_row import PROVENANCE_COLUMNS, PhotoToRow
 from m2fp_batch.schema import SCHEMA_VERSION
 from m2fp_batch.settings import EngineSettings
 
@@ -22,11 +22,11 @@ def _jpeg(array: np.ndarray) -> bytes:
 
 
 @pytest.fixture(scope="module")
-def core(tiny_model_dir) -> LabellingCore:
+def core(tiny_model_dir) -> PhotoToRow:
     settings = EngineSettings(model=str(tiny_model_dir), short_edge=256, max_size=512, max_bytes=2_000_000, threads=1)
     ImageFile.LOAD_TRUNCATED_IMAGES = True  # a library switched it on: loading the core switches it off
     try:
-        return LabellingCore.load(settings)
+        return PhotoToRow.load(settings)
     finally:
         truncated_was_on = ImageFile.LOAD_TRUNCATED_IMAGES
         ImageFile.LOAD_TRUNCATED_IMAGES = False
