@@ -55,7 +55,7 @@ def start_serve(model: str, threads: int, port: int, home: Path) -> tuple[subpro
     cmd += ["--threads", str(threads)]
     proc = subprocess.Popen(cmd, stdout=log.open("w"), stderr=subprocess.STDOUT, env=env, start_new_session=True)
     end = time.time() + 600
-    while "READY" not in log.read_text():
+    while '{"ready": ' not in log.read_text():
         if proc.poll() is not None or time.time() > end:
             raise RuntimeError(f"serve did not start:\n{log.read_text()[-3000:]}")
         time.sleep(0.5)
