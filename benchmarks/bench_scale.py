@@ -124,7 +124,7 @@ class RaySampler(threading.Thread):
 
 def run_one(args) -> dict:
     """The job over ``args.input`` in this process; what the parent prints for one N."""
-    from m2fp_batch.errors import configure_logging
+    from m2fp_batch.logs import configure_logging
     from m2fp_batch.pipeline.config import JobSettings
     from m2fp_batch.pipeline.job import run_job
 
@@ -160,7 +160,7 @@ def run_stages(args) -> None:
     """The driver's memory by stage: listing, the plan, the read tasks (block plan), the pipeline."""
     import pyarrow as pa
 
-    from m2fp_batch.errors import configure_logging
+    from m2fp_batch.logs import configure_logging
     from m2fp_batch.pipeline.config import JobSettings
     from m2fp_batch.pipeline.job import _label_pending, resolve_model
     from m2fp_batch.pipeline.pending import spans
