@@ -24,7 +24,7 @@ from m2fp_batch.storage import S3_LIST_WORKERS, S3Options, list_s3
 
 REPO = Path(__file__).resolve().parents[2]
 ROWS = 200_000
-DRIVER_HEAP_MB = 600
+DRIVER_HEAP_MB = 480
 # the m2fp-batch CLI, reporting its own peak RSS on stderr when it ends
 DRIVER = (
     "import resource, sys\n"
