@@ -1,0 +1,83 @@
+"""Person tracks across a video's sampled frames: mask IoU, Hungarian assignment, a gap of up to K frames.
+
+Each frame's people are matched to the tracks seen in the last ``max_gap + 1`` sampled frames by the
+IoU of their masks with the track's last mask; :func:`scipy.optimize.linear_sum_assignment` picks the
+assignment of largest total IoU, and a pair below ``iou_threshold`` is no match. A person that matches
+no track starts a new one. Track ids count from 0 in order of first appearance, so they are stable
+within a video (and equal on a rerun: the input is the frames in order).
+
+The threshold (0.3) is the usual one of IoU trackers: consecutive sampled frames of a walking person
+(at 1 frame a second) overlap by far more, two different people side by side by far less. A person
+fully hidden or out of the frame for up to ``max_gap`` sampled frames keeps their id when they
+reappear where they were last seen.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = ["TRACK_IOU_THRESHOLD", "TRACK_MAX_GAP", "TrackSettings", "iou_matrix", "track_people"]
+
+TRACK_IOU_THRESHOLD = 0.3
+TRACK_MAX_GAP = 2
+
+
+@dataclass(frozen=True)
+class TrackSettings:
+    """How people are matched across frames: least mask IoU of a match, and how many sampled frames a
+    track may miss (hidden, out of the frame) and still continue."""
+
+    iou_threshold: float = TRACK_IOU_THRESHOLD
+    max_gap: int = TRACK_MAX_GAP
+
+
+def iou_matrix(a: Sequence[np.ndarray], b: Sequence[np.ndarray]) -> np.ndarray:
+    """(len(a), len(b)) IoU of boolean masks of one size."""
+    if not a or not b:
+        return np.zeros((len(a), len(b)))
+    fa = np.stack([m.reshape(-1) for m in a]).astype(np.float32)
+    fb = np.stack([m.reshape(-1) for m in b]).astype(np.float32)
+    inter = fa @ fb.T
+    union = fa.sum(1)[:, None] + fb.sum(1)[None, :] - inter
+    return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
+
+
+@dataclass
+class _Track:
+    track_id: int
+    mask: np.ndarray
+    last_frame: int
+
+
+def _match(live: list[_Track], masks: Sequence[np.ndarray], threshold: float) -> dict[int, _Track]:
+    """Person index -> the live track it continues (Hungarian on IoU; pairs under ``threshold`` dropped)."""
+    from scipy.optimize import linear_sum_assignment
+
+    iou = iou_matrix([t.mask for t in live], masks)
+    if iou.size == 0:
+        return {}
+    rows, cols = linear_sum_assignment(iou, maximize=True)
+    return {int(c): live[r] for r, c in zip(rows, cols, strict=True) if iou[r, c] >= threshold}
+
+
+def track_people(frames: Sequence[Sequence[np.ndarray]], settings: TrackSettings = TrackSettings()) -> list[list[int]]:
+    """The track id of each person of each frame (``frames[i][j]``: frame i's person j's boolean mask,
+    frames in order of time); the result has the same shape."""
+    tracks: list[_Track] = []
+    out: list[list[int]] = []
+    for i, masks in enumerate(frames):
+        live = [t for t in tracks if i - t.last_frame <= settings.max_gap + 1]
+        matched = _match(live, masks, settings.iou_threshold)
+        ids = []
+        for j, mask in enumerate(masks):
+            track = matched.get(j)
+            if track is None:
+                track = _Track(len(tracks), mask, i)
+                tracks.append(track)
+            track.mask, track.last_frame = mask, i
+            ids.append(track.track_id)
+        out.append(ids)
+    return out
