@@ -1,1 +1,1 @@
-"""Pure numpy annotation functions: RLE, part statistics, skin tone, colours."""
+"""Pure numpy annotation functions: RLE, part statistics, skin tone, colours, person tracks."""

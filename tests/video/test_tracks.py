@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from skimage.draw import disk, ellipse
 
-from m2fp_batch.tracks import TrackSettings, iou_matrix, track_people
+from m2fp_batch.annotate.tracks import TrackSettings, iou_matrix, track_people
 
 H, W = 120, 160
 
