@@ -1,0 +1,74 @@
+"""Video decoding speed: how many frames a second m2fp_batch.video decodes and samples, on 1 thread.
+
+    .venv/bin/python benchmarks/bench_video.py
+
+Encodes a 10 s H.264 clip (30 fps; a pan over scikit-image's astronaut photo) at two sizes, then
+decodes it with :func:`m2fp_batch.video.sample_frames` at 1 frame a second (the job's default) and at
+every frame. "decoded frames/s" counts every frame FFmpeg decodes (sampling still decodes them all:
+H.264 frames depend on each other); "sampled frames/s" the frames handed on as rows. Compare the
+latter with the labelled images/s of docs/performance.md to see which one bounds a video job. The
+peak RSS growth shows that decoding holds a few frames, not the video.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import av  # noqa: E402
+import numpy as np  # noqa: E402
+import skimage.data  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from m2fp_batch.video import SampledFrame, Sampling, sample_frames  # noqa: E402
+
+SECONDS, FPS = 10, 30
+
+
+def _encode(path: Path, size: tuple[int, int]) -> None:
+    photo = Image.fromarray(skimage.data.astronaut())
+    w, h = size
+    with av.open(str(path), "w") as c:
+        s = c.add_stream("libx264", rate=FPS)
+        s.width, s.height, s.pix_fmt = w, h, "yuv420p"
+        for i in range(SECONDS * FPS):
+            x0 = int(200 * i / (SECONDS * FPS))
+            frame = np.asarray(photo.crop((x0, 100, x0 + 312, 100 + 312 * h // w)).resize(size))
+            for p in s.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")):
+                c.mux(p)
+        for p in s.encode():
+            c.mux(p)
+
+
+def _decode(path: Path, sampling: Sampling) -> tuple[float, int]:
+    t0 = time.perf_counter()
+    n = sum(isinstance(x, SampledFrame) for x in sample_frames(str(path), sampling, 10**9))
+    return time.perf_counter() - t0, n
+
+
+def main() -> int:
+    print("| frame size | sampling | sampled frames | decoded frames/s | sampled frames/s | peak RSS growth (MB) |")
+    print("|---|---|---|---|---|---|")
+    with tempfile.TemporaryDirectory() as tmp:  # each size decoded once before timing (FFmpeg start-up)
+        for size in ((640, 360), (1920, 1080)):
+            path = Path(tmp) / f"{size[0]}.mp4"
+            _encode(path, size)
+            _decode(path, Sampling(max_frames=1))
+            for name, sampling in (("1 frame/s", Sampling(fps=1.0)), ("every frame", Sampling(every_nth=1))):
+                rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+                secs, n = _decode(path, sampling)
+                grown = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss0) / 1024
+                print(
+                    f"| {size[0]}x{size[1]} | {name} | {n} | {SECONDS * FPS / secs:.0f} | {n / secs:.1f} | {grown:.0f} |"
+                )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
