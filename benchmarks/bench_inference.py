@@ -97,7 +97,7 @@ MEMORY_PROBES = {
 ACTOR_CODE = """
 import sys, time
 import pyarrow as pa
-from m2fp_batch.pipeline.config import JobConfig
+from m2fp_batch.pipeline.config import JobSettings
 from m2fp_batch.pipeline.worker import Labeler
 from m2fp_batch.schema import SCHEMA
 from m2fp_batch.settings import EngineSettings
@@ -106,7 +106,7 @@ def hwm():
     return int(next(line for line in open("/proc/self/status") if line.startswith("VmHWM")).split()[1]) / 1024
 
 model, engine, threads, files = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4:]
-cfg = JobConfig(input="x", output="y", engine=EngineSettings(model=model, engine=engine))
+cfg = JobSettings(input="x", output="y", engine=EngineSettings(model=model, engine=engine))
 labeler = Labeler(cfg, SCHEMA, None, threads=threads)
 base = hwm()
 n = len(files)

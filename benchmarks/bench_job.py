@@ -111,11 +111,11 @@ def bare_loop(model: str, paths: list[Path], threads: int) -> dict:
 def job(model: str, src: Path, out: Path, threads: int, batch_size: int, cpus_per_actor: int | None = None) -> dict:
     import ray
 
-    from m2fp_batch.pipeline.config import JobConfig
+    from m2fp_batch.pipeline.config import JobSettings
     from m2fp_batch.pipeline.job import run_job
 
     per_actor = cpus_per_actor or threads
-    cfg = JobConfig.from_sources(
+    cfg = JobSettings.from_sources(
         None,
         {
             "input": str(src),
@@ -221,13 +221,13 @@ def run_ceiling(args, tmp: Path) -> dict:
     import pyarrow.parquet as pq
     import ray
 
-    from m2fp_batch.pipeline.config import JobConfig
+    from m2fp_batch.pipeline.config import JobSettings
     from m2fp_batch.pipeline.job import run_job
 
     manifest = tmp / "missing.csv"
     manifest.write_text("uri\n" + "".join(f"{tmp}/absent/{i:07d}.jpg\n" for i in range(args.rows)))
     out = tmp / "out_ceiling"
-    cfg = JobConfig.from_sources(None, {"input": str(manifest), "output": str(out), "model": args.model,
+    cfg = JobSettings.from_sources(None, {"input": str(manifest), "output": str(out), "model": args.model,
                                         "num_cpus": args.threads, "overwrite": True})  # fmt: skip
     t0 = time.perf_counter()
     summary = run_job(cfg).to_dict()

@@ -47,7 +47,7 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 
 
 def _settings(model: Path, out: Path, steps: int, short_edge: int, batch: int, points: int):
-    from m2fp_batch.train.config import AugmentConfig, LossConfig
+    from m2fp_batch.train.config import AugmentSettings, LossSettings
     from m2fp_batch.train.settings import TrainSettings
 
     return TrainSettings(
@@ -57,8 +57,8 @@ def _settings(model: Path, out: Path, steps: int, short_edge: int, batch: int, p
         steps=steps,
         batch_size=batch,
         checkpoint_every=10**9,
-        augment=AugmentConfig(short_edge=short_edge),
-        loss=LossConfig(num_points=points),
+        augment=AugmentSettings(short_edge=short_edge),
+        loss=LossSettings(num_points=points),
     )
 
 

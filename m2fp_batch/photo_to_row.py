@@ -22,12 +22,14 @@ from m2fp_batch.memory import release_free_memory
 from m2fp_batch.rows import error_columns, finish_row, result_columns
 from m2fp_batch.settings import EngineSettings
 
-__all__ = ["ENGINE_ERRORS", "PROVENANCE_COLUMNS", "Decoded", "PhotoToRow", "decode", "provenance"]
+__all__ = ["ENGINE_ERRORS", "PROVENANCE_COLUMNS", "Decoded", "PhotoToRow", "decode", "decode_step", "provenance"]
 
 # Engine failures on one photo that become an ``inference_error`` row (anything else is a bug).
 ENGINE_ERRORS = (RuntimeError, ValueError, MemoryError, IndexError)
 # Every row's provenance columns (``provenance``), also the ``model`` object of an ``/api/parse`` answer.
-PROVENANCE_COLUMNS = ("model", "model_id", "model_revision", "checkpoint_sha256", "package_version", "config_hash")
+PROVENANCE_COLUMNS = (
+    "model", "model_id", "model_revision", "checkpoint_sha256", "package_version", "config_hash", "device",
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -50,8 +52,19 @@ def decode(data: bytes, settings: EngineSettings) -> np.ndarray:
     return decode_image(data, max_pixels=settings.max_pixels, min_side=settings.min_side)
 
 
-def provenance(settings: EngineSettings, info, package_version: str) -> dict[str, Any]:
-    """The provenance columns of every row (``info``: the loaded weights' ``ModelInfo`` or None)."""
+def decode_step(data: bytes, settings: EngineSettings) -> Decoded:
+    """Decode under the guards; a refused photo gives the label columns of its error row."""
+    t0 = time.perf_counter()
+    try:
+        image = decode(data, settings)
+    except ImageError as e:
+        return Decoded(None, error_columns(e.kind, e.message), time.perf_counter() - t0)
+    return Decoded(image, None, time.perf_counter() - t0)
+
+
+def provenance(settings: EngineSettings, info, package_version: str, device: str = "cpu") -> dict[str, Any]:
+    """The provenance columns of every row (``info``: the loaded weights' ``ModelInfo`` or None;
+    ``device``: where the network runs, e.g. ``cuda:0``)."""
     return {
         "model": settings.model,
         "model_id": info.model_id if info else None,
@@ -59,6 +72,7 @@ def provenance(settings: EngineSettings, info, package_version: str) -> dict[str
         "checkpoint_sha256": info.checkpoint_sha256 if info else "",
         "package_version": package_version,
         "config_hash": settings.label_hash(),
+        "device": device,
     }
 
 
@@ -76,7 +90,7 @@ class PhotoToRow:
         self.settings = settings
         self.parser = parser
         self.class_names: tuple[str, ...] = parser.class_names
-        self.provenance = provenance(settings, parser.info, __version__)
+        self.provenance = provenance(settings, parser.info, __version__, str(parser.device))
 
     @classmethod
     def load(
@@ -96,13 +110,8 @@ class PhotoToRow:
 
     # -- the steps
     def decode(self, data: bytes) -> Decoded:
-        """Decode under the guards; a refused photo gives the label columns of its error row."""
-        t0 = time.perf_counter()
-        try:
-            image = decode(data, self.settings)
-        except ImageError as e:
-            return Decoded(None, error_columns(e.kind, e.message), time.perf_counter() - t0)
-        return Decoded(image, None, time.perf_counter() - t0)
+        """Decode under the guards (:func:`decode_step`)."""
+        return decode_step(data, self.settings)
 
     def model_input(self, image: np.ndarray) -> tuple[np.ndarray, float]:
         """The image the model sees (``annotate.brightness.model_input``) and the factor applied."""
@@ -111,12 +120,24 @@ class PhotoToRow:
     def infer(self, inputs: list[np.ndarray]) -> list:
         """The engine on model inputs: a ``ParseResult`` per input, or the engine error it raised.
         A failing batch is retried image by image, so one bad photo never fails the others."""
+        return self._retrying(self.parser.parse, inputs)
+
+    def infer_resized(self, items: list) -> list:
+        """:meth:`infer` on photos already resized on the CPU (``M2FPParser.resize``): the device part."""
+        return self._retrying(self.parser.parse_resized, items)
+
+    def _retrying(self, run, inputs: list) -> list:
+        """``run`` on the batch; after an engine error (a CUDA out-of-memory error is one: the device's
+        cached blocks are given back first) each input alone, its own error as its outcome."""
         try:
-            return self.parser.parse(inputs)
+            return run(inputs)
         except ENGINE_ERRORS as e:
+            from m2fp_batch.inference.device import after_engine_error
+
+            after_engine_error(e, self.parser.device)
             if len(inputs) == 1:
                 return [e]
-        return [self.infer([x])[0] for x in inputs]
+        return [self._retrying(run, [x])[0] for x in inputs]
 
     def failed(self, error: BaseException, image: np.ndarray, factor: float) -> dict[str, Any]:
         """The label columns of the ``inference_error`` row of a photo the engine failed on."""

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
-SCHEMA_VERSION = 3  # 3: skin_tone.hue and skin_tone.source; 2: skin_tone, brightness
+SCHEMA_VERSION = 4  # 4: device; 3: skin_tone.hue and skin_tone.source; 2: skin_tone, brightness
 SCHEMA_NAME = f"labels_v{SCHEMA_VERSION}"
 
 STATUS_OK = "ok"
@@ -176,8 +176,14 @@ FIELDS: list[pa.Field] = [
         "config_hash",
         pa.string(),
         "sha256 (first 16 hex digits) of the settings that change labels (model, revision, engine, short_edge, "
-        "max_size, adaptive_brightness): equal in job rows and /api/parse answers of the same settings",
+        "max_size, adaptive_brightness, precision): equal in job rows and /api/parse answers of the same settings",
         nullable=False,
+    ),
+    _f(
+        "device",
+        pa.string(),
+        "where the network ran (cpu, cuda:0, ...); not in config_hash: fp32 on CUDA passes the CPU's parity check "
+        "(null before labels_v4)",
     ),
     _f("timings", TIMINGS, "seconds per stage for this image"),
 ]

@@ -24,18 +24,31 @@ from m2fp_batch.storage import DEFAULT_MAX_BYTES
 
 __all__ = [
     "DEFAULT_MODEL_ID",
+    "DEVICES",
     "GUARD_FIELDS",
+    "PRECISIONS",
     "LABEL_FIELDS",
     "EngineSettings",
     "SettingsError",
     "ENGINE_GROUP",
     "MODEL_FIELDS",
     "add_engine_arguments",
+    "is_gpu_share",
 ]
 
 DEFAULT_MODEL_ID = "damo/cv_resnet101_image-multiple-human-parsing"
+# Where the torch engine runs: cpu, cuda (the current CUDA device), cuda:N, or auto (cuda when
+# torch sees a GPU, else cpu). Not hashed: fp32 on CUDA passes the same parity check as the CPU
+# (docs/engine.md "Devices"), so the device is provenance (every row's ``device`` column), not a label setting.
+DEVICES = ("cpu", "cuda", "cuda:N", "auto")
+# The network's arithmetic. Labelling with the torch engine: fp32 (TF32 off, the parity setting) or
+# autocast to bf16 / fp16 (opt-in; labels move a little, hence hashed); the postprocess always runs in
+# float32. export-model: fp32, int8 (ONNX Runtime static quantisation) or bf16 (OpenVINO).
+PRECISIONS = ("fp32", "bf16", "fp16", "int8")
+# Precisions only an export is made in: labelling reads such an export (--engine onnxruntime --model DIR).
+EXPORT_PRECISIONS = ("int8",)
 # The settings that change an ``ok`` row's labels: hashed by label_hash.
-LABEL_FIELDS = ("model", "revision", "engine", "short_edge", "max_size", "adaptive_brightness")
+LABEL_FIELDS = ("model", "revision", "engine", "short_edge", "max_size", "adaptive_brightness", "precision")
 # The decode guards: they decide which photos get labels (an error row instead), never the labels.
 GUARD_FIELDS = ("max_pixels", "min_side", "max_bytes")
 # What every subcommand that loads a model takes at least (train takes only these: it reads weights only).
@@ -55,6 +68,21 @@ def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
+def is_gpu_share(value: object) -> bool:
+    """A GPU request Ray accepts per actor or replica: a fraction in (0, 1], or whole GPUs."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        return False
+    return value <= 1 or float(value).is_integer()
+
+
+def _is_device(device: object) -> bool:
+    """cpu, cuda, cuda:N (N a non-negative integer) or auto."""
+    if not isinstance(device, str):
+        return False
+    index = device.removeprefix("cuda:")
+    return device in ("cpu", "cuda", "auto") or (index != device and index.isdigit() and index.isascii())
+
+
 @dataclass(frozen=True)
 class EngineSettings:
     """How a photo becomes labels: the model, the engine, the model input and the decode guards.
@@ -69,6 +97,8 @@ class EngineSettings:
         max_pixels, min_side, max_bytes: decode guards (an error row instead of labels).
         adaptive_brightness: brighten dark photos for the model input only (skin tone uses the original).
         threads: torch threads per engine (None: the caller's choice, see each subcommand's help).
+        device: where the torch engine runs (``DEVICES``); recorded in every row, not hashed.
+        precision: the forward's arithmetic (``PRECISIONS``); hashed.
     """
 
     model: str = DEFAULT_MODEL_ID
@@ -82,6 +112,8 @@ class EngineSettings:
     max_bytes: int = DEFAULT_MAX_BYTES
     adaptive_brightness: bool = False
     threads: int | None = None
+    device: str = "cpu"
+    precision: str = "fp32"
 
     def __post_init__(self) -> None:
         if not self.model:
@@ -94,6 +126,24 @@ class EngineSettings:
             raise SettingsError(f"threads (--threads) must be an integer >= 1, got {self.threads!r}")
         if self.engine not in ENGINES:
             raise SettingsError(f"engine (--engine) must be one of {', '.join(ENGINES)}; got {self.engine!r}")
+        if not _is_device(self.device):
+            raise SettingsError(f"device (--device) must be one of {', '.join(DEVICES)}; got {self.device!r}")
+        if self.precision not in PRECISIONS:
+            raise SettingsError(
+                f"precision (--precision) must be one of {', '.join(PRECISIONS)}; got {self.precision!r}"
+            )
+        if self.engine != "torch" and (self.device != "cpu" or self.precision != "fp32"):
+            raise SettingsError(
+                f"--device and --precision apply to the torch engine (--engine torch), not {self.engine}"
+            )
+
+    def check_labelling(self) -> None:
+        """Raise :class:`SettingsError` when these settings cannot label photos (an export-only precision)."""
+        if self.precision in EXPORT_PRECISIONS:
+            raise SettingsError(
+                f"--precision {self.precision} is a precision of export-model (--format onnx); label with such an "
+                "export: --engine onnxruntime --model EXPORT_DIR (the torch engine takes fp32, bf16 or fp16)"
+            )
 
     def label_settings(self) -> dict[str, Any]:
         """The settings that change an ``ok`` row's labels (``LABEL_FIELDS``)."""
@@ -104,8 +154,14 @@ class EngineSettings:
         return {k: getattr(self, k) for k in GUARD_FIELDS}
 
     def label_hash(self) -> str:
-        """sha256 (16 hex digits) of :meth:`label_settings`: the ``config_hash`` of rows and answers."""
-        blob = json.dumps(self.label_settings(), sort_keys=True).encode()
+        """sha256 (16 hex digits) of :meth:`label_settings`: the ``config_hash`` of rows and answers.
+
+        The default precision (fp32) is left out of the hash, so outputs written before ``precision``
+        existed keep their hash and resume; bf16 and fp16 change labels and so change the hash."""
+        labelled = self.label_settings()
+        if labelled.get("precision") == "fp32":
+            del labelled["precision"]
+        blob = json.dumps(labelled, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 
     def to_dict(self) -> dict[str, Any]:
@@ -136,6 +192,11 @@ _HELP = {
     "max_bytes": "decode guard: a file above this many bytes becomes a too_large error (default: {d})",
     "adaptive_brightness": "brighten dark photos (mean HSV V < 80) for the model input only; skin tone uses the "
     "original pixels",
+    "device": "where the torch engine runs: cpu, cuda, cuda:N or auto (cuda when torch sees a GPU) (default: {d}); "
+    "recorded in every row, not in config_hash (fp32 on CUDA passes the parity check)",
+    "precision": "the network's arithmetic: fp32 (TF32 off, the parity setting), bf16 or fp16 (torch autocast, "
+    "opt-in; labels move slightly, so it is in config_hash); export-model: fp32, int8 (ONNX Runtime static "
+    "quantisation, --format onnx, needs --calibration-images) or bf16 (--format openvino) (default: {d})",
 }
 
 

@@ -11,14 +11,14 @@ from m2fp_batch.formats.cvat import CvatError
 from m2fp_batch.inference.loading import ModelLoadError
 from m2fp_batch.labelstudio.client import LabelStudioAuthError, LabelStudioError, LabelStudioUnreachable
 from m2fp_batch.labelstudio.project import ForeignProjectError
-from m2fp_batch.pipeline.config import JobConfigError
+from m2fp_batch.pipeline.config import JobSettingsError
 
 
 @pytest.mark.parametrize(
     "exc, sentence",
     [
         (UserError("the input is empty"), "the input is empty"),
-        (JobConfigError("batch_size must be >= 1"), "bad configuration: batch_size must be >= 1"),
+        (JobSettingsError("batch_size must be >= 1"), "bad configuration: batch_size must be >= 1"),
         (ModelLoadError("dir has no checkpoint\n(see docs)"), "dir has no checkpoint (see docs)"),
         (FileNotFoundError(2, "No such file or directory", "/x.jpg"), "No such file or directory: '/x.jpg'"),
         (pa.ArrowInvalid("Parquet magic bytes not found"), "a Parquet or CSV file cannot be read: Parquet magic"),
@@ -47,7 +47,7 @@ def _raise(exc: BaseException):
 
 def test_run_command_exit_codes(capsys):
     assert run_command("run", lambda: 0) == 0
-    assert run_command("run", _raise(JobConfigError("shard_size must be >= 1"))) == EXIT_USER_ERROR
+    assert run_command("run", _raise(JobSettingsError("shard_size must be >= 1"))) == EXIT_USER_ERROR
     err = capsys.readouterr().err
     assert err == "m2fp-batch run: bad configuration: shard_size must be >= 1\n"
     assert run_command("run", _raise(KeyboardInterrupt())) == EXIT_INTERRUPTED
@@ -58,6 +58,6 @@ def test_run_command_exit_codes(capsys):
 
 
 def test_traceback_only_with_verbose(capsys):
-    assert run_command("run", _raise(JobConfigError("x")), verbose=True) == EXIT_USER_ERROR
+    assert run_command("run", _raise(JobSettingsError("x")), verbose=True) == EXIT_USER_ERROR
     err = capsys.readouterr().err
     assert "Traceback" in err and err.rstrip().endswith("m2fp-batch run: bad configuration: x")

@@ -77,8 +77,9 @@ def test_output_schema_passthrough_and_clash():
         schema.output_schema(pa.schema([("status", pa.string())]))
 
 
-def test_v3_skin_tone_has_hue_and_source():
-    assert schema.SCHEMA_VERSION == 3 and schema.SCHEMA_NAME == "labels_v3"
+def test_v4_records_the_device_and_v3_skin_tone_has_hue_and_source():
+    assert schema.SCHEMA_VERSION == 4 and schema.SCHEMA_NAME == "labels_v4"
+    assert schema.COLUMN_NAMES[schema.COLUMN_NAMES.index("config_hash") + 1] == "device"
     person = schema.SCHEMA.field("persons").type.value_type
     skin = person.field("skin_tone").type
     names = [skin.field(i).name for i in range(skin.num_fields)]
@@ -88,5 +89,7 @@ def test_v3_skin_tone_has_hue_and_source():
     # the older versions stay readable through labels/
     from m2fp_batch.labels import SUPPORTED_SCHEMA_VERSIONS
 
-    assert SUPPORTED_SCHEMA_VERSIONS == (1, 2, 3)
-    assert (SCHEMAS / "labels_v2.json").is_file()  # the previous version's description is kept
+    assert SUPPORTED_SCHEMA_VERSIONS == (1, 2, 3, 4)
+    assert (SCHEMAS / "labels_v2.json").is_file() and (
+        SCHEMAS / "labels_v3.json"
+    ).is_file()  # the previous version's description is kept

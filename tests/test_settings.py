@@ -23,6 +23,8 @@ CHANGED = {
     "max_bytes": 1000,
     "adaptive_brightness": True,
     "threads": 3,
+    "device": "cuda:1",
+    "precision": "bf16",
 }
 
 
@@ -35,7 +37,7 @@ def test_label_hash_covers_exactly_the_label_settings(name):
 
 def test_every_field_is_a_label_setting_a_guard_or_how_to_run():
     names = set(EngineSettings.names())
-    assert set(LABEL_FIELDS) | set(GUARD_FIELDS) | {"trust_checkpoint", "threads"} == names
+    assert set(LABEL_FIELDS) | set(GUARD_FIELDS) | {"trust_checkpoint", "threads", "device"} == names
     assert set(CHANGED) | {"engine"} == names
 
 
@@ -48,6 +50,13 @@ def test_every_field_is_a_label_setting_a_guard_or_how_to_run():
         ({"engine": "tensorrt"}, r"engine \(--engine\) must be one of torch"),
         ({"model": ""}, "no model"),
         ({"max_size": True}, "max_size"),
+        ({"device": "gpu"}, r"device \(--device\) must be one of cpu, cuda, cuda:N, auto; got 'gpu'"),
+        ({"device": "cuda:-1"}, r"device \(--device\)"),
+        ({"device": "cuda:"}, r"device \(--device\)"),
+        ({"device": "cuda:١"}, r"device \(--device\)"),
+        ({"precision": "fp8"}, r"precision \(--precision\) must be one of fp32, bf16, fp16"),
+        ({"engine": "onnxruntime", "device": "cuda"}, "apply to the torch engine"),
+        ({"engine": "openvino", "precision": "fp16"}, "apply to the torch engine"),
     ],
 )
 def test_validated_once_with_the_flag_named(bad, message):
@@ -56,7 +65,7 @@ def test_validated_once_with_the_flag_named(bad, message):
 
 
 ENGINE_FLAGS = ["--model", "--revision", "--trust-checkpoint", "--engine", "--short-edge", "--max-size", "--threads",
-                "--adaptive-brightness"]  # fmt: skip
+                "--adaptive-brightness", "--device", "--precision"]  # fmt: skip
 GUARD_FLAGS = ["--max-pixels", "--min-side", "--max-bytes"]
 
 
@@ -101,3 +110,23 @@ def test_settings_are_torch_free():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_int8_is_a_precision_of_exports_only():
+    """One --precision everywhere: export-model makes int8 exports, labelling reads them through their engine."""
+    EngineSettings(precision="bf16").check_labelling()
+    with pytest.raises(SettingsError, match="a precision of export-model"):
+        EngineSettings(precision="int8").check_labelling()
+    assert "--precision" in _options("export-model") and _options("export-model")["--precision"] == "precision"
+
+
+def test_default_precision_keeps_the_hash_of_outputs_written_before_precision_existed():
+    """Outputs of 0.1 hashed six fields; fp32 (the default) must resume into them, bf16 must not."""
+    import hashlib
+    import json
+
+    before = ("model", "revision", "engine", "short_edge", "max_size", "adaptive_brightness")
+    settings = EngineSettings(model="/models/m2fp", short_edge=512)
+    old_rule = json.dumps({k: getattr(settings, k) for k in before}, sort_keys=True).encode()
+    assert settings.label_hash() == hashlib.sha256(old_rule).hexdigest()[:16]
+    assert EngineSettings(model="/models/m2fp", short_edge=512, precision="bf16").label_hash() != settings.label_hash()

@@ -21,6 +21,7 @@ from m2fp_batch.cli import SUBCOMMANDS
 
 ROOT = Path(__file__).resolve().parents[1]
 
+NO_CUDA = "sees no CUDA GPU"
 # (subcommand, argv after it with {tmp} for a scratch dir, words the sentence must hold)
 ROWS = [
     ("parse", ["{tmp}/photo.png", "--model", "{tmp}/no-model", "--out", "{tmp}/o"], "no such directory"),
@@ -51,6 +52,14 @@ ROWS = [
     ("parse", ["{tmp}/photo.png", "--model", "{tmp}", "--engine", "tensorrt", "--out", "{tmp}/o"], "must be one of"),
     ("evaluate", ["--model", "{tmp}", "--data", "{tmp}", "--short-edge", "0"], "short_edge (--short-edge) must be"),
     ("evaluate", ["--model", "{tmp}/no-model", "--data", "{tmp}/nowhere"], "nowhere"),
+    # --device cuda without CUDA (CI has no GPU; where torch sees one, these rows are skipped)
+    ("parse", ["{tmp}/photo.png", "--model", "{tmp}", "--device", "cuda", "--out", "{tmp}/o"], NO_CUDA),
+    ("evaluate", ["--model", "{tmp}", "--data", "{tmp}", "--device", "cuda:0"], NO_CUDA),
+    ("serve", ["--model", "{tmp}/no-model", "--device", "cuda"], NO_CUDA),
+    ("run", ["--input", "{tmp}", "--output", "{tmp}/o", "--device", "cuda", "--gpus-per-actor", "1"], NO_CUDA),
+    ("run", ["--input", "{tmp}", "--output", "{tmp}/o", "--device", "cuda"], "needs gpus_per_actor > 0"),
+    ("parse", ["{tmp}/photo.png", "--model", "{tmp}", "--precision", "fp8", "--out", "{tmp}/o"], "--precision"),
+    ("run", ["--input", "{tmp}", "--output", "{tmp}/o", "--precision", "int8"], "a precision of export-model"),
     (
         "label-studio",
         ["push", "{tmp}", "--url", "http://127.0.0.1:9", "--project", "p", "--token-env", "M2FP_NO_SUCH_VAR"],
@@ -90,6 +99,11 @@ def test_user_error_is_one_sentence_and_exit_2(tmp_path, cmd, argv, words):
     from PIL import Image
     from skimage import data
 
+    if words == NO_CUDA:
+        import torch
+
+        if torch.cuda.is_available():
+            pytest.skip("torch sees a CUDA GPU here")
     Image.fromarray(data.astronaut()[::8, ::8]).save(tmp_path / "photo.png")
     home = tmp_path / "home"
     home.mkdir()

@@ -17,8 +17,15 @@ import numpy as np
 from m2fp_batch.formats import cvat
 from m2fp_batch.labels import decode_mask, open_labels, part_instance_map, part_instances
 from m2fp_batch.labels.layout import safe_name
-from m2fp_batch.reviewed import ReviewedSummary, ReviewRowError, build_person, finish_row, person_mask, review_source
-from m2fp_batch.reviewed.layout import check_destination
+from m2fp_batch.reviewed import (
+    ReviewedSummary,
+    ReviewRowError,
+    build_person,
+    check_destination,
+    finish_row,
+    person_mask,
+    review_source,
+)
 from m2fp_batch.schema import NOT_IN_DATASET, REVIEWED, STATUS_OK
 
 __all__ = ["item_persons", "pull"]

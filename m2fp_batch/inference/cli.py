@@ -17,6 +17,7 @@ from m2fp_batch.annotate.brightness import model_input
 from m2fp_batch.annotate.render import RENDER_KINDS, render_png
 from m2fp_batch.decode import ImageError, decode_image
 from m2fp_batch.errors import UserError
+from m2fp_batch.inference.device import resolve_device
 from m2fp_batch.inference.parser import M2FPParser
 from m2fp_batch.inference.raw import write_raw
 from m2fp_batch.settings import EngineSettings, add_engine_arguments
@@ -89,6 +90,7 @@ def main(args: argparse.Namespace) -> int:
     if args.max_batch < 1:
         raise UserError(f"--max-batch must be at least 1, got {args.max_batch}")
     settings = EngineSettings.from_args(args)
+    resolve_device(settings.device)  # one sentence before any photo is read when CUDA is absent
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise NotADirectoryError(f"--out {str(out)!r} is a file, not a directory")

@@ -24,7 +24,6 @@ log = logging.getLogger(__name__)
 
 __all__ = ["add_arguments", "calibration_batches", "main", "verify_export"]
 
-PRECISIONS = ("fp32", "int8", "bf16")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
 # two padded sizes that differ in both axes: the graph must not have baked either
 VERIFY_SIZES = ((256, 320), (320, 224))
@@ -36,17 +35,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cache-dir", default=None, help="ModelScope download cache")
     p.add_argument("--format", choices=EXPORT_FORMATS, required=True, help="onnx (ONNX Runtime) or openvino (IR)")
     p.add_argument("--out", required=True, help="export dir to create (must not hold files)")
-    p.add_argument(
-        "--precision",
-        choices=PRECISIONS,
-        default="fp32",
-        help="fp32 (default); int8: ONNX Runtime static quantisation (onnx only, needs --calibration-images); "
-        "bf16: OpenVINO runs the graph in bfloat16 (openvino only, CPUs with avx512_bf16/AMX)",
-    )
     p.add_argument("--calibration-images", default=None, help="dir of your own photos to calibrate int8 on")
     p.add_argument("--calibration-count", type=int, default=16, help="photos used for int8 calibration")
     add_engine_arguments(
-        p, only=(*MODEL_FIELDS, "trust_checkpoint", "threads"), threads_help="threads for the check run (default: all)"
+        p,
+        only=(*MODEL_FIELDS, "trust_checkpoint", "threads", "precision"),
+        threads_help="threads for the check run (default: all)",
     )
 
 
@@ -98,21 +92,21 @@ def main(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise ExportError(f"--out {str(out)!r} already exists and is not an empty directory")
-    check_precision(args.format, args.precision)
+    engine = EngineSettings.from_args(args)
+    check_precision(args.format, engine.precision)
     calibration = None
-    if args.precision == "int8":
+    if engine.precision == "int8":
         if not args.calibration_images:
             raise ExportError("--precision int8 needs --calibration-images DIR (a few of your own photos)")
         calibration = calibration_batches(args.calibration_images, args.calibration_count)
-    engine = EngineSettings.from_args(args)
     loaded = load_model(
         engine.model, revision=engine.revision, cache_dir=args.cache_dir, trust_checkpoint=engine.trust_checkpoint
     )
     net, info = loaded.net, loaded.info
     if engine.threads:
         torch.set_num_threads(engine.threads)
-    manifest = export_model(net, info, out, args.format, precision=args.precision, calibration=calibration)
-    for line in verify_export(net, out, engine.threads, exact=args.precision == "fp32"):
+    manifest = export_model(net, info, out, args.format, precision=engine.precision, calibration=calibration)
+    for line in verify_export(net, out, engine.threads, exact=engine.precision == "fp32"):
         log.info("%s", line)
     log.info(
         "wrote %s: %s, %s, checkpoint sha256 %s",

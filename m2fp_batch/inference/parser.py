@@ -7,6 +7,7 @@ import logging
 import time
 from collections import defaultdict
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -17,6 +18,7 @@ from m2fp_batch.inference.backends.graph import is_export_dir
 from m2fp_batch.inference.backends.load import open_engine
 from m2fp_batch.inference.backends.torch_backend import TorchBackend
 from m2fp_batch.inference.compiled import compile_stage
+from m2fp_batch.inference.device import autocast, resolve_device, use_fp32
 from m2fp_batch.inference.loading import ModelInfo
 from m2fp_batch.inference.postprocess import parse_instances, persons_from
 from m2fp_batch.inference.preprocess import padded_size, resize, to_batch
@@ -29,6 +31,32 @@ from m2fp_batch.resize import MAX_SIZE, SHORT_EDGE, target_size
 from m2fp_batch.settings import DEFAULT_MODEL_ID, EngineSettings
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Resized:
+    """A photo resized for the model on the CPU (:meth:`M2FPParser.resize`): what the device takes.
+
+    ``image_size``: the original (H, W); ``image``: the resized uint8 pixels; ``pad``: its padded
+    size (photos of one padded size share a forward); ``seconds``: the resize's time.
+    """
+
+    image_size: tuple[int, int]
+    image: np.ndarray
+    pad: tuple[int, int]
+    seconds: float
+
+
+def resize_for_model(image: np.ndarray, short_edge: int, max_size: int) -> Resized:
+    """The CPU part of the preprocess: the official resize of (H, W, 3) uint8 RGB (the job's
+    decode stage runs it apart from the device)."""
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise ValueError(f"expected (H, W, 3) uint8 RGB, got {image.shape} {image.dtype}")
+    t0 = time.perf_counter()
+    size = target_size(image.shape[0], image.shape[1], short_edge, max_size)
+    resized = resize(image, size)
+    pad = padded_size(size, SIZE_DIVISIBILITY)
+    return Resized((int(image.shape[0]), int(image.shape[1])), resized, pad, time.perf_counter() - t0)
 
 
 class M2FPParser:
@@ -56,6 +84,9 @@ class M2FPParser:
         torch_compile: (torch engine) ``torch.compile`` (inductor, CPU) the backbone and pixel
             decoder; cached in ``compile_cache_dir`` (default ``$M2FP_COMPILE_CACHE`` or
             ``~/.cache/m2fp-batch/inductor``); falls back to eager when it cannot compile.
+        device: (torch engine) where the forward and the tensor part of the postprocess run
+            (``EngineSettings.device``); the resize and the returned results stay on the CPU.
+        precision: (torch engine) fp32 (TF32 off), bf16 or fp16 (autocast around the forward).
     """
 
     def __init__(
@@ -72,10 +103,16 @@ class M2FPParser:
         fast_backbone: bool = False,
         torch_compile: bool = False,
         compile_cache_dir: str | None = None,
+        device: str = "cpu",
+        precision: str = "fp32",
     ) -> None:
         if threads is not None:
             torch.set_num_threads(threads)
-        self.model = model.eval() if model is not None else None
+        self.device = resolve_device(device)
+        self.precision = precision
+        if self.device.type == "cuda":
+            use_fp32()  # autocast alone lowers precision: fp32 is full float32
+        self.model = model.eval().to(self.device) if model is not None else None
         self.config = config
         self.info = info
         self.max_batch = max(1, int(max_batch))
@@ -87,6 +124,8 @@ class M2FPParser:
         self.size_divisibility = SIZE_DIVISIBILITY
         self.backend = backend if backend is not None else TorchBackend(self._torch_model())
         self.engine = self.backend.name
+        if (self.device.type != "cpu" or precision != "fp32") and not isinstance(self.backend, TorchBackend):
+            raise EngineError(f"--device and --precision apply to the torch engine, not {self.engine}")
         self.compiled = False
         self.channels_last = self._torch_levers(fast_backbone, torch_compile, compile_cache_dir)
 
@@ -140,8 +179,11 @@ class M2FPParser:
     def from_settings(
         cls, settings: EngineSettings, *, threads: int | None = None, max_batch: int = 1, **kwargs
     ) -> M2FPParser:
-        """The engine ``settings`` describe (model, revision, trust, engine, resize); ``threads`` overrides
-        ``settings.threads``. Extra keyword arguments go to the constructor (``fast_backbone``, ...)."""
+        """The engine ``settings`` describe (model, revision, trust, engine, resize, device, precision);
+        ``threads`` overrides ``settings.threads``. Extra keyword arguments go to the constructor
+        (``fast_backbone``, ...). The device and the precision are checked before the weights load."""
+        settings.check_labelling()
+        resolve_device(settings.device)
         return cls.from_pretrained(
             settings.model,
             revision=settings.revision,
@@ -151,21 +193,30 @@ class M2FPParser:
             max_batch=max_batch,
             short_edge=settings.short_edge,
             max_size=settings.max_size,
+            device=settings.device,
+            precision=settings.precision,
             **kwargs,
         )
 
     @torch.inference_mode()
     def forward(self, batch: torch.Tensor) -> dict:
-        """The network alone on a normalised padded batch (N, 3, Hp, Wp); its freed activations
-        go back to the system before the postprocess allocates at the photo's full size."""
-        out = self.backend(batch)
+        """The network alone on a normalised padded batch (N, 3, Hp, Wp) on the engine's device, in
+        its precision; on the CPU its freed activations go back to the system before the postprocess
+        allocates at the photo's full size."""
+        with autocast(self.device, self.precision):
+            out = self.backend(batch.to(self.device))
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)  # the forward's time is its own, not the postprocess's
         release_free_memory()
         return out
 
     def parse_one(self, image: np.ndarray, **kwargs) -> ParseResult:
         return self.parse([image], **kwargs)[0]
 
-    @torch.inference_mode()
+    def resize(self, image: np.ndarray) -> Resized:
+        """:func:`resize_for_model` with this engine's resize."""
+        return resize_for_model(image, self.short_edge, self.max_size)
+
     def parse(
         self,
         images: Sequence[np.ndarray],
@@ -174,42 +225,48 @@ class M2FPParser:
         keep_pred_masks: bool = False,
     ) -> list[ParseResult]:
         """Parse (H, W, 3) uint8 RGB images; results in input order."""
-        results: list[ParseResult | None] = [None] * len(images)
         prepared = []
         for i, img in enumerate(images):
-            if img.ndim != 3 or img.shape[2] != 3 or img.dtype != np.uint8:
-                raise ValueError(f"image {i}: expected (H, W, 3) uint8 RGB, got {img.shape} {img.dtype}")
-            t0 = time.perf_counter()
-            size = target_size(img.shape[0], img.shape[1], self.short_edge, self.max_size)
-            resized = resize(img, size)
-            pad = padded_size(size, self.size_divisibility)
-            prepared.append((i, resized, pad, time.perf_counter() - t0))
-        groups: dict[tuple[int, int], list] = defaultdict(list)
-        for item in prepared:
-            groups[item[2]].append(item)
-        for pad, items in groups.items():
-            for start in range(0, len(items), self.max_batch):
-                chunk = items[start : start + self.max_batch]
+            try:
+                prepared.append(self.resize(img))
+            except ValueError as e:
+                raise ValueError(f"image {i}: {e}") from e
+        return self.parse_resized(prepared, keep_semantic_score=keep_semantic_score, keep_pred_masks=keep_pred_masks)
+
+    @torch.inference_mode()
+    def parse_resized(
+        self, items: Sequence[Resized], *, keep_semantic_score: bool = True, keep_pred_masks: bool = False
+    ) -> list[ParseResult]:
+        """The device part: normalise, forward and the tensor postprocess of resized photos, those
+        of one padded size ``max_batch`` at a time; results (on the CPU) in input order."""
+        results: list[ParseResult | None] = [None] * len(items)
+        groups: dict[tuple[int, int], list[int]] = defaultdict(list)
+        for i, item in enumerate(items):
+            groups[item.pad].append(i)
+        for pad, members in groups.items():
+            for start in range(0, len(members), self.max_batch):
+                chunk = members[start : start + self.max_batch]
                 t0 = time.perf_counter()
-                batch = to_batch([c[1] for c in chunk], self.pixel_mean, self.pixel_std, self.size_divisibility)
+                batch = to_batch(
+                    [items[i].image for i in chunk], self.pixel_mean, self.pixel_std, self.size_divisibility
+                )
                 t1 = time.perf_counter()
                 out = self.forward(batch)
                 t2 = time.perf_counter()
-                fwd = (t2 - t1) / len(chunk)
-                for j, (i, resized, _, t_resize) in enumerate(chunk):
+                for j, i in enumerate(chunk):
                     t3 = time.perf_counter()
                     res = self._postprocess(
                         out["pred_logits"][j],
                         out["pred_masks"][j],
-                        images[i].shape[:2],
-                        resized.shape[:2],
+                        items[i].image_size,
+                        items[i].image.shape[:2],
                         pad,
                         keep_semantic_score,
                         keep_pred_masks,
                     )
                     res.timings.update(
-                        preprocess=t_resize + (t1 - t0) / len(chunk),
-                        forward=fwd,
+                        preprocess=items[i].seconds + (t1 - t0) / len(chunk),
+                        forward=(t2 - t1) / len(chunk),
                         postprocess=time.perf_counter() - t3,
                         batch_size=len(chunk),
                     )
@@ -246,7 +303,7 @@ class M2FPParser:
             parts=parsed.parts,
             humans=parsed.humans,
             persons=persons_from(parsed.humans, parsed.semantic),
-            pred_logits=pred_logits.float().numpy().copy(),
-            pred_masks=pred_masks.float().numpy().copy() if keep_pred_masks else None,
+            pred_logits=pred_logits.float().cpu().numpy().copy(),
+            pred_masks=pred_masks.float().cpu().numpy().copy() if keep_pred_masks else None,
             timings={},
         )

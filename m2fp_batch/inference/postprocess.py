@@ -9,6 +9,10 @@ positive low-resolution logit contributes: each query is computed only inside th
 (:class:`MaskUpsampler`), and everything downstream (mask score, semantic paste) reads only
 the boxes. Results equal the dense version up to float summation order.
 
+Every tensor step runs on the device of ``pred_masks`` (the engine's device: on a GPU the
+upsampling, scoring and arg-max stay there); only the runs of each band and the label maps
+come back to the CPU as numpy.
+
 Full-size logits exist only one band of rows at a time (:data:`BAND_FLOATS`), on a grid of
 bands shared by the scoring pass and the paste, so both see the same floats and the memory of
 the post-processing does not grow with the photo beyond the label maps it returns. Masks leave
@@ -58,7 +62,7 @@ def composed_resize(out_size: int, crop: int, low: int) -> torch.Tensor:
 def _support(a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Per input index, the first and last output index with a non-zero weight (a: (out, in))."""
     nz = a > 0
-    idx = torch.arange(a.shape[0]).unsqueeze(1)
+    idx = torch.arange(a.shape[0], device=a.device).unsqueeze(1)
     first = torch.where(nz, idx, a.shape[0]).min(0).values
     last = torch.where(nz, idx, -1).max(0).values
     return first, last
@@ -96,8 +100,8 @@ class MaskUpsampler:
     def __init__(self, pred_masks: torch.Tensor, input_size: tuple[int, int], image_size: tuple[int, int]) -> None:
         self.masks = pred_masks.float()
         hl, wl = self.masks.shape[-2:]
-        self.ay = composed_resize(image_size[0], input_size[0], hl)  # (H, hl)
-        self.ax = composed_resize(image_size[1], input_size[1], wl)  # (W, wl)
+        self.ay = composed_resize(image_size[0], input_size[0], hl).to(self.masks.device)  # (H, hl)
+        self.ax = composed_resize(image_size[1], input_size[1], wl).to(self.masks.device)  # (W, wl)
         self.y_first, self.y_last = _support(self.ay)
         self.x_first, self.x_last = _support(self.ax)
         self.band = max(1, BAND_FLOATS // max(1, image_size[1]))  # rows per band
@@ -165,7 +169,7 @@ def _score_query(up: MaskUpsampler, q: int, box: Box, cache: _BandCache) -> _Sco
         binary = lg > 0
         area += int(binary.sum())
         prob += float(lg.sigmoid().mul_(binary).sum())
-        flat = binary.numpy().reshape(-1)
+        flat = binary.cpu().numpy().reshape(-1)
         runs.append(_toggles(flat, offset, before))
         before, offset = bool(flat[-1]), offset + flat.size
         cache.offer(q, piece, lg)
@@ -198,6 +202,7 @@ def _candidates(pred_logits: torch.Tensor, min_thr: float, topk: int) -> list[_E
     k = k1 - 1
     scores = F.softmax(pred_logits.float(), dim=-1)[:, :-1]
     vals, idx = scores.flatten().topk(min(topk, q_count * k), sorted=True)
+    vals, idx = vals.cpu(), idx.cpu()  # read one by one below: on the host
     labels = idx % k
     queries = idx // k
     relevant = (vals >= min_thr * (1 - 1e-4)).nonzero().flatten().tolist()
@@ -260,7 +265,7 @@ def parse_instances(
     )
     pasted = [(e.label, e.query, e.score) for e in entries if e.score >= ins_score_thr and e.query in scored]
     label_map, best = _semantic_paste(pasted, up, scored, cache, image_size, num_parsing, keep_semantic_score)
-    return InstanceParsing(label_map.numpy(), best.numpy() if best is not None else None, parts, humans)
+    return InstanceParsing(label_map.cpu().numpy(), best.cpu().numpy() if best is not None else None, parts, humans)
 
 
 def _semantic_paste(
@@ -280,11 +285,12 @@ def _semantic_paste(
     by_class = [
         sorted(((q, s) for label, q, s in pasted if label == c), key=lambda e: e[1]) for c in range(num_parsing)
     ]
-    label_map = torch.zeros(image_size, dtype=torch.uint8)
-    best = torch.zeros(image_size, dtype=SCORE_DTYPE) if keep_score else None
+    device = up.masks.device
+    label_map = torch.zeros(image_size, dtype=torch.uint8, device=device)
+    best = torch.zeros(image_size, dtype=SCORE_DTYPE, device=device) if keep_score else None
     for y0 in range(0, image_size[0], up.band):
         y1 = min(image_size[0], y0 + up.band)
-        band_best = torch.zeros((y1 - y0, image_size[1]))
+        band_best = torch.zeros((y1 - y0, image_size[1]), device=device)
         for c, inst in enumerate(by_class):
             pieces = [(q, s, scored[q].box.rows(y0, y1)) for q, s in inst]
             _paste_class(c, [(q, s, b) for q, s, b in pieces if b is not None], up, cache, label_map, band_best, y0)
@@ -312,8 +318,8 @@ def _paste_class(
     win = inst[0][2]
     for _, _, b in inst[1:]:
         win = win.union(b)
-    acc = torch.zeros(win.y1 - win.y0, win.x1 - win.x0)
-    cnt = torch.zeros(acc.shape, dtype=torch.int16)  # instances per pixel (<= TOPK)
+    acc = torch.zeros(win.y1 - win.y0, win.x1 - win.x0, device=label_map.device)
+    cnt = torch.zeros(acc.shape, dtype=torch.int16, device=label_map.device)  # instances per pixel (<= TOPK)
     for q, s, b in inst:
         prob = cache.logits(up, q, b).sigmoid().mul_(s)
         hit = prob > 0.5

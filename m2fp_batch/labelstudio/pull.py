@@ -32,8 +32,15 @@ from m2fp_batch.labels import decode_mask, open_labels
 from m2fp_batch.labelstudio import project as lsp
 from m2fp_batch.labelstudio.client import Client, LabelStudioError
 from m2fp_batch.labelstudio.push import find_project
-from m2fp_batch.reviewed import ReviewedSummary, ReviewRowError, build_person, finish_row, person_mask, review_source
-from m2fp_batch.reviewed.layout import check_destination
+from m2fp_batch.reviewed import (
+    ReviewedSummary,
+    ReviewRowError,
+    build_person,
+    check_destination,
+    finish_row,
+    person_mask,
+    review_source,
+)
 from m2fp_batch.schema import NOT_IN_DATASET, REJECTED, REVIEWED, STATUS_OK, UNREVIEWED
 
 __all__ = ["AnnotationError", "annotation_persons", "pull", "reviewed_row"]

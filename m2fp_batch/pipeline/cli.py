@@ -9,7 +9,7 @@ import argparse
 import json
 import logging
 
-from m2fp_batch.pipeline.config import JobConfig, parse_set
+from m2fp_batch.pipeline.config import JobSettings, parse_set
 from m2fp_batch.settings import EngineSettings, add_engine_arguments
 
 log = logging.getLogger("m2fp_batch.job")
@@ -36,6 +36,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-actors", type=int, help="upper bound of the actor pool (default: CPUs / cpus-per-actor)")
     parser.add_argument("--num-cpus", type=int, help="CPUs of a local Ray (ignored when joining a cluster)")
     parser.add_argument(
+        "--gpus-per-actor",
+        type=float,
+        help="GPUs per model actor with --device cuda or auto (a fraction shares one GPU; default 0: CPU actors)",
+    )
+    parser.add_argument(
         "--set", action="append", metavar="KEY=VALUE", help="override any setting of the config file (repeatable)"
     )
     add_engine_arguments(parser, threads_help="torch threads per actor (default: its CPUs, --cpus-per-actor)")
@@ -43,17 +48,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 # The job's own flags; the engine flags (add_engine_arguments) are overrides of the same name too.
 JOB_FLAGS = ("input", "output", "overwrite", "address", "batch_size", "shard_size", "cpus_per_actor", "max_actors",
-             "num_cpus")  # fmt: skip
+             "num_cpus", "gpus_per_actor")  # fmt: skip
 
 
-def config_from_args(args: argparse.Namespace) -> JobConfig:
+def config_from_args(args: argparse.Namespace) -> JobSettings:
     """The config file, then ``--set``, then the flags given (flags left out keep the file's value)."""
     overrides = parse_set(getattr(args, "set", None))
     for key in (*JOB_FLAGS, *EngineSettings.names()):
         value = getattr(args, key, None)
         if value is not None:
             overrides[key] = value
-    return JobConfig.from_sources(getattr(args, "config", None), overrides)
+    return JobSettings.from_sources(getattr(args, "config", None), overrides)
 
 
 def main(args: argparse.Namespace) -> int:

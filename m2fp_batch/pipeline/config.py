@@ -6,17 +6,18 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass, field, fields
+import warnings
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from m2fp_batch.errors import UserError
-from m2fp_batch.settings import EngineSettings, SettingsError
+from m2fp_batch.settings import EngineSettings, SettingsError, is_gpu_share
 from m2fp_batch.yamlfile import strict_load
 
-__all__ = ["JOB_ONLY_RESUME_KEYS", "JobConfig", "JobConfigError", "KEY_ALIASES", "load_yaml", "parse_set"]
+__all__ = ["JOB_ONLY_RESUME_KEYS", "JobSettings", "JobSettingsError", "KEY_ALIASES", "load_yaml", "parse_set"]
 
 COMPRESSIONS = ("zstd", "snappy", "gzip", "lz4", "brotli", "none")
 SECRET_KEYS = ("s3_access_key", "s3_secret_key", "s3_session_token")
@@ -27,16 +28,14 @@ JOB_ONLY_RESUME_KEYS = ("shard_size",)
 KEY_ALIASES = {"model_revision": "revision"}
 
 
-class JobConfigError(UserError, ValueError):
+class JobSettingsError(UserError, ValueError):
     """A job setting is missing or wrong; the message says which and what to do."""
-
-    prefix = "bad configuration: "
 
     prefix = "bad configuration: "
 
 
 @dataclass(frozen=True)
-class JobConfig:
+class JobSettings:
     """Every setting of ``m2fp-batch run`` (see ``configs/default.yaml`` for the documented file).
 
     The engine settings (model, resize, decode guards, ...) are ``engine``, an :class:`EngineSettings`;
@@ -65,6 +64,12 @@ class JobConfig:
     max_actors: int | None = None  # None: cluster CPUs // cpus_per_actor
     read_cpus: float = 0.0
     read_concurrency: int = 4
+    # GPUs (docs/job.md "GPU actors"): each actor's share of a GPU (0: CPU actors; 0.5: two actors per GPU)
+    gpus_per_actor: float = 0.0
+    # the staged pipeline: decode/resize in CPU tasks -> the device actor -> rows in CPU tasks
+    # (None: staged when gpus_per_actor > 0; true runs the same stages on CPU actors)
+    staged: bool | None = None
+    stage_cpus: float = 1.0  # CPUs of each task of the staged pipeline's decode and row stages
     max_worker_crashes: int = 2
     progress_interval_s: float = 10.0
     # S3 (else the standard AWS_* variables)
@@ -85,7 +90,7 @@ class JobConfig:
         return cls.job_keys() + list(EngineSettings.names())
 
     @classmethod
-    def from_sources(cls, config_file: str | None = None, overrides: dict[str, Any] | None = None) -> JobConfig:
+    def from_sources(cls, config_file: str | None = None, overrides: dict[str, Any] | None = None) -> JobSettings:
         """YAML file (optional), then overrides (None values ignored); validated."""
         values: dict[str, Any] = {}
         if config_file:
@@ -95,42 +100,76 @@ class JobConfig:
                 values[KEY_ALIASES.get(k, k)] = v
         unknown = sorted(set(values) - set(cls.keys()))
         if unknown:
-            raise JobConfigError(f"unknown setting(s) {unknown}; valid settings: {', '.join(cls.keys())}")
+            raise JobSettingsError(f"unknown setting(s) {unknown}; valid settings: {', '.join(cls.keys())}")
         coerced = {k: _coerce(k, v) for k, v in values.items()}
         engine_names = EngineSettings.names()
         try:
             engine = EngineSettings(**{k: v for k, v in coerced.items() if k in engine_names})
         except SettingsError as e:
-            raise JobConfigError(str(e)) from e
+            raise JobSettingsError(str(e)) from e
         cfg = cls(engine=engine, **{k: v for k, v in coerced.items() if k not in engine_names})
+        if engine.device == "auto":  # the job's actors get their GPUs from Ray: auto means "if asked for"
+            cfg = replace(cfg, engine=replace(engine, device="cuda" if cfg.gpus_per_actor else "cpu"))
         cfg.validate()
         return cfg
 
     def validate(self) -> None:
-        """Raise :class:`JobConfigError` naming the first wrong job setting (the engine's checked itself)."""
+        """Raise :class:`JobSettingsError` naming the first wrong job setting (the engine's checked itself)."""
         if not self.input:
-            raise JobConfigError(
+            raise JobSettingsError(
                 "no input: pass --input DIR|MANIFEST (a directory of images, or a .parquet/.csv manifest)"
             )
         if not self.output:
-            raise JobConfigError("no output: pass --out DIR (where the Parquet shards go)")
+            raise JobSettingsError("no output: pass --out DIR (where the Parquet shards go)")
         for k in ("batch_size", "forward_batch", "shard_size", "read_concurrency", "min_actors", "max_worker_crashes"):
             if getattr(self, k) < 1:
-                raise JobConfigError(f"{k} must be >= 1, got {getattr(self, k)}")
+                raise JobSettingsError(f"{k} must be >= 1, got {getattr(self, k)}")
         if self.cpus_per_actor <= 0:
-            raise JobConfigError(f"cpus_per_actor must be > 0, got {self.cpus_per_actor}")
+            raise JobSettingsError(f"cpus_per_actor must be > 0, got {self.cpus_per_actor}")
         if self.read_cpus < 0:
-            raise JobConfigError(f"read_cpus must be >= 0, got {self.read_cpus}")
+            raise JobSettingsError(f"read_cpus must be >= 0, got {self.read_cpus}")
+        self._validate_devices()
+        try:
+            self.engine.check_labelling()
+        except SettingsError as e:
+            raise JobSettingsError(str(e)) from e
         if self.max_actors is not None and self.max_actors < self.min_actors:
-            raise JobConfigError(f"max_actors ({self.max_actors}) must be >= min_actors ({self.min_actors})")
+            raise JobSettingsError(f"max_actors ({self.max_actors}) must be >= min_actors ({self.min_actors})")
         if self.num_cpus is not None and self.num_cpus < 1:
-            raise JobConfigError(f"num_cpus must be >= 1, got {self.num_cpus}")
+            raise JobSettingsError(f"num_cpus must be >= 1, got {self.num_cpus}")
         if self.progress_interval_s <= 0:
-            raise JobConfigError(f"progress_interval_s must be > 0, got {self.progress_interval_s}")
+            raise JobSettingsError(f"progress_interval_s must be > 0, got {self.progress_interval_s}")
         if self.compression not in COMPRESSIONS:
-            raise JobConfigError(f"compression must be one of {', '.join(COMPRESSIONS)}; got {self.compression!r}")
+            raise JobSettingsError(f"compression must be one of {', '.join(COMPRESSIONS)}; got {self.compression!r}")
         if self.uri_column == self.image_id_column:
-            raise JobConfigError("uri_column and image_id_column must differ")
+            raise JobSettingsError("uri_column and image_id_column must differ")
+
+    def _validate_devices(self) -> None:
+        """gpus_per_actor, stage_cpus and the engine's device agree (Ray gives each actor its GPU)."""
+        device = self.engine.device
+        if self.gpus_per_actor and not is_gpu_share(self.gpus_per_actor):
+            raise JobSettingsError(
+                f"gpus_per_actor must be 0 (CPU actors), a fraction in (0, 1] or whole GPUs; got {self.gpus_per_actor}"
+            )
+        if device.startswith("cuda:"):
+            raise JobSettingsError(
+                f"device {device}: an actor gets its GPU from Ray (gpus_per_actor); use device: cuda"
+            )
+        if device == "cuda" and not self.gpus_per_actor:
+            raise JobSettingsError(
+                "device cuda needs gpus_per_actor > 0 (e.g. --gpus-per-actor 1): Ray gives each actor its GPU"
+            )
+        if device == "cpu" and self.gpus_per_actor:
+            raise JobSettingsError(
+                f"gpus_per_actor={self.gpus_per_actor:g} reserves GPUs that device cpu never uses: set device: cuda"
+            )
+        if self.stage_cpus <= 0:
+            raise JobSettingsError(f"stage_cpus must be > 0, got {self.stage_cpus}")
+
+    @property
+    def is_staged(self) -> bool:
+        """The staged pipeline (CPU decode tasks -> device actors -> CPU row tasks) runs this job."""
+        return self.staged if self.staged is not None else self.gpus_per_actor > 0
 
     # ------------------------------------------------------------------ output
     def to_dict(self, redact: bool = True) -> dict[str, Any]:
@@ -159,17 +198,17 @@ class JobConfig:
 def load_yaml(path: str | os.PathLike) -> dict[str, Any]:
     p = Path(path)
     if not p.is_file():
-        raise JobConfigError(f"config file {str(p)!r} does not exist")
+        raise JobSettingsError(f"config file {str(p)!r} does not exist")
     try:
         data = strict_load(p.read_text(), f"config file {str(p)!r}") or {}
     except yaml.YAMLError as e:
-        raise JobConfigError(f"config file {str(p)!r} is not valid YAML: {e}") from e
+        raise JobSettingsError(f"config file {str(p)!r} is not valid YAML: {e}") from e
     if not isinstance(data, dict):
-        raise JobConfigError(f"config file {str(p)!r} must be a mapping of setting: value")
+        raise JobSettingsError(f"config file {str(p)!r} must be a mapping of setting: value")
     return data
 
 
-_TYPES = {f.name: f.type for f in fields(JobConfig) if f.name != "engine"} | {
+_TYPES = {f.name: f.type for f in fields(JobSettings) if f.name != "engine"} | {
     f.name: f.type for f in fields(EngineSettings)
 }
 
@@ -180,7 +219,7 @@ def _coerce(key: str, value: Any) -> Any:
     optional = "None" in t
     if value is None or (isinstance(value, str) and value.lower() in ("null", "none", "") and optional):
         if not optional:
-            raise JobConfigError(f"{key} cannot be null")
+            raise JobSettingsError(f"{key} cannot be null")
         return None
     try:
         if t.startswith("bool"):
@@ -204,7 +243,7 @@ def _coerce(key: str, value: Any) -> Any:
                 raise ValueError(value)
             return str(value)
     except (TypeError, ValueError, OverflowError) as e:
-        raise JobConfigError(f"{key}: expected {t} (finite), got {value!r}") from e
+        raise JobSettingsError(f"{key}: expected {t} (finite), got {value!r}") from e
     return value
 
 
@@ -213,7 +252,23 @@ def parse_set(items: list[str] | None) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for item in items or []:
         if "=" not in item:
-            raise JobConfigError(f"--set {item!r}: expected KEY=VALUE")
+            raise JobSettingsError(f"--set {item!r}: expected KEY=VALUE")
         k, v = item.split("=", 1)
         out[k.strip()] = strict_load(v, f"--set {item!r}") if v.strip() else None
     return out
+
+
+# The old names (one release): "settings" names what a user sets, "config" only a file
+_RENAMED = {"JobConfig": "JobSettings", "JobConfigError": "JobSettingsError"}
+
+
+def __getattr__(name: str) -> object:
+    """The old class names, with a DeprecationWarning."""
+    if name not in _RENAMED:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    warnings.warn(
+        f"{__name__}.{name} is renamed {_RENAMED[name]}; the old name goes in the next release",
+        DeprecationWarning,
+        stacklevel=2,
+    )
+    return globals()[_RENAMED[name]]

@@ -1,14 +1,15 @@
 """Ctrl-C stops the job, whatever the job is doing when it arrives.
 
 Python turns SIGINT into a ``KeyboardInterrupt`` raised wherever the main thread happens to be.
-Raised inside code that does not let it through (a finalizer or a callback run by Ray or
-pyarrow, whose errors are printed as "Exception ignored" and dropped), it is lost, and the job
-goes on to the end: that is how a Ctrl-C during Ray Data's start once went unnoticed. So
-while the job runs, :func:`stop_on_ctrl_c` installs its own handler: it remembers the Ctrl-C
-(a flag no code can swallow) before raising; the job checks that flag at every step of its
-own (:func:`check`: before and after Ray starts, after each labelled batch, around each shard
-commit), and a block that ends with the flag set raises ``KeyboardInterrupt`` too. Then
-``errors.run_command`` prints the one sentence, stops Ray and exits 130.
+Raised inside code that does not let it through (a finalizer run by the garbage collector or by
+a reference count reaching zero, whose errors Python prints as "Exception ignored" and drops),
+it is lost and the job goes on to the end: a Ctrl-C during Ray Data's start once went unnoticed
+that way in CI (issue 25; not reproduced on demand since). So while the job runs,
+:func:`stop_on_ctrl_c` installs its own handler, which remembers the Ctrl-C (a flag no code can
+swallow) before raising; the job checks that flag at each of its own steps (:func:`check`:
+after Ray starts, before and after each labelled batch, before each shard commit), and the
+block cannot end normally with the flag set. Then ``errors.run_command`` prints the one
+sentence, stops Ray and exits 130.
 """
 
 from __future__ import annotations

@@ -21,13 +21,15 @@ from m2fp_batch.inference.loading import ModelInfo
 from m2fp_batch.labels.layout import RUN_FILE
 from m2fp_batch.pipeline import interrupt
 from m2fp_batch.pipeline.commit import ShardCommitter
-from m2fp_batch.pipeline.config import JobConfig, JobConfigError
+from m2fp_batch.pipeline.config import JobSettings, JobSettingsError
 from m2fp_batch.pipeline.inputs import LISTING_COLUMNS
+from m2fp_batch.pipeline.pending import listing_dataset
 from m2fp_batch.pipeline.progress import Progress, Timeline, actor_startup
 from m2fp_batch.pipeline.raylog import quiet_ray_internals
 from m2fp_batch.pipeline.reading import read_batch
 from m2fp_batch.pipeline.resume import Prepared, prepare
-from m2fp_batch.pipeline.schedule import Plan, Pool, cut_blocks, pool_size, pool_strategy
+from m2fp_batch.pipeline.schedule import Plan, Pool, pool_size, pool_strategy
+from m2fp_batch.pipeline.staged import check_device, staged_stages
 from m2fp_batch.pipeline.summary import RunInfo, RunSummary, summarize, utc_now
 from m2fp_batch.pipeline.worker import CrashLedger, Labeler, actor_threads
 from m2fp_batch.schema import output_schema
@@ -41,7 +43,7 @@ ADDRESS_TIMEOUT_S = 10.0
 ACTORS_READY_TIMEOUT_S = 600  # a fixed pool: how long the job waits for every actor to start
 
 
-def resolve_model(cfg: JobConfig) -> ModelInfo:
+def resolve_model(cfg: JobSettings) -> ModelInfo:
     """Find (download or cache), parse and load the model once, in the driver, before Ray starts.
 
     The actors then load the same files from ``ModelInfo.model_dir`` and check the sha256
@@ -62,17 +64,17 @@ def check_address(address: str, timeout: float = ADDRESS_TIMEOUT_S) -> None:
     hostport = address.split("://", 1)[-1].split("/", 1)[0]
     host, _, port = hostport.rpartition(":")
     if not host or not port.isdigit():
-        raise JobConfigError(f"Ray address {address!r} is not host:port (or ray://host:port, auto)")
+        raise JobSettingsError(f"Ray address {address!r} is not host:port (or ray://host:port, auto)")
     try:
         socket.create_connection((host, int(port)), timeout=timeout).close()
     except OSError as e:
-        raise JobConfigError(
+        raise JobSettingsError(
             f"no Ray cluster answers at {address!r} ({e.strerror or e}); start one (ray start --head) "
             "or leave --address and RAY_ADDRESS unset for a local Ray"
         ) from e
 
 
-def _init_ray(cfg: JobConfig):
+def _init_ray(cfg: JobSettings):
     import ray
 
     address = cfg.ray_address()
@@ -103,7 +105,9 @@ def _ray_initialized() -> bool:
     return bool(ray is not None and ray.is_initialized())
 
 
-def _build_dataset(cfg: JobConfig, model: ModelInfo, plan: Plan, pool: Pool, out_schema: pa.Schema, ledger):
+def _build_dataset(
+    cfg: JobSettings, model: ModelInfo, prep: Prepared, plan: Plan, pool: Pool, out_schema: pa.Schema, ledger
+):
     """The Ray Data pipeline: pending rows -> read bytes (tasks) -> Labeler (actor pool)."""
     import ray.data as rd
 
@@ -111,15 +115,18 @@ def _build_dataset(cfg: JobConfig, model: ModelInfo, plan: Plan, pool: Pool, out
     ctx.enable_progress_bars = False
     if not cfg.autoscaling and ctx.wait_for_min_actors_s <= 0:
         ctx.wait_for_min_actors_s = ACTORS_READY_TIMEOUT_S  # every actor up before the first batch
-    ds = rd.from_arrow(cut_blocks(plan.pending, pool.actors, cfg.batch_size))
+    s3 = S3Options.from_config(cfg)
+    ds = listing_dataset(prep.out.uri, s3, plan, pool.actors, cfg.batch_size, prep.listing.schema)
     ds = ds.map_batches(
         read_batch,
-        fn_kwargs={"s3": S3Options.from_config(cfg), "max_bytes": cfg.engine.max_bytes},
+        fn_kwargs={"s3": s3, "max_bytes": cfg.engine.max_bytes},
         batch_format="pyarrow",
         batch_size=None,
         num_cpus=cfg.read_cpus,
         compute=rd.TaskPoolStrategy(size=cfg.read_concurrency),
     )
+    if cfg.is_staged:
+        return staged_stages(ds, cfg, model, pool.threads, pool_strategy(cfg, pool.actors), out_schema, ledger)
     labeler_kwargs = {"cfg": cfg, "out_schema": out_schema, "ledger": ledger, "threads": pool.threads, "model": model}
     return ds.map_batches(
         Labeler,
@@ -131,7 +138,7 @@ def _build_dataset(cfg: JobConfig, model: ModelInfo, plan: Plan, pool: Pool, out
     )
 
 
-def _label_pending(cfg: JobConfig, model: ModelInfo, prep: Prepared, plan: Plan, timeline: Timeline) -> RunInfo:
+def _label_pending(cfg: JobSettings, model: ModelInfo, prep: Prepared, plan: Plan, timeline: Timeline) -> RunInfo:
     """Start (or join) Ray, stream the pending rows through the pipeline, commit every shard."""
     started = time.time()
     ray = _init_ray(cfg)
@@ -145,7 +152,7 @@ def _label_pending(cfg: JobConfig, model: ModelInfo, prep: Prepared, plan: Plan,
         size, cfg.cpus_per_actor, pool.threads, cfg.batch_size,
     )  # fmt: skip
     ledger = _start_ledger(ray)
-    ds = _build_dataset(cfg, model, plan, pool, out_schema, ledger)
+    ds = _build_dataset(cfg, model, prep, plan, pool, out_schema, ledger)
     progress = Progress(plan, cfg.progress_interval_s)
     committer = ShardCommitter(prep, plan, out_schema, cfg.compression)
     timeline.mark("pipeline_started")
@@ -164,15 +171,16 @@ def _label_pending(cfg: JobConfig, model: ModelInfo, prep: Prepared, plan: Plan,
     return progress.run_info(started, pool, loads, address, timeline, actors, committer.seconds)
 
 
-def run_job(cfg: JobConfig) -> RunSummary:
+def run_job(cfg: JobSettings) -> RunSummary:
     """Run (or resume) the job; returns the summary also written to ``DIR/_run.json``. A Ctrl-C
     at any point raises ``KeyboardInterrupt`` (:mod:`m2fp_batch.pipeline.interrupt`)."""
     with interrupt.stop_on_ctrl_c():
         return _run_job(cfg)
 
 
-def _run_job(cfg: JobConfig) -> RunSummary:
+def _run_job(cfg: JobSettings) -> RunSummary:
     timeline = Timeline()
+    check_device(cfg)
     model = resolve_model(cfg)
     timeline.mark("model_resolved")
     if cfg.ray_address() and not _ray_initialized():
@@ -181,7 +189,7 @@ def _run_job(cfg: JobConfig) -> RunSummary:
     timeline.mark("listed")
     plan = Plan.of(prep)
     timeline.mark("planned")
-    if plan.pending.num_rows == 0:
+    if plan.pending_rows == 0:
         run = RunInfo(utc_now())
         log.info("nothing to do: every shard of %s is finished", cfg.output)
     else:

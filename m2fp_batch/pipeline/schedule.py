@@ -4,16 +4,16 @@
 
 from __future__ import annotations
 
-import collections
 import logging
 import math
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 import pyarrow as pa
-import pyarrow.compute as pc
 
-from m2fp_batch.pipeline.config import JobConfig, JobConfigError
+from m2fp_batch.pipeline.config import JobSettings, JobSettingsError
 from m2fp_batch.pipeline.resume import Prepared
+from m2fp_batch.pipeline.staged import staged_pool_size
 
 __all__ = [
     "BLOCKS_PER_ACTOR",
@@ -21,6 +21,7 @@ __all__ = [
     "MAX_BLOCK_ROWS",
     "Plan",
     "Pool",
+    "block_plan",
     "block_rows",
     "cut_blocks",
     "pool_size",
@@ -36,24 +37,34 @@ MAX_BLOCKS = 20000
 
 @dataclass(frozen=True)
 class Plan:
-    """What this run labels: the listing's rows per shard, the pending rows, the rows already done."""
+    """What this run labels, without the rows themselves: the listing's rows per shard (each
+    shard's rows are contiguous in ``_inputs.parquet``, shards in order), the shards still to
+    label, their rows, the rows already done."""
 
-    expected: collections.Counter
-    pending: pa.Table
+    expected: dict[int, int]
+    pending_shards: tuple[int, ...]
+    pending_rows: int
     done_before: int
     total: int
 
     @classmethod
     def of(cls, prep: Prepared) -> Plan:
-        listing, finished = prep.listing, set(prep.finished)
-        expected = collections.Counter(listing.column("shard").to_pylist())
-        pending_mask = pc.invert(pc.is_in(listing.column("shard"), pa.array(sorted(finished), pa.int32())))
-        pending = listing.filter(pending_mask)
+        expected, finished = prep.listing.shard_rows, prep.finished
+        pending = tuple(s for s in expected if s not in finished)
+        pending_rows = sum(expected[s] for s in pending)
         log.info(
             "%d input(s) in %d shard(s): %d shard(s) already finished, %d image(s) to label",
-            listing.num_rows, len(expected), len(finished), pending.num_rows,
+            prep.listing.rows, len(expected), len(finished), pending_rows,
         )  # fmt: skip
-        return cls(expected, pending, sum(expected[s] for s in finished), listing.num_rows)
+        return cls(expected, pending, pending_rows, prep.listing.rows - pending_rows, prep.listing.rows)
+
+    def spans(self) -> Iterator[tuple[int, int, int]]:
+        """(shard, first row in ``_inputs.parquet``, rows) of each pending shard, in order."""
+        start, pending = 0, frozenset(self.pending_shards)
+        for shard, rows in self.expected.items():
+            if shard in pending:
+                yield shard, start, rows
+            start += rows
 
 
 @dataclass(frozen=True)
@@ -64,13 +75,15 @@ class Pool:
     threads: int
 
 
-def pool_size(cfg: JobConfig, ray) -> int:
+def pool_size(cfg: JobSettings, ray) -> int:
     """How many labelling actors the live Ray nodes fit (``max_actors`` caps a fixed pool)."""
     nodes = [n for n in ray.nodes() if n.get("Alive")]
+    if cfg.is_staged:  # device actors beside the staged pipeline's CPU tasks, by GPUs on a GPU cluster
+        return staged_pool_size(cfg, nodes)
     node_cpus = [float(n.get("Resources", {}).get("CPU", 0)) for n in nodes]
     biggest = max(node_cpus or [0.0])
     if cfg.cpus_per_actor > biggest:
-        raise JobConfigError(
+        raise JobSettingsError(
             f"cpus_per_actor={cfg.cpus_per_actor} but the largest Ray node has {biggest:g} CPU(s): lower cpus_per_actor"
         )
     per_node = [
@@ -84,7 +97,7 @@ def pool_size(cfg: JobConfig, ray) -> int:
     return cfg.max_actors if cfg.autoscaling and not cfg.read_cpus else min(cfg.max_actors, fit)
 
 
-def pool_strategy(cfg: JobConfig, actors: int):
+def pool_strategy(cfg: JobSettings, actors: int):
     """A fixed pool of every actor the cluster fits (Ray's advice for fixed clusters: no actor
     waits for a backlog to start); with ``autoscaling``, ``min_actors`` up to that size. Reads
     take ``read_cpus`` (0 by default), so a full pool never starves them (2-CPU deadlock)."""
@@ -109,16 +122,27 @@ def block_rows(left: int, actors: int, batch_size: int) -> int:
     return max(batch_size, min(MAX_BLOCK_ROWS, balanced))
 
 
+def block_plan(shard_rows: Iterable[tuple[int, int]], total: int, actors: int, batch_size: int) -> Iterator[int]:
+    """The sizes of the blocks that cut ``total`` pending rows, given as ``(shard, rows)`` runs in
+    order, never across a shard: a guided schedule whose block sizes (:func:`block_rows` of the
+    rows still left) shrink toward the end of the job. A generator: nothing per row is held."""
+    floor = math.ceil(total / MAX_BLOCKS)
+    s = 0
+    for _, n in shard_rows:
+        end = s + n
+        while s < end:
+            rows = min(end - s, max(floor, block_rows(total - s, actors, batch_size)))
+            yield rows
+            s += rows
+
+
 def cut_blocks(pending: pa.Table, actors: int, batch_size: int) -> list[pa.Table]:
-    """The pending rows cut into blocks in order, never across a shard: a guided schedule whose
-    block sizes (:func:`block_rows` of the rows still left) shrink toward the end of the job."""
+    """A table of pending rows (sorted by ``shard``) cut into the blocks of :func:`block_plan`."""
     shards = pending.column("shard").to_numpy()
     ends = [i for i in range(1, len(shards)) if shards[i] != shards[i - 1]] + [len(shards)]
-    floor = math.ceil(len(shards) / MAX_BLOCKS)
+    runs = [(int(shards[a]), b - a) for a, b in zip([0, *ends[:-1]], ends)] if len(shards) else []
     blocks, s = [], 0
-    for end in ends:
-        while s < end:
-            rows = min(end - s, max(floor, block_rows(len(shards) - s, actors, batch_size)))
-            blocks.append(pending.slice(s, rows))
-            s += rows
+    for rows in block_plan(runs, len(shards), actors, batch_size):
+        blocks.append(pending.slice(s, rows))
+        s += rows
     return blocks

@@ -8,14 +8,16 @@ from __future__ import annotations
 import logging
 import math
 import os
+import sys
 import time
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import pyarrow as pa
 
 from m2fp_batch.photo_to_row import Decoded, PhotoToRow
-from m2fp_batch.pipeline.config import JobConfig
+from m2fp_batch.pipeline.config import JobSettings
 from m2fp_batch.pipeline.inputs import LISTING_COLUMNS, READ_COLUMNS
 from m2fp_batch.rows import error_columns
 from m2fp_batch.schema import SCHEMA
@@ -104,7 +106,68 @@ def _model_location(settings: EngineSettings, model: ModelInfo | None) -> str:
     return (model.model_id if model is not None else None) or settings.model
 
 
-class Labeler:
+class LedgerRuns(ABC):
+    """Work on read rows under the crash ledger: a group whose images have no unfinished attempt
+    runs as a group, else image by image, and an image with ``max_worker_crashes`` unfinished
+    attempts becomes its ``_crashed`` item instead of running again. Subclasses give ``cfg``,
+    ``ledger``, ``_label_rows`` (rows -> items) and ``_crashed`` (a row, its attempts -> item)."""
+
+    cfg: JobSettings
+    ledger: object
+
+    @abstractmethod
+    def _label_rows(self, rows: list[dict]) -> list:
+        """Rows -> their items (output rows, or what the next stage takes), in order."""
+
+    @abstractmethod
+    def _crashed(self, row: dict, attempts: int):
+        """The item of a row whose image killed the worker ``attempts`` times."""
+
+    # -- ledger calls (no-ops without a ledger)
+    def _call(self, method: str, *args):
+        """Call the ledger: a Ray actor handle, or a plain :class:`CrashLedger` in-process.
+
+        A ledger that cannot be reached (its node lost, the call timed out) never fails a block:
+        the call returns None, so the block goes on unrecorded (labelled as a batch); a lost
+        ledger is not called again by this actor."""
+        if self.ledger is None:
+            return None
+        fn = getattr(self.ledger, method)
+        if not hasattr(fn, "remote"):
+            return fn(*args)
+        import ray
+
+        try:
+            return ray.get(fn.remote(*args), timeout=LEDGER_TIMEOUT_S)
+        except ray.exceptions.GetTimeoutError:
+            log.warning("the crash ledger did not answer in %g s: this block goes on unrecorded", LEDGER_TIMEOUT_S)
+        except ray.exceptions.RayActorError as e:  # ActorDiedError, ActorUnavailableError: gone for good
+            log.warning("the crash ledger is lost (%s): this actor's blocks go on unrecorded", type(e).__name__)
+            self.ledger = None
+        return None
+
+    def _label_one_by_one(self, rows: list[dict]) -> list[dict]:
+        """After a worker crash: each image alone, and one with ``max_worker_crashes`` unfinished
+        attempts becomes an error row instead of running again."""
+        out = []
+        for r in rows:
+            n = self._call("begin_one", r["image_id"])
+            out.extend([self._crashed(r, n)] if n >= self.cfg.max_worker_crashes else self._label_rows([r]))
+            self._call("finish", [r["image_id"]])
+        return out
+
+    def _label_with_ledger(self, rows: list[dict]) -> list[dict]:
+        """Rows whose bytes were read: the ledger knows they are in flight until they are labelled."""
+        ids = [r["image_id"] for r in rows]
+        counts = self._call("begin_batch", ids) or [0] * len(ids)
+        if any(counts):
+            return self._label_one_by_one(rows)
+        out = self._label_rows(rows)
+        self._call("finish", ids)
+        return out
+
+
+class Labeler(LedgerRuns):
     """The job's labelling stage (a Ray actor): the labelling core on a batch of read rows, with the
     crash ledger's bookkeeping. The model loads once, in ``__init__``.
 
@@ -118,11 +181,10 @@ class Labeler:
     """
 
     def __init__(
-        self, cfg: JobConfig, out_schema: pa.Schema, ledger, threads: int, model: ModelInfo | None = None
+        self, cfg: JobSettings, out_schema: pa.Schema, ledger, threads: int, model: ModelInfo | None = None
     ) -> None:
         self.cfg = cfg
         self.out_schema = out_schema
-        self.passthrough = [f for f in out_schema if f.name not in SCHEMA.names]
         self.ledger = ledger
         import torch  # noqa: F401  (timed apart from the model load)
 
@@ -145,25 +207,6 @@ class Labeler:
                 f"this node loaded checkpoint sha256 {info.checkpoint_sha256[:16]}... from {info.model_dir}, "
                 f"the driver resolved {model.checkpoint_sha256[:16]}...: the model differs between nodes"
             )
-
-    # -- ledger calls (no-ops without a ledger)
-    def _call(self, method: str, *args):
-        """Call the ledger: a Ray actor handle, or a plain :class:`CrashLedger` in-process.
-
-        A ledger that cannot be reached (its node lost, the call timed out) never fails a block:
-        the call returns None, so this block goes on unrecorded (labelled as a batch)."""
-        if self.ledger is None:
-            return None
-        fn = getattr(self.ledger, method)
-        if not hasattr(fn, "remote"):
-            return fn(*args)
-        import ray
-
-        try:
-            return ray.get(fn.remote(*args), timeout=LEDGER_TIMEOUT_S)
-        except (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError) as e:
-            log.warning("the crash ledger cannot be reached (%s): this block goes on unrecorded", type(e).__name__)
-            return None
 
     def _decode(self, row: dict) -> Decoded:
         if row["read_error"] is not None:
@@ -188,32 +231,7 @@ class Labeler:
         return self.core.row({k: row[k] for k in LISTING_COLUMNS}, label, row["read_s"], decode_s)
 
     def _crashed(self, row: dict, attempts: int) -> dict:
-        label = error_columns(
-            "worker_crash",
-            f"labelling this image killed the worker process {attempts} times "
-            "(out of memory or a native crash); it was skipped",
-        )
-        return self._row(row, label, None)
-
-    def _label_one_by_one(self, rows: list[dict]) -> list[dict]:
-        """After a worker crash: each image alone, and one with ``max_worker_crashes`` unfinished
-        attempts becomes an error row instead of running again."""
-        out = []
-        for r in rows:
-            n = self._call("begin_one", r["image_id"])
-            out.extend([self._crashed(r, n)] if n >= self.cfg.max_worker_crashes else self._label_rows([r]))
-            self._call("finish", [r["image_id"]])
-        return out
-
-    def _label_with_ledger(self, rows: list[dict]) -> list[dict]:
-        """Rows whose bytes were read: the ledger knows they are in flight until they are labelled."""
-        ids = [r["image_id"] for r in rows]
-        counts = self._call("begin_batch", ids) or [0] * len(ids)
-        if any(counts):
-            return self._label_one_by_one(rows)
-        out = self._label_rows(rows)
-        self._call("finish", ids)
-        return out
+        return self._row(row, crash_label(attempts), None)
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         """A block of read rows -> its output rows. A row that could not be read becomes its error
@@ -229,17 +247,32 @@ class Labeler:
             rows = batch.take(group).select([*LISTING_COLUMNS, *READ_COLUMNS]).to_pylist()
             for i, row in zip(group, self._label_with_ledger(rows), strict=True):
                 out[i] = row
-        table = pa.Table.from_pylist(out, schema=SCHEMA)
-        for f in self.passthrough:
+        return rows_table(out, batch, self.out_schema)
+
+
+def crash_label(attempts: int) -> dict:
+    """The label columns of an image that killed its worker ``attempts`` times (it is skipped)."""
+    return error_columns(
+        "worker_crash",
+        f"labelling this image killed the worker process {attempts} times "
+        "(out of memory or a native crash); it was skipped",
+    )
+
+
+def rows_table(rows: list[dict], batch: pa.Table, out_schema: pa.Schema) -> pa.Table:
+    """Output rows as a table of ``out_schema``: the schema's columns, then the manifest's
+    passthrough columns taken from ``batch`` (the same rows, in order)."""
+    table = pa.Table.from_pylist(rows, schema=SCHEMA)
+    for f in out_schema:
+        if f.name not in SCHEMA.names:
             table = table.append_column(f, batch.column(f.name).cast(f.type))
-        return table.cast(self.out_schema)
+    return table.cast(out_schema)
 
 
 def _node_id() -> str:
-    """The Ray node this process runs on ("local" outside Ray)."""
-    import ray
-
-    return ray.get_runtime_context().get_node_id() if ray.is_initialized() else "local"
+    """The Ray node this process runs on ("local" outside Ray, also where Ray is not installed)."""
+    ray = sys.modules.get("ray")
+    return ray.get_runtime_context().get_node_id() if ray is not None and ray.is_initialized() else "local"
 
 
 def actor_threads(cpus_per_actor: float) -> int:

@@ -292,7 +292,7 @@ def build_app(settings: ServeSettings):
         max_ongoing_requests=settings.replica_ongoing,
         max_queued_requests=settings.capacity,
         backpressure_config={"status_code": 503, "retry_after_s": settings.retry_after_s},
-        ray_actor_options={"num_cpus": settings.replica_threads},
+        ray_actor_options={"num_cpus": settings.replica_threads, "num_gpus": settings.replica_gpus},
         health_check_period_s=10,
     )
     front = Frontend.options(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import os
@@ -10,6 +11,7 @@ import signal
 import socket
 import threading
 from pathlib import Path
+from typing import Any
 
 from m2fp_batch import localray
 from m2fp_batch.errors import UserError
@@ -38,6 +40,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--max-body-mb", type=float, default=d.max_body_bytes / 2**20, help="request body limit (MiB)")
     p.add_argument("--address", default=None, help="Ray cluster to join (default: RAY_ADDRESS, else a local Ray)")
+    p.add_argument(
+        "--gpus-per-replica",
+        type=float,
+        default=d.gpus_per_replica,
+        help="GPUs per replica with --device cuda or auto (a fraction: replicas share one GPU) (default: %(default)s)",
+    )
     ls = p.add_argument_group("Label Studio ML backend (/ls/predict, /ls/setup, /ls/health, /ls/webhook)")
     ls.add_argument(
         "--reviewed-out",
@@ -68,10 +76,49 @@ def settings_from_args(args: argparse.Namespace) -> ServeSettings:
         queue_per_replica=args.queue,
         max_body_bytes=int(args.max_body_mb * 2**20),
         address=args.address or os.environ.get("RAY_ADDRESS") or None,
+        gpus_per_replica=args.gpus_per_replica,
         reviewed_out=str(Path(args.reviewed_out).expanduser().resolve()) if args.reviewed_out else None,
         allow_fetch=args.allow_fetch,
         ls_auth_env=args.ls_auth_env,
     )
+
+
+def application(args: dict[str, Any]):
+    """The Serve application of ``m2fp-batch serve`` for a cluster that runs it from a config file: a
+    KubeRay RayService's ``serveConfigV2`` or ``serve deploy`` (``import_path:
+    m2fp_batch.serve.cli:application``, deploy/rayservice.yaml).
+
+    ``args`` are this command's flags without their dashes (``model: /models/m2fp``, ``replicas: 2``;
+    ``true`` for a switch), parsed and validated as on the command line. Where the HTTP server
+    listens is the config's ``http_options``, not ``--host``/``--port``.
+    """
+    parser = argparse.ArgumentParser(prog="m2fp-batch serve (serveConfigV2 args)", exit_on_error=False)
+    add_arguments(parser)
+    argv = []
+    for key, value in args.items():
+        flag = "--" + str(key).replace("_", "-")
+        argv += [flag] if value is True else [] if value is False else [flag, str(value)]
+    try:
+        parsed, unknown = parser.parse_known_args(argv)
+    except argparse.ArgumentError as e:
+        raise UserError(f"serveConfigV2 args: {e}") from e
+    if unknown:
+        raise UserError(f"serveConfigV2 args: unknown {' '.join(unknown)}; the keys are `m2fp-batch serve`'s flags")
+    settings = settings_from_args(parsed)
+    from m2fp_batch.serve.app import build_app
+
+    return build_app(settings)
+
+
+def _placed(settings: ServeSettings) -> ServeSettings:
+    """On this machine (no cluster), ``--device`` checked before Ray starts (one sentence when CUDA
+    is absent) and ``auto`` resolved to what torch sees; a cluster's replicas check their own."""
+    if settings.address or settings.engine.device == "cpu":
+        return settings
+    from m2fp_batch.inference.device import resolve_device
+
+    device = resolve_device(settings.engine.device).type
+    return dataclasses.replace(settings, engine=dataclasses.replace(settings.engine, device=device))
 
 
 def _start_ray(settings: ServeSettings):
@@ -97,7 +144,7 @@ def _port_taken(host: str, port: int) -> str | None:
 
 
 def main(args: argparse.Namespace) -> int:
-    settings = settings_from_args(args)
+    settings = _placed(settings_from_args(args))
     problem = None if settings.address else _port_taken(settings.host, settings.port)
     if problem:
         raise UserError(problem)

@@ -120,19 +120,22 @@ class MLBackend:
         if "label_config" in body:
             self.check_config(body["label_config"])
         conn = self.connection()
-        results = await asyncio.gather(*(self._predict_one(t, conn, model_version) for t in tasks))
+        # a request's tasks go to the replicas a few at a time: a long task list waits here, not in their queue
+        slots = asyncio.Semaphore(self.settings.replicas * self.settings.replica_ongoing)
+        results = await asyncio.gather(*(self._predict_one(t, conn, model_version, slots) for t in tasks))
         return {"results": list(results), "model_version": model_version}
 
-    async def _predict_one(self, task: Any, conn: lsb.Connection, model_version: str) -> dict:
+    async def _predict_one(self, task: Any, conn: lsb.Connection, model_version: str, slots: asyncio.Semaphore) -> dict:
         tid = task.get("id") if isinstance(task, dict) else None
-        try:
-            ref = lsb.task_image(task, lsp.IMAGE)
-            data = await asyncio.to_thread(
-                lsb.fetch_image, ref, tid, conn, allow_fetch=self.settings.allow_fetch, limit=self.fetch_limit
-            )
-        except lsb.FetchError as e:
-            return self._empty(tid, e.kind, e.message, model_version)
-        reply = await self.parse(ParseRequest(data, FORMAT_LS_PREDICTION, filename=ref))
+        async with slots:
+            try:
+                ref = lsb.task_image(task, lsp.IMAGE)
+                data = await asyncio.to_thread(
+                    lsb.fetch_image, ref, tid, conn, allow_fetch=self.settings.allow_fetch, limit=self.fetch_limit
+                )
+            except lsb.FetchError as e:
+                return self._empty(tid, e.kind, e.message, model_version)
+            reply = await self.parse(ParseRequest(data, FORMAT_LS_PREDICTION, filename=ref))
         if reply.status != 200 or not reply.body or "prediction" not in reply.body:
             body = reply.body or {}
             return self._empty(tid, body.get("error_kind", "inference_error"), body.get("error", ""), model_version)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from m2fp_batch.settings import EngineSettings, SettingsError
+from m2fp_batch.settings import EngineSettings, SettingsError, is_gpu_share
 
 __all__ = ["LS_PREFIX", "SERVE_ENGINE", "ServeSettings"]
 
@@ -32,6 +32,8 @@ class ServeSettings:
         retry_after_s: the ``Retry-After`` of a 503.
         cache_entries, cache_bytes: bound of the ``/results/...`` cache.
         address: a Ray cluster to join (None: start a local Ray).
+        gpus_per_replica: GPUs a replica holds when ``engine.device`` is not the CPU (fractional:
+            replicas share a GPU).
         reviewed_out: the Label Studio ML backend's reviewed-labels dir (``/ls/webhook`` events), or None.
         allow_fetch: the ML backend may fetch task photos from hosts other than the connected Label Studio.
         ls_auth_env: the variable holding the ML backend's basic-auth ``USER:PASSWORD`` (None: no auth).
@@ -49,6 +51,7 @@ class ServeSettings:
     cache_entries: int = 256
     cache_bytes: int = 128 * 2**20
     address: str | None = None
+    gpus_per_replica: float = 1.0
     reviewed_out: str | None = None
     allow_fetch: bool = False
     ls_auth_env: str | None = None
@@ -68,6 +71,15 @@ class ServeSettings:
                 raise SettingsError(f"{key} must be >= 1, got {getattr(self, key)}")
         if self.batch_wait_s < 0 or self.retry_after_s < 0:
             raise SettingsError("batch_wait_s and retry_after_s must be >= 0")
+        self.engine.check_labelling()
+        if not is_gpu_share(self.gpus_per_replica):
+            raise SettingsError(
+                f"gpus_per_replica must be a fraction in (0, 1] or whole GPUs, got {self.gpus_per_replica}"
+            )
+        if self.engine.device.startswith("cuda:"):
+            raise SettingsError(
+                f"--device {self.engine.device}: a replica gets its GPU from Ray (--gpus-per-replica); use --device cuda"
+            )
         if self.port > 65535:
             raise SettingsError(f"port must be <= 65535, got {self.port}")
         if self.ls_auth_env is not None:
@@ -78,6 +90,11 @@ class ServeSettings:
     @property
     def replica_threads(self) -> int:
         return self.engine.threads or max(1, (os.cpu_count() or 1) // self.replicas)
+
+    @property
+    def replica_gpus(self) -> float:
+        """GPUs Ray gives each replica: none on the CPU."""
+        return 0.0 if self.engine.device == "cpu" else self.gpus_per_replica
 
     @property
     def replica_ongoing(self) -> int:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from m2fp_batch.train.config import FLIP_PAIRS, AugmentConfig
+from m2fp_batch.train.config import FLIP_PAIRS, AugmentSettings
 from m2fp_batch.train.targets import IGNORE_LABEL
 
 
@@ -47,7 +47,7 @@ def augment(
     image: np.ndarray,
     semantic: np.ndarray,
     humans: np.ndarray,
-    cfg: AugmentConfig,
+    cfg: AugmentSettings,
     flip_perm: np.ndarray,
     rng: np.random.Generator,
 ) -> Crop:

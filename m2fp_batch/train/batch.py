@@ -14,7 +14,7 @@ import torch
 
 from m2fp_batch.inference.preprocess import to_batch
 from m2fp_batch.train.augment import augment
-from m2fp_batch.train.config import AugmentConfig, SkinConfig
+from m2fp_batch.train.config import AugmentSettings, SkinSettings
 from m2fp_batch.train.targets import Targets, build_targets, person_groups
 
 
@@ -43,8 +43,8 @@ def prepare_batch(
     positions: Sequence[int],
     step: int,
     seed: int,
-    aug: AugmentConfig,
-    skin: SkinConfig,
+    aug: AugmentSettings,
+    skin: SkinSettings,
     flip_perm: np.ndarray,
     num_parsing: int,
     pixel_mean: torch.Tensor,

@@ -7,7 +7,7 @@ import logging
 
 from m2fp_batch.errors import UserError
 from m2fp_batch.settings import MODEL_FIELDS, EngineSettings, add_engine_arguments
-from m2fp_batch.train.config import AugmentConfig, LossConfig, SkinConfig, parse_skin_weights
+from m2fp_batch.train.config import AugmentSettings, LossSettings, SkinSettings, parse_skin_weights
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +72,7 @@ def main(args: argparse.Namespace) -> int:
     cfg, _ = read_config(model_dir)
     short = int(args.crop)
     canvas = -(-short // 32) * 32
-    aug = AugmentConfig.off(short, canvas) if args.no_augment else AugmentConfig(short_edge=short, crop_size=canvas)
+    aug = AugmentSettings.off(short, canvas) if args.no_augment else AugmentSettings(short_edge=short, crop_size=canvas)
     settings = TrainSettings(
         data=tuple(args.data),
         init_model=str(model_dir),
@@ -85,8 +85,8 @@ def main(args: argparse.Namespace) -> int:
         seed=args.seed,
         checkpoint_every=args.checkpoint_every,
         augment=aug,
-        skin=SkinConfig(balanced=args.skin_balanced, weights=weights),
-        loss=LossConfig.from_model_config(cfg.extra, num_points=args.num_points),
+        skin=SkinSettings(balanced=args.skin_balanced, weights=weights),
+        loss=LossSettings.from_model_config(cfg.extra, num_points=args.num_points),
     )
     fit(settings, resume=args.resume)
     return 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
@@ -17,7 +18,7 @@ class TrainSettingsError(UserError, ValueError):
 
 
 @dataclass(frozen=True)
-class LossConfig:
+class LossSettings:
     """The M2FP / Mask2Former objective's constants (upstream defaults).
 
     A ``loss`` object in configuration.json's ``model`` (same field names) overrides them.
@@ -33,7 +34,7 @@ class LossConfig:
     deep_supervision: bool = True
 
     @classmethod
-    def from_model_config(cls, model_cfg: Mapping[str, Any] | None, **overrides: Any) -> LossConfig:
+    def from_model_config(cls, model_cfg: Mapping[str, Any] | None, **overrides: Any) -> LossSettings:
         loss = dict((model_cfg or {}).get("loss", {}) or {})
         names = {f.name for f in fields(cls)}
         unknown = sorted(set(loss) - names)
@@ -47,7 +48,7 @@ class LossConfig:
 
 
 @dataclass(frozen=True)
-class AugmentConfig:
+class AugmentSettings:
     """Training-time augmentation: short-edge scale jitter, a random crop to a fixed square
     canvas, and a horizontal flip that swaps left/right classes."""
 
@@ -62,13 +63,13 @@ class AugmentConfig:
         return int(self.crop_size or self.short_edge)
 
     @classmethod
-    def off(cls, short_edge: int, crop_size: int | None = None) -> AugmentConfig:
+    def off(cls, short_edge: int, crop_size: int | None = None) -> AugmentSettings:
         """No jitter and no flip (the crop stays, centred)."""
         return cls(short_edge=short_edge, crop_size=crop_size, min_scale=1.0, max_scale=1.0, flip_prob=0.0)
 
 
 @dataclass(frozen=True)
-class SkinConfig:
+class SkinSettings:
     """Skin-tone awareness: balanced sampling and per-person loss weights by group."""
 
     balanced: bool = False
@@ -100,3 +101,19 @@ def parse_skin_weights(text: str | None) -> dict[str, float]:
             raise TrainSettingsError(f"--skin-weights: weight {value!r} for {name} must be finite and >= 0")
         out[name] = w
     return out
+
+
+# The old names (one release): "settings" names what a user sets, "config" only a file
+_RENAMED = {"LossConfig": "LossSettings", "AugmentConfig": "AugmentSettings", "SkinConfig": "SkinSettings"}
+
+
+def __getattr__(name: str) -> object:
+    """The old class names, with a DeprecationWarning."""
+    if name not in _RENAMED:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    warnings.warn(
+        f"{__name__}.{name} is renamed {_RENAMED[name]}; the old name goes in the next release",
+        DeprecationWarning,
+        stacklevel=2,
+    )
+    return globals()[_RENAMED[name]]

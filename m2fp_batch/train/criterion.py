@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import torch
 from torch.nn import functional as F
 
-from m2fp_batch.train.config import LossConfig
+from m2fp_batch.train.config import LossSettings
 from m2fp_batch.train.matcher import match
 from m2fp_batch.train.points import point_sample, uncertain_points
 from m2fp_batch.train.targets import Targets
@@ -33,7 +33,7 @@ class Normalisers:
 
 
 def classification_loss(
-    logits: torch.Tensor, targets: Sequence[Targets], matches: Sequence[tuple], cfg: LossConfig, norm: Normalisers
+    logits: torch.Tensor, targets: Sequence[Targets], matches: Sequence[tuple], cfg: LossSettings, norm: Normalisers
 ) -> torch.Tensor:
     """Sum of weighted cross-entropies of (B, Q, K + 1) logits over the class-weight total of
     the global batch (matched queries weigh 1, unmatched ``no_object_weight``)."""
@@ -56,7 +56,7 @@ def mask_losses(
     masks: torch.Tensor,
     targets: Sequence[Targets],
     matches: Sequence[tuple],
-    cfg: LossConfig,
+    cfg: LossSettings,
     norm: Normalisers,
     generators: Sequence[torch.Generator],
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -87,7 +87,7 @@ def mask_losses(
 def layer_losses(
     out: Mapping[str, torch.Tensor],
     targets: Sequence[Targets],
-    cfg: LossConfig,
+    cfg: LossSettings,
     norm: Normalisers,
     generators: Sequence[torch.Generator],
 ) -> dict[str, torch.Tensor]:
@@ -105,7 +105,7 @@ def layer_losses(
 def set_loss(
     outputs: Mapping,
     targets: Sequence[Targets],
-    cfg: LossConfig,
+    cfg: LossSettings,
     norm: Normalisers,
     generators: Sequence[torch.Generator],
 ) -> tuple[torch.Tensor, dict[str, float]]:

@@ -63,9 +63,11 @@ def main(args: argparse.Namespace) -> int:
 
     from m2fp_batch.data import ParsingDataset
     from m2fp_batch.inference import M2FPParser
+    from m2fp_batch.inference.device import resolve_device
     from m2fp_batch.train.evaluate import evaluate_parser
 
     settings = EngineSettings.from_args(args)
+    resolve_device(settings.device)  # one sentence before the data is read when CUDA is absent
     parts = [ParsingDataset(d) for d in args.data]
     dataset = parts[0] if len(parts) == 1 else ConcatDataset(parts)
     models = [settings.model] + ([args.compare] if args.compare else [])

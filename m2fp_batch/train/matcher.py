@@ -12,7 +12,7 @@ import torch
 from scipy.optimize import linear_sum_assignment
 from torch.nn import functional as F
 
-from m2fp_batch.train.config import LossConfig
+from m2fp_batch.train.config import LossSettings
 from m2fp_batch.train.points import point_sample, random_points
 
 
@@ -35,7 +35,7 @@ def cost_matrix(
     tgt_labels: torch.Tensor,
     tgt_masks: torch.Tensor,
     points: torch.Tensor,
-    cfg: LossConfig,
+    cfg: LossSettings,
 ) -> torch.Tensor:
     """(Q, T) matching cost of one image.
 
@@ -58,7 +58,7 @@ def match(
     pred_masks: torch.Tensor,
     tgt_labels: torch.Tensor,
     tgt_masks: torch.Tensor,
-    cfg: LossConfig,
+    cfg: LossSettings,
     generator: torch.Generator,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Optimal one-to-one assignment for one image: (query indices, target indices)."""

@@ -6,7 +6,7 @@ import os
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from m2fp_batch.train.config import AugmentConfig, LossConfig, SkinConfig
+from m2fp_batch.train.config import AugmentSettings, LossSettings, SkinSettings
 
 # What one CPU worker may take at a 512-px crop (its measured peak: docs/performance.md, "Numbers behind the code").
 WORKER_MEMORY_BYTES = 4 * 2**30
@@ -51,9 +51,9 @@ class TrainSettings:
     seed: int = 0
     checkpoint_every: int = 50
     log_every: int = 1
-    augment: AugmentConfig = field(default_factory=AugmentConfig)
-    skin: SkinConfig = field(default_factory=SkinConfig)
-    loss: LossConfig = field(default_factory=LossConfig)
+    augment: AugmentSettings = field(default_factory=AugmentSettings)
+    skin: SkinSettings = field(default_factory=SkinSettings)
+    loss: LossSettings = field(default_factory=LossSettings)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -62,7 +62,7 @@ class TrainSettings:
     def from_dict(cls, d: dict[str, Any]) -> TrainSettings:
         d = dict(d)
         d["data"] = tuple(d["data"])
-        d["augment"] = AugmentConfig(**d["augment"])
-        d["skin"] = SkinConfig(**d["skin"])
-        d["loss"] = LossConfig(**d["loss"])
+        d["augment"] = AugmentSettings(**d["augment"])
+        d["skin"] = SkinSettings(**d["skin"])
+        d["loss"] = LossSettings(**d["loss"])
         return cls(**d)

@@ -340,14 +340,14 @@ def _output_under_file(w: World) -> list[str]:
 
 def _type_change_on_rerun(w: World) -> list[str]:
     """First run (listing saved, before Ray) with rating int64; the rerun has a new row and rating as text."""
-    from m2fp_batch.pipeline.config import JobConfig
+    from m2fp_batch.pipeline.config import JobSettings
     from m2fp_batch.pipeline.resume import prepare
     from m2fp_batch.storage import Filesystems
 
     d = w.photos(3)
     m = w.tmp / "m.parquet"
     pq.write_table(pa.table({"uri": [str(d / "p0.jpg"), str(d / "p1.jpg")], "rating": [1, 2]}), m)
-    cfg = JobConfig.from_sources(None, {"input": str(m), "output": str(w.tmp / "out"), "model": str(w.model)})
+    cfg = JobSettings.from_sources(None, {"input": str(m), "output": str(w.tmp / "out"), "model": str(w.model)})
     from m2fp_batch.inference.loading import load_model
 
     prepare(cfg, Filesystems(), load_model(str(w.model)).info.checkpoint_sha256)
@@ -542,14 +542,14 @@ def test_parse_unique_output_names(tmp_path, tiny_model, capsys):
 def test_half_written_shard_is_not_finished(row_job, tmp_path, tiny_model):
     """A shard whose Parquet does not match its commit marker (truncated, replaced) is relabelled."""
     from m2fp_batch.inference.loading import load_model
-    from m2fp_batch.pipeline.config import JobConfig
+    from m2fp_batch.pipeline.config import JobSettings
     from m2fp_batch.pipeline.resume import prepare
     from m2fp_batch.storage import Filesystems
 
     src, out, _ = row_job
     copy = tmp_path / "out"
     shutil.copytree(out, copy, symlinks=True)
-    cfg = JobConfig.from_sources(
+    cfg = JobSettings.from_sources(
         None,
         {"input": str(src), "output": str(copy), "model": str(tiny_model), "max_bytes": MAX_BYTES, "shard_size": 8,
          "batch_size": 2},
@@ -566,6 +566,7 @@ def test_bad_name_row_is_relabelled_exactly_once_on_a_rerun(row_job, tmp_path, t
     """The shard holding the non-UTF-8 name, deleted, is labelled again by a rerun: the same uri,
     one row per input, every other input still labelled."""
     src, out, proc = row_job
+    assert proc.returncode == 0, proc.stderr[-2000:]
     copy = tmp_path / "out"
     shutil.copytree(out, copy, symlinks=True)
     bad_uri = str(src) + "/caf\\xe9.jpg"  # the bytes b"caf\xe9.jpg", escaped by hand

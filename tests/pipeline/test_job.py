@@ -17,7 +17,7 @@ from badfiles import MAX_PIXELS, MIN_SIDE, good_files, write_inputs  # noqa: E40
 
 from m2fp_batch import cli as m2fp_cli  # noqa: E402
 from m2fp_batch.annotate import rle  # noqa: E402
-from m2fp_batch.pipeline.config import JobConfig, JobConfigError  # noqa: E402
+from m2fp_batch.pipeline.config import JobSettings, JobSettingsError  # noqa: E402
 from m2fp_batch.pipeline.job import run_job  # noqa: E402
 from m2fp_batch.schema import output_schema  # noqa: E402
 
@@ -29,7 +29,7 @@ def local_ray():
     ray.shutdown()
 
 
-def _cfg(tiny_model_dir, src, out, **kw) -> JobConfig:
+def _cfg(tiny_model_dir, src, out, **kw) -> JobSettings:
     base = dict(
         input=str(src),
         output=str(out),
@@ -42,10 +42,10 @@ def _cfg(tiny_model_dir, src, out, **kw) -> JobConfig:
         progress_interval_s=1.0,
     )
     base.update(kw)
-    return JobConfig.from_sources(None, base)
+    return JobSettings.from_sources(None, base)
 
 
-def _run(cfg: JobConfig) -> dict:
+def _run(cfg: JobSettings) -> dict:
     """The job's summary as the dict it writes to ``_run.json``."""
     return run_job(cfg).to_dict()
 
@@ -148,7 +148,7 @@ def test_manifests_keep_passthrough_columns(tmp_path, tiny_model_dir):
     r = pq.read_table(tmp_path / "out_csv").to_pylist()
     assert s2["status"]["ok"] == 1 and r[0]["source"] == "web" and len(r[0]["image_id"]) == 20
     # resuming with settings that change rows is refused; --overwrite starts over
-    with pytest.raises(JobConfigError, match="other settings"):
+    with pytest.raises(JobSettingsError, match="other settings"):
         _run(_cfg(tiny_model_dir, csv, tmp_path / "out_csv", uri_column="path", max_pixels=MAX_PIXELS * 2))
     fresh = _run(_cfg(tiny_model_dir, csv, tmp_path / "out_csv", uri_column="path", max_pixels=7, overwrite=True))
     assert fresh["run"]["labelled_this_run"] == 1 and fresh["error_kinds"] == {"too_large": 1}
@@ -180,6 +180,21 @@ def test_bad_settings_stop_before_ray(tmp_path, tiny_model_dir, capsys):
     assert run("--input", str(clash), "--output", str(tmp_path / "o2"), "--model", str(tiny_model_dir)) == 2
     assert "collide with output columns" in capsys.readouterr().err
     shutil.rmtree(tmp_path / "o", ignore_errors=True)
+
+
+def test_staged_pipeline_on_cpu_gives_the_single_stage_rows(dir_job, tmp_path, tiny_model_dir):
+    """The GPU-shaped pipeline (CPU decode tasks -> device actors -> CPU row tasks) with device cpu:
+    the same rows as the single-stage job, every one recording the device."""
+    cfg, src, out, expected, _ = dir_job
+    staged_out = tmp_path / "staged"
+    summary = _run(_cfg(tiny_model_dir, src, staged_out, staged=True))
+    assert summary["complete"] and summary["rows"] == len(expected)
+
+    def by_uri(d):
+        return {r["uri"]: {k: v for k, v in r.items() if k != "timings"} for r in _rows(d)}
+
+    staged, single = by_uri(staged_out), by_uri(out)
+    assert staged == single and {r["device"] for r in staged.values()} == {"cpu"}
 
 
 def test_a_labelling_actor_that_cannot_reach_the_ledger_goes_on(tiny_model_dir):

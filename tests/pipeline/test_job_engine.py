@@ -11,7 +11,7 @@ from PIL import Image
 from skimage import data
 
 from m2fp_batch import cli as m2fp_cli
-from m2fp_batch.pipeline.config import JobConfig
+from m2fp_batch.pipeline.config import JobSettings
 from m2fp_batch.pipeline.worker import Labeler
 from m2fp_batch.schema import SCHEMA
 from m2fp_batch.settings import EngineSettings
@@ -24,7 +24,7 @@ PHOTOS = ("astronaut", "coffee", "chelsea")
 
 def _torch_rows(model: str, files: list) -> dict[str, dict]:
     """The torch engine's rows for the same bytes: the job's labelling stage, in this process."""
-    labeler = Labeler(JobConfig(input="x", output="y", engine=EngineSettings(model=model)), SCHEMA, None, threads=1)
+    labeler = Labeler(JobSettings(input="x", output="y", engine=EngineSettings(model=model)), SCHEMA, None, threads=1)
     n = len(files)
     batch = pa.table(
         {

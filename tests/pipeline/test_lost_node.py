@@ -46,8 +46,7 @@ def _job(gcs: str, env: dict[str, str], src: Path, out: Path, model: Path) -> su
     return proc
 
 
-@pytest.mark.parametrize("attempt", range(1))
-def test_a_lost_worker_node_never_stops_the_job(tmp_path, tiny_model_dir, attempt):
+def test_a_lost_worker_node_never_stops_the_job(tmp_path, tiny_model_dir):
     old = os.environ.get("RAY_AUTH_MODE")
     os.environ["RAY_AUTH_MODE"] = "token"
     log: list[str] = []

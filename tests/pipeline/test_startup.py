@@ -16,7 +16,7 @@ import pyarrow as pa
 import pytest
 from test_worker import _batch
 
-from m2fp_batch.pipeline.config import JobConfig
+from m2fp_batch.pipeline.config import JobSettings
 from m2fp_batch.pipeline.progress import Timeline, actor_startup
 from m2fp_batch.pipeline.schedule import MAX_BLOCK_ROWS, MAX_BLOCKS, block_rows, cut_blocks, pool_size, pool_strategy
 from m2fp_batch.pipeline.worker import ActorStartup, CrashLedger, Labeler, _node_id
@@ -27,9 +27,9 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def test_fixed_cluster_starts_every_actor_autoscaling_keeps_its_minimum():
-    fixed = pool_strategy(JobConfig(input="x", output="y"), 8)
+    fixed = pool_strategy(JobSettings(input="x", output="y"), 8)
     assert (fixed.min_size, fixed.max_size) == (8, 8)
-    scaling = pool_strategy(JobConfig(input="x", output="y", autoscaling=True, min_actors=2), 8)
+    scaling = pool_strategy(JobSettings(input="x", output="y", autoscaling=True, min_actors=2), 8)
     assert (scaling.min_size, scaling.max_size) == (2, 8)
 
 
@@ -42,16 +42,16 @@ class TwoNodes:
 
 
 def test_fixed_pool_never_exceeds_what_the_cluster_fits():
-    base = JobConfig(input="x", output="y", max_actors=10)
+    base = JobSettings(input="x", output="y", max_actors=10)
     assert pool_size(base, TwoNodes) == 2  # all 10 could never start at once
-    assert pool_size(JobConfig(input="x", output="y"), TwoNodes) == 2
+    assert pool_size(JobSettings(input="x", output="y"), TwoNodes) == 2
     assert pool_size(dataclasses.replace(base, autoscaling=True), TwoNodes) == 10  # the cluster may grow
 
 
 def test_autoscaling_is_a_setting():
-    cfg = JobConfig.from_sources(None, {"input": "x", "output": "y", "autoscaling": "true", "min_actors": "3"})
+    cfg = JobSettings.from_sources(None, {"input": "x", "output": "y", "autoscaling": "true", "min_actors": "3"})
     assert cfg.autoscaling and cfg.min_actors == 3
-    assert JobConfig.from_sources(None, {"input": "x", "output": "y"}).autoscaling is False
+    assert JobSettings.from_sources(None, {"input": "x", "output": "y"}).autoscaling is False
 
 
 @pytest.mark.parametrize(
@@ -135,7 +135,7 @@ class CountingLedger(CrashLedger):
 
 def test_unread_rows_skip_the_ledger_and_actor_startup_is_recorded(tiny_model_dir):
     """Rows that could not be read never reach the model: no ledger round trip for them."""
-    cfg = JobConfig(input="x", output="y", engine=EngineSettings(model=str(tiny_model_dir)))
+    cfg = JobSettings(input="x", output="y", engine=EngineSettings(model=str(tiny_model_dir)))
     ledger = CountingLedger()
     labeler = Labeler(cfg, output_schema(pa.schema([("caption", pa.string())])), ledger, threads=1)
     (startup,) = ledger.actor_startups()

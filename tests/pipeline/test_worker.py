@@ -9,7 +9,7 @@ import pyarrow as pa
 import pytest
 from badfiles import MAX_PIXELS, MIN_SIDE, bad_files, good_files
 
-from m2fp_batch.pipeline.config import JobConfig
+from m2fp_batch.pipeline.config import JobSettings
 from m2fp_batch.pipeline.worker import CrashLedger, Labeler
 from m2fp_batch.schema import SCHEMA, output_schema
 from m2fp_batch.settings import EngineSettings
@@ -32,12 +32,12 @@ def _batch(items: list[tuple[str, bytes | None]]) -> pa.Table:
 
 
 @pytest.fixture(scope="module")
-def settings(tiny_model_dir) -> JobConfig:
+def settings(tiny_model_dir) -> JobSettings:
     engine = EngineSettings(model=str(tiny_model_dir), max_pixels=MAX_PIXELS, min_side=MIN_SIDE)
-    return JobConfig(input="x", output="y", engine=engine)
+    return JobSettings(input="x", output="y", engine=engine)
 
 
-def _with(cfg: JobConfig, **engine) -> JobConfig:
+def _with(cfg: JobSettings, **engine) -> JobSettings:
     return dataclasses.replace(cfg, engine=dataclasses.replace(cfg.engine, **engine))
 
 

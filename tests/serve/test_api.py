@@ -18,7 +18,7 @@ from skimage import data
 from m2fp_batch.annotate import rle
 from m2fp_batch.annotate.palette import PALETTE
 from m2fp_batch.annotate.render import overlay
-from m2fp_batch.pipeline.config import JobConfig
+from m2fp_batch.pipeline.config import JobSettings
 from m2fp_batch.pipeline.worker import Labeler
 from m2fp_batch.schema import SCHEMA
 from m2fp_batch.serve.answers import HTTP_STATUS
@@ -44,7 +44,7 @@ def job_rows(tiny_model_dir) -> dict[str, dict]:
     engine = EngineSettings(
         model=str(tiny_model_dir), max_pixels=MAX_PIXELS, min_side=MIN_SIDE, short_edge=SHORT_EDGE, max_size=MAX_SIZE
     )
-    labeler = Labeler(JobConfig(input="x", output="y", engine=engine), SCHEMA, None, threads=1)
+    labeler = Labeler(JobSettings(input="x", output="y", engine=engine), SCHEMA, None, threads=1)
     names = list(PHOTOS)
     batch = pa.table(
         {

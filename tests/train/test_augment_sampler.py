@@ -9,7 +9,7 @@ import pytest
 
 from m2fp_batch.annotate.palette import CIHP_CLASSES
 from m2fp_batch.train.augment import augment, flip_permutation
-from m2fp_batch.train.config import AugmentConfig, parse_skin_weights
+from m2fp_batch.train.config import AugmentSettings, parse_skin_weights
 from m2fp_batch.train.sampler import SkinBalancedSampler, image_groups, sampling_group
 from m2fp_batch.train.targets import IGNORE_LABEL
 
@@ -27,7 +27,7 @@ def _sample(h=60, w=90):
 
 def test_flip_swaps_left_and_right_classes():
     image, semantic, humans = _sample()
-    cfg = AugmentConfig(short_edge=60, crop_size=96, min_scale=1.0, max_scale=1.0, flip_prob=1.0)
+    cfg = AugmentSettings(short_edge=60, crop_size=96, min_scale=1.0, max_scale=1.0, flip_prob=1.0)
     out = augment(image, semantic, humans, cfg, flip_permutation(CIHP_CLASSES), np.random.default_rng(0))
     assert out.image.shape == (96, 96, 3) and out.semantic.shape == (96, 96)
     assert LEFT_ARM not in out.semantic and RIGHT_ARM in out.semantic
@@ -39,7 +39,7 @@ def test_flip_swaps_left_and_right_classes():
 
 def test_no_augmentation_keeps_labels_aligned_and_pads_with_ignore():
     image, semantic, humans = _sample()
-    cfg = AugmentConfig.off(short_edge=60, crop_size=96)
+    cfg = AugmentSettings.off(short_edge=60, crop_size=96)
     out = augment(image, semantic, humans, cfg, flip_permutation(CIHP_CLASSES), np.random.default_rng(0))
     assert np.array_equal(out.semantic[:60, :90], semantic)
     assert (out.semantic[60:] == IGNORE_LABEL).all() and (out.semantic[:, 90:] == IGNORE_LABEL).all()
@@ -48,7 +48,7 @@ def test_no_augmentation_keeps_labels_aligned_and_pads_with_ignore():
 
 def test_scale_jitter_and_crop_stay_on_canvas():
     image, semantic, humans = _sample(120, 200)
-    cfg = AugmentConfig(short_edge=64, min_scale=0.5, max_scale=2.0)
+    cfg = AugmentSettings(short_edge=64, min_scale=0.5, max_scale=2.0)
     for seed in range(10):
         out = augment(image, semantic, humans, cfg, flip_permutation(CIHP_CLASSES), np.random.default_rng(seed))
         assert out.image.shape == (64, 64, 3)

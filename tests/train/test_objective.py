@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from m2fp_batch.train import criterion as crit
-from m2fp_batch.train.config import LossConfig
+from m2fp_batch.train.config import LossSettings
 from m2fp_batch.train.criterion import Normalisers, classification_loss, mask_losses, set_loss
 from m2fp_batch.train.matcher import cost_matrix, match
 from m2fp_batch.train.points import point_sample, random_points, uncertain_points
@@ -59,7 +59,7 @@ def _pair_cost(logit_row, pred_mask, label, tgt_mask, pts, cfg):
 @pytest.mark.parametrize("seed,q,t", [(0, 4, 2), (1, 5, 3), (2, 4, 4), (3, 6, 3)])
 def test_matcher_equals_brute_force(seed, q, t):
     g = torch.Generator().manual_seed(seed)
-    cfg = LossConfig(num_points=64)
+    cfg = LossSettings(num_points=64)
     logits = torch.randn(q, 5, generator=g) * 2
     masks = torch.randn(q, 6, 6, generator=g) * 3
     labels = torch.randint(0, 4, (t,), generator=g)
@@ -89,7 +89,7 @@ def _fixed_pixel_points(n, h, w):
 def test_classification_loss_hand_computed():
     logits = torch.tensor([[[2.0, 0.0, 0.0], [0.0, 1.0, 0.0]]])  # (1, Q=2, K+1=3)
     t = Targets(torch.tensor([1]), torch.ones(1, 4, 4, dtype=torch.bool), torch.tensor([1.0]))
-    cfg = LossConfig(no_object_weight=0.1)
+    cfg = LossSettings(no_object_weight=0.1)
     loss = classification_loss(logits, [t], [(np.array([1]), np.array([0]))], cfg, Normalisers(1.0, 1))
     ce_matched = -math.log(math.e / (math.e + 2))  # query 1, class 1
     ce_empty = -math.log(1 / (math.e**2 + 2))  # query 0, no-object (class 2)
@@ -101,7 +101,7 @@ def test_mask_losses_hand_computed(monkeypatch):
     pred = torch.tensor([[[[0.0, 2.0], [-1.0, 0.0]]]])  # (B=1, Q=1, 2, 2)
     tgt = torch.tensor([[[False, True], [True, False]]])  # target at the same 2x2 size
     t = Targets(torch.tensor([3]), tgt, torch.tensor([1.0]))
-    bce, dice = mask_losses(pred, [t], [(np.array([0]), np.array([0]))], LossConfig(), Normalisers(1.0, 1), [None])
+    bce, dice = mask_losses(pred, [t], [(np.array([0]), np.array([0]))], LossSettings(), Normalisers(1.0, 1), [None])
     s = lambda x: 1 / (1 + math.exp(-x))  # noqa: E731
     exp_bce = (-math.log(1 - s(0)) - math.log(s(2)) - math.log(s(-1)) - math.log(1 - s(0))) / 4
     p = [s(0), s(2), s(-1), s(0)]
@@ -133,13 +133,13 @@ def _loss(outputs, targets, cfg, seed=0):
 
 def test_deep_supervision_sums_layers():
     outputs, targets = _toy_batch()
-    cfg = LossConfig(num_points=32)
+    cfg = LossSettings(num_points=32)
     full, _ = _loss(outputs, targets, cfg)
     last, _ = _loss({k: outputs[k] for k in ("pred_logits", "pred_masks")}, targets, cfg)
     aux_only = {**outputs["aux_outputs"][0]}
     # generators advance per layer: compute the aux layer with fresh generators of the same seed
     aux, _ = _loss(aux_only, targets, cfg)
-    nods, _ = _loss(outputs, targets, LossConfig(num_points=32, deep_supervision=False))
+    nods, _ = _loss(outputs, targets, LossSettings(num_points=32, deep_supervision=False))
     assert float(nods) == pytest.approx(float(last), rel=1e-6)
     assert float(full) > float(last) and float(full) > float(aux)
 
@@ -147,7 +147,7 @@ def test_deep_supervision_sums_layers():
 def test_skin_weights_scale_each_image_exactly(monkeypatch):
     """A weight w on a person's instances scales that image's loss terms exactly by w."""
     monkeypatch.setattr(crit, "uncertain_points", lambda src, *a: _fixed_pixel_points(src.shape[0], 4, 4))
-    cfg = LossConfig(num_points=16, deep_supervision=False)
+    cfg = LossSettings(num_points=16, deep_supervision=False)
     outputs, t1 = _toy_batch((1.0, 1.0))
     _, tw = _toy_batch((1.5, 1.0))
     single = [{k: outputs[k][i : i + 1] for k in ("pred_logits", "pred_masks")} for i in range(2)]

@@ -9,7 +9,7 @@ import pytest
 
 from m2fp_batch.inference import M2FPParser
 from m2fp_batch.inference.loading import read_config
-from m2fp_batch.train.config import AugmentConfig, LossConfig
+from m2fp_batch.train.config import AugmentSettings, LossSettings
 from m2fp_batch.train.evaluate import Evaluation, add_image
 from m2fp_batch.train.loop import run_loop
 from m2fp_batch.train.settings import TrainSettings
@@ -33,8 +33,8 @@ def test_tiny_model_overfits_four_photos(tiny_model_dir, tmp_path):
         backbone_lr_multiplier=1.0,
         checkpoint_every=STEPS,
         log_every=25,
-        augment=AugmentConfig.off(SIZE, SIZE),
-        loss=LossConfig(num_points=1024),
+        augment=AugmentSettings.off(SIZE, SIZE),
+        loss=LossSettings(num_points=1024),
     )
     t0 = time.monotonic()
     state = run_loop(settings, recs, ["light", "medium", "dark", "dark"])

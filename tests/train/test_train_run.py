@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from m2fp_batch.train.config import AugmentConfig, LossConfig, SkinConfig
+from m2fp_batch.train.config import AugmentSettings, LossSettings, SkinSettings
 from m2fp_batch.train.loop import checkpoint_path, run_loop
 from m2fp_batch.train.settings import TrainSettings
 
@@ -26,9 +26,9 @@ def _settings(model_dir, out, **kw) -> TrainSettings:
         batch_size=2,
         lr=1e-3,
         checkpoint_every=2,
-        augment=AugmentConfig(short_edge=96, crop_size=96),
-        loss=LossConfig(num_points=256),
-        skin=SkinConfig(balanced=True, weights={"dark": 1.5}),
+        augment=AugmentSettings(short_edge=96, crop_size=96),
+        loss=LossSettings(num_points=256),
+        skin=SkinSettings(balanced=True, weights={"dark": 1.5}),
     )
     return replace(base, **kw)
 
