@@ -6,7 +6,7 @@
 Starts a real Label Studio 1.23.2 (``.venv-ls``; ``USE_DEFAULT_BANNED_SUBNETS=false``) and
 ``m2fp-batch serve`` (one replica, ``--threads``), connects the backend (``label-studio connect``) and
 uploads ``--images`` real 640x640 photos (benchmarks/bench_serve.photos) as tasks. Then, one request
-at a time, after one warm-up each:
+at a time, after one warm-up each, the two first ones interleaved photo by photo:
 
 * ``POST /api/parse`` with each photo's bytes (the service's own answer);
 * ``POST /ls/predict`` with each task as Label Studio sends it (the backend fetches the photo from
@@ -55,7 +55,7 @@ def start_serve(model: str, threads: int, port: int, home: Path) -> tuple[subpro
     cmd += ["--threads", str(threads)]
     proc = subprocess.Popen(cmd, stdout=log.open("w"), stderr=subprocess.STDOUT, env=env, start_new_session=True)
     end = time.time() + 600
-    while "READY" not in log.read_text():
+    while '{"ready": ' not in log.read_text():
         if proc.poll() is not None or time.time() > end:
             raise RuntimeError(f"serve did not start:\n{log.read_text()[-3000:]}")
         time.sleep(0.5)
@@ -106,8 +106,10 @@ def measure(server: LabelStudioServer, port: int, blobs: list[bytes]) -> dict:
     tasks = upload_all(server, pid, blobs)
     post(port, blobs[0])
     predict(port, tasks[0])  # warm-ups
-    parse_s = [post(port, b) for b in blobs]
-    predict_s = [predict(port, t) for t in tasks]
+    parse_s, predict_s = [], []
+    for blob, task in zip(blobs, tasks, strict=True):  # interleaved: both see the same load
+        parse_s.append(post(port, blob))
+        predict_s.append(predict(port, task))
     client = Client(server.url, server.token)
     t0 = time.perf_counter()
     ids = [t["id"] for t in tasks]

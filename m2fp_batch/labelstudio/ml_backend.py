@@ -7,7 +7,8 @@ Photos are fetched from the Label Studio that called ``/setup`` (its ``hostname`
 wins): a path on it (``/data/upload/...``, ``/data/local-files/?d=...``) or an absolute URL of the same
 origin with ``Authorization: Token``; a cloud-storage uri (``s3://``, ``gs://``, ``azure-blob://``)
 through Label Studio's own resolver (``/tasks/ID/resolve/?fileuri=...``, a redirect to the presigned
-URL; the token is never sent to the redirect's host). Any other URL only with ``--allow-fetch``.
+URL; the token is never sent to the redirect's host); a presigned URL of serve's own S3 store (the
+``AWS_ENDPOINT_URL`` it is configured with: what ``push`` names). Any other URL only with ``--allow-fetch``.
 Every read is bounded; the token never appears in a message, a log or ``repr``.
 """
 
@@ -33,6 +34,7 @@ from m2fp_batch.labels.layout import EXPORT_FILE
 from m2fp_batch.reviewed import ReviewedSummary
 from m2fp_batch.reviewed import output_schema as reviewed_schema
 from m2fp_batch.schema import output_schema
+from m2fp_batch.storage import S3Options
 
 __all__ = [
     "LS_TOKEN_ENV",
@@ -105,6 +107,20 @@ def task_image(task: dict, key: str) -> str:
     return ref.strip()
 
 
+def _shown(url: str) -> str:
+    """A URL as messages and logs show it: no query string (a presigned URL's signature), except a local file's."""
+    path, _, query = url.partition("?")
+    return f"{path}?{query}"[:300] if query.startswith("d=") else path[:300]
+
+
+def _presigned_s3(url: str) -> bool:
+    """A presigned URL (``X-Amz-Signature``, as ``label-studio push`` names an ``s3://`` photo) of the S3
+    store serve itself is configured for (``AWS_ENDPOINT_URL_S3`` / ``AWS_ENDPOINT_URL``)."""
+    endpoint = S3Options.from_env().endpoint
+    query = urllib.parse.parse_qs(urllib.parse.urlsplit(url).query)
+    return bool(endpoint) and "X-Amz-Signature" in query and _origin(url) == _origin(endpoint)
+
+
 def _resolve(ref: str, task_id: Any, conn: Connection, allow_fetch: bool) -> tuple[str, bool]:
     """(URL to read, whether Label Studio's token goes with it)."""
     if ref.startswith(STORAGE_SCHEMES):
@@ -120,14 +136,16 @@ def _resolve(ref: str, task_id: Any, conn: Connection, allow_fetch: bool) -> tup
         return conn.url + ref, True
     scheme = urllib.parse.urlsplit(ref).scheme.lower()
     if scheme not in ("http", "https"):
-        raise FetchError("invalid_request", f"{ref[:200]!r} is not an http(s) URL or a Label Studio path")
+        raise FetchError("invalid_request", f"{_shown(ref)!r} is not an http(s) URL or a Label Studio path")
     if conn.url and _origin(ref) == conn.origin:
         return ref, True
+    if _presigned_s3(ref):
+        return ref, False
     if allow_fetch:
         return ref, False
     raise FetchError(
         "forbidden",
-        f"{ref[:200]} is outside the Label Studio at {conn.url or '(none yet)'}: start serve with --allow-fetch "
+        f"{_shown(ref)} is outside the Label Studio at {conn.url or '(none yet)'}: start serve with --allow-fetch "
         "to fetch photos from other hosts",
     )
 
@@ -140,8 +158,7 @@ def fetch_image(ref: str, task_id: Any, conn: Connection, *, allow_fetch: bool, 
     """
     url, with_token = _resolve(ref, task_id, conn, allow_fetch)
     req = urllib.request.Request(url, headers={"Accept": "image/*,*/*"})
-    path, _, query = url.partition("?")
-    shown = f"{path}?{query}"[:300] if query.startswith("d=") else path[:300]  # no signatures in messages
+    shown = _shown(url)
     if with_token:
         if not conn.token:
             raise FetchError(

@@ -103,6 +103,23 @@ def test_label_studio_paths_get_the_token_other_hosts_need_allow_fetch(http_pair
     assert e.value.kind == "not_found" and "404" in e.value.message
 
 
+def test_presigned_urls_of_our_own_s3_store_need_no_allow_fetch(http_pair, monkeypatch):
+    ls, store = http_pair
+    conn = lsb.Connection(_url(ls), "tok")
+    monkeypatch.delenv("AWS_ENDPOINT_URL_S3", raising=False)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", _url(store))
+    signed = _url(store) + "/photos/a.jpg?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Signature=abc123"
+    assert lsb.fetch_image(signed, 1, conn, allow_fetch=False, limit=10**6) == PHOTO
+    assert store.seen[-1][1] is None, "no Label Studio token to the S3 store"
+    with pytest.raises(lsb.FetchError) as e:  # the same host without a signature is just another host
+        lsb.fetch_image(_url(store) + "/photos/a.jpg", 1, conn, allow_fetch=False, limit=10**6)
+    assert e.value.kind == "forbidden" and "abc123" not in e.value.message
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:1")
+    with pytest.raises(lsb.FetchError) as e:
+        lsb.fetch_image(signed, 1, conn, allow_fetch=False, limit=10**6)
+    assert e.value.kind == "forbidden" and "abc123" not in e.value.message
+
+
 def test_storage_uris_go_through_label_studio_and_reads_are_bounded(http_pair):
     ls, _ = http_pair
     conn = lsb.Connection(_url(ls), "tok")
