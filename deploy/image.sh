@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The container image without a daemon (make image / make wheelhouse / make image-run; docs/deploy.md).
 #
-#   deploy/image.sh build      base (mmdebstrap) + wheelhouse, each rebuilt only when its inputs
-#                              changed (a stamp file holds their hash), then buildah builds
+#   deploy/image.sh build      base (mmdebstrap), wheelhouse and image, each rebuilt only when its
+#                              inputs changed (a stamp file holds their hash); buildah builds
 #                              deploy/Containerfile as m2fp-batch:<package version>
 #   deploy/image.sh wheelhouse the wheelhouse alone (.image/wheels), for `docker build`
 #   deploy/image.sh run ARGS   podman run the image with the flags this machine needs
@@ -150,10 +150,26 @@ stage_model() {
     fi
 }
 
+# the hash of what the image holds besides the base and the wheelhouse: the package's sources,
+# jobs/, configs/, deploy/ (the Containerfile too) and MODEL_DIR's files
+image_key() {
+    {
+        echo "$1" "$(cat "$STATE/wheels/.stamp")" "${MODEL_DIR:-}"
+        git ls-files -z --cached --others --exclude-standard -- pyproject.toml m2fp_batch jobs configs deploy \
+            | xargs -0 sha256sum 2>/dev/null
+        if [ -n "${MODEL_DIR:-}" ]; then find "$MODEL_DIR" -type f -print0 | sort -z | xargs -0 sha256sum; fi
+    } | hash_of
+}
+
 build() {
-    local t0=$SECONDS base model source
+    local t0=$SECONDS base model source key
     base=$(build_base)
     build_wheelhouse
+    key=$(image_key "$base")
+    if [ "$(cat "$STATE/image.stamp" 2>/dev/null)" = "$key" ] && podman image exists "$IMAGE"; then
+        say "$IMAGE reused (its inputs are unchanged): $(($(podman image inspect --format '{{.Size}}' "$IMAGE") / 1000000)) MB"
+        return
+    fi
     model=$(stage_model)
     source=$(git config --get remote.origin.url || echo "$NAME")
     local t1=$SECONDS
@@ -162,6 +178,7 @@ build() {
         --build-arg SOURCE="$source" --build-arg REVISION="$(git rev-parse HEAD)" -t "$IMAGE" . >/dev/null
     rm -rf "$STATE/model"
     podman image prune --force >/dev/null  # the image this tag named before, now untagged
+    echo "$key" >"$STATE/image.stamp"
     local bytes
     bytes=$(podman image inspect --format '{{.Size}}' "$IMAGE")
     say "$IMAGE: $((bytes / 1000000)) MB, built in $((SECONDS - t0)) s (buildah $((SECONDS - t1)) s)"

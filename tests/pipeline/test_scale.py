@@ -3,7 +3,7 @@
 The rerun's driver heap (``RssAnon`` of the ``m2fp-batch run`` process, sampled every 0.1 s; its
 local Ray runs in other processes) must stay under :data:`DRIVER_HEAP_MB`. The driver that held
 the whole listing (8972997) reached 534 MB of heap in this rerun, and 477 MB in the first run;
-the streamed listing stays at ~430 MB, its start-up size (docs/performance.md, "The driver at
+the streamed listing: 402 MB in the rerun (422-432 MB in the first run), near its start-up size (docs/performance.md, "The driver at
 store scale"). ``ru_maxrss`` is printed too: it also counts Ray's object-store pages the driver
 maps, which grow with the rows it reads until the store is full. After the kill and the rerun,
 every input is in exactly one committed row.

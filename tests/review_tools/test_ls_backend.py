@@ -286,8 +286,18 @@ def test_hostile_image_url_404_and_outside_host(ls, backend, state):
     assert kinds == [([], "not_found"), ([], "forbidden"), ([], "missing"), ([], "unavailable")], body
     assert "404" in body["results"][0]["error"] and "--allow-fetch" in body["results"][1]["error"]
     assert "HTTP 500" in body["results"][3]["error"]
-    log = backend.log.read_text()
-    assert "task 901: no prediction (not_found)" in log and "task 902: no prediction (forbidden)" in log
+    _wait_log(backend, "task 901: no prediction (not_found)", "task 902: no prediction (forbidden)")
+
+
+def _wait_log(backend, *lines: str, timeout: float = 120) -> None:
+    """Wait until serve's log (the replicas' lines reach it asynchronously through Ray) holds every line."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        text = backend.log.read_text()
+        if all(line in text for line in lines):
+            return
+        time.sleep(1.0)
+    raise AssertionError(f"serve's log lacks {[x for x in lines if x not in backend.log.read_text()]}")
 
 
 def test_hostile_label_config_with_other_classes(ls, backend):
