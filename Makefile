@@ -19,7 +19,7 @@ DM_VENV ?= .venv-dm
 LABEL_STUDIO ?= label-studio==1.23.2
 DATUMARO ?= datumaro==1.13.12
 
-.PHONY: install run test lint format bench docs browser-deps review-tools clean
+.PHONY: install run test lint format bench docs browser-deps review-tools image-deps image wheelhouse image-run clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -51,12 +51,35 @@ browser-deps:
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
 	  else echo "chromium is missing: sudo apt-get install chromium" >&2; exit 1; fi; }
 
+# The container image (deploy/Containerfile, docs/deploy.md), built without a daemon: buildah,
+# podman, mmdebstrap (the Debian base) and runc, Debian packages like browser-deps' Chromium.
+IMAGE_TOOLS := buildah podman mmdebstrap runc
+MODEL_DIR ?=
+ARGS ?=
+image-deps:
+	@missing=$$(for t in $(IMAGE_TOOLS); do command -v $$t >/dev/null 2>&1 || echo $$t; done); \
+	test -z "$$missing" || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(IMAGE_TOOLS) >/dev/null; \
+	  else echo "missing: $$missing: sudo apt-get install $(IMAGE_TOOLS)" >&2; exit 1; fi; }
+
+# m2fp-batch:<version>; the base and the wheelhouse are reused while their inputs are unchanged
+image: image-deps
+	MODEL_DIR="$(MODEL_DIR)" bash deploy/image.sh build
+
+# the wheelhouse alone, for `docker build -f deploy/Containerfile .` elsewhere
+wheelhouse:
+	bash deploy/image.sh wheelhouse
+
+# make image-run ARGS="parse /data/photo.jpg --model /models/m2fp --out /data/out" IMAGE_OPTS="-v ..."
+image-run: image-deps
+	bash deploy/image.sh run $(ARGS)
+
 run: install
 	@test -n "$(INPUT)" -a -n "$(OUTPUT)" || { echo "usage: make run INPUT=images/ OUTPUT=out/ [MODEL=dir-or-modelscope-id] [CONFIG=job.yaml]" >&2; exit 2; }
 	$(VENV)/bin/m2fp-batch run --input "$(INPUT)" --out "$(OUTPUT)" --model "$(MODEL)" $(if $(CONFIG),--config "$(CONFIG)")
 	$(VENV)/bin/m2fp-batch review "$(OUTPUT)" --dataset "$(DATASET)"
 
-test: install browser-deps review-tools
+test: install browser-deps review-tools image-deps
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 lint: install
@@ -75,4 +98,4 @@ docs: install
 	$(PY) -m m2fp_batch.cli_docs > docs/cli.md.tmp && mv docs/cli.md.tmp docs/cli.md
 
 clean:
-	rm -rf $(VENV) $(LS_VENV) $(DM_VENV) .pytest_cache build *.egg-info
+	rm -rf $(VENV) $(LS_VENV) $(DM_VENV) .pytest_cache build *.egg-info .image

@@ -154,8 +154,14 @@ class EngineSettings:
         return {k: getattr(self, k) for k in GUARD_FIELDS}
 
     def label_hash(self) -> str:
-        """sha256 (16 hex digits) of :meth:`label_settings`: the ``config_hash`` of rows and answers."""
-        blob = json.dumps(self.label_settings(), sort_keys=True).encode()
+        """sha256 (16 hex digits) of :meth:`label_settings`: the ``config_hash`` of rows and answers.
+
+        The default precision (fp32) is left out of the hash, so outputs written before ``precision``
+        existed keep their hash and resume; bf16 and fp16 change labels and so change the hash."""
+        labelled = self.label_settings()
+        if labelled.get("precision") == "fp32":
+            del labelled["precision"]
+        blob = json.dumps(labelled, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 
     def to_dict(self) -> dict[str, Any]:

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import os
 import posixpath
+import queue
 import stat
+import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from urllib.parse import urlparse
 
@@ -20,6 +23,9 @@ from m2fp_batch.errors import UserError
 S3_CONNECT_TIMEOUT_S = 5.0
 S3_REQUEST_TIMEOUT_S = 60.0
 S3_MAX_ATTEMPTS = 3
+# Listing a prefix: sub-prefixes listed at once, and the pages each may hold ahead of the consumer
+S3_LIST_WORKERS = 8
+S3_LIST_QUEUE_PAGES = 4
 # The job's default per-file byte limit (setting max_bytes), and the readers' limit for an
 # image named by a label row: reads stop at max_bytes + 1, checked before decoding.
 DEFAULT_MAX_BYTES = 256 * 1024 * 1024
@@ -75,6 +81,35 @@ class S3Options:
             kwargs.update(access_key=self.access_key, secret_key=self.secret_key, session_token=self.session_token)
         return pafs.S3FileSystem(**kwargs)
 
+    def client(self, attempts: int = S3_MAX_ATTEMPTS, connections: int = 10):
+        """A boto3 S3 client with these settings (thread-safe; needs boto3).
+
+        Raises:
+            StorageError: boto3 is not installed.
+        """
+        try:
+            import boto3
+            from botocore.config import Config
+        except ImportError as e:
+            raise StorageError(f"this S3 operation needs boto3: pip install boto3 ({e})") from e
+        endpoint = self.endpoint if not self.endpoint or "://" in self.endpoint else "https://" + self.endpoint
+        config = Config(
+            signature_version="s3v4",
+            connect_timeout=S3_CONNECT_TIMEOUT_S,
+            read_timeout=S3_REQUEST_TIMEOUT_S,
+            retries={"max_attempts": attempts},
+            max_pool_connections=connections,
+        )
+        return boto3.client(
+            "s3",
+            endpoint_url=endpoint,
+            region_name=self.region or "us-east-1",
+            aws_access_key_id=self.access_key,
+            aws_secret_access_key=self.secret_key,
+            aws_session_token=self.session_token,
+            config=config,
+        )
+
     def presign(self, uri: str, expires_s: int) -> str:
         """A presigned GET URL of ``s3://bucket/key`` valid ``expires_s`` seconds (needs boto3).
 
@@ -84,24 +119,7 @@ class S3Options:
         bucket, _, key = uri[5:].partition("/") if is_s3(uri) else ("", "", "")
         if not bucket or not key:
             raise StorageError(f"{uri!r} is not an s3://bucket/key uri")
-        try:
-            import boto3
-            from botocore.config import Config
-        except ImportError as e:
-            raise StorageError(f"presigning {uri} needs boto3: pip install boto3 ({e})") from e
-        client = boto3.client(
-            "s3",
-            endpoint_url=None
-            if not self.endpoint
-            else self.endpoint
-            if "://" in self.endpoint
-            else "https://" + self.endpoint,
-            region_name=self.region or "us-east-1",
-            aws_access_key_id=self.access_key,
-            aws_secret_access_key=self.secret_key,
-            aws_session_token=self.session_token,
-            config=Config(signature_version="s3v4", connect_timeout=S3_CONNECT_TIMEOUT_S, retries={"max_attempts": 1}),
-        )
+        client = self.client(attempts=1)
         return client.generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=expires_s)
 
 
@@ -213,3 +231,78 @@ def join(base: str, *parts: str) -> str:
 def to_uri(fs: pafs.FileSystem, path: str) -> str:
     """The inverse of :meth:`Filesystems.resolve` (Ray and pyarrow drop the ``s3://``)."""
     return "s3://" + path if isinstance(fs, pafs.S3FileSystem) else path
+
+
+def list_s3(options: S3Options, bucket: str, prefix: str) -> Iterator[list[str]]:
+    """The keys under ``prefix``, page by page, with bounded memory.
+
+    The keys directly under ``prefix`` come first (one delimited listing, which also names the
+    sub-prefixes), then each sub-prefix, listed whole: up to :data:`S3_LIST_WORKERS` of them
+    are paged at once, each at most :data:`S3_LIST_QUEUE_PAGES` pages ahead of the consumer, and
+    they are yielded in order. One flat prefix is paged alone: S3 pages follow one another.
+    Only prefixes are relied on, not the key order (SeaweedFS, for one, lists a "directory"
+    before its sibling keys).
+
+    Raises:
+        StorageError: the store refused or failed a listing request.
+    """
+    client = options.client(connections=S3_LIST_WORKERS)
+    subs: list[str] = []
+    try:
+        for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix, Delimiter="/"):
+            subs += [p["Prefix"] for p in page.get("CommonPrefixes", ())]
+            yield [o["Key"] for o in page.get("Contents", ())]
+    except Exception as e:  # noqa: BLE001 -- botocore's errors have no common base worth naming
+        raise _listing_failed(bucket, prefix, e) from e
+    yield from _list_prefixes(client, bucket, sorted(subs))
+
+
+def _listing_failed(bucket: str, prefix: str, e: Exception) -> StorageError:
+    return StorageError(f"listing s3://{bucket}/{prefix} failed: {' '.join(str(e).split())}")
+
+
+def _list_prefixes(client, bucket: str, prefixes: list[str]) -> Iterator[list[str]]:
+    """The keys under each of ``prefixes`` (recursively), in that order, listed in parallel."""
+    stop = threading.Event()
+    queues: list[queue.Queue] = []
+
+    def start(i: int) -> None:
+        q: queue.Queue = queue.Queue(maxsize=S3_LIST_QUEUE_PAGES)
+        queues.append(q)
+        args = (client, bucket, prefixes[i], q, stop)
+        threading.Thread(target=_list_prefix, args=args, daemon=True, name=f"s3-list-{i}").start()
+
+    try:
+        for i in range(min(S3_LIST_WORKERS, len(prefixes))):
+            start(i)
+        for i in range(len(prefixes)):
+            while (page := queues[i].get()) is not None:
+                if isinstance(page, Exception):
+                    raise _listing_failed(bucket, prefixes[i], page)
+                yield page
+            if i + S3_LIST_WORKERS < len(prefixes):
+                start(i + S3_LIST_WORKERS)
+    finally:
+        stop.set()
+
+
+def _list_prefix(client, bucket: str, prefix: str, q: queue.Queue, stop: threading.Event) -> None:
+    """Put the keys under ``prefix`` on ``q`` page by page, then None (or the error that ended the listing)."""
+    try:
+        for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+            if not _put(q, [o["Key"] for o in page.get("Contents", ())], stop):
+                return
+        _put(q, None, stop)
+    except Exception as e:  # noqa: BLE001 -- any failure of the listing is handed to the consumer, who raises it
+        _put(q, e, stop)
+
+
+def _put(q: queue.Queue, item, stop: threading.Event) -> bool:
+    """Put ``item`` on ``q`` unless the consumer stopped; False when it did."""
+    while not stop.is_set():
+        try:
+            q.put(item, timeout=0.5)
+            return True
+        except queue.Full:
+            continue
+    return False

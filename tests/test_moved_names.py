@@ -46,7 +46,7 @@ old, name, new, new_name = sys.argv[1:]
 with warnings.catch_warnings(record=True) as caught:
     warnings.simplefilter("always")
     value = getattr(importlib.import_module(old), name)
-ours = [w for w in caught if issubclass(w.category, DeprecationWarning) and "m2fp_batch" in str(w.message)]
+ours = [w for w in caught if issubclass(w.category, DeprecationWarning) and old in str(w.message)]
 assert ours, f"no DeprecationWarning from {old}.{name}"
 assert value is getattr(importlib.import_module(new), new_name), "not the same object"
 print(ours[0].message)

@@ -118,3 +118,15 @@ def test_int8_is_a_precision_of_exports_only():
     with pytest.raises(SettingsError, match="a precision of export-model"):
         EngineSettings(precision="int8").check_labelling()
     assert "--precision" in _options("export-model") and _options("export-model")["--precision"] == "precision"
+
+
+def test_default_precision_keeps_the_hash_of_outputs_written_before_precision_existed():
+    """Outputs of 0.1 hashed six fields; fp32 (the default) must resume into them, bf16 must not."""
+    import hashlib
+    import json
+
+    before = ("model", "revision", "engine", "short_edge", "max_size", "adaptive_brightness")
+    settings = EngineSettings(model="/models/m2fp", short_edge=512)
+    old_rule = json.dumps({k: getattr(settings, k) for k in before}, sort_keys=True).encode()
+    assert settings.label_hash() == hashlib.sha256(old_rule).hexdigest()[:16]
+    assert EngineSettings(model="/models/m2fp", short_edge=512, precision="bf16").label_hash() != settings.label_hash()

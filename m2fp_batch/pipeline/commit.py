@@ -51,12 +51,13 @@ class ShardCommitter:
     def _commit(self, shard: int) -> None:
         interrupt.check()  # after a Ctrl-C no shard starts: a rerun labels it
         log.info("committing shard %d (%d rows)", shard, self.got[shard])
+        del self.got[shard]  # only the shards in flight stay
         table = pa.concat_tables(self.buffers.pop(shard)).cast(self.out_schema)
         table = table.take(pc.sort_indices(table, [("uri", "ascending")]))
         out = self.prep.out
         t0 = time.perf_counter()
         nbytes = out.write_table(shard_name(shard), table, self.compression)
-        stats = ShardStats.of(shard, table, nbytes, time.time() - self.started[shard], self.prep.job_id)
+        stats = ShardStats.of(shard, table, nbytes, time.time() - self.started.pop(shard), self.prep.job_id)
         out.write_json(stats_name(shard), stats.to_dict())
         written = time.perf_counter() - t0
         self.seconds["writing"] += written

@@ -23,11 +23,12 @@ from m2fp_batch.pipeline import interrupt
 from m2fp_batch.pipeline.commit import ShardCommitter
 from m2fp_batch.pipeline.config import JobSettings, JobSettingsError
 from m2fp_batch.pipeline.inputs import LISTING_COLUMNS
+from m2fp_batch.pipeline.pending import listing_dataset
 from m2fp_batch.pipeline.progress import Progress, Timeline, actor_startup
 from m2fp_batch.pipeline.raylog import quiet_ray_internals
 from m2fp_batch.pipeline.reading import read_batch
 from m2fp_batch.pipeline.resume import Prepared, prepare
-from m2fp_batch.pipeline.schedule import Plan, Pool, cut_blocks, pool_size, pool_strategy
+from m2fp_batch.pipeline.schedule import Plan, Pool, pool_size, pool_strategy
 from m2fp_batch.pipeline.staged import check_device, staged_stages
 from m2fp_batch.pipeline.summary import RunInfo, RunSummary, summarize, utc_now
 from m2fp_batch.pipeline.worker import CrashLedger, Labeler, actor_threads
@@ -104,7 +105,9 @@ def _ray_initialized() -> bool:
     return bool(ray is not None and ray.is_initialized())
 
 
-def _build_dataset(cfg: JobSettings, model: ModelInfo, plan: Plan, pool: Pool, out_schema: pa.Schema, ledger):
+def _build_dataset(
+    cfg: JobSettings, model: ModelInfo, prep: Prepared, plan: Plan, pool: Pool, out_schema: pa.Schema, ledger
+):
     """The Ray Data pipeline: pending rows -> read bytes (tasks) -> Labeler (actor pool)."""
     import ray.data as rd
 
@@ -112,10 +115,11 @@ def _build_dataset(cfg: JobSettings, model: ModelInfo, plan: Plan, pool: Pool, o
     ctx.enable_progress_bars = False
     if not cfg.autoscaling and ctx.wait_for_min_actors_s <= 0:
         ctx.wait_for_min_actors_s = ACTORS_READY_TIMEOUT_S  # every actor up before the first batch
-    ds = rd.from_arrow(cut_blocks(plan.pending, pool.actors, cfg.batch_size))
+    s3 = S3Options.from_config(cfg)
+    ds = listing_dataset(prep.out.uri, s3, plan, pool.actors, cfg.batch_size, prep.listing.schema)
     ds = ds.map_batches(
         read_batch,
-        fn_kwargs={"s3": S3Options.from_config(cfg), "max_bytes": cfg.engine.max_bytes},
+        fn_kwargs={"s3": s3, "max_bytes": cfg.engine.max_bytes},
         batch_format="pyarrow",
         batch_size=None,
         num_cpus=cfg.read_cpus,
@@ -148,7 +152,7 @@ def _label_pending(cfg: JobSettings, model: ModelInfo, prep: Prepared, plan: Pla
         size, cfg.cpus_per_actor, pool.threads, cfg.batch_size,
     )  # fmt: skip
     ledger = _start_ledger(ray)
-    ds = _build_dataset(cfg, model, plan, pool, out_schema, ledger)
+    ds = _build_dataset(cfg, model, prep, plan, pool, out_schema, ledger)
     progress = Progress(plan, cfg.progress_interval_s)
     committer = ShardCommitter(prep, plan, out_schema, cfg.compression)
     timeline.mark("pipeline_started")
@@ -185,7 +189,7 @@ def _run_job(cfg: JobSettings) -> RunSummary:
     timeline.mark("listed")
     plan = Plan.of(prep)
     timeline.mark("planned")
-    if plan.pending.num_rows == 0:
+    if plan.pending_rows == 0:
         run = RunInfo(utc_now())
         log.info("nothing to do: every shard of %s is finished", cfg.output)
     else:

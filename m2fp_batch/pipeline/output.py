@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
 import pyarrow as pa
@@ -109,17 +110,31 @@ class OutputDir:
         comp = None if compression == "none" else compression
         return self._commit(name, lambda p: pq.write_table(table, p, filesystem=self.fs, compression=comp))
 
+    def write_batches(self, name: str, schema: pa.Schema, batches, compression: str = "zstd") -> int:
+        """Write the record batches (one row group each) as one Parquet file, streaming."""
+        comp = None if compression == "none" else compression
+
+        def w(p: str) -> None:
+            with pq.ParquetWriter(p, schema, filesystem=self.fs, compression=comp) as writer:
+                for batch in batches:
+                    writer.write_batch(batch)
+
+        return self._commit(name, w)
+
     def read_table(self, name: str) -> pa.Table:
         return pq.read_table(self.path(name), filesystem=self.fs)
+
+    def parquet_file(self, name: str) -> pq.ParquetFile:
+        """The Parquet file ``name``, opened for reading in row groups or batches."""
+        return pq.ParquetFile(self.path(name), filesystem=self.fs)
 
     def shard_files(self) -> dict[int, int | None]:
         """shard -> size in bytes of every ``shard-*.parquet`` file here."""
         return {int(m.group(1)): i.size for i in self._listdir() if (m := SHARD_RE.match(i.base_name))}
 
-    def committed_stats(self, job_id: str, rows_per_shard: dict[int, int]) -> dict[int, dict]:
-        """shard -> stats, for the shards of the listing committed by job ``job_id``."""
+    def committed_stats(self, job_id: str, rows_per_shard: dict[int, int]) -> Iterator[tuple[int, dict]]:
+        """(shard, stats) of each shard of the listing committed by job ``job_id``, one at a time."""
         sizes = self.shard_files()
-        out = {}
         for i in self._listdir(STATS_DIR):
             m = STATS_RE.match(i.base_name)
             if not m or int(m.group(1)) not in rows_per_shard:
@@ -127,8 +142,7 @@ class OutputDir:
             shard = int(m.group(1))
             stats = read_json_or_none(self.fs, i.path)
             if shard_committed(stats, sizes.get(shard), job_id, rows_per_shard[shard]):
-                out[shard] = stats
-        return out
+                yield shard, stats
 
     def remove_temporaries(self) -> int:
         n = 0

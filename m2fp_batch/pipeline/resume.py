@@ -4,20 +4,36 @@ The first run writes ``_config.json`` (a new ``job_id``, the input source, the c
 sha256, the settings that shape rows) and then ``_inputs.parquet`` (the listing, stamped with
 the same job id). A rerun resumes only when all of them agree; otherwise it is refused with
 the difference, before anything is written. Nothing here starts Ray.
+
+The listing never sits in the driver's memory whole: it is staged batch by batch into a local
+file, copied into ``_inputs.parquet`` with its shards, and read back in batches; what stays is
+the number of inputs per shard and, while a rerun looks for new inputs, 16 bytes per input.
 """
 
 from __future__ import annotations
 
 import collections
 import logging
+import tempfile
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 
+from m2fp_batch.labels.layout import INPUTS_FILE
 from m2fp_batch.pipeline.config import KEY_ALIASES, JobSettings, JobSettingsError
-from m2fp_batch.pipeline.inputs import LISTING_COLUMNS, InputError, assign_shards, extend_listing, list_inputs
+from m2fp_batch.pipeline.inputs import (
+    LISTING_BATCH_ROWS,
+    LISTING_COLUMNS,
+    InputError,
+    StagedListing,
+    digests,
+    stage_listing,
+)
 from m2fp_batch.pipeline.output import OutputDir, OutputError
 from m2fp_batch.schema import SCHEMA_NAME, output_schema
 from m2fp_batch.storage import Filesystems, normalize_uri
@@ -28,22 +44,41 @@ JOB_ID_KEY = b"m2fp_batch.job_id"
 _START_OVER = "pass --overwrite to start over, or use another --out"
 
 
+@dataclass(frozen=True)
+class Listing:
+    """The saved listing ``_inputs.parquet`` without its rows: how many inputs, how many in each
+    shard (each shard's rows are contiguous, shards in increasing order), its schema."""
+
+    rows: int
+    shard_rows: dict[int, int]
+    schema: pa.Schema
+
+    @classmethod
+    def of(cls, out: OutputDir) -> Listing:
+        counts: collections.Counter = collections.Counter()
+        pf = out.parquet_file(INPUTS_FILE)
+        for batch in pf.iter_batches(LISTING_BATCH_ROWS, columns=["shard"]):
+            shards, n = np.unique(batch.column(0).to_numpy(), return_counts=True)
+            counts.update(dict(zip(shards.tolist(), n.tolist())))
+        return cls(pf.metadata.num_rows, dict(sorted(counts.items())), pf.schema_arrow)
+
+
 @dataclass
 class Prepared:
     """What the driver needs to run: the output dir, the listing, the job id, finished shards."""
 
     out: OutputDir
-    listing: pa.Table
+    listing: Listing
     job_id: str
-    finished: dict[int, dict]  # shard -> its committed stats
+    finished: set[int]  # the shards committed by this job
 
     def rows_per_shard(self) -> dict[int, int]:
-        return dict(collections.Counter(self.listing.column("shard").to_pylist()))
+        return self.listing.shard_rows
 
 
-def _check_passthrough(listing: pa.Table) -> None:
+def _check_passthrough(schema: pa.Schema) -> None:
     try:  # passthrough names that clash with output columns
-        output_schema(pa.schema([f for f in listing.schema if f.name not in LISTING_COLUMNS]))
+        output_schema(pa.schema([f for f in schema if f.name not in LISTING_COLUMNS]))
     except ValueError as e:
         raise InputError(str(e)) from e
 
@@ -107,17 +142,17 @@ def _refuse_foreign(out: OutputDir) -> None:
         )
 
 
-def _saved_listing(out: OutputDir, job_id: str) -> pa.Table | None:
+def _saved_listing(out: OutputDir, job_id: str) -> pq.ParquetFile | None:
     """The listing of job ``job_id``, None when it was never written; refuses a lost or foreign one."""
-    if not out.exists("_inputs.parquet"):
+    if not out.exists(INPUTS_FILE):
         if out.shard_files() or out.job_files(stats_only=True):
             raise OutputError(
                 f"output {out.uri!r}: _inputs.parquet (the listing that says which input is in which shard) "
                 f"is missing while shards exist, so finished rows cannot be matched to inputs; {_START_OVER}"
             )
         return None
-    listing = out.read_table("_inputs.parquet")
-    stamp = (listing.schema.metadata or {}).get(JOB_ID_KEY, b"").decode()
+    listing = out.parquet_file(INPUTS_FILE)
+    stamp = (listing.schema_arrow.metadata or {}).get(JOB_ID_KEY, b"").decode()
     if stamp != job_id:
         raise OutputError(
             f"output {out.uri!r}: _inputs.parquet belongs to job {stamp or 'unknown'!r}, not to job {job_id!r} "
@@ -138,16 +173,99 @@ def _saved_config(out: OutputDir) -> dict[str, Any] | None:
     return saved
 
 
-def _stamp(listing: pa.Table, job_id: str) -> pa.Table:
-    return listing.replace_schema_metadata({**(listing.schema.metadata or {}), JOB_ID_KEY: job_id.encode()})
+def _sharded_schema(schema: pa.Schema, job_id: str) -> pa.Schema:
+    """The listing's schema with ``shard`` as its third column, stamped with the job id."""
+    fields = [f for f in schema if f.name != "shard"]
+    fields.insert(2, pa.field("shard", pa.int32(), nullable=False))
+    return pa.schema(fields, metadata={**(schema.metadata or {}), JOB_ID_KEY: job_id.encode()})
+
+
+def _with_shards(batches, schema: pa.Schema, shard_size: int, first_shard: int) -> Iterator[pa.RecordBatch]:
+    """Each batch with ``shard`` = ``first_shard + row // shard_size`` (rows counted across batches)."""
+    row = 0
+    for b in batches:
+        shards = pa.array(first_shard + np.arange(row, row + b.num_rows) // shard_size, pa.int32())
+        arrays = [b.column("image_id"), b.column("uri"), shards] + [
+            b.column(f.name) for f in schema if f.name not in LISTING_COLUMNS
+        ]
+        yield pa.RecordBatch.from_arrays(arrays, schema=schema)
+        row += b.num_rows
+
+
+def _new_inputs(stored: pq.ParquetFile, staged: StagedListing) -> tuple[np.ndarray, int]:
+    """The sorted id digests of the stored listing and how many staged inputs it lacks."""
+    parts = [digests(b.column(0)) for b in stored.iter_batches(LISTING_BATCH_ROWS, columns=["image_id"])]
+    known = np.sort(np.concatenate(parts))
+    return known, sum(int((~_known(b, known)).sum()) for b in staged.batches())
+
+
+def _known(batch: pa.RecordBatch, known: np.ndarray) -> np.ndarray:
+    d = digests(batch.column("image_id"))
+    at = np.minimum(np.searchsorted(known, d), len(known) - 1)
+    return known[at] == d
+
+
+def _extend_listing(out: OutputDir, stored: pq.ParquetFile, staged: StagedListing, shard_size: int) -> int:
+    """Append the staged inputs that the stored listing lacks as new shards; returns how many.
+
+    Raises:
+        InputError: the passthrough columns changed (the outputs would not share a schema).
+    """
+    known, added = _new_inputs(stored, staged)
+    if not added:
+        return 0
+    stored_rest = [f"{f.name}: {f.type}" for f in stored.schema_arrow if f.name not in LISTING_COLUMNS]
+    new_rest = [f"{f.name}: {f.type}" for f in staged.schema if f.name not in LISTING_COLUMNS]
+    if stored_rest != new_rest:
+        raise InputError(
+            f"the manifest's passthrough columns changed since the first run ({stored_rest} -> {new_rest}); "
+            "one output holds one schema: use --overwrite or another output directory"
+        )
+    schema = stored.schema_arrow
+    first = max(Listing.of(out).shard_rows) + 1
+    new = (b.filter(pa.array(~_known(b, known))) for b in staged.batches())
+    new = (b.cast(pa.schema([schema.field(f.name) for f in b.schema])) for b in new)
+    batches = _chain(stored.iter_batches(LISTING_BATCH_ROWS), _with_shards(new, schema, shard_size, first))
+    out.write_batches(INPUTS_FILE, schema, batches)
+    return added
+
+
+def _chain(*iterables) -> Iterator[pa.RecordBatch]:
+    for it in iterables:
+        yield from it
+
+
+def _write_listing(out: OutputDir, staged: StagedListing, shard_size: int, job_id: str) -> None:
+    schema = _sharded_schema(staged.schema, job_id)
+    out.write_batches(INPUTS_FILE, schema, _with_shards(staged.batches(), schema, shard_size, 0))
 
 
 def prepare(cfg: JobSettings, fss: Filesystems, checkpoint_sha256: str) -> Prepared:
     """Check the input and the output dir, save or extend the listing; nothing when refused."""
     out = OutputDir(cfg.output, fss)
     out.check_usable()
-    current = list_inputs(cfg.input, fss, cfg.uri_column, cfg.image_id_column)
-    _check_passthrough(current)
+    with tempfile.TemporaryDirectory(prefix="m2fp_listing_") as work:
+        staged = stage_listing(
+            cfg.input, fss, work, cfg.uri_column, cfg.image_id_column, progress_s=cfg.progress_interval_s
+        )
+        _check_passthrough(staged.schema)
+        job_id, stored = _claim_output(cfg, out, checkpoint_sha256)
+        removed = out.remove_temporaries()
+        if removed:
+            log.info("removed %d unfinished temporary file(s) of an interrupted run", removed)
+        if stored is None:
+            _write_listing(out, staged, cfg.shard_size, job_id)
+        else:
+            added = _extend_listing(out, stored, staged, cfg.shard_size)
+            if added:
+                log.info("%d new input(s) since the first run: appended as new shards", added)
+    listing = Listing.of(out)
+    finished = {shard for shard, _ in out.committed_stats(job_id, listing.shard_rows)}
+    return Prepared(out, listing, job_id, finished)
+
+
+def _claim_output(cfg: JobSettings, out: OutputDir, checkpoint_sha256: str) -> tuple[str, pq.ParquetFile | None]:
+    """The job id of ``out`` (a new job writes ``_config.json``) and its stored listing, if any."""
     if cfg.overwrite:
         log.info("--overwrite: removed %d file(s) of an earlier run in %s", out.clear(), cfg.output)
     saved = _saved_config(out)
@@ -156,22 +274,6 @@ def prepare(cfg: JobSettings, fss: Filesystems, checkpoint_sha256: str) -> Prepa
         job_id = uuid.uuid4().hex
         out.ensure()
         out.write_json("_config.json", _identity(cfg, checkpoint_sha256, job_id))
-        stored = None
-    else:
-        check_same_job(saved, cfg, checkpoint_sha256)
-        job_id = saved["job_id"]
-        stored = _saved_listing(out, job_id)
-    removed = out.remove_temporaries()
-    if removed:
-        log.info("removed %d unfinished temporary file(s) of an interrupted run", removed)
-    if stored is None:
-        listing = _stamp(assign_shards(current, cfg.shard_size), job_id)
-        out.write_table("_inputs.parquet", listing)
-    else:
-        listing, added = extend_listing(stored, current, cfg.shard_size)
-        if added:
-            log.info("%d new input(s) since the first run: appended as new shards", added)
-            out.write_table("_inputs.parquet", _stamp(listing, job_id))
-    prepared = Prepared(out, listing, job_id, {})
-    prepared.finished = out.committed_stats(job_id, prepared.rows_per_shard())
-    return prepared
+        return job_id, None
+    check_same_job(saved, cfg, checkpoint_sha256)
+    return saved["job_id"], _saved_listing(out, saved["job_id"])

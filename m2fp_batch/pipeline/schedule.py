@@ -4,13 +4,12 @@
 
 from __future__ import annotations
 
-import collections
 import logging
 import math
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from m2fp_batch.pipeline.config import JobSettings, JobSettingsError
 from m2fp_batch.pipeline.resume import Prepared
@@ -22,6 +21,7 @@ __all__ = [
     "MAX_BLOCK_ROWS",
     "Plan",
     "Pool",
+    "block_plan",
     "block_rows",
     "cut_blocks",
     "pool_size",
@@ -37,24 +37,34 @@ MAX_BLOCKS = 20000
 
 @dataclass(frozen=True)
 class Plan:
-    """What this run labels: the listing's rows per shard, the pending rows, the rows already done."""
+    """What this run labels, without the rows themselves: the listing's rows per shard (each
+    shard's rows are contiguous in ``_inputs.parquet``, shards in order), the shards still to
+    label, their rows, the rows already done."""
 
-    expected: collections.Counter
-    pending: pa.Table
+    expected: dict[int, int]
+    pending_shards: tuple[int, ...]
+    pending_rows: int
     done_before: int
     total: int
 
     @classmethod
     def of(cls, prep: Prepared) -> Plan:
-        listing, finished = prep.listing, set(prep.finished)
-        expected = collections.Counter(listing.column("shard").to_pylist())
-        pending_mask = pc.invert(pc.is_in(listing.column("shard"), pa.array(sorted(finished), pa.int32())))
-        pending = listing.filter(pending_mask)
+        expected, finished = prep.listing.shard_rows, prep.finished
+        pending = tuple(s for s in expected if s not in finished)
+        pending_rows = sum(expected[s] for s in pending)
         log.info(
             "%d input(s) in %d shard(s): %d shard(s) already finished, %d image(s) to label",
-            listing.num_rows, len(expected), len(finished), pending.num_rows,
+            prep.listing.rows, len(expected), len(finished), pending_rows,
         )  # fmt: skip
-        return cls(expected, pending, sum(expected[s] for s in finished), listing.num_rows)
+        return cls(expected, pending, pending_rows, prep.listing.rows - pending_rows, prep.listing.rows)
+
+    def spans(self) -> Iterator[tuple[int, int, int]]:
+        """(shard, first row in ``_inputs.parquet``, rows) of each pending shard, in order."""
+        start, pending = 0, frozenset(self.pending_shards)
+        for shard, rows in self.expected.items():
+            if shard in pending:
+                yield shard, start, rows
+            start += rows
 
 
 @dataclass(frozen=True)
@@ -112,16 +122,27 @@ def block_rows(left: int, actors: int, batch_size: int) -> int:
     return max(batch_size, min(MAX_BLOCK_ROWS, balanced))
 
 
+def block_plan(shard_rows: Iterable[tuple[int, int]], total: int, actors: int, batch_size: int) -> Iterator[int]:
+    """The sizes of the blocks that cut ``total`` pending rows, given as ``(shard, rows)`` runs in
+    order, never across a shard: a guided schedule whose block sizes (:func:`block_rows` of the
+    rows still left) shrink toward the end of the job. A generator: nothing per row is held."""
+    floor = math.ceil(total / MAX_BLOCKS)
+    s = 0
+    for _, n in shard_rows:
+        end = s + n
+        while s < end:
+            rows = min(end - s, max(floor, block_rows(total - s, actors, batch_size)))
+            yield rows
+            s += rows
+
+
 def cut_blocks(pending: pa.Table, actors: int, batch_size: int) -> list[pa.Table]:
-    """The pending rows cut into blocks in order, never across a shard: a guided schedule whose
-    block sizes (:func:`block_rows` of the rows still left) shrink toward the end of the job."""
+    """A table of pending rows (sorted by ``shard``) cut into the blocks of :func:`block_plan`."""
     shards = pending.column("shard").to_numpy()
     ends = [i for i in range(1, len(shards)) if shards[i] != shards[i - 1]] + [len(shards)]
-    floor = math.ceil(len(shards) / MAX_BLOCKS)
+    runs = [(int(shards[a]), b - a) for a, b in zip([0, *ends[:-1]], ends)] if len(shards) else []
     blocks, s = [], 0
-    for end in ends:
-        while s < end:
-            rows = min(end - s, max(floor, block_rows(len(shards) - s, actors, batch_size)))
-            blocks.append(pending.slice(s, rows))
-            s += rows
+    for rows in block_plan(runs, len(shards), actors, batch_size):
+        blocks.append(pending.slice(s, rows))
+        s += rows
     return blocks

@@ -137,48 +137,60 @@ class RunSummary:
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)} | {"run": self.run.to_dict()}
 
 
-def _totals(stats: list[dict]) -> tuple[collections.Counter, collections.Counter, collections.Counter]:
-    status: collections.Counter = collections.Counter()
-    kinds: collections.Counter = collections.Counter()
-    skin: collections.Counter = collections.Counter()
-    for s in stats:
-        status.update(s["status"])
-        kinds.update(s["error_kinds"])
-        skin.update(s.get("skin_tone_groups", {}))
-    return status, kinds, skin
+@dataclass
+class _Totals:
+    """Counters over the committed shards' stats files, read one at a time."""
+
+    shards: int = 0
+    rows: int = 0
+    nbytes: int = 0
+    persons: int = 0
+    brightened: int = 0
+    status: collections.Counter = dataclasses.field(default_factory=collections.Counter)
+    kinds: collections.Counter = dataclasses.field(default_factory=collections.Counter)
+    skin: collections.Counter = dataclasses.field(default_factory=collections.Counter)
+
+    def add(self, s: dict) -> None:
+        self.shards += 1
+        self.rows += s["rows"]
+        self.nbytes += s["bytes"]
+        self.persons += s.get("persons", 0)
+        self.brightened += s.get("brightened", 0)
+        self.status.update(s["status"])
+        self.kinds.update(s["error_kinds"])
+        self.skin.update(s.get("skin_tone_groups", {}))
 
 
 def summarize(prep: Prepared, cfg: JobSettings, run: RunInfo) -> RunSummary:
     """The summary of every shard of ``prep``'s output committed by its job (this run's and earlier)."""
     out, listing = prep.out, prep.listing
-    stats = sorted(out.committed_stats(prep.job_id, prep.rows_per_shard()).values(), key=lambda s: s["shard"])
-    status, kinds, skin = _totals(stats)
-    rows = sum(s["rows"] for s in stats)
-    nbytes = sum(s["bytes"] for s in stats)
+    t = _Totals()
+    for _, stats in out.committed_stats(prep.job_id, prep.rows_per_shard()):
+        t.add(stats)
+    rows, nbytes = t.rows, t.nbytes
     return RunSummary(
         schema=SCHEMA_NAME,
         output=cfg.output,
-        inputs=listing.num_rows,
+        inputs=listing.rows,
         rows=rows,
-        complete=rows == listing.num_rows,
-        shards={"total": len(set(listing.column("shard").to_pylist())), "finished": len(stats)},
-        status={s: status.get(s, 0) for s in STATUSES},
-        error_kinds=dict(kinds.most_common()),
-        persons=sum(s.get("persons", 0) for s in stats),
-        skin_tone_groups={g: skin.get(g, 0) for g in SKIN_GROUPS},
-        brightened=sum(s.get("brightened", 0) for s in stats),
+        complete=rows == listing.rows,
+        shards={"total": len(listing.shard_rows), "finished": t.shards},
+        status={s: t.status.get(s, 0) for s in STATUSES},
+        error_kinds=dict(t.kinds.most_common()),
+        persons=t.persons,
+        skin_tone_groups={g: t.skin.get(g, 0) for g in SKIN_GROUPS},
+        brightened=t.brightened,
         parquet_bytes=nbytes,
         parquet_bytes_per_image=round(nbytes / rows, 1) if rows else None,
         run=run,
         config=cfg.to_dict(redact=True),
         config_hash=cfg.engine.label_hash(),
         job_id=prep.job_id,
-        provenance=_provenance(out, listing),
+        provenance=_provenance(out, min(listing.shard_rows)),
     )
 
 
-def _provenance(out: OutputDir, listing: pa.Table) -> dict[str, Any] | None:
-    first = int(pc.min(listing.column("shard")).as_py())
+def _provenance(out: OutputDir, first: int) -> dict[str, Any] | None:
     if not out.exists(shard_name(first)):
         return None
     t = out.read_table(shard_name(first)).select(list(PROVENANCE_COLUMNS)).slice(0, 1).to_pylist()

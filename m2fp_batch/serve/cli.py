@@ -11,6 +11,7 @@ import signal
 import socket
 import threading
 from pathlib import Path
+from typing import Any
 
 from m2fp_batch import localray
 from m2fp_batch.errors import UserError
@@ -80,6 +81,33 @@ def settings_from_args(args: argparse.Namespace) -> ServeSettings:
         allow_fetch=args.allow_fetch,
         ls_auth_env=args.ls_auth_env,
     )
+
+
+def application(args: dict[str, Any]):
+    """The Serve application of ``m2fp-batch serve`` for a cluster that runs it from a config file: a
+    KubeRay RayService's ``serveConfigV2`` or ``serve deploy`` (``import_path:
+    m2fp_batch.serve.cli:application``, deploy/rayservice.yaml).
+
+    ``args`` are this command's flags without their dashes (``model: /models/m2fp``, ``replicas: 2``;
+    ``true`` for a switch), parsed and validated as on the command line. Where the HTTP server
+    listens is the config's ``http_options``, not ``--host``/``--port``.
+    """
+    parser = argparse.ArgumentParser(prog="m2fp-batch serve (serveConfigV2 args)", exit_on_error=False)
+    add_arguments(parser)
+    argv = []
+    for key, value in args.items():
+        flag = "--" + str(key).replace("_", "-")
+        argv += [flag] if value is True else [] if value is False else [flag, str(value)]
+    try:
+        parsed, unknown = parser.parse_known_args(argv)
+    except argparse.ArgumentError as e:
+        raise UserError(f"serveConfigV2 args: {e}") from e
+    if unknown:
+        raise UserError(f"serveConfigV2 args: unknown {' '.join(unknown)}; the keys are `m2fp-batch serve`'s flags")
+    settings = settings_from_args(parsed)
+    from m2fp_batch.serve.app import build_app
+
+    return build_app(settings)
 
 
 def _placed(settings: ServeSettings) -> ServeSettings:

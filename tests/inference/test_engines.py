@@ -181,3 +181,77 @@ def test_parse_cli_engine_auto(tiny_model_dir, tmp_path):
     assert cli_main([*args, "torch", "--out", str(tmp_path / "torch")]) == 0
     for png in ("a_parse.png", "a_people.png"):
         assert (tmp_path / "auto" / png).read_bytes() == (tmp_path / "torch" / png).read_bytes()
+
+
+def _cpu_runs_bf16() -> bool:
+    import openvino as ov
+
+    return "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+
+
+@pytest.mark.slow
+def test_openvino_bf16_export_runs_in_bf16(tiny_model_dir, tmp_path, astronaut):
+    """``export-model --format openvino --precision bf16``: the manifest says bf16, the CPU plugin is
+    asked for bf16 (and, on a CPU with bf16 units, runs in it: the logits move off fp32's), and the
+    parse stays close to fp32's. Stated tolerance (bf16 keeps 8 bits of mantissa, ~3 digits): the
+    semantic labels agree on >= 90 % of pixels, the class logits move by <= 5 % of their mean magnitude."""
+    base = ["export-model", "--model", str(tiny_model_dir), "--format", "openvino"]
+    assert cli_main([*base, "--out", str(tmp_path / "fp32")]) == 0
+    assert cli_main([*base, "--precision", "bf16", "--out", str(tmp_path / "bf16")]) == 0
+    assert read_manifest(tmp_path / "bf16").precision == "bf16" and read_manifest(tmp_path / "fp32").precision == "fp32"
+    bf16 = M2FPParser.from_pretrained(str(tmp_path / "bf16"), engine="openvino")
+    fp32 = M2FPParser.from_pretrained(str(tmp_path / "fp32"), engine="openvino")
+    import openvino as ov
+
+    hint = bf16.backend.compiled.get_property("INFERENCE_PRECISION_HINT")
+    assert hint == (ov.Type.bf16 if _cpu_runs_bf16() else ov.Type.f32), hint
+    assert fp32.backend.compiled.get_property("INFERENCE_PRECISION_HINT") == ov.Type.f32
+    b, f = bf16.parse_one(astronaut), fp32.parse_one(astronaut)
+    assert (b.semantic == f.semantic).mean() >= 0.9
+    assert np.abs(b.pred_logits - f.pred_logits).mean() <= 0.05 * np.abs(f.pred_logits).mean()
+    if _cpu_runs_bf16():
+        assert not np.array_equal(b.pred_logits, f.pred_logits)  # bf16 really ran
+
+
+RACE = """
+import hashlib, sys, time
+from pathlib import Path
+go = Path(sys.argv[2])
+while not go.exists():
+    time.sleep(0.01)
+from m2fp_batch.inference import M2FPParser
+from skimage import data
+parser = M2FPParser.from_pretrained(sys.argv[1], engine="onnxruntime")
+print(hashlib.sha256(parser.parse_one(data.astronaut()).semantic.tobytes()).hexdigest())
+"""
+
+
+@pytest.mark.slow
+def test_two_processes_racing_into_the_export_cache(tiny_model_dir, tmp_path, tiny_parser, astronaut):
+    """Two processes open the same model dir with an exported engine into an empty cache at once:
+    both parse, the cache ends with one complete export and no temporary dir, and it loads."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    cache, go = tmp_path / "cache", tmp_path / "go"
+    repo = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "M2FP_ENGINE_CACHE": str(cache), "PYTHONPATH": str(repo)}
+    cmd = [sys.executable, "-c", RACE, str(tiny_model_dir), str(go)]
+    procs = [subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in "ab"]
+    go.touch()  # both start exporting as soon as they are up
+    outs = [p.communicate(timeout=900) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], [err[-2000:] for _, err in outs]
+    assert outs[0][0].split()[-1] == outs[1][0].split()[-1]  # the same parse from both
+    assert [str(p.relative_to(cache)) for p in cache.rglob("*") if p.is_dir()] == [
+        (key := next(cache.iterdir()).name),
+        f"{key}/onnx",
+    ]  # one export, no .onnx-* temporary dir left
+    export = cache / key / "onnx"
+    manifest = read_manifest(export)
+    assert {p.name for p in export.iterdir()} == {"export.json", "configuration.json", manifest.graph}
+    close_to_torch(
+        M2FPParser.from_pretrained(str(export), engine="onnxruntime").parse_one(astronaut),
+        tiny_parser.parse_one(astronaut),
+    )

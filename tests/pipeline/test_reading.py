@@ -6,7 +6,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from m2fp_batch.pipeline.inputs import list_inputs
+import pyarrow.parquet as pq
+
+from m2fp_batch.pipeline.inputs import stage_listing
 from m2fp_batch.pipeline.reading import escape_name, read_batch, unescape_name
 from m2fp_batch.storage import Filesystems, S3Options
 
@@ -38,7 +40,9 @@ def test_a_valid_name_with_a_backslash_is_not_a_bad_name(tmp_path):
 def test_listing_and_read_give_one_bad_name_row_and_read_the_rest(tmp_path):
     _touch(tmp_path, b"caf\xe9.jpg")
     _touch(tmp_path, b"ok.jpg", b"plain bytes")
-    listing = list_inputs(str(tmp_path), Filesystems())
+    work = tmp_path.parent / f"{tmp_path.name}_work"
+    work.mkdir()
+    listing = pq.read_table(stage_listing(str(tmp_path), Filesystems(), str(work)).path)
     uris = listing.column("uri").to_pylist()
     assert uris == [f"{tmp_path}/caf\\xe9.jpg", f"{tmp_path}/ok.jpg"]
     read = read_batch(listing, S3Options(), max_bytes=1000).to_pylist()
