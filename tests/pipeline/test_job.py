@@ -185,15 +185,16 @@ def test_bad_settings_stop_before_ray(tmp_path, tiny_model_dir, capsys):
 def test_staged_pipeline_on_cpu_gives_the_single_stage_rows(dir_job, tmp_path, tiny_model_dir):
     """The GPU-shaped pipeline (CPU decode tasks -> device actors -> CPU row tasks) with device cpu:
     the same rows as the single-stage job, every one recording the device."""
-    cfg, src, out, expected, _ = dir_job
-    staged_out = tmp_path / "staged"
-    summary = _run(_cfg(tiny_model_dir, src, staged_out, staged=True))
-    assert summary["complete"] and summary["rows"] == len(expected)
+    cfg, src, out, expected, _ = dir_job  # src may hold one more photo than `expected` (the rerun test adds it)
 
     def by_uri(d):
         return {r["uri"]: {k: v for k, v in r.items() if k != "timings"} for r in _rows(d)}
 
-    staged, single = by_uri(staged_out), by_uri(out)
+    single = by_uri(out)
+    staged_out = tmp_path / "staged"
+    summary = _run(_cfg(tiny_model_dir, src, staged_out, staged=True))
+    assert summary["complete"] and summary["rows"] == len(single) >= len(expected)
+    staged = by_uri(staged_out)
     assert staged == single and {r["device"] for r in staged.values()} == {"cpu"}
 
 
