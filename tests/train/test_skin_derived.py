@@ -182,7 +182,7 @@ def test_train_sampler_draws_the_three_groups_uniformly(toned_source):
 
 def test_evaluate_prints_three_group_rows_with_their_gaps(tiny_model_dir, toned_source, tmp_path, capsys):
     report = tmp_path / "eval.json"
-    args = ["evaluate", "--model", str(tiny_model_dir), "--data", toned_source, "--short-edge", "96"]
+    args = ["evaluate", "--model", str(tiny_model_dir), "--data", toned_source, "--short-edge", "96", "--human"]
     assert main([*args, "--json", str(report)]) == 0
     printed = capsys.readouterr().out
     rows = [line for line in printed.splitlines() if line.startswith("group ")]
