@@ -79,13 +79,13 @@ def _assert_exactly_once(out: Path, uris: list[str]) -> list[dict]:
     return rows
 
 
-def _wait_for_stats(out: Path, n: int, proc: subprocess.Popen, timeout: float = 300) -> None:
+def _wait_for_stats(out: Path, n: int, proc: subprocess.Popen, timeout: float = 300, poll: float = 0.2) -> None:
     end = time.time() + timeout
     while time.time() < end:
         if len(list((out / "_stats").glob("shard-*.json"))) >= n:
             return
         assert proc.poll() is None, f"the job ended early ({proc.returncode})"
-        time.sleep(0.2)
+        time.sleep(poll)
     raise TimeoutError("no shard finished")
 
 
@@ -118,15 +118,15 @@ def test_ray_job_submit(head, tmp_path, tiny_model_dir):
 
 def test_driver_sigkill_then_rerun(head, tmp_path, tiny_model_dir):
     gcs, _, env, _ = head
-    uris = _write_dir(tmp_path / "in", 8)
+    uris = _write_dir(tmp_path / "in", 40)  # enough shards that the kill lands mid-job on a quiet machine
     out = tmp_path / "out"
     cmd = _run_cmd(tiny_model_dir, tmp_path / "in", out, "--address", gcs, "--shard-size", "2", "--batch-size", "1")
     proc = subprocess.Popen(cmd, env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    _wait_for_stats(out, 1, proc)
+    _wait_for_stats(out, 1, proc, poll=0.02)
     proc.send_signal(signal.SIGKILL)
     proc.wait(30)
     done_at_kill = len(list((out / "_stats").glob("shard-*.json")))
-    assert done_at_kill < 5, "the kill came before the end"
+    assert done_at_kill < len(uris) // 2, "the kill came before the end"
     # every finished shard is readable and complete; nothing half-written looks finished
     for f in out.glob("shard-*.parquet"):
         assert pq.read_table(f).num_rows == 2
