@@ -11,7 +11,6 @@ without a defined RGB meaning refused. Every refusal is an :class:`ImageError` w
 
 from __future__ import annotations
 
-import importlib
 import io
 import struct
 import warnings
@@ -19,6 +18,7 @@ import warnings
 import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
+from m2fp_batch.deprecation import old_names
 from m2fp_batch.errors import UserError
 from m2fp_batch.memory import STRIP_PIXELS
 
@@ -27,8 +27,8 @@ __all__ = ["DEFAULT_MAX_PIXELS", "ImageError", "decode_image", "rgb_array"]
 # PIL's decompression-bomb limit: the job's default max_pixels, and the readers' limit for an
 # output that does not record its own setting.
 DEFAULT_MAX_PIXELS = 89_478_485
-# moved names (one release): the model input's resize is m2fp_batch.resize, the strip size m2fp_batch.memory
-_MOVED = {"SHORT_EDGE": "m2fp_batch.resize", "MAX_SIZE": "m2fp_batch.resize"}
+# moved names (one release): the model input's resize is m2fp_batch.resize
+__getattr__ = old_names(__name__, {n: f"m2fp_batch.resize:{n}" for n in ("SHORT_EDGE", "MAX_SIZE")})
 # Modes convert("RGB") handles with the right meaning.
 _DIRECT = {"RGB", "L", "CMYK", "YCbCr", "LAB", "HSV", "RGBX", "1"}
 _ALPHA = {"RGBA", "LA", "La", "RGBa", "PA", "P"}
@@ -96,18 +96,6 @@ def _to_rgb(im: Image.Image) -> np.ndarray:
         "unsupported_mode",
         f"pixel mode {mode!r} (e.g. floating-point or multi-band scientific data) has no RGB meaning",
     )
-
-
-def __getattr__(name: str) -> object:
-    """The moved constants, with a DeprecationWarning (one release)."""
-    if name not in _MOVED:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    warnings.warn(
-        f"m2fp_batch.decode.{name} moved to {_MOVED[name]}.{name}; the old name goes in the next release",
-        DeprecationWarning,
-        stacklevel=2,
-    )
-    return getattr(importlib.import_module(_MOVED[name]), name)
 
 
 def decode_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS, min_side: int = 1) -> np.ndarray:

@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import math
 import os
-import warnings
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from m2fp_batch.deprecation import old_names
 from m2fp_batch.errors import UserError
 from m2fp_batch.settings import EngineSettings, SettingsError, is_gpu_share
 from m2fp_batch.yamlfile import strict_load
@@ -259,16 +259,6 @@ def parse_set(items: list[str] | None) -> dict[str, Any]:
 
 
 # The old names (one release): "settings" names what a user sets, "config" only a file
-_RENAMED = {"JobConfig": "JobSettings", "JobConfigError": "JobSettingsError"}
-
-
-def __getattr__(name: str) -> object:
-    """The old class names, with a DeprecationWarning."""
-    if name not in _RENAMED:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    warnings.warn(
-        f"{__name__}.{name} is renamed {_RENAMED[name]}; the old name goes in the next release",
-        DeprecationWarning,
-        stacklevel=2,
-    )
-    return globals()[_RENAMED[name]]
+__getattr__ = old_names(
+    __name__, {"JobConfig": f"{__name__}:JobSettings", "JobConfigError": f"{__name__}:JobSettingsError"}
+)

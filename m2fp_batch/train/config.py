@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+from m2fp_batch.deprecation import old_names
 from m2fp_batch.errors import UserError
 
 # CIHP left/right class pairs, swapped by a horizontal flip (names as in configuration.json).
@@ -104,16 +104,7 @@ def parse_skin_weights(text: str | None) -> dict[str, float]:
 
 
 # The old names (one release): "settings" names what a user sets, "config" only a file
-_RENAMED = {"LossConfig": "LossSettings", "AugmentConfig": "AugmentSettings", "SkinConfig": "SkinSettings"}
-
-
-def __getattr__(name: str) -> object:
-    """The old class names, with a DeprecationWarning."""
-    if name not in _RENAMED:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    warnings.warn(
-        f"{__name__}.{name} is renamed {_RENAMED[name]}; the old name goes in the next release",
-        DeprecationWarning,
-        stacklevel=2,
-    )
-    return globals()[_RENAMED[name]]
+__getattr__ = old_names(
+    __name__,
+    {old: f"{__name__}:{old.replace('Config', 'Settings')}" for old in ("LossConfig", "AugmentConfig", "SkinConfig")},
+)
