@@ -19,6 +19,7 @@ import pyarrow as pa
 from m2fp_batch import localray
 from m2fp_batch.inference.loading import ModelInfo
 from m2fp_batch.labels.layout import RUN_FILE
+from m2fp_batch.memory import release_mapped_store_pages
 from m2fp_batch.pipeline import interrupt
 from m2fp_batch.pipeline.commit import ShardCommitter
 from m2fp_batch.pipeline.config import JobSettings, JobSettingsError
@@ -41,6 +42,8 @@ log = logging.getLogger("m2fp_batch.job")
 
 ADDRESS_TIMEOUT_S = 10.0
 ACTORS_READY_TIMEOUT_S = 600  # a fixed pool: how long the job waits for every actor to start
+# the driver drops its mapping of the object-store pages it has read after every this many bytes of rows
+STORE_PAGES_EVERY_BYTES = 16 * 2**20
 
 
 def resolve_model(cfg: JobSettings) -> ModelInfo:
@@ -157,12 +160,17 @@ def _label_pending(cfg: JobSettings, model: ModelInfo, prep: Prepared, plan: Pla
     committer = ShardCommitter(prep, plan, out_schema, cfg.compression)
     timeline.mark("pipeline_started")
     interrupt.check()
+    read = 0
     for batch in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
         interrupt.check()  # a Ctrl-C swallowed inside Ray Data's start or wait still stops the job here
         if batch.num_rows:
             timeline.mark("first_row")
             committer.add(batch)
             progress.add(batch.num_rows)
+            read += batch.nbytes
+        if read >= STORE_PAGES_EVERY_BYTES:  # the driver's RSS stays flat however many rows it reads
+            read = 0
+            release_mapped_store_pages()
     interrupt.check()
     committer.check_complete()
     loads = ray.get(ledger.model_loads.remote())
