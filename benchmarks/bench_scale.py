@@ -191,7 +191,7 @@ def run_stages(args) -> None:
     mark("listing (stage + _inputs.parquet + per-shard counts)")
     plan = Plan.of(prep)
     mark("plan (shards pending)")
-    n = sum(len(s.blocks) for s in spans(plan, 2, cfg.batch_size))
+    n = sum(1 for _ in spans(plan, 2, cfg.batch_size))
     mark(f"block plan ({n} blocks)")
     tracemalloc.stop()
     sampler = RaySampler()

@@ -54,8 +54,10 @@ LISTING_COLUMNS = ("image_id", "uri", "shard")
 # name would collide inside the pipeline.
 READ_COLUMNS = ("data", "read_error", "read_error_kind", "read_s")
 MAX_ROWS_SHOWN = 5
-# Rows per batch while listing, and per row group of the listing files: what the driver holds at once.
+# Rows per batch while listing, and per row group of the staging file: what the driver holds at once.
 LISTING_BATCH_ROWS = 65536
+# Rows per row group of _inputs.parquet: a read task (one block of the pipeline) reads one or two
+INPUTS_ROW_GROUP_ROWS = 8192
 DIGEST = np.dtype("S16")
 # A uri that normalize_uri could change: not an absolute local path, a "//" or "~", "." or ".."
 # segments, a trailing "/".

@@ -27,9 +27,9 @@ from m2fp_batch.pipeline.inputs import LISTING_COLUMNS
 from m2fp_batch.pipeline.pending import listing_dataset
 from m2fp_batch.pipeline.progress import Progress, Timeline, actor_startup
 from m2fp_batch.pipeline.raylog import quiet_ray_internals
-from m2fp_batch.pipeline.reading import read_batch
+from m2fp_batch.pipeline.reading import read_stage
 from m2fp_batch.pipeline.resume import Prepared, prepare
-from m2fp_batch.pipeline.schedule import Plan, Pool, pool_size, pool_strategy
+from m2fp_batch.pipeline.schedule import MAX_BLOCK_BYTES, Plan, Pool, pool_size, pool_strategy
 from m2fp_batch.pipeline.staged import check_device, staged_stages
 from m2fp_batch.pipeline.summary import RunInfo, RunSummary, summarize, utc_now
 from m2fp_batch.pipeline.worker import CrashLedger, Labeler, actor_threads
@@ -119,15 +119,9 @@ def _build_dataset(
     if not cfg.autoscaling and ctx.wait_for_min_actors_s <= 0:
         ctx.wait_for_min_actors_s = ACTORS_READY_TIMEOUT_S  # every actor up before the first batch
     s3 = S3Options.from_config(cfg)
+    ctx.target_max_block_size = MAX_BLOCK_BYTES
     ds = listing_dataset(prep.out.uri, s3, plan, pool.actors, cfg.batch_size, prep.listing.schema)
-    ds = ds.map_batches(
-        read_batch,
-        fn_kwargs={"s3": s3, "max_bytes": cfg.engine.max_bytes},
-        batch_format="pyarrow",
-        batch_size=None,
-        num_cpus=cfg.read_cpus,
-        compute=rd.TaskPoolStrategy(size=cfg.read_concurrency),
-    )
+    ds = read_stage(ds, s3, cfg.engine.max_bytes, cfg.read_cpus, cfg.read_concurrency)
     if cfg.is_staged:
         return staged_stages(ds, cfg, model, pool.threads, pool_strategy(cfg, pool.actors), out_schema, ledger)
     labeler_kwargs = {"cfg": cfg, "out_schema": out_schema, "ledger": ledger, "threads": pool.threads, "model": model}

@@ -110,14 +110,17 @@ class OutputDir:
         comp = None if compression == "none" else compression
         return self._commit(name, lambda p: pq.write_table(table, p, filesystem=self.fs, compression=comp))
 
-    def write_batches(self, name: str, schema: pa.Schema, batches, compression: str = "zstd") -> int:
-        """Write the record batches (one row group each) as one Parquet file, streaming."""
+    def write_batches(
+        self, name: str, schema: pa.Schema, batches, compression: str = "zstd", row_group_rows: int | None = None
+    ) -> int:
+        """Write the record batches as one Parquet file, streaming (a row group each, or of at
+        most ``row_group_rows``)."""
         comp = None if compression == "none" else compression
 
         def w(p: str) -> None:
             with pq.ParquetWriter(p, schema, filesystem=self.fs, compression=comp) as writer:
                 for batch in batches:
-                    writer.write_batch(batch)
+                    writer.write_batch(batch, row_group_size=row_group_rows)
 
         return self._commit(name, w)
 

@@ -8,12 +8,16 @@ from __future__ import annotations
 import os
 import re
 import time
+from collections.abc import Callable
 
 import pyarrow as pa
 
 from m2fp_batch.storage import Filesystems, FileTooLargeError, NotARegularFileError, S3Options
 
-__all__ = ["escape_name", "read_batch", "unescape_name"]
+__all__ = ["READ_CALL_ROWS", "escape_name", "read_batch", "read_stage", "unescape_name"]
+
+# Files per call of the read stage: what a read task holds beside the block of photos it is building
+READ_CALL_ROWS = 128
 
 _ESCAPE = re.compile(rb"\\(\\|x[0-9a-f]{2})")  # what escape_name writes
 
@@ -84,4 +88,21 @@ def read_batch(batch: pa.Table, s3: S3Options, max_bytes: int) -> pa.Table:
         .append_column("read_error", pa.array(errors, pa.string()))
         .append_column("read_error_kind", pa.array(kinds, pa.string()))
         .append_column("read_s", pa.array(secs, pa.float64()))
+    )
+
+
+def read_stage(ds, s3: S3Options, max_bytes: int, cpus: float, concurrency: int, fn: Callable = read_batch):
+    """``ds`` (listing rows) -> the same rows with their bytes (``fn``: :func:`read_batch`): Ray
+    tasks that read at most :data:`READ_CALL_ROWS` files per call, whatever the size
+    of the block they get (Ray Data joins a read task's blocks), so a task holds one output block
+    of photos at a time (``target_max_block_size``: :data:`~.schedule.MAX_BLOCK_BYTES`, set by the job)."""
+    import ray.data as rd
+
+    return ds.map_batches(
+        fn,
+        fn_kwargs={"s3": s3, "max_bytes": max_bytes},
+        batch_format="pyarrow",
+        batch_size=READ_CALL_ROWS,
+        num_cpus=cpus,
+        compute=rd.TaskPoolStrategy(size=concurrency),
     )

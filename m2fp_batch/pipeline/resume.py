@@ -27,6 +27,7 @@ import pyarrow.parquet as pq
 from m2fp_batch.labels.layout import INPUTS_FILE
 from m2fp_batch.pipeline.config import KEY_ALIASES, JobSettings, JobSettingsError
 from m2fp_batch.pipeline.inputs import (
+    INPUTS_ROW_GROUP_ROWS,
     LISTING_BATCH_ROWS,
     LISTING_COLUMNS,
     InputError,
@@ -226,7 +227,7 @@ def _extend_listing(out: OutputDir, stored: pq.ParquetFile, staged: StagedListin
     new = (b.filter(pa.array(~_known(b, known))) for b in staged.batches())
     new = (b.cast(pa.schema([schema.field(f.name) for f in b.schema])) for b in new)
     batches = _chain(stored.iter_batches(LISTING_BATCH_ROWS), _with_shards(new, schema, shard_size, first))
-    out.write_batches(INPUTS_FILE, schema, batches)
+    out.write_batches(INPUTS_FILE, schema, batches, row_group_rows=INPUTS_ROW_GROUP_ROWS)
     return added
 
 
@@ -237,7 +238,8 @@ def _chain(*iterables) -> Iterator[pa.RecordBatch]:
 
 def _write_listing(out: OutputDir, staged: StagedListing, shard_size: int, job_id: str) -> None:
     schema = _sharded_schema(staged.schema, job_id)
-    out.write_batches(INPUTS_FILE, schema, _with_shards(staged.batches(), schema, shard_size, 0))
+    batches = _with_shards(staged.batches(), schema, shard_size, 0)
+    out.write_batches(INPUTS_FILE, schema, batches, row_group_rows=INPUTS_ROW_GROUP_ROWS)
 
 
 def prepare(cfg: JobSettings, fss: Filesystems, checkpoint_sha256: str) -> Prepared:

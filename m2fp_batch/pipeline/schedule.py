@@ -18,6 +18,7 @@ from m2fp_batch.pipeline.staged import staged_pool_size
 __all__ = [
     "BLOCKS_PER_ACTOR",
     "MAX_BLOCKS",
+    "MAX_BLOCK_BYTES",
     "MAX_BLOCK_ROWS",
     "Plan",
     "Pool",
@@ -30,9 +31,14 @@ __all__ = [
 
 log = logging.getLogger("m2fp_batch.job")
 
-MAX_BLOCK_ROWS = 128  # also bounds a block's bytes in the object store (128 photos)
+# Listing rows per block (a read task of the listing); fewer where the guided schedule balances the end
+MAX_BLOCK_ROWS = 1024
+# Ray Data joins the blocks one task yields up to its target_max_block_size (128 MiB by default):
+# the job's blocks of read photos (and of output rows) are cut at this size, so a read task never
+# holds a whole run of the listing's photos and a block of photos is a small share of the work
+MAX_BLOCK_BYTES = 16 * 2**20
 BLOCKS_PER_ACTOR = 4
-MAX_BLOCKS = 20000
+MAX_BLOCKS = 5000
 
 
 @dataclass(frozen=True)

@@ -118,7 +118,7 @@ def test_ray_job_submit(head, tmp_path, tiny_model_dir):
 
 def test_driver_sigkill_then_rerun(head, tmp_path, tiny_model_dir):
     gcs, _, env, _ = head
-    uris = _write_dir(tmp_path / "in", 40)  # enough shards that the kill lands mid-job on a quiet machine
+    uris = _write_dir(tmp_path / "in", 24)  # enough shards that the kill lands mid-job on a quiet machine
     out = tmp_path / "out"
     cmd = _run_cmd(tiny_model_dir, tmp_path / "in", out, "--address", gcs, "--shard-size", "2", "--batch-size", "1")
     proc = subprocess.Popen(cmd, env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -3,6 +3,7 @@ files, resume, --overwrite, Parquet/CSV manifests with passthrough columns, bad 
 
 from __future__ import annotations
 
+import itertools
 import json
 import shutil
 
@@ -215,3 +216,63 @@ def test_a_labelling_actor_that_cannot_reach_the_ledger_goes_on(tiny_model_dir):
     })  # fmt: skip
     rows = labeler(block).to_pylist()
     assert [(r["uri"], r["status"]) for r in rows] == [("/a.jpg", "ok"), ("/b.jpg", "ok")]
+
+
+def test_the_read_stage_reads_a_joined_run_in_bounded_calls_and_blocks(tmp_path):
+    """Ray Data joins the blocks of a read task (a run of the listing): the read stage must still
+    read at most READ_CALL_ROWS files per call and hand on blocks of about MAX_BLOCK_BYTES, never
+    the run's photos at once (a real job of 65,536 photos per run would hold them all)."""
+    import ray.data as rd
+
+    from m2fp_batch.pipeline.reading import READ_CALL_ROWS, read_batch, read_stage
+    from m2fp_batch.pipeline.schedule import MAX_BLOCK_BYTES
+    from m2fp_batch.storage import S3Options
+
+    photo = tmp_path / "photo.bin"
+    photo.write_bytes(bytes(range(256)) * 400)  # 100 kB: 600 of them are 3.7 blocks of bytes
+    uris = [str(photo)] * 600
+    rd.DataContext.get_current().target_max_block_size = MAX_BLOCK_BYTES  # as the job sets it
+    ds = rd.from_arrow(pa.table({"uri": uris, "image_id": [str(i) for i in range(600)]}))  # one joined run
+    ds = read_stage(
+        ds, S3Options(), 10**6, 0.5, 2,
+        fn=lambda b, **kw: read_batch(b, **kw).append_column("call_rows", pa.array([b.num_rows] * b.num_rows)),
+    )  # fmt: skip
+    blocks = ds.map_batches(
+        lambda b: pa.table(
+            {"rows": [b.num_rows], "bytes": [b.nbytes], "most": [max(b.column("call_rows").to_pylist())]}
+        ),
+        batch_format="pyarrow",
+        batch_size=None,
+    ).take_all()
+    assert sum(r["rows"] for r in blocks) == 600
+    assert max(r["most"] for r in blocks) <= READ_CALL_ROWS
+    assert len(blocks) >= 3 and max(r["bytes"] for r in blocks) <= 1.5 * MAX_BLOCK_BYTES
+
+
+def test_each_block_of_the_schedule_reaches_the_stages_as_one_block(tmp_path):
+    """Ray Data joins the blocks one read task yields: each block of the guided schedule is its own
+    read task, so the stages see the schedule (a small job spreads over every actor)."""
+    from m2fp_batch.pipeline.inputs import INPUTS_ROW_GROUP_ROWS
+    from m2fp_batch.pipeline.pending import listing_dataset, spans
+    from m2fp_batch.pipeline.schedule import Plan
+    from m2fp_batch.storage import S3Options
+
+    sizes = {0: INPUTS_ROW_GROUP_ROWS - 200, 1: 500}  # shard 1 straddles two row groups
+    n = sum(sizes.values())
+    shards = [s for s, k in sizes.items() for _ in range(k)]
+    listing = pa.table({"image_id": [f"{i:06d}" for i in range(n)], "uri": [f"/x/{i:06d}.jpg" for i in range(n)]})
+    listing = listing.append_column("shard", pa.array(shards, pa.int32()))
+    pq.write_table(listing, tmp_path / "_inputs.parquet", row_group_size=INPUTS_ROW_GROUP_ROWS)
+    plan = Plan(sizes, (0, 1), n, 0, n)
+    want = [s.rows for s in spans(plan, actors=2, batch_size=4)]
+    assert len(want) > 10 and want[-1] <= 4  # blocks shrink to one batch at the end
+
+    ds = listing_dataset(str(tmp_path), S3Options(), plan, 2, 4, listing.schema)
+    got = ds.map_batches(
+        lambda b: pa.table({"first": [b.column("uri")[0].as_py()], "rows": [b.num_rows]}),
+        batch_format="pyarrow",
+        batch_size=None,
+        num_cpus=0.5,
+    ).take_all()
+    starts = [0, *itertools.accumulate(want)][:-1]
+    assert sorted((r["first"], r["rows"]) for r in got) == [(f"/x/{s:06d}.jpg", w) for s, w in zip(starts, want)]

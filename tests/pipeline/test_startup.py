@@ -61,7 +61,7 @@ def test_autoscaling_is_a_setting():
         (24, 2, 1, 3),  # a quarter of an actor's share
         (3, 2, 1, 1),  # the end of a job: one batch
         (10_000, 2, 4, MAX_BLOCK_ROWS),  # many rows: large blocks (the ceiling)
-        (1_000_000, 1000, 4, MAX_BLOCK_ROWS),
+        (1_000_000, 1000, 4, 250),  # many actors: a quarter of an actor's share
     ],
 )
 def test_block_rows(pending, actors, batch, want):
