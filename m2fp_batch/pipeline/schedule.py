@@ -1,6 +1,6 @@
 """The job's schedule: what this run labels (:class:`Plan`), how many actors (:class:`Pool`,
 :func:`pool_size`, :func:`pool_strategy`) and how the pending rows are cut into blocks
-(:func:`cut_blocks`, :func:`block_rows`); see ``docs/job.md``, the job's ceiling."""
+(:func:`block_plan`, :func:`block_rows`); see ``docs/job.md``, the job's ceiling."""
 
 from __future__ import annotations
 
@@ -8,8 +8,6 @@ import logging
 import math
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-
-import pyarrow as pa
 
 from m2fp_batch.pipeline.config import JobSettings, JobSettingsError
 from m2fp_batch.pipeline.resume import Prepared
@@ -24,7 +22,6 @@ __all__ = [
     "Pool",
     "block_plan",
     "block_rows",
-    "cut_blocks",
     "pool_size",
     "pool_strategy",
 ]
@@ -122,7 +119,7 @@ def block_rows(left: int, actors: int, batch_size: int) -> int:
     job's ceiling: at most :data:`MAX_BLOCK_ROWS`. A block is at most a
     1/:data:`BLOCKS_PER_ACTOR` share of one actor's part of what is left, so blocks shrink toward
     the end down to one batch, and no actor waits long for the last one to finish; never under
-    ``batch_size``, and :func:`cut_blocks` keeps the job under :data:`MAX_BLOCKS` blocks
+    ``batch_size``, and :func:`block_plan` keeps the job under :data:`MAX_BLOCKS` blocks
     (docs/job.md, the job's ceiling)."""
     balanced = math.ceil(left / (BLOCKS_PER_ACTOR * max(1, actors)))
     return max(batch_size, min(MAX_BLOCK_ROWS, balanced))
@@ -140,15 +137,3 @@ def block_plan(shard_rows: Iterable[tuple[int, int]], total: int, actors: int, b
             rows = min(end - s, max(floor, block_rows(total - s, actors, batch_size)))
             yield rows
             s += rows
-
-
-def cut_blocks(pending: pa.Table, actors: int, batch_size: int) -> list[pa.Table]:
-    """A table of pending rows (sorted by ``shard``) cut into the blocks of :func:`block_plan`."""
-    shards = pending.column("shard").to_numpy()
-    ends = [i for i in range(1, len(shards)) if shards[i] != shards[i - 1]] + [len(shards)]
-    runs = [(int(shards[a]), b - a) for a, b in zip([0, *ends[:-1]], ends)] if len(shards) else []
-    blocks, s = [], 0
-    for rows in block_plan(runs, len(shards), actors, batch_size):
-        blocks.append(pending.slice(s, rows))
-        s += rows
-    return blocks

@@ -11,14 +11,13 @@ import sys
 import tempfile
 from pathlib import Path
 
-import numpy as np
 import pyarrow as pa
 import pytest
 from test_worker import _batch
 
 from m2fp_batch.pipeline.config import JobSettings
 from m2fp_batch.pipeline.progress import Timeline, actor_startup
-from m2fp_batch.pipeline.schedule import MAX_BLOCK_ROWS, MAX_BLOCKS, block_rows, cut_blocks, pool_size, pool_strategy
+from m2fp_batch.pipeline.schedule import MAX_BLOCK_ROWS, MAX_BLOCKS, block_plan, block_rows, pool_size, pool_strategy
 from m2fp_batch.pipeline.worker import ActorStartup, CrashLedger, Labeler, _node_id
 from m2fp_batch.schema import output_schema
 from m2fp_batch.settings import EngineSettings
@@ -68,9 +67,22 @@ def test_block_rows(pending, actors, batch, want):
     assert block_rows(pending, actors, batch) == want
 
 
+def _blocks(shard_rows: list[int], actors: int, batch: int) -> list[tuple[int, int]]:
+    """(shard, rows) of each block of the plan over shards of ``shard_rows`` rows."""
+    sizes = list(block_plan(enumerate(shard_rows), sum(shard_rows), actors, batch))
+    shard_of, s = [], 0
+    for shard, n in enumerate(shard_rows):
+        shard_of += [shard] * n
+    out = []
+    for n in sizes:
+        assert len(set(shard_of[s : s + n])) == 1, "a block crosses a shard"
+        out.append((shard_of[s], n))
+        s += n
+    return out
+
+
 def _cut(rows: int, shard_size: int, actors: int, batch: int) -> list[tuple[int, int]]:
-    shards = pa.table({"shard": pa.array([i // shard_size for i in range(rows)], pa.int32()), "i": range(rows)})
-    return [(b.column("shard")[0].as_py(), b.num_rows) for b in cut_blocks(shards, actors, batch)]
+    return _blocks([min(shard_size, rows - s) for s in range(0, rows, shard_size)], actors, batch)
 
 
 @pytest.mark.parametrize(
@@ -86,12 +98,8 @@ def test_blocks_shrink_toward_the_end_and_keep_every_row_in_order(rows, shard_si
 
 
 def test_blocks_never_cross_a_shard_and_stay_under_the_block_limit():
-    table = pa.table({"shard": pa.array([0] * 5 + [1] * 7, pa.int32())})
-    blocks = cut_blocks(table, 1, 1)
-    assert all(len(set(b.column("shard").to_pylist())) == 1 for b in blocks)
-    assert [b.num_rows for b in blocks] == [3, 2, 2, 2, 1, 1, 1]
-    many = pa.table({"shard": pa.array(np.zeros(3 * MAX_BLOCKS, np.int32))})
-    assert len(cut_blocks(many, 8, 1)) <= MAX_BLOCKS
+    assert [n for _, n in _blocks([5, 7], 1, 1)] == [3, 2, 2, 2, 1, 1, 1]  # _blocks checks no block crosses
+    assert len(list(block_plan([(0, 3 * MAX_BLOCKS)], 3 * MAX_BLOCKS, 8, 1))) <= MAX_BLOCKS
 
 
 def test_timeline_and_actor_startup_per_node():
