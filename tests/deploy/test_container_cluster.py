@@ -9,6 +9,7 @@ import json
 import secrets
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -24,6 +25,7 @@ pytestmark = [pytest.mark.container, pytest.mark.slow, pytest.mark.timeout(1800)
 
 # deploy/rayjob.yaml's entrypoint, with the test's input, output and shard settings
 JOB = ("python", "jobs/parse_images.py", "--input", "/data/in", "--out", "/data/out/labels", "--model", MODEL_MOUNT)
+SETTLE_S = 12  # seconds the worker node must stay alive after it joined
 JOB_FLAGS = ("--shard-size", "1", "--batch-size", "1", "--set", "cpus_per_actor=1", "--set", "progress_interval_s=2")
 
 
@@ -78,7 +80,9 @@ def test_two_containers_one_cluster_actors_on_both_every_input_once(image, mount
         wait_for(lambda: _answers(url + "/api/version"), 180, "ray head", head)
         with image.started(*_worker_args(gcs, ports[3:9]), mounts=mounts, env=env, entrypoint="ray") as worker:
             wait_for(lambda: len(_nodes(head, env)) == 2, 180, "the worker container joins", worker)
+            time.sleep(SETTLE_S)  # a raylet whose agent fails exits within seconds of joining
             nodes = _nodes(head, env)
+            assert len(nodes) == 2, f"the worker container's node died after joining: {podman('logs', worker)[-3000:]}"
             submit = ["ray", "job", "submit", "--address", url, "--", *JOB, *JOB_FLAGS]
             res = subprocess.run(
                 ["podman", "exec", *[f"--env={k}" for k in env], head, *submit],

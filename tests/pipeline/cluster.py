@@ -21,15 +21,37 @@ from pathlib import Path
 BIN = Path(sys.executable).parent
 
 
+# Ports for servers started later: above Ray's worker ports (10002-19999) and below the kernel's
+# ephemeral range, where any outgoing connection (Ray's own, by the hundred) may take a port that
+# was free a moment before: a port picked there and bound seconds later can be gone (a Ray agent
+# of the worker container once failed on one).
+PORT_RANGE = (20000, 32768)
+
+
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return PORT_RANGE[1]
+
+
 def free_ports(n: int) -> list[int]:
-    socks, ports = [], []
-    for _ in range(n):
-        s = socket.socket()
-        s.bind(("127.0.0.1", 0))
-        socks.append(s)
-        ports.append(s.getsockname()[1])
-    for s in socks:
-        s.close()
+    """``n`` distinct ports that are free now, outside Ray's worker ports and the ephemeral range."""
+    import random
+
+    low = PORT_RANGE[0]
+    high = max(low + 1000, min(PORT_RANGE[1], _ephemeral_low()))
+    rng, ports = random.Random(), []
+    while len(ports) < n:
+        port = rng.randrange(low, high)
+        if port in ports:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("", port))
+            except OSError:
+                continue
+        ports.append(port)
     return ports
 
 
