@@ -47,7 +47,9 @@ def _malloc_trim():
 
 
 _MADV_DONTNEED = 4  # Linux
-STORE_MAPPING = "plasma"  # Ray's object store: /dev/shm/plasmaXXXXXX (and its fallback files)
+# Ray's shared-memory object store is mapped from /dev/shm/plasmaXXXXXX; an object Ray had to
+# allocate on disk when the store was full lives in another mapping, which is left as it is
+STORE_MAPPING = "/plasma"
 
 
 def _store_ranges(maps: str) -> list[tuple[int, int]]:
