@@ -17,7 +17,9 @@ from pathlib import Path
 
 import pyarrow as pa
 
-SCHEMA_VERSION = 4  # 4: device; 3: skin_tone.hue and skin_tone.source; 2: skin_tone, brightness
+SCHEMA_VERSION = (
+    5  # 5: video frames and person tracks; 4: device; 3: skin_tone.hue and skin_tone.source; 2: skin_tone, brightness
+)
 SCHEMA_NAME = f"labels_v{SCHEMA_VERSION}"
 
 STATUS_OK = "ok"
@@ -48,6 +50,8 @@ ERROR_KINDS = {
     "unsupported_mode": "a pixel mode that cannot be converted to RGB",
     "worker_crash": "the image crashed the worker process repeatedly",
     "inference_error": "the model failed on this image",
+    "video_error": "the video is damaged or ends early: the frames before the damage are rows, this row gives the position",
+    "not_a_video": "a video container FFmpeg cannot open, or one without a decodable video stream",
 }
 
 
@@ -109,6 +113,15 @@ SKIN_TONE = pa.struct(
     ]
 )
 
+TRACK_SKIN_TONE = pa.struct(
+    [
+        _f("ita", pa.float32(), "median ITA of the track's frames with a known tone (null when none)"),
+        _f("ita_spread", pa.float32(), "interquartile range of those ITAs in degrees (null when none)"),
+        _f("group", pa.string(), "skin-tone group of the median ITA (unknown when none)", nullable=False),
+        _f("frames", pa.int32(), "frames of the track with a known tone", nullable=False),
+    ]
+)
+
 SKIN_COUNTS = pa.struct(
     [_f(g, pa.int32(), f"persons whose skin-tone group is {g}", nullable=False) for g in SKIN_GROUPS]
 )
@@ -127,6 +140,8 @@ PERSON = pa.struct(
             "skin tone from the ORIGINAL pixels of the person's skin parts (Face, arms, legs, Torso-skin)",
             nullable=False,
         ),
+        _f("track_id", pa.int32(), "the person's identity within a video, stable across its frames (null: a photo)"),
+        _f("track_skin_tone", TRACK_SKIN_TONE, "one skin tone for the whole track, over its frames (null: a photo)"),
     ]
 )
 
@@ -186,7 +201,29 @@ FIELDS: list[pa.Field] = [
         "(null before labels_v4)",
     ),
     _f("timings", TIMINGS, "seconds per stage for this image"),
+    _f("video_id", pa.string(), "the video's image_id when the row is a sampled frame (image_id: <video_id>#f<frame>)"),
+    _f(
+        "frame_index",
+        pa.int32(),
+        "the frame's index among the video's decoded frames (null: a photo or the video's error row)",
+    ),
+    _f("pts_seconds", pa.float64(), "the frame's presentation time in seconds (an error row: where decoding stopped)"),
+    _f("video_fps", pa.float32(), "the video's average frame rate (null when unknown)"),
+    _f("video_width", pa.int32(), "the video's coded frame width, before rotation metadata"),
+    _f("video_height", pa.int32(), "the video's coded frame height, before rotation metadata"),
+    _f("video_duration_s", pa.float64(), "the video's stated duration in seconds (null when unknown)"),
 ]
+
+# the columns a sampled frame's row carries from the read stage (null on a photo's row)
+VIDEO_COLUMNS = (
+    "video_id",
+    "frame_index",
+    "pts_seconds",
+    "video_fps",
+    "video_width",
+    "video_height",
+    "video_duration_s",
+)
 
 SCHEMA = pa.schema(FIELDS, metadata={"m2fp_batch.schema": SCHEMA_NAME})
 COLUMN_NAMES: tuple[str, ...] = tuple(f.name for f in FIELDS)

@@ -181,6 +181,22 @@ class Filesystems:
             raise FileTooLargeError(f"the object holds more than max_bytes={max_bytes} bytes")
         return data
 
+    def open_seekable(self, uri: str):
+        """A seekable binary file of ``uri`` (a video's demuxer reads what it needs); only regular
+        files are opened (see :meth:`read_bytes`)."""
+        fs, path = self.resolve(uri)
+        if isinstance(fs, pafs.LocalFileSystem):
+            st = os.stat(path)
+            if not stat.S_ISREG(st.st_mode):
+                raise NotARegularFileError(f"{_file_kind(st.st_mode)}, not a regular file: never read")
+            fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+            f = os.fdopen(fd, "rb")
+            if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+                f.close()
+                raise NotARegularFileError("not a regular file (changed while being opened): never read")
+            return f
+        return fs.open_input_file(path)
+
 
 class NotARegularFileError(OSError):
     """The path is not a regular file (FIFO, device, socket, directory)."""

@@ -17,8 +17,8 @@ from typing import BinaryIO
 import numpy as np
 
 __all__ = [
+    "SNIFF_BYTES",
     "VIDEO_EXTENSIONS",
-    "VIDEO_ERROR_KINDS",
     "Sampling",
     "SampledFrame",
     "VideoFailure",
@@ -30,11 +30,7 @@ __all__ = [
 ]
 
 VIDEO_EXTENSIONS = (".mp4", ".mov", ".webm", ".mkv", ".avi", ".m4v")
-VIDEO_ERROR_KINDS = {
-    "video_error": "the video could not be decoded (from the position the error gives on; frames before it are rows)",
-    "not_a_video": "a video file name or container without a decodable video stream",
-}
-_SNIFF_BYTES = 16
+SNIFF_BYTES = 16  # what looks_like_video needs of a file's start
 
 
 def has_video_extension(uri: str) -> bool:

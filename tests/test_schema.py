@@ -77,8 +77,16 @@ def test_output_schema_passthrough_and_clash():
         schema.output_schema(pa.schema([("status", pa.string())]))
 
 
-def test_v4_records_the_device_and_v3_skin_tone_has_hue_and_source():
-    assert schema.SCHEMA_VERSION == 4 and schema.SCHEMA_NAME == "labels_v4"
+def test_v5_has_video_frames_and_tracks_v4_the_device_and_v3_skin_tone_has_hue_and_source():
+    assert schema.SCHEMA_VERSION == 5 and schema.SCHEMA_NAME == "labels_v5"
+    assert schema.COLUMN_NAMES[-len(schema.VIDEO_COLUMNS) :] == schema.VIDEO_COLUMNS
+    assert all(schema.SCHEMA.field(c).nullable for c in schema.VIDEO_COLUMNS)  # null on a photo's row
+    person_fields = schema.SCHEMA.field("persons").type.value_type
+    assert [person_fields.field(i).name for i in range(person_fields.num_fields)][-2:] == [
+        "track_id",
+        "track_skin_tone",
+    ]
+    assert {"video_error", "not_a_video"} <= set(schema.ERROR_KINDS)
     assert schema.COLUMN_NAMES[schema.COLUMN_NAMES.index("config_hash") + 1] == "device"
     person = schema.SCHEMA.field("persons").type.value_type
     skin = person.field("skin_tone").type
@@ -89,7 +97,6 @@ def test_v4_records_the_device_and_v3_skin_tone_has_hue_and_source():
     # the older versions stay readable through labels/
     from m2fp_batch.labels import SUPPORTED_SCHEMA_VERSIONS
 
-    assert SUPPORTED_SCHEMA_VERSIONS == (1, 2, 3, 4)
-    assert (SCHEMAS / "labels_v2.json").is_file() and (
-        SCHEMAS / "labels_v3.json"
-    ).is_file()  # the previous version's description is kept
+    assert SUPPORTED_SCHEMA_VERSIONS == (1, 2, 3, 4, 5)
+    # the previous versions' descriptions are kept
+    assert all((SCHEMAS / f"labels_v{v}.json").is_file() for v in (2, 3, 4))

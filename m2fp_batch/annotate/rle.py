@@ -67,3 +67,20 @@ def area(rle: dict) -> int:
     if isinstance(counts, str):
         counts = counts.encode("ascii")
     return int(mask_utils.area({"size": [int(v) for v in rle["size"]], "counts": counts}))
+
+
+def iou(a: list[dict], b: list[dict]) -> np.ndarray:
+    """(len(a), len(b)) IoU of encoded masks of one size, computed on the runs (no mask is decoded)."""
+    if not a or not b:
+        return np.zeros((len(a), len(b)))
+    if len({tuple(r["size"]) for r in (*a, *b)}) > 1:  # masks of another frame size never overlap
+        return np.array([[iou([x], [y])[0, 0] if list(x["size"]) == list(y["size"]) else 0.0 for y in b] for x in a])
+
+    def coco(rles: list[dict]) -> list[dict]:
+        return [{"size": [int(v) for v in r["size"]], "counts": _bytes(r["counts"])} for r in rles]
+
+    return np.asarray(mask_utils.iou(coco(a), coco(b), [0] * len(b)), dtype=np.float64).reshape(len(a), len(b))
+
+
+def _bytes(counts: str | bytes) -> bytes:
+    return counts.encode("ascii") if isinstance(counts, str) else counts

@@ -14,8 +14,9 @@ reappear where they were last seen.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -45,32 +46,38 @@ def iou_matrix(a: Sequence[np.ndarray], b: Sequence[np.ndarray]) -> np.ndarray:
     return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
 
 
+IoU = Callable[[Sequence[Any], Sequence[Any]], np.ndarray]
+
+
 @dataclass
 class _Track:
     track_id: int
-    mask: np.ndarray
+    mask: Any
     last_frame: int
 
 
-def _match(live: list[_Track], masks: Sequence[np.ndarray], threshold: float) -> dict[int, _Track]:
+def _match(live: list[_Track], masks: Sequence[Any], threshold: float, iou_of: IoU) -> dict[int, _Track]:
     """Person index -> the live track it continues (Hungarian on IoU; pairs under ``threshold`` dropped)."""
     from scipy.optimize import linear_sum_assignment
 
-    iou = iou_matrix([t.mask for t in live], masks)
+    iou = iou_of([t.mask for t in live], masks)
     if iou.size == 0:
         return {}
     rows, cols = linear_sum_assignment(iou, maximize=True)
     return {int(c): live[r] for r, c in zip(rows, cols, strict=True) if iou[r, c] >= threshold}
 
 
-def track_people(frames: Sequence[Sequence[np.ndarray]], settings: TrackSettings = TrackSettings()) -> list[list[int]]:
-    """The track id of each person of each frame (``frames[i][j]``: frame i's person j's boolean mask,
-    frames in order of time); the result has the same shape."""
+def track_people(
+    frames: Sequence[Sequence[Any]], settings: TrackSettings = TrackSettings(), iou_of: IoU = iou_matrix
+) -> list[list[int]]:
+    """The track id of each person of each frame (``frames[i][j]``: frame i's person j's mask, frames
+    in order of time); the result has the same shape. Masks are boolean arrays, or whatever ``iou_of``
+    takes (:func:`m2fp_batch.annotate.rle.iou`: the job's encoded masks)."""
     tracks: list[_Track] = []
     out: list[list[int]] = []
     for i, masks in enumerate(frames):
         live = [t for t in tracks if i - t.last_frame <= settings.max_gap + 1]
-        matched = _match(live, masks, settings.iou_threshold)
+        matched = _match(live, masks, settings.iou_threshold, iou_of)
         ids = []
         for j, mask in enumerate(masks):
             track = matched.get(j)

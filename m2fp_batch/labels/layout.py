@@ -102,7 +102,8 @@ def shard_committed(stats: Any, parquet_size: int | None, job_id: str | None, ro
 
     True only when the stats (:data:`MARKER_FIELDS`) were written by job ``job_id`` (the id in
     ``_config.json``) after a Parquet file of exactly this size, and, when the caller knows how
-    many inputs the listing gives the shard (``rows``, the job on resume), for that many rows. A
+    many inputs the listing gives the shard (``rows``, the job on resume), for that many inputs (a
+    video's frames are its rows; stats before videos count rows, one per input). A
     foreign, hand-copied or half-written ``shard-*.parquet`` never counts.
     """
     return (
@@ -111,7 +112,7 @@ def shard_committed(stats: Any, parquet_size: int | None, job_id: str | None, ro
         and job_id is not None
         and stats.get("job_id") == job_id
         and stats.get("bytes") == parquet_size
-        and (rows is None or stats.get("rows") == rows)
+        and (rows is None or stats.get("inputs", stats.get("rows")) == rows)
     )
 
 

@@ -41,7 +41,7 @@ __all__ = [
     "open_labels",
 ]
 
-SUPPORTED_SCHEMA_VERSIONS = (1, 2, 3, 4)
+SUPPORTED_SCHEMA_VERSIONS = (1, 2, 3, 4, 5)
 KIND_JOB = "job"
 KIND_REVIEWED = "export-reviewed"
 KIND_SHARDS = "shards"

@@ -40,6 +40,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=float,
         help="GPUs per model actor with --device cuda or auto (a fraction shares one GPU; default 0: CPU actors)",
     )
+    parser.add_argument("--video-fps", type=float, help="video frames labelled a second, by time (default 1)")
+    parser.add_argument("--video-every-nth", type=int, help="instead of --video-fps: every n-th frame of a video")
+    parser.add_argument("--video-max-frames", type=int, help="at most this many frames of each video")
+    parser.add_argument("--video-max-seconds", type=float, help="only the first seconds of each video")
     parser.add_argument(
         "--set", action="append", metavar="KEY=VALUE", help="override any setting of the config file (repeatable)"
     )
@@ -48,7 +52,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 # The job's own flags; the engine flags (add_engine_arguments) are overrides of the same name too.
 JOB_FLAGS = ("input", "output", "overwrite", "address", "batch_size", "shard_size", "cpus_per_actor", "max_actors",
-             "num_cpus", "gpus_per_actor")  # fmt: skip
+             "num_cpus", "gpus_per_actor", "video_fps", "video_every_nth", "video_max_frames",
+             "video_max_seconds")  # fmt: skip
 
 
 def config_from_args(args: argparse.Namespace) -> JobSettings:

@@ -15,15 +15,17 @@ import yaml
 from m2fp_batch.deprecation import old_names
 from m2fp_batch.errors import UserError
 from m2fp_batch.settings import EngineSettings, SettingsError, is_gpu_share
+from m2fp_batch.video import Sampling
 from m2fp_batch.yamlfile import strict_load
 
 __all__ = ["JOB_ONLY_RESUME_KEYS", "JobSettings", "JobSettingsError", "KEY_ALIASES", "load_yaml", "parse_set"]
 
 COMPRESSIONS = ("zstd", "snappy", "gzip", "lz4", "brotli", "none")
+MAX_VIDEO_FPS = 240.0  # above any camera's rate: a higher video_fps is a typo
 SECRET_KEYS = ("s3_access_key", "s3_secret_key", "s3_session_token")
 # Job settings that matter on resume beside the label settings: resuming into an output written with
 # other values would mix two kinds of rows (other guards) or other shards, so the job refuses.
-JOB_ONLY_RESUME_KEYS = ("shard_size",)
+JOB_ONLY_RESUME_KEYS = ("shard_size", "video_fps", "video_every_nth", "video_max_frames", "video_max_seconds")
 # Older names of settings, still accepted in YAML files and --set.
 KEY_ALIASES = {"model_revision": "revision"}
 
@@ -71,6 +73,11 @@ class JobSettings:
     staged: bool | None = None
     stage_cpus: float = 1.0  # CPUs of each task of the staged pipeline's decode and row stages
     max_worker_crashes: int = 2
+    # videos (docs/video.md): which frames become rows
+    video_fps: float = 1.0  # frames sampled a second, by presentation time
+    video_every_nth: int | None = None  # instead: every n-th decoded frame
+    video_max_frames: int | None = None  # at most this many frames a video
+    video_max_seconds: float | None = None  # only the first seconds of a video
     progress_interval_s: float = 10.0
     # S3 (else the standard AWS_* variables)
     s3_endpoint: str | None = None
@@ -143,6 +150,21 @@ class JobSettings:
             raise JobSettingsError(f"compression must be one of {', '.join(COMPRESSIONS)}; got {self.compression!r}")
         if self.uri_column == self.image_id_column:
             raise JobSettingsError("uri_column and image_id_column must differ")
+        self._validate_video()
+
+    def _validate_video(self) -> None:
+        if not 0 < self.video_fps <= MAX_VIDEO_FPS:
+            raise JobSettingsError(f"video_fps must be in (0, {MAX_VIDEO_FPS}] frames a second, got {self.video_fps}")
+        for k in ("video_every_nth", "video_max_frames"):
+            if getattr(self, k) is not None and getattr(self, k) < 1:
+                raise JobSettingsError(f"{k} must be >= 1 (or null), got {getattr(self, k)}")
+        if self.video_max_seconds is not None and self.video_max_seconds <= 0:
+            raise JobSettingsError(f"video_max_seconds must be > 0 (or null), got {self.video_max_seconds}")
+
+    @property
+    def sampling(self) -> Sampling:
+        """Which frames of a video become rows (the video_* settings)."""
+        return Sampling(self.video_fps, self.video_every_nth, self.video_max_frames, self.video_max_seconds)
 
     def _validate_devices(self) -> None:
         """gpus_per_actor, stage_cpus and the engine's device agree (Ray gives each actor its GPU)."""

@@ -30,9 +30,11 @@ import pyarrow.parquet as pq
 from m2fp_batch.errors import UserError
 from m2fp_batch.pipeline.reading import escape_name
 from m2fp_batch.storage import Filesystems, is_s3, list_s3, normalize_uri, to_uri
+from m2fp_batch.video import VIDEO_EXTENSIONS
 
 __all__ = [
     "IMAGE_EXTENSIONS",
+    "LISTED_EXTENSIONS",
     "LISTING_BATCH_ROWS",
     "LISTING_COLUMNS",
     "MANIFEST_EXTENSIONS",
@@ -47,6 +49,8 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
+# what a directory listing takes: photos and videos (a video's sampled frames become rows)
+LISTED_EXTENSIONS = IMAGE_EXTENSIONS + VIDEO_EXTENSIONS
 MANIFEST_EXTENSIONS = (".parquet", ".pq", ".csv")
 # The listing's own columns (and every output row's keys); a manifest's other columns pass through.
 LISTING_COLUMNS = ("image_id", "uri", "shard")
@@ -139,7 +143,9 @@ def stage_listing(
     if staged.rows == 0:
         if manifest:
             raise InputError(f"manifest {src!r} has no rows: nothing to label")
-        raise InputError(f"input {src!r} holds no images (extensions: {', '.join(IMAGE_EXTENSIONS)}, any case)")
+        raise InputError(
+            f"input {src!r} holds no images or videos (extensions: {', '.join(LISTED_EXTENSIONS)}, any case)"
+        )
     return staged
 
 
@@ -197,7 +203,7 @@ def _directory_batches(fs: pafs.FileSystem, path: str, src: str, filesystems: Fi
             f"s3://{bucket}/{k}"
             for page in list_s3(filesystems.s3_options, bucket, prefix)
             for k in page
-            if k.lower().endswith(IMAGE_EXTENSIONS)
+            if k.lower().endswith(LISTED_EXTENSIONS)
         )
     chunk: list[str] = []
     for uri in names:
@@ -253,7 +259,7 @@ def _walk_dir(path: str, bad: list) -> Iterator[str]:
     for key, e in entries:
         if key.endswith("/"):
             yield from _walk_dir(e.path, bad)
-        elif not _is_dir(e) and e.name.lower().endswith(IMAGE_EXTENSIONS):
+        elif not _is_dir(e) and e.name.lower().endswith(LISTED_EXTENSIONS):
             uri = escape_name(e.path)
             if uri is not e.path:
                 bad[0] += 1

@@ -21,7 +21,7 @@ from m2fp_batch.inference.loading import ModelInfo
 from m2fp_batch.labels.layout import RUN_FILE
 from m2fp_batch.memory import release_mapped_store_pages
 from m2fp_batch.pipeline import interrupt
-from m2fp_batch.pipeline.commit import ShardCommitter
+from m2fp_batch.pipeline.commit import ShardCommitter, pipeline_schema
 from m2fp_batch.pipeline.config import JobSettings, JobSettingsError
 from m2fp_batch.pipeline.inputs import LISTING_COLUMNS
 from m2fp_batch.pipeline.pending import listing_dataset
@@ -33,7 +33,6 @@ from m2fp_batch.pipeline.schedule import MAX_BLOCK_BYTES, Plan, Pool, pool_size,
 from m2fp_batch.pipeline.staged import check_device, staged_stages
 from m2fp_batch.pipeline.summary import RunInfo, RunSummary, summarize, utc_now
 from m2fp_batch.pipeline.worker import CrashLedger, Labeler, actor_threads
-from m2fp_batch.schema import output_schema
 from m2fp_batch.storage import Filesystems, S3Options
 
 __all__ = ["check_address", "resolve_model", "run_job"]
@@ -121,7 +120,8 @@ def _build_dataset(
     s3 = S3Options.from_config(cfg)
     ctx.target_max_block_size = MAX_BLOCK_BYTES
     ds = listing_dataset(prep.out.uri, s3, plan, pool.actors, cfg.batch_size, prep.listing.schema)
-    ds = read_stage(ds, s3, cfg.engine.max_bytes, cfg.read_cpus, cfg.read_concurrency)
+    guards = (cfg.engine.max_bytes, cfg.engine.max_pixels)
+    ds = read_stage(ds, s3, guards, cfg.sampling, cfg.read_cpus, cfg.read_concurrency)
     if cfg.is_staged:
         return staged_stages(ds, cfg, model, pool.threads, pool_strategy(cfg, pool.actors), out_schema, ledger)
     labeler_kwargs = {"cfg": cfg, "out_schema": out_schema, "ledger": ledger, "threads": pool.threads, "model": model}
@@ -141,7 +141,7 @@ def _label_pending(cfg: JobSettings, model: ModelInfo, prep: Prepared, plan: Pla
     ray = _init_ray(cfg)
     timeline.mark("connected")
     interrupt.check()
-    out_schema = output_schema(pa.schema([f for f in prep.listing.schema if f.name not in LISTING_COLUMNS]))
+    out_schema = pipeline_schema(pa.schema([f for f in prep.listing.schema if f.name not in LISTING_COLUMNS]))
     pool = Pool(pool_size(cfg, ray), cfg.engine.threads or actor_threads(cfg.cpus_per_actor))
     size = f"{min(cfg.min_actors, pool.actors)}..{pool.actors} (autoscaling)" if cfg.autoscaling else str(pool.actors)
     log.info(
@@ -201,8 +201,10 @@ def _run_job(cfg: JobSettings) -> RunSummary:
     prep.out.write_json(RUN_FILE, summary.to_dict())
     if run.pipeline:
         log.info(
-            "finished: %d/%d rows, status %s, %d labelled in %.1f s (%.2f images/s); summary in %s/_run.json",
-            summary.rows, plan.total, summary.status, run.labelled_this_run, run.seconds, run.images_per_s or 0.0,
+            "finished: %d rows of %d inputs (%s), status %s, %d labelled in %.1f s (%.2f images/s); summary in "
+            "%s/_run.json",
+            summary.rows, plan.total, "complete" if summary.complete else "incomplete", summary.status,
+            run.labelled_this_run, run.seconds, run.images_per_s or 0.0,
             cfg.output,
         )  # fmt: skip
     return summary

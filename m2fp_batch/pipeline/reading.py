@@ -1,18 +1,25 @@
-"""The read stage: a block's files to bytes (or an error per row), in a Ray task.
+"""The read stage: a block's files to bytes (or an error per row), a video's to its sampled frames, in
+a Ray task.
 
-Its own module, importing only pyarrow and storage, so a read worker starts in a fraction of a
-second and never imports the labelling stack (skimage, torch)."""
+Its own module, importing only pyarrow, numpy, storage and the video decoder (PyAV loads with the
+first video), so a read worker starts in a fraction of a second and never imports the labelling
+stack (skimage, torch)."""
 
 from __future__ import annotations
 
+import functools
+import io
 import os
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pyarrow as pa
 
+from m2fp_batch.pipeline.frames import VIDEO_FIELDS, video_rows
 from m2fp_batch.storage import Filesystems, FileTooLargeError, NotARegularFileError, S3Options
+from m2fp_batch.video import SNIFF_BYTES, Sampling, has_video_extension, looks_like_video
 
 __all__ = ["READ_CALL_ROWS", "escape_name", "read_batch", "read_stage", "unescape_name"]
 
@@ -46,10 +53,10 @@ def unescape_name(uri: str) -> bytes | None:
     return None
 
 
-def _read_one(fss: Filesystems, uri: str, max_bytes: int) -> tuple[bytes | None, str | None, str | None]:
-    """(bytes, error, error kind) of one input."""
+def _guarded(uri: str, read: Callable[[], Any]) -> tuple[Any, str | None, str | None]:
+    """(what ``read()`` gives, error, error kind) of one input: a failure to read becomes words."""
     try:
-        return fss.read_bytes(uri, max_bytes), None, None
+        return read(), None, None
     except NotARegularFileError as e:
         return None, f"{uri}: {e}", "unreadable"
     except FileTooLargeError as e:
@@ -69,30 +76,79 @@ def _read_one(fss: Filesystems, uri: str, max_bytes: int) -> tuple[bytes | None,
         return None, f"could not read {uri}: {msg}", "unreadable"
 
 
-def read_batch(batch: pa.Table, s3: S3Options, max_bytes: int) -> pa.Table:
-    """Add ``data`` (the file's bytes, null on failure), ``read_error``, ``read_error_kind``, ``read_s``.
+def _open_video(fss: Filesystems, uri: str):
+    """A seekable file of ``uri`` when its first bytes are a video container's, else None (a photo,
+    an empty or a foreign file under a video's name: read as a photo, whose decoder says what it is)."""
+    f = fss.open_seekable(uri)
+    if looks_like_video(f.read(SNIFF_BYTES)):
+        f.seek(0)
+        return f
+    f.close()
+    return None
 
-    Only regular files are read, at most ``max_bytes + 1`` bytes each (see ``Filesystems.read_bytes``).
-    """
-    fss = Filesystems(s3)
-    data, errors, kinds, secs = [], [], [], []
-    for uri in batch.column("uri").to_pylist():
-        t0 = time.perf_counter()
-        blob, err, kind = _read_one(fss, uri, max_bytes)
-        data.append(blob)
-        errors.append(err)
-        kinds.append(kind)
-        secs.append(time.perf_counter() - t0)
-    return (
-        batch.append_column("data", pa.array(data, pa.large_binary()))
+
+def _columns(key: pa.Table, data: list, errors: list, kinds: list, secs: list) -> pa.Table:
+    """Photos: ``key`` (listing rows) with the read columns, and null video columns and INPUT_ROWS."""
+    n = key.num_rows
+    table = (
+        key.append_column("data", pa.array(data, pa.large_binary()))
         .append_column("read_error", pa.array(errors, pa.string()))
         .append_column("read_error_kind", pa.array(kinds, pa.string()))
         .append_column("read_s", pa.array(secs, pa.float64()))
     )
+    for field in VIDEO_FIELDS.values():  # null: photos
+        table = table.append_column(field, pa.nulls(n, field.type))
+    return table
 
 
-def read_stage(ds, s3: S3Options, max_bytes: int, cpus: float, concurrency: int, fn: Callable = read_batch):
-    """``ds`` (listing rows) -> the same rows with their bytes (``fn``: :func:`read_batch`): Ray
+def read_batch(
+    batch: pa.Table, s3: S3Options, max_bytes: int, sampling: Sampling, max_pixels: int
+) -> Iterator[pa.Table]:
+    """Yield the rows with ``data`` (the file's bytes, null on failure), ``read_error``, ``read_error_kind``,
+    ``read_s``, the video columns and :data:`INPUT_ROWS`: a photo as its one row, a video as one row per
+    sampled frame (``data``: the frame's pixels as a PPM image) and an error row if decoding failed.
+
+    Only regular files are read, at most ``max_bytes + 1`` bytes each (see ``Filesystems.read_bytes``);
+    a video is streamed from its file, whatever its size, one frame at a time. A file is a video by
+    its first bytes: a video named .jpg is decoded as a video, a photo named .mp4 as a photo."""
+    fss = Filesystems(s3)
+    photos: list[int] = []
+    data, errors, kinds, secs = [], [], [], []
+    for i, uri in enumerate(batch.column("uri").to_pylist()):
+        t0 = time.perf_counter()
+        source, blob, err, kind = None, None, None, None
+        if has_video_extension(uri):
+            source, err, kind = _guarded(uri, functools.partial(_open_video, fss, uri))
+        if source is None and (not has_video_extension(uri) or err is None):
+            blob, err, kind = _guarded(uri, functools.partial(fss.read_bytes, uri, max_bytes))
+            if blob is not None and looks_like_video(blob[:SNIFF_BYTES]):
+                source = io.BytesIO(blob)
+        if source is None:
+            photos.append(i)
+            data.append(blob if err is None else None)
+            errors.append(err)
+            kinds.append(kind)
+            secs.append(time.perf_counter() - t0)
+            continue
+        if photos:  # the photos so far go first: a long video never holds them
+            yield _columns(batch.take(photos), data, errors, kinds, secs)
+            photos, data, errors, kinds, secs = [], [], [], [], []
+        yield from video_rows(batch.slice(i, 1), source, sampling, max_pixels)
+    if photos:
+        yield _columns(batch.take(photos), data, errors, kinds, secs)
+
+
+def read_stage(
+    ds,
+    s3: S3Options,
+    guards: tuple[int, int],
+    sampling: Sampling,
+    cpus: float,
+    concurrency: int,
+    fn: Callable = read_batch,
+):
+    """``ds`` (listing rows) -> the rows with their bytes, a video's as its sampled frames (``fn``:
+    :func:`read_batch`; ``guards``: max_bytes and max_pixels): Ray
     tasks that read at most :data:`READ_CALL_ROWS` files per call, whatever the size
     of the block they get (Ray Data joins a read task's blocks), so a task holds one output block
     of photos at a time (``target_max_block_size``: :data:`~.schedule.MAX_BLOCK_BYTES`, set by the job)."""
@@ -100,7 +156,7 @@ def read_stage(ds, s3: S3Options, max_bytes: int, cpus: float, concurrency: int,
 
     return ds.map_batches(
         fn,
-        fn_kwargs={"s3": s3, "max_bytes": max_bytes},
+        fn_kwargs={"s3": s3, "max_bytes": guards[0], "sampling": sampling, "max_pixels": guards[1]},
         batch_format="pyarrow",
         batch_size=READ_CALL_ROWS,
         num_cpus=cpus,

@@ -38,6 +38,7 @@ class ShardStats:
     job_id: str
     file: str
     rows: int
+    inputs: int  # listing rows done: a photo is one row, a video one row per sampled frame (and an error)
     status: dict[str, int]
     error_kinds: dict[str, int]
     persons: int
@@ -48,8 +49,8 @@ class ShardStats:
     finished_at: str
 
     @classmethod
-    def of(cls, shard: int, table: pa.Table, nbytes: int, seconds: float, job_id: str) -> ShardStats:
-        """The stats of ``table``, the shard's rows just written in ``nbytes`` bytes."""
+    def of(cls, shard: int, table: pa.Table, nbytes: int, seconds: float, job_id: str, inputs: int) -> ShardStats:
+        """The stats of ``table``, the rows of the shard's ``inputs`` inputs just written in ``nbytes`` bytes."""
         status = collections.Counter(table.column("status").to_pylist())
         kinds = collections.Counter(k for k in table.column("error_kind").to_pylist() if k)
         skin: collections.Counter = collections.Counter()
@@ -61,6 +62,7 @@ class ShardStats:
             job_id=job_id,
             file=shard_name(shard),
             rows=table.num_rows,
+            inputs=inputs,
             status={s: status.get(s, 0) for s in STATUSES},
             error_kinds=dict(sorted(kinds.items())),
             persons=int(pc.sum(table.column("num_persons")).as_py() or 0),
@@ -143,6 +145,7 @@ class _Totals:
 
     shards: int = 0
     rows: int = 0
+    inputs: int = 0
     nbytes: int = 0
     persons: int = 0
     brightened: int = 0
@@ -153,6 +156,7 @@ class _Totals:
     def add(self, s: dict) -> None:
         self.shards += 1
         self.rows += s["rows"]
+        self.inputs += s.get("inputs", s["rows"])  # before videos, one row per input
         self.nbytes += s["bytes"]
         self.persons += s.get("persons", 0)
         self.brightened += s.get("brightened", 0)
@@ -173,7 +177,7 @@ def summarize(prep: Prepared, cfg: JobSettings, run: RunInfo) -> RunSummary:
         output=cfg.output,
         inputs=listing.rows,
         rows=rows,
-        complete=rows == listing.rows,
+        complete=t.inputs == listing.rows,
         shards={"total": len(listing.shard_rows), "finished": t.shards},
         status={s: t.status.get(s, 0) for s in STATUSES},
         error_kinds=dict(t.kinds.most_common()),

@@ -20,7 +20,7 @@ from m2fp_batch.photo_to_row import Decoded, PhotoToRow
 from m2fp_batch.pipeline.config import JobSettings
 from m2fp_batch.pipeline.inputs import LISTING_COLUMNS, READ_COLUMNS
 from m2fp_batch.rows import error_columns
-from m2fp_batch.schema import SCHEMA
+from m2fp_batch.schema import SCHEMA, VIDEO_COLUMNS
 from m2fp_batch.settings import EngineSettings
 
 if TYPE_CHECKING:
@@ -261,11 +261,13 @@ def crash_label(attempts: int) -> dict:
 
 def rows_table(rows: list[dict], batch: pa.Table, out_schema: pa.Schema) -> pa.Table:
     """Output rows as a table of ``out_schema``: the schema's columns, then the manifest's
-    passthrough columns taken from ``batch`` (the same rows, in order)."""
+    passthrough columns taken from ``batch`` (the same rows, in order), as are a video frame's columns."""
     table = pa.Table.from_pylist(rows, schema=SCHEMA)
     for f in out_schema:
         if f.name not in SCHEMA.names:
             table = table.append_column(f, batch.column(f.name).cast(f.type))
+        elif f.name in VIDEO_COLUMNS and f.name in batch.column_names:  # a frame's, from the read stage
+            table = table.set_column(table.schema.get_field_index(f.name), f, batch.column(f.name).cast(f.type))
     return table.cast(out_schema)
 
 

@@ -11,7 +11,7 @@
 * ``parts``: one row per part of a person (``image_id``, ``person_id``, ``group``, ``label_id``,
   ``label``, ``area``, ``fraction``, ``score``).
 
-The column names of the job output it relies on are the constants below (schema ``labels_v4``; v2 and v3 read too).
+The column names of the job output it relies on are the constants below (schema ``labels_v5``; v2 to v4 read too).
 """
 
 from __future__ import annotations

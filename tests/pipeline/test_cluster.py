@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import os
 import shutil
 import signal
@@ -109,7 +110,7 @@ def test_ray_job_submit(head, tmp_path, tiny_model_dir):
         time.sleep(1)
     logs = client.get_job_logs(job)
     assert status == JobStatus.SUCCEEDED, logs[-3000:]
-    assert "finished: 6/6 rows" in logs and "joining the Ray cluster" in logs
+    assert "finished: 6 rows of 6 inputs (complete)" in logs and "joining the Ray cluster" in logs
     rows = _assert_exactly_once(out, uris)
     assert sorted(r["status"] for r in rows) == ["error"] * 2 + ["ok"] * 4
     summary = json.loads((out / "_run.json").read_text())
@@ -137,6 +138,34 @@ def test_driver_sigkill_then_rerun(head, tmp_path, tiny_model_dir):
     summary = json.loads((out / "_run.json").read_text())
     assert summary["complete"] and summary["run"]["labelled_this_run"] <= len(uris) - 2 * done_at_kill
     assert not list(out.glob(".*.tmp")) and not list((out / "_stats").glob(".*.tmp"))
+
+
+def test_driver_sigkill_then_rerun_with_videos(head, tmp_path, tiny_model_dir):
+    """A directory of photos and videos: killed after its first shard, rerun, every photo and every
+    sampled frame exactly once (a video's frames are committed with its shard, all or none)."""
+    sys.path.insert(0, str(REPO / "tests" / "video"))
+    from videos import pan_frames, write_video
+
+    gcs, _, env, _ = head
+    photos = _write_dir(tmp_path / "in", 10, n_bad=0)
+    seconds = {f"v{k}.mp4": (20 + 5 * k) / 10 for k in range(6)}  # 2.0 to 4.5 s at 10 fps
+    for name, s in seconds.items():
+        write_video(tmp_path / "in" / name, pan_frames(int(s * 10)), fps=10)
+    out = tmp_path / "out"
+    cmd = _run_cmd(tiny_model_dir, tmp_path / "in", out, "--address", gcs, "--shard-size", "2", "--batch-size", "1")
+    proc = subprocess.Popen(cmd, env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _wait_for_stats(out, 1, proc, poll=0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(30)
+    assert len(list((out / "_stats").glob("shard-*.json"))) < 8, "the kill came before the end"
+    res = subprocess.run(cmd, env=env, cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    rows = pq.read_table(out).to_pylist()
+    assert sorted(r["uri"] for r in rows if r["video_id"] is None) == photos
+    for name, s in seconds.items():
+        frames = sorted(r["frame_index"] for r in rows if r["uri"] == str(tmp_path / "in" / name))
+        assert frames == [10 * k for k in range(math.ceil(s))], name  # 1 frame a second, each once
+    assert json.loads((out / "_run.json").read_text())["complete"]
 
 
 def test_actor_sigkill_is_retried(head, tmp_path, tiny_model_dir):

@@ -227,16 +227,19 @@ def test_the_read_stage_reads_a_joined_run_in_bounded_calls_and_blocks(tmp_path)
     from m2fp_batch.pipeline.reading import READ_CALL_ROWS, read_batch, read_stage
     from m2fp_batch.pipeline.schedule import MAX_BLOCK_BYTES
     from m2fp_batch.storage import S3Options
+    from m2fp_batch.video import Sampling
 
     photo = tmp_path / "photo.bin"
     photo.write_bytes(bytes(range(256)) * 400)  # 100 kB: 600 of them are 3.7 blocks of bytes
     uris = [str(photo)] * 600
     rd.DataContext.get_current().target_max_block_size = MAX_BLOCK_BYTES  # as the job sets it
     ds = rd.from_arrow(pa.table({"uri": uris, "image_id": [str(i) for i in range(600)]}))  # one joined run
-    ds = read_stage(
-        ds, S3Options(), 10**6, 0.5, 2,
-        fn=lambda b, **kw: read_batch(b, **kw).append_column("call_rows", pa.array([b.num_rows] * b.num_rows)),
-    )  # fmt: skip
+
+    def counted(b: pa.Table, **kw):  # read_batch, each row saying how many rows its call read
+        for t in read_batch(b, **kw):
+            yield t.append_column("call_rows", pa.array([b.num_rows] * t.num_rows))
+
+    ds = read_stage(ds, S3Options(), (10**6, 10**8), Sampling(), 0.5, 2, fn=counted)
     blocks = ds.map_batches(
         lambda b: pa.table(
             {"rows": [b.num_rows], "bytes": [b.nbytes], "most": [max(b.column("call_rows").to_pylist())]}

@@ -6,11 +6,13 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from m2fp_batch.pipeline.inputs import stage_listing
 from m2fp_batch.pipeline.reading import escape_name, read_batch, unescape_name
 from m2fp_batch.storage import Filesystems, S3Options
+from m2fp_batch.video import Sampling
 
 
 def _touch(d: Path, raw: bytes, data: bytes = b"not empty") -> None:
@@ -45,7 +47,7 @@ def test_listing_and_read_give_one_bad_name_row_and_read_the_rest(tmp_path):
     listing = pq.read_table(stage_listing(str(tmp_path), Filesystems(), str(work)).path)
     uris = listing.column("uri").to_pylist()
     assert uris == [f"{tmp_path}/caf\\xe9.jpg", f"{tmp_path}/ok.jpg"]
-    read = read_batch(listing, S3Options(), max_bytes=1000).to_pylist()
+    read = pa.concat_tables(read_batch(listing, S3Options(), 1000, Sampling(), 10**8)).to_pylist()
     assert [(r["read_error_kind"], r["data"]) for r in read] == [("bad_name", None), (None, b"plain bytes")]
     assert read[0]["read_error"] == (
         f"the file name is not valid UTF-8: {tmp_path}/caf\\xe9.jpg (its bytes escaped); rename it to UTF-8"
