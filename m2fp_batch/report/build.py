@@ -82,8 +82,8 @@ def compute(job: JobOutput) -> tuple[dict, dict[str, pd.DataFrame]]:
     numbers = {
         "images": len(job.images),
         "status": metrics.status_counts(job.images),
-        "people": len(job.persons),
-        "group_counts": metrics.group_counts(job.persons).to_dict(),
+        "people": len(people := metrics.counted_people(job.persons)),  # a video's track once
+        "group_counts": metrics.group_counts(people).to_dict(),
         "ita_category_counts": metrics.ita_category_counts(job.persons).to_dict(),
         "unknown_rate": metrics.unknown_rate(job.persons),
         "low_light": low,
@@ -117,7 +117,10 @@ def build_report(
     gt = evaluate(job, gt_dir) if gt_dir is not None else None
 
     pngs: dict[str, tuple[bytes, str]] = {
-        "groups": (plots.group_counts_plot(metrics.group_counts(job.persons)), "people per skin-tone group"),
+        "groups": (
+            plots.group_counts_plot(metrics.group_counts(metrics.counted_people(job.persons))),
+            "people per skin-tone group",
+        ),
         "ita_categories": (
             plots.ita_category_plot(metrics.ita_category_counts(job.persons)),
             "people per ITA category",

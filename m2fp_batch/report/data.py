@@ -7,7 +7,8 @@
 * ``persons``: one row per person (``image_id``, ``person_id``, ``score``, ``area``, ``x0 y0 x1 y1``,
   the skin-tone fields ``group``, ``ita``, ``ita_category``, ``monk``, ``skin_pixels``,
   ``skin_confidence``, ``hue`` (NaN before schema v3), ``source`` (``measured`` before v3; ``not
-  measured`` for a null source), and the image's ``brightness_factor``);
+  measured`` for a null source), the image's ``brightness_factor``, and for a video frame's person
+  ``video_id``, ``track_id`` and the track's one group ``track_group`` (null otherwise));
 * ``parts``: one row per part of a person (``image_id``, ``person_id``, ``group``, ``label_id``,
   ``label``, ``area``, ``fraction``, ``score``).
 
@@ -33,6 +34,7 @@ COL_PERSONS = "persons"
 COL_SEMANTIC = "semantic"
 COL_BRIGHTNESS = "brightness_factor"  # image level: factor applied to the model input (1.0 none)
 PERSON_SKIN = "skin_tone"  # persons[].skin_tone struct (SkinTone fields)
+COL_VIDEO = "video_id"  # a sampled frame's video (schema v5); its people carry track_id, track_skin_tone
 IMAGE_COLUMNS = ("image_id", "status", "width", "height", "num_persons")
 NOT_MEASURED = "not measured"  # the source of a person whose struct holds no tone (v3 source null)
 
@@ -137,6 +139,7 @@ def flatten(table: pa.Table) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
             "skin_confidence": _num(skin, "confidence"),
             **_hue_and_source(skin),
             COL_BRIGHTNESS: images[COL_BRIGHTNESS].to_numpy()[parent],
+            **_tracks(table, pv, parent),
         }
     )
     partv, pparent = _flatten(_field(pv, "parts"))
@@ -154,6 +157,21 @@ def flatten(table: pa.Table) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
         }
     )
     return images, persons, parts
+
+
+def _tracks(table: pa.Table, pv: pa.Array, parent: np.ndarray) -> dict[str, np.ndarray]:
+    """A video frame's person: its video, track and the track's group (schema v5; else null)."""
+    n = len(pv)
+    if pv.type.get_field_index("track_id") < 0 or COL_VIDEO not in table.column_names:
+        return {COL_VIDEO: np.full(n, None, dtype=object), "track_id": pd.array([None] * n, dtype="Int64"),
+                "track_group": np.full(n, None, dtype=object)}  # fmt: skip
+    videos = table.column(COL_VIDEO).to_pandas().to_numpy()
+    tone = _field(pv, "track_skin_tone")
+    return {
+        COL_VIDEO: videos[parent] if n else np.full(0, None, dtype=object),
+        "track_id": pd.array(_field(pv, "track_id").to_pandas(), dtype="Int64"),
+        "track_group": _field(tone, "group").to_pandas().to_numpy(),
+    }
 
 
 def _hue_and_source(skin: pa.Array) -> dict[str, np.ndarray]:

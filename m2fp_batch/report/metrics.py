@@ -17,6 +17,16 @@ NUM_CLASSES = 20  # CIHP parsing classes incl. background (the 21st model class,
 PART_CLASSES = tuple(CIHP_CLASSES[1:NUM_CLASSES])
 
 
+def counted_people(persons: pd.DataFrame) -> pd.DataFrame:
+    """The people the fairness numbers count: each person of a photo, and each track of a video once,
+    with the track's one tone group (a person seen in 30 frames is one person, not 30)."""
+    if "track_id" not in persons or not persons["track_id"].notna().any():
+        return persons
+    tracked = persons["track_id"].notna().to_numpy()
+    tracks = persons[tracked].drop_duplicates(["video_id", "track_id"])
+    return pd.concat([persons[~tracked], tracks.assign(group=tracks["track_group"])], ignore_index=True)
+
+
 def group_counts(persons: pd.DataFrame) -> pd.Series:
     """Persons per skin-tone group, in the order light, medium, dark, unknown."""
     return persons["group"].value_counts().reindex(list(SKIN_GROUPS), fill_value=0).astype(int)

@@ -230,3 +230,23 @@ def test_video_flags_reach_the_settings(tmp_path):
     cfg = config_from_args(args)
     assert (cfg.sampling.fps, cfg.sampling.max_frames, cfg.sampling.every_nth) == (2.5, 7, None)
     assert json.loads(json.dumps(cfg.resume_settings()))["video_fps"] == 2.5  # a rerun with another fps is refused
+
+
+def test_the_fairness_report_counts_a_track_once_not_once_per_frame(video_job):
+    from m2fp_batch.report.build import compute
+    from m2fp_batch.report.data import load_output
+
+    numbers, _ = compute(load_output(video_job["out"]))
+    rows = video_job["rows"]
+    photo_people = [p["skin_tone"]["group"] for r in rows if r["video_id"] is None for p in r["persons"] or []]
+    tracks = {
+        (r["video_id"], p["track_id"]): p["track_skin_tone"]["group"]
+        for r in rows
+        if r["frame_index"] is not None
+        for p in r["persons"]
+    }
+    frame_people = sum(len(r["persons"] or []) for r in rows if r["frame_index"] is not None)
+    assert frame_people > len(tracks) > 0  # people seen in several frames
+    assert numbers["people"] == len(photo_people) + len(tracks)
+    groups = photo_people + list(tracks.values())
+    assert numbers["group_counts"] == {g: groups.count(g) for g in ("light", "medium", "dark", "unknown")}
