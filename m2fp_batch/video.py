@@ -26,6 +26,7 @@ __all__ = [
     "frame_image_id",
     "has_video_extension",
     "looks_like_video",
+    "read_frame",
     "sample_frames",
 ]
 
@@ -212,3 +213,35 @@ def _ends_early(info: VideoInfo, last_pts: float | None) -> bool:
         return False
     interval = 1.0 / info.fps if info.fps else 0.1
     return last_pts + 2 * interval < info.duration_s
+
+
+def read_frame(source: str | BinaryIO, pts_seconds: float, max_pixels: int) -> np.ndarray:
+    """The RGB pixels (rotation applied) of the frame presented at ``pts_seconds``: a job row's frame,
+    read again by the readers of the output. Seeks to the key frame before it and decodes forward, so
+    the pixels are those :func:`sample_frames` gave.
+
+    Raises:
+        ValueError: the video cannot be opened, its frames exceed ``max_pixels``, or no frame is
+            presented at that time (the file changed since the job).
+    """
+    import av
+
+    opened = _open(source, max_pixels)
+    if isinstance(opened, VideoFailure):
+        raise ValueError(opened.message)
+    container, stream, info = opened
+    tolerance = 0.5 / info.fps if info.fps else 1e-3
+    try:
+        if stream.time_base is not None and pts_seconds > 0:
+            container.seek(int(pts_seconds / stream.time_base), stream=stream, backward=True, any_frame=False)
+        for frame in container.decode(stream):
+            t = float(frame.time) if frame.time is not None else None
+            if t is not None and abs(t - pts_seconds) <= tolerance:
+                return _rgb(frame)
+            if t is not None and t > pts_seconds + tolerance:
+                break
+    except (av.error.FFmpegError, OSError, ValueError, MemoryError) as e:
+        raise ValueError(f"the video could not be decoded at {pts_seconds:.3f} s: {e}") from e
+    finally:
+        container.close()
+    raise ValueError(f"no frame at {pts_seconds:.3f} s: the video changed since the job labelled it")

@@ -21,6 +21,7 @@ from m2fp_batch.labels.maps import (
     skin_tone_source,
     skin_tones,
 )
+from m2fp_batch.labels.pixels import is_frame, row_pixels
 from m2fp_batch.labels.reader import (
     SUPPORTED_SCHEMA_VERSIONS,
     LabelsError,
@@ -41,12 +42,14 @@ __all__ = [
     "decode_mask",
     "decode_persons",
     "human_map",
+    "is_frame",
     "is_trainable",
     "label_maps",
     "open_labels",
     "part_instance_map",
     "part_instances",
     "person_parts_map",
+    "row_pixels",
     "semantic_map",
     "skin_tone_source",
     "skin_tones",

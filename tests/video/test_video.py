@@ -16,6 +16,7 @@ from m2fp_batch.video import (
     frame_image_id,
     has_video_extension,
     looks_like_video,
+    read_frame,
     sample_frames,
 )
 
@@ -136,3 +137,20 @@ def test_recognised_by_content(clip, tmp_path):
     assert not looks_like_video(b"RIFF\0\0\0\0WEBPVP8 ")
     assert has_video_extension("s3://b/a/CLIP.MP4") and not has_video_extension("a.jpg")
     assert frame_image_id("abc", 12) == "abc#f000012"
+
+
+@pytest.mark.parametrize(
+    "name,kw", [("gop.mp4", {"fps": 10, "gop": 12}), ("vfr.mkv", {}), ("rot.mp4", {"rotation": 90})]
+)
+def test_read_frame_gives_the_sampled_frames_pixels_after_a_seek(tmp_path, name, kw):
+    pts = [0, 100, 150, 900, 1000, 1050, 1100, 2300, 2400, 3100]
+    n = len(pts) if name == "vfr.mkv" else 60
+    path = str(write_video(tmp_path / name, pan_frames(n), pts_ms=pts if name == "vfr.mkv" else None, **kw))
+    _, frames, _ = _split(sample_frames(path, Sampling(fps=3), BIG))
+    assert len(frames) >= 6
+    for f in frames:
+        np.testing.assert_array_equal(read_frame(path, f.pts_seconds, BIG), f.rgb)
+    with pytest.raises(ValueError, match="no frame at 100.000 s"):
+        read_frame(path, 100.0, BIG)
+    with pytest.raises(ValueError, match="max_pixels"):
+        read_frame(path, 0.0, 100)

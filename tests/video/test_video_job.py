@@ -250,3 +250,24 @@ def test_the_fairness_report_counts_a_track_once_not_once_per_frame(video_job):
     assert numbers["people"] == len(photo_people) + len(tracks)
     groups = photo_people + list(tracks.values())
     assert numbers["group_counts"] == {g: groups.count(g) for g in ("light", "medium", "dark", "unknown")}
+
+
+def test_readers_get_a_frame_rows_pixels_from_its_video(video_job):
+    from m2fp_batch.labels import is_frame, row_pixels
+    from m2fp_batch.storage import Filesystems
+    from m2fp_batch.video import SampledFrame, Sampling, sample_frames
+
+    fss = Filesystems()
+    for name in ("clip", "vfr", "rotated", "mp4_as_jpg"):
+        rows = _frames(video_job, name)
+        decoded = {
+            f.frame_index: f.rgb
+            for f in sample_frames(str(video_job["files"][name]), Sampling(fps=1.0), 10**8)
+            if isinstance(f, SampledFrame)
+        }
+        assert sorted(decoded) == [r["frame_index"] for r in rows]
+        for r in rows:
+            assert is_frame(r)
+            np.testing.assert_array_equal(row_pixels(r, fss), decoded[r["frame_index"]])
+    photo = _of(video_job, "astronaut")[0]
+    assert not is_frame(photo) and row_pixels(photo, fss).shape == (128, 128, 3)

@@ -38,15 +38,18 @@ def write_video(
     pts_ms: Sequence[int] | None = None,
     rotation: int = 0,
     options: dict | None = None,
+    gop: int | None = None,
 ) -> Path:
     """Encode ``frames`` (H.264, or MPEG-4 part 2 for .avi) into the container the suffix names.
 
     ``pts_ms``: each frame's presentation time in milliseconds (a variable frame rate); ``rotation``:
-    display-matrix rotation in counter-clockwise degrees (a phone video)."""
+    display-matrix rotation in counter-clockwise degrees (a phone video); ``gop``: frames between key frames."""
     h, w = frames[0].shape[:2]
     with av.open(str(path), "w", options=options or {}) as c:
         s = c.add_stream("mpeg4" if path.suffix == ".avi" else "libx264", rate=fps)
         s.width, s.height, s.pix_fmt = w, h, "yuv420p"
+        if gop:  # a key frame every ``gop`` frames (seeking lands on them)
+            s.codec_context.gop_size = gop
         if pts_ms is not None:
             s.time_base = s.codec_context.time_base = Fraction(1, 1000)
         if rotation:
