@@ -14,7 +14,7 @@ import numpy as np
 import skimage.data
 from videos import pan_frames
 
-__all__ = ["W", "H", "PersonPath", "people_video", "training_samples"]
+__all__ = ["H", "PERSON_W", "W", "PersonPath", "people_video", "training_samples"]
 
 W, H = 160, 128
 PERSON_W = 24
