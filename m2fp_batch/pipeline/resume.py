@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from m2fp_batch.labels.layout import INPUTS_FILE
@@ -38,6 +39,7 @@ from m2fp_batch.pipeline.inputs import (
 from m2fp_batch.pipeline.output import OutputDir, OutputError
 from m2fp_batch.schema import SCHEMA_NAME, output_schema
 from m2fp_batch.storage import Filesystems, normalize_uri
+from m2fp_batch.video import VIDEO_EXTENSIONS
 
 log = logging.getLogger("m2fp_batch.job")
 
@@ -181,16 +183,54 @@ def _sharded_schema(schema: pa.Schema, job_id: str) -> pa.Schema:
     return pa.schema(fields, metadata={**(schema.metadata or {}), JOB_ID_KEY: job_id.encode()})
 
 
+@dataclass
+class _Sharder:
+    """Shard numbers in listing order: photos in runs of ``shard_size``, and each input with a video's
+    name a shard of its own (its frames are many rows: the driver holds one video's rows until its
+    shard commits, and a rerun redoes one video, not ``shard_size`` of them)."""
+
+    shard_size: int
+    next_shard: int  # the number the next new shard gets
+    run: int = 0  # photos in the open photo shard (next_shard - 1); 0: none is open
+
+    def assign(self, is_video: np.ndarray) -> np.ndarray:
+        out = np.empty(len(is_video), np.int64)
+        start = 0
+        for v in [*np.flatnonzero(is_video).tolist(), len(is_video)]:
+            self._photos(out, start, v)
+            if v < len(is_video):
+                out[v], self.next_shard, self.run = self.next_shard, self.next_shard + 1, 0
+            start = v + 1
+        return out
+
+    def _photos(self, out: np.ndarray, a: int, b: int) -> None:
+        """Rows ``a:b`` (photos): fill the open shard, then new shards of ``shard_size``."""
+        if b <= a:
+            return
+        take = min(self.shard_size - self.run if self.run else 0, b - a)
+        out[a : a + take] = self.next_shard - 1
+        self.run += take
+        rest = b - a - take
+        if rest:
+            out[a + take : b] = self.next_shard + np.arange(rest) // self.shard_size
+            self.next_shard += -(-rest // self.shard_size)
+            self.run = rest % self.shard_size or self.shard_size
+
+
+_VIDEO_NAME = "(" + "|".join(e.replace(".", r"\.") for e in VIDEO_EXTENSIONS) + ")$"
+
+
 def _with_shards(batches, schema: pa.Schema, shard_size: int, first_shard: int) -> Iterator[pa.RecordBatch]:
-    """Each batch with ``shard`` = ``first_shard + row // shard_size`` (rows counted across batches)."""
-    row = 0
+    """Each batch with ``shard`` (:class:`_Sharder`: runs of ``shard_size`` photos from ``first_shard``,
+    a video on its own)."""
+    sharder = _Sharder(shard_size, first_shard)
     for b in batches:
-        shards = pa.array(first_shard + np.arange(row, row + b.num_rows) // shard_size, pa.int32())
+        is_video = pc.match_substring_regex(pc.utf8_lower(b.column("uri")), _VIDEO_NAME)
+        shards = pa.array(sharder.assign(is_video.to_numpy(zero_copy_only=False)), pa.int32())
         arrays = [b.column("image_id"), b.column("uri"), shards] + [
             b.column(f.name) for f in schema if f.name not in LISTING_COLUMNS
         ]
         yield pa.RecordBatch.from_arrays(arrays, schema=schema)
-        row += b.num_rows
 
 
 def _new_inputs(stored: pq.ParquetFile, staged: StagedListing) -> tuple[np.ndarray, int]:

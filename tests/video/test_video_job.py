@@ -302,3 +302,18 @@ def test_dataset_and_exports_read_the_jobs_frames(video_job):
         name = f"{r['video_id']}/{r['frame_index']:012d}"
         category = np.asarray(Image.open(video_job["root"] / "vip" / "Annotations" / "Category_ids" / f"{name}.png"))
         np.testing.assert_array_equal(category, label_maps(r).semantic)
+
+
+def test_each_video_is_a_shard_of_its_own_and_photos_fill_theirs(video_job):
+    from m2fp_batch.pipeline.resume import _Sharder
+
+    by_shard: dict[int, set[str]] = {}
+    for r in video_job["rows"]:
+        by_shard.setdefault(r["shard"], set()).add(r["uri"])
+    video_names = (".mp4", ".mkv", ".webm", ".mov")
+    for uris in by_shard.values():
+        assert len(uris) == 1 or not any(u.endswith(video_names) for u in uris), uris
+    assert max(len(u) for u in by_shard.values()) <= 4  # shard_size photos (and .jpg-named videos) together
+    sharder = _Sharder(3, 0)
+    assert sharder.assign(np.array([0, 0, 0, 0, 1, 0, 1, 1, 0], bool)).tolist() == [0, 0, 0, 1, 2, 3, 4, 5, 6]
+    assert sharder.assign(np.array([0, 0, 0, 1], bool)).tolist() == [6, 6, 7, 8]  # the open shard goes on
