@@ -13,6 +13,7 @@ the number of inputs per shard and, while a rerun looks for new inputs, 16 bytes
 from __future__ import annotations
 
 import collections
+import dataclasses
 import logging
 import tempfile
 import uuid
@@ -97,6 +98,10 @@ def _identity(cfg: JobSettings, checkpoint_sha256: str, job_id: str) -> dict[str
     }
 
 
+# the video settings as a job before videos (schema v4) ran: its outputs resume with the defaults
+VIDEO_DEFAULTS = {f.name: f.default for f in dataclasses.fields(JobSettings) if f.name.startswith("video_")}
+
+
 def check_same_job(saved: dict[str, Any], cfg: JobSettings, checkpoint_sha256: str) -> None:
     """Refuse to resume into an output written with other settings, input or weights."""
     where = f"output {cfg.output!r}"
@@ -123,6 +128,7 @@ def _check_same_settings(saved: dict[str, Any], cfg: JobSettings, where: str) ->
     """The label settings (``config_hash``), decode guards and shard size must be those of the first run."""
     before = saved.get("settings")
     before = {KEY_ALIASES.get(k, k): v for k, v in before.items()} if isinstance(before, dict) else {}
+    before = VIDEO_DEFAULTS | before  # an output of a version before videos: no video was sampled
     diff = {k: (before.get(k), v) for k, v in cfg.resume_settings().items() if before.get(k) != v}
     if diff:
         raise JobSettingsError(f"{where} was written with other settings {diff} (saved -> now); {_START_OVER}")

@@ -317,3 +317,18 @@ def test_each_video_is_a_shard_of_its_own_and_photos_fill_theirs(video_job):
     sharder = _Sharder(3, 0)
     assert sharder.assign(np.array([0, 0, 0, 0, 1, 0, 1, 1, 0], bool)).tolist() == [0, 0, 0, 1, 2, 3, 4, 5, 6]
     assert sharder.assign(np.array([0, 0, 0, 1], bool)).tolist() == [6, 6, 7, 8]  # the open shard goes on
+
+
+def test_a_rerun_with_another_sampling_is_refused_and_an_output_from_before_videos_resumes(video_job, tiny_model_dir):
+    out = video_job["out"]
+    with pytest.raises(JobSettingsError, match="video_fps"):
+        run_job(_cfg(tiny_model_dir, video_job["src"], out, video_fps=2.0))
+    config = out / "_config.json"
+    saved = json.loads(config.read_text())
+    before_videos = {k: v for k, v in saved["settings"].items() if not k.startswith("video_")}
+    config.write_text(json.dumps(saved | {"settings": before_videos}))  # as a version before videos wrote it
+    try:
+        summary = run_job(_cfg(tiny_model_dir, video_job["src"], out)).to_dict()
+        assert summary["complete"] and summary["run"]["labelled_this_run"] == 0
+    finally:
+        config.write_text(json.dumps(saved))
