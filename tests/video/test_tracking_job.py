@@ -20,7 +20,7 @@ from m2fp_batch.pipeline.config import JobSettings  # noqa: E402
 from m2fp_batch.pipeline.job import run_job  # noqa: E402
 
 FRAMES, FPS, SAMPLED_FPS = 60, 10, 5.0
-STEPS = 300
+STEPS = 150
 PERSON_AREA = PERSON_W * 70  # a whole drawn person (hair, face, upper clothes, pants)
 VISIBLE = 0.4  # a person is visible in a frame when this share of them is in it
 SAME_PERSON_IOU = 0.5  # a found person is a drawn one when their masks overlap this much
