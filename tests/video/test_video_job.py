@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
-import av
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -137,16 +137,16 @@ def _semantic_map(row: dict) -> np.ndarray:
 
 
 def test_frames_are_pixel_equal_to_parse_on_the_frames_extracted_apart(video_job, tiny_model_dir):
-    """The frames FFmpeg decodes, saved as PNG files without the job (every frame, the sampled ones
-    picked by index), parsed by ``m2fp-batch parse``: the same semantic maps as the job's frame rows."""
+    """The sampled frames extracted by the ``ffmpeg`` command (``make browser-deps`` installs it) as
+    PNG files, parsed by ``m2fp-batch parse``: the same semantic maps as the job's frame rows."""
+    ffmpeg = shutil.which("ffmpeg")
+    assert ffmpeg, "the ffmpeg command is missing: make browser-deps installs it"
     clip = _frames(video_job, "clip")
-    wanted = {r["frame_index"] for r in clip}
-    pngs = []
-    with av.open(str(video_job["files"]["clip"])) as c:
-        for i, frame in enumerate(c.decode(video=0)):
-            if i in wanted:
-                pngs.append(video_job["root"] / f"frame{i:03d}.png")
-                frame.to_image().save(pngs[-1])
+    select = "+".join(f"eq(n\\,{r['frame_index']})" for r in clip)
+    pattern = video_job["root"] / "frame%03d.png"
+    cmd = [ffmpeg, "-loglevel", "error", "-i", str(video_job["files"]["clip"]), "-vf", f"select='{select}'"]
+    subprocess.run([*cmd, "-fps_mode", "passthrough", str(pattern)], check=True, timeout=120)
+    pngs = [video_job["root"] / f"frame{k:03d}.png" for k in range(1, len(clip) + 1)]
     out = video_job["root"] / "parse"
     cmd = [sys.executable, "-m", "m2fp_batch.cli", "parse", *map(str, pngs), "--model", str(tiny_model_dir)]
     cmd += ["--threads", "1"]  # as the job's actors (1 CPU each): the same float sums, the same argmax
