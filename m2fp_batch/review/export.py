@@ -34,7 +34,8 @@ from PIL import Image
 from m2fp_batch.annotate.skin_tone import SOURCE_REVIEWED
 from m2fp_batch.errors import UserError
 from m2fp_batch.review import masks as mk
-from m2fp_batch.review.build import INFO_KEY, label_fingerprint
+from m2fp_batch.review.build import label_fingerprint
+from m2fp_batch.review.fields import INFO_KEY
 from m2fp_batch.review.fo import fo
 from m2fp_batch.reviewed import ReviewedSummary, build_person, finish_row, semantic_entries, write_reviewed
 from m2fp_batch.schema import NOT_IN_DATASET, REJECTED, REVIEWED, STATUS_OK, UNREVIEWED
