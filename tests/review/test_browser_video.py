@@ -25,7 +25,9 @@ from chromium import CHROMIUM, CHROMIUM_ARGS
 from PIL import Image
 
 from m2fp_batch.annotate.palette import PALETTE
+from m2fp_batch.labels import row_pixels
 from m2fp_batch.review.masks import mask_folder
+from m2fp_batch.storage import Filesystems
 
 from .fo_helpers import M2FP_BATCH, REPO, fo_env
 from .test_browser import _free_port, _tile_check, _wait_http
@@ -152,6 +154,13 @@ def test_app_shows_the_video_frame_masks(video_app, tmp_path):
     assert got["covered"] > 0.8, got
     assert got["colour_ok"] > 0.9, got
     assert got["background_painted"] < 0.1, got
+    # under the overlay, the browser played the H.264 video: frame 1's pixels, as the job decoded them
+    x, y, w, h = (round(v) for v in box)
+    shown = np.asarray(
+        Image.fromarray(b[y : y + h, x : x + w].astype(np.uint8)).resize((first["width"], first["height"]))
+    )
+    diff, later = (np.abs(shown - row_pixels(r, Filesystems()).astype(np.float64)).mean() for r in (first, rows[-1]))
+    assert diff < 12 and later > 2 * diff, (diff, later)  # and not the frame 2 s later
     wrong_palette = PALETTE.copy()
     wrong_palette[1:20] = np.roll(PALETTE[1:20], 3, axis=0)
     assert _tile_check(a, b, box, mask, wrong_palette, edge)["colour_ok"] < 0.5
