@@ -172,6 +172,11 @@ def export_reviewed(name: str, dest: str | Path, rows_per_file: int = 5000) -> R
     info = ds.info.get(INFO_KEY)
     if not info:
         raise ReviewExportError(f"dataset {name!r} was not built by `m2fp-batch review` (no info.{INFO_KEY})")
+    if ds.media_type == "video":
+        raise ReviewExportError(
+            f"dataset {name!r} is a video dataset: export-reviewed writes the photos' dataset "
+            f"({info.get('image_dataset')!r}); the frames' reviews are not exported from FiftyOne"
+        )
     dest = Path(dest).resolve()
     for src in info["sources"]:
         if dest == Path(src) or Path(src) in dest.parents:

@@ -55,6 +55,7 @@ def _check_frames(sample, frame_rows: list[dict]) -> None:
 
 def test_review_splits_photos_and_videos(video_output):
     from m2fp_batch.review.build import build_review_dataset
+    from m2fp_batch.review.export import ReviewExportError, export_reviewed
     from m2fp_batch.review.fo import fo
 
     rows = _rows(video_output)
@@ -94,6 +95,8 @@ def test_review_splits_photos_and_videos(video_output):
     assert set(vds.list_saved_views()) == {"errors", "review-queue"}
     assert len(vds.load_saved_view("errors")) == 1
     assert vds.mask_targets["frames.parsing"][2] == "Hair"
+    with pytest.raises(ReviewExportError, match="is a video dataset"):  # one sentence, not a traceback
+        export_reviewed("rv-video-videos", video_output.parent / "reviewed")
 
 
 def test_rerun_replaces_videos_and_keeps_reviewed_ones(video_output):
@@ -117,3 +120,12 @@ def test_rerun_replaces_videos_and_keeps_reviewed_ones(video_output):
     assert {"reviewed", "mine"} <= set(now["clip.mp4"].tags)
     assert now["vfr.mkv"].id != ids[by_name["vfr.mkv"].filepath]  # replaced, with the reviewer's own tag
     assert "mine" in now["vfr.mkv"].tags and "skin:unknown" in now["vfr.mkv"].tags
+
+
+def test_review_of_videos_without_ffprobe_is_one_sentence(video_output, tmp_path, monkeypatch, capsys):
+    from m2fp_batch.cli import main
+
+    monkeypatch.setenv("PATH", str(tmp_path))  # no ffprobe there
+    assert main(["review", str(video_output), "--dataset", "rv-video-noffprobe"]) == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last.startswith("m2fp-batch review: ") and "ffprobe" in last and "make browser-deps" in last
