@@ -187,3 +187,18 @@ def commit_marker(out: Path, shard: int) -> dict:
     rows = pq.read_metadata(out / shard_name(shard)).num_rows
     job_id = json.loads((out / CONFIG_FILE).read_text())["job_id"]
     return {"shard": shard, "job_id": job_id, "rows": rows, "bytes": (out / shard_name(shard)).stat().st_size}
+
+
+def frame_row(
+    video_uri: str, video_id: str, frame_index: int, fps: float, shape: tuple[int, int], tracks: list[int | None]
+) -> dict:
+    """The ``ok`` row of frame ``frame_index`` of the video at ``video_uri`` (``fps`` constant): one
+    figure per entry of ``tracks``, person k with ``track_id`` ``tracks[k]``, as the job writes a frame."""
+    from m2fp_batch.video import frame_image_id
+
+    row = labelled_row(frame_image_id(video_id, frame_index), video_uri, shape, len(tracks), seed=frame_index)
+    for p, track in zip(row["persons"], tracks):
+        p["track_id"] = track
+    h, w = shape
+    video = {"video_id": video_id, "frame_index": frame_index, "pts_seconds": frame_index / fps, "video_fps": fps}
+    return row | video | {"video_width": w, "video_height": h, "video_duration_s": None}

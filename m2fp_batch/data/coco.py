@@ -53,6 +53,7 @@ class CocoSample:
     humans: np.ndarray  # (H, W) int64 person ids (person k: k + 1)
     parts: np.ndarray  # (H, W) int64 part-instance ids
     stored_tones: list[dict[str, Any] | None]  # per person id k + 1 (None: the file holds none)
+    track_ids: list[int | None]  # per person id k + 1: its ``attributes.track_id`` (None: none, e.g. a photo)
 
 
 def _decode(segmentation: Any, h: int, w: int) -> np.ndarray:
@@ -154,4 +155,5 @@ class CocoLabels:
             if owner is not None:
                 instance += 1
                 humans[m], parts[m] = owner + 1, instance
-        return CocoSample(semantic, humans, parts, [_stored_tone(p) for p in persons])
+        tracks = [(p.get("attributes") or {}).get("track_id") for p in persons]
+        return CocoSample(semantic, humans, parts, [_stored_tone(p) for p in persons], tracks)

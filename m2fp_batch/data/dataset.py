@@ -14,6 +14,13 @@ release) or a COCO ``.json`` file (``export --format coco`` or another tool's, :
     skin_tones  list[str]         skin-tone group of each person (light, medium, dark, unknown)
     skin_sources list[str]        how each group was obtained: measured, derived, reviewed
     skin_details list[dict]       each person's full tone (SkinTone fields: ITA, hue, Monk, pixels, ...)
+    video_id    str | None        a video frame's video (None: a photo)
+    frame_index int | None        a video frame's index in its video
+    track_ids   list[int | None]  each person's track (identity within the video; None: a photo's person)
+
+A video frame of a job output is read from its video (:func:`m2fp_batch.labels.row_pixels`), exactly
+the frame the job labelled. ``ds.videos()`` groups the frames: video id -> sample indices in frame
+order (photos are in no group).
 
 Where the data holds no tone for a person (a CIHP dir without meta, the CIHP release, schema v1,
 a person a reviewer added) it is derived from the person's ground-truth skin parts with the job's
@@ -40,16 +47,17 @@ import torch.utils.data
 
 from m2fp_batch.data.coco import CocoLabels, is_coco_file
 from m2fp_batch.data.skin import person_tones, tone_fields
-from m2fp_batch.decode import DEFAULT_MAX_PIXELS, ImageError, decode_image
+from m2fp_batch.decode import DEFAULT_MAX_PIXELS, ImageError
 from m2fp_batch.formats import cihp
-from m2fp_batch.labels import LabelsError, LabelSource, label_maps, open_labels, skin_tone_source
+from m2fp_batch.labels import LabelsError, LabelSource, is_frame, label_maps, open_labels, row_pixels, skin_tone_source
 from m2fp_batch.labels.reader import is_trainable
 from m2fp_batch.schema import REVIEW_STATUS, SKIN_GROUPS
-from m2fp_batch.storage import DEFAULT_MAX_BYTES, Filesystems
+from m2fp_batch.storage import Filesystems
 
 __all__ = ["ParsingDataset", "SampleRef"]
 
-INDEX_COLUMNS = ("image_id", "uri", "status", REVIEW_STATUS, "skin_tone_counts")
+FRAME_COLUMNS = ("video_id", "frame_index", "pts_seconds")  # null or absent for photos
+INDEX_COLUMNS = ("image_id", "uri", "status", REVIEW_STATUS, "skin_tone_counts", *FRAME_COLUMNS)
 LABEL_COLUMNS = ("image_id", "uri", "width", "height", "persons", "semantic")
 Transform = Callable[[dict[str, Any]], Any]
 
@@ -59,11 +67,14 @@ class SampleRef:
     """Where sample ``i`` lives: a row of a Parquet file, an id of a CIHP dir, an image of a COCO file."""
 
     image_id: str
-    uri: str  # the photo
+    uri: str  # the photo; a job output's video frame: its video
     file: int  # index into the source's files (Parquet); -1 for a CIHP dir
     row: int  # row in that file; index into the COCO file's images; -1 for a CIHP dir
     name: str = ""  # file id in a CIHP dir
     skin_tone_counts: dict[str, int] = field(default_factory=dict)  # persons per stored group ({}: some derived)
+    video_id: str | None = None  # a video frame's video (None: a photo)
+    frame_index: int | None = None  # a video frame's index in its video
+    pts_seconds: float | None = None  # where a job output's frame is in its video (None: the image is a file)
 
 
 class ParsingDataset(torch.utils.data.Dataset):
@@ -106,7 +117,7 @@ class ParsingDataset(torch.utils.data.Dataset):
             self.kind, self.split = "coco", split
             self.coco = CocoLabels(root)
             self.refs = [
-                SampleRef(str(im.get("m2fp_image_id", im["id"])), self.coco.uri(im), -1, k)
+                SampleRef(str(im.get("m2fp_image_id", im["id"])), self.coco.uri(im), -1, k, **_coco_frame(im))
                 for k, im in enumerate(self.coco.images)
             ]
         else:
@@ -123,7 +134,8 @@ class ParsingDataset(torch.utils.data.Dataset):
             for j, row in enumerate(labels.read_file(path, INDEX_COLUMNS).to_pylist()):
                 if is_trainable(row):
                     counts = dict(row.get("skin_tone_counts") or {})
-                    refs.append(SampleRef(str(row["image_id"]), str(row["uri"]), k, j, "", counts))
+                    frame = {c: row.get(c) for c in FRAME_COLUMNS} if is_frame(row) else {}
+                    refs.append(SampleRef(str(row["image_id"]), str(row["uri"]), k, j, "", counts, **frame))
         return refs
 
     def _cihp_refs(self) -> list[SampleRef]:
@@ -134,7 +146,8 @@ class ParsingDataset(torch.utils.data.Dataset):
             tones = cihp.stored_tones(meta)
             groups = [t["group"] for t in tones if skin_tone_source(t) is not None]
             counts = {g: groups.count(g) for g in SKIN_GROUPS} if tones and len(groups) == len(tones) else {}
-            refs.append(SampleRef(meta.get("image_id", name), image, -1, -1, name, counts))
+            frame = {c: meta.get(c) for c in ("video_id", "frame_index")}
+            refs.append(SampleRef(meta.get("image_id", name), image, -1, -1, name, counts, **frame))
         return refs
 
     def __len__(self) -> int:
@@ -144,6 +157,15 @@ class ParsingDataset(torch.utils.data.Dataset):
     def image_ids(self) -> list[str]:
         """The image id of every sample, in index order."""
         return [r.image_id for r in self.refs]
+
+    def videos(self) -> dict[str, list[int]]:
+        """Video id -> the indices of its frames' samples in frame order, videos in order of first sample.
+        Photos are in no group (their samples have ``video_id`` None)."""
+        by_video: dict[str, list[int]] = {}
+        for i, r in enumerate(self.refs):
+            if r.video_id is not None:
+                by_video.setdefault(r.video_id, []).append(i)
+        return {v: sorted(idx, key=lambda i: (self.refs[i].frame_index or 0, i)) for v, idx in by_video.items()}
 
     def shard_order(self, generator: np.random.Generator | None = None) -> list[int]:
         """Every index once, shard by shard (shards and rows shuffled when ``generator`` is given)."""
@@ -174,9 +196,14 @@ class ParsingDataset(torch.utils.data.Dataset):
             self._cache.move_to_end(file)
         return table
 
-    def _image(self, uri: str, shape: tuple[int, int], image_id: str) -> np.ndarray:
+    def _image(self, ref: SampleRef, shape: tuple[int, int]) -> np.ndarray:
+        """The pixels of a sample (:func:`m2fp_batch.labels.row_pixels`: a job output's frame from its video)."""
+        uri, image_id = ref.uri, ref.image_id
+        where = {"uri": uri, "frame_index": ref.frame_index, "pts_seconds": ref.pts_seconds}
+        if ref.pts_seconds is None:  # a file of its own (a photo, or a frame a CIHP / COCO export wrote)
+            where["frame_index"] = None
         try:
-            image = decode_image(self._fss.read_bytes(uri, DEFAULT_MAX_BYTES), max_pixels=self.max_pixels)
+            image = row_pixels(where, self._fss, self.max_pixels)
         except (OSError, ValueError, ImageError) as e:
             raise LabelsError(f"image {image_id!r}: cannot read {uri}: {e}") from e
         if image.shape[:2] != shape:
@@ -187,31 +214,37 @@ class ParsingDataset(torch.utils.data.Dataset):
         # PIL's buffer is read-only; a sample is the caller's to modify (and torch warns on read-only arrays)
         return image if image.flags.writeable else image.copy()
 
-    def _labelled(self, ref: SampleRef, semantic, humans, parts, stored: list) -> dict[str, Any]:
-        """A sample before its skin keys: the photo, the label maps and the tones the data holds."""
+    def _labelled(self, ref: SampleRef, semantic, humans, parts, stored: list, tracks: list) -> dict[str, Any]:
+        """A sample before its skin keys: the photo, the label maps, the tones and track ids the data holds."""
         return {
-            "image": self._image(ref.uri, semantic.shape, ref.image_id),
+            "image": self._image(ref, semantic.shape),
             "semantic": semantic.astype(np.int64),
             "humans": humans,
             "parts": parts,
             "image_id": ref.image_id,
+            "video_id": ref.video_id,
+            "frame_index": ref.frame_index,
+            "track_ids": tracks,
             "stored_tones": stored,
         }
 
     def _parquet_sample(self, ref: SampleRef) -> dict[str, Any]:
         row = self._table(ref.file).slice(ref.row, 1).to_pylist()[0]
         maps = label_maps(row)
-        stored = [p.get("skin_tone") for p in row.get("persons") or []]
-        return self._labelled(ref, maps.semantic, maps.humans, maps.parts, stored)
+        persons = row.get("persons") or []
+        tracks = [p.get("track_id") for p in persons]
+        return self._labelled(
+            ref, maps.semantic, maps.humans, maps.parts, [p.get("skin_tone") for p in persons], tracks
+        )
 
     def _cihp_sample(self, ref: SampleRef) -> dict[str, Any]:
         s = cihp.read_sample(self._cihp_root, ref.name, self._meta.get(ref.name))
-        return self._labelled(ref, s.semantic, s.humans, s.parts, s.stored_tones)
+        return self._labelled(ref, s.semantic, s.humans, s.parts, s.stored_tones, s.track_ids)
 
     def _coco_sample(self, ref: SampleRef) -> dict[str, Any]:
         assert self.coco is not None
         s = self.coco.sample(self.coco.images[ref.row])
-        return self._labelled(ref, s.semantic, s.humans, s.parts, s.stored_tones)
+        return self._labelled(ref, s.semantic, s.humans, s.parts, s.stored_tones, s.track_ids)
 
     def _with_tones(self, i: int, sample: dict[str, Any]) -> dict[str, Any]:
         """The sample's skin keys (:func:`m2fp_batch.data.skin.tone_fields`), derived tones cached per index."""
@@ -250,3 +283,10 @@ def _cihp_split(root: Path, split: str | None) -> str:
             else f"{root} has {cihp.CATEGORY_DIR}/ but no <split>_id.txt: not a CIHP-layout dir"
         )
     return splits[0]
+
+
+def _coco_frame(image: dict[str, Any]) -> dict[str, Any]:
+    """``video_id`` and ``frame_index`` of a COCO ``images`` entry of a video frame (``export --format coco``)."""
+    if image.get("video_id") is None:
+        return {}
+    return {"video_id": str(image["video_id"]), "frame_index": image.get("frame_index")}

@@ -2,16 +2,18 @@
 
 ::
 
-    DIR/Images/<id>.jpg          the photo (JPEG originals copied byte for byte)
+    DIR/Images/<id>.jpg          the photo (JPEG originals copied byte for byte; a video frame encoded)
     DIR/Category_ids/<id>.png    class id per pixel (uint8) = the job's semantic map, exactly
     DIR/Human_ids/<id>.png       person id per pixel: person k of the row is k + 1, 0 background
     DIR/Instance_ids/<id>.png    (person, part) instance id per pixel, 0 background
     DIR/<split>_id.txt           the ids of the split, one per line
     DIR/<split>_meta.jsonl       per image: its job image_id, uri, size, persons (score, box, skin
-                                 tone) and what each instance id is ([instance_id, human_id, label_id])
+                                 tone, track_id) and what each instance id is ([instance_id, human_id,
+                                 label_id]); a video frame also its video_id, frame_index, pts_seconds
 
 ``<id>`` is the job's ``image_id`` when it is a safe file name, else ``id-<sha1>``
-(``m2fp_batch.labels.layout.safe_name``); the meta record keeps the original.
+(``m2fp_batch.labels.layout.safe_name``; a video frame's ``<video_id>#f000123`` always, as ``#`` is
+not safe); the meta record keeps the original.
 
 Human and instance PNGs are 8-bit when their ids fit (always below 256 people or part instances),
 else 16-bit. Overlapping people: the job's semantic classes never overlap; where two people's masks
@@ -25,7 +27,7 @@ from __future__ import annotations
 import io
 import json
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -33,16 +35,19 @@ import numpy as np
 from PIL import Image
 
 from m2fp_batch.annotate.skin_tone import SkinTone
-from m2fp_batch.labels import LabelMaps, skin_tone_source
+from m2fp_batch.labels import LabelMaps, is_frame, skin_tone_source
 from m2fp_batch.labels.layout import safe_name
 
 __all__ = [
     "CATEGORY_DIR",
+    "FRAME_KEYS",
     "HUMAN_DIR",
     "IMAGE_DIR",
     "INSTANCE_DIR",
     "CihpSample",
+    "encode_jpeg",
     "find_splits",
+    "frame_fields",
     "ids_file",
     "image_bytes_for_jpeg",
     "meta_file",
@@ -52,6 +57,7 @@ __all__ = [
     "read_sample",
     "stored_tones",
     "write_index",
+    "write_label_pngs",
     "write_sample",
 ]
 
@@ -61,6 +67,7 @@ HUMAN_DIR = "Human_ids"
 INSTANCE_DIR = "Instance_ids"
 # what the meta record keeps of a person's skin tone (every SkinTone field; source per labels.skin_tone_source)
 SKIN_TONE_KEYS = tuple(SkinTone.__dataclass_fields__)
+FRAME_KEYS = ("video_id", "frame_index", "pts_seconds")  # what a frame's meta record adds
 JPEG_QUALITY = 95  # for photos that are not JPEG files (or need their EXIF rotation applied)
 _EXIF_ORIENTATION = 0x0112
 
@@ -87,6 +94,11 @@ def image_bytes_for_jpeg(data: bytes, pixels: np.ndarray) -> bytes:
                 return data
     except (OSError, ValueError, SyntaxError):
         pass
+    return encode_jpeg(pixels)
+
+
+def encode_jpeg(pixels: np.ndarray) -> bytes:
+    """``pixels`` (H, W, 3) uint8 RGB as a JPEG at ``JPEG_QUALITY`` (a video frame has no file to copy)."""
     buf = io.BytesIO()
     Image.fromarray(pixels).save(buf, format="JPEG", quality=JPEG_QUALITY)
     return buf.getvalue()
@@ -99,13 +111,21 @@ def _id_png(array: np.ndarray, path: Path) -> None:
         Image.fromarray(array.astype(np.uint16), mode="I;16").save(path, compress_level=1)
 
 
+def write_label_pngs(paths: Mapping[str, Path], semantic: np.ndarray, humans: np.ndarray, parts: np.ndarray) -> None:
+    """The three label PNGs of one image, at ``paths[CATEGORY_DIR]``, ``[HUMAN_DIR]``, ``[INSTANCE_DIR]``
+    (class ids 8-bit; human and instance ids 8-bit when they fit, else 16-bit). The VIP export writes
+    its per-frame maps with it too."""
+    Image.fromarray(semantic, mode="L").save(paths[CATEGORY_DIR], compress_level=1)
+    _id_png(humans, paths[HUMAN_DIR])
+    _id_png(parts, paths[INSTANCE_DIR])
+
+
 def write_sample(root: Path, maps: LabelMaps, jpeg: bytes) -> None:
     """Write one image's photo and three label PNGs under ``root`` (the dirs exist)."""
     name = safe_name(maps.image_id)
     (root / IMAGE_DIR / f"{name}.jpg").write_bytes(jpeg)
-    Image.fromarray(maps.semantic, mode="L").save(root / CATEGORY_DIR / f"{name}.png", compress_level=1)
-    _id_png(maps.humans, root / HUMAN_DIR / f"{name}.png")
-    _id_png(maps.parts, root / INSTANCE_DIR / f"{name}.png")
+    paths = {d: root / d / f"{name}.png" for d in (CATEGORY_DIR, HUMAN_DIR, INSTANCE_DIR)}
+    write_label_pngs(paths, maps.semantic, maps.humans, maps.parts)
 
 
 def meta_record(row: Mapping[str, Any], maps: LabelMaps) -> dict[str, Any]:
@@ -119,6 +139,7 @@ def meta_record(row: Mapping[str, Any], maps: LabelMaps) -> dict[str, Any]:
                 "score": float(p["score"]),
                 "bbox": [int(v) for v in p["bbox"]],
                 "skin_tone": {key: skin.get(key) for key in SKIN_TONE_KEYS} | {"source": skin_tone_source(skin)},
+                "track_id": p.get("track_id"),
             }
         )
     return {
@@ -129,7 +150,12 @@ def meta_record(row: Mapping[str, Any], maps: LabelMaps) -> dict[str, Any]:
         "height": int(row["height"]),
         "persons": persons,
         "instances": [[i.instance_id, i.person_id + 1, i.label_id] for i in maps.instances],
-    }
+    } | frame_fields(row)
+
+
+def frame_fields(row: Mapping[str, Any]) -> dict[str, Any]:
+    """``video_id``, ``frame_index`` and ``pts_seconds`` of a video frame's row ({} for a photo)."""
+    return {k: row[k] for k in FRAME_KEYS} if is_frame(row) else {}
 
 
 def write_index(root: Path, split: str, records: Iterable[dict[str, Any]]) -> int:
@@ -173,6 +199,7 @@ class CihpSample:
     humans: np.ndarray  # (H, W) int64
     parts: np.ndarray  # (H, W) int64
     stored_tones: list[dict[str, Any] | None]  # per human id k + 1: the meta record's skin tone (None: none)
+    track_ids: list[int | None] = field(default_factory=list)  # per human id k + 1: its track (None: a photo)
 
 
 def read_sample(root: Path, name: str, meta: Mapping[str, Any] | None) -> CihpSample:
@@ -185,8 +212,15 @@ def read_sample(root: Path, name: str, meta: Mapping[str, Any] | None) -> CihpSa
     humans = _read_png(root / HUMAN_DIR / f"{name}.png").astype(np.int64)
     parts = _read_png(root / INSTANCE_DIR / f"{name}.png").astype(np.int64)
     meta = meta or {}
+    tracks = [p.get("track_id") for p in meta.get("persons") or []]
     return CihpSample(
-        meta.get("image_id", name), root / IMAGE_DIR / f"{name}.jpg", semantic, humans, parts, stored_tones(meta)
+        meta.get("image_id", name),
+        root / IMAGE_DIR / f"{name}.jpg",
+        semantic,
+        humans,
+        parts,
+        stored_tones(meta),
+        tracks,
     )
 
 

@@ -1,4 +1,4 @@
-"""``m2fp-batch export LABELS --format cihp|coco|cvat-mask --out DIR [--split NAME]``."""
+"""``m2fp-batch export LABELS --format cihp|coco|cvat-mask|vip --out DIR [--split NAME]``."""
 
 from __future__ import annotations
 
@@ -22,7 +22,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--format",
         required=True,
         choices=FORMATS,
-        help="cihp: the CIHP release layout; coco: one COCO JSON; cvat-mask: CVAT's Segmentation mask 1.1",
+        help="cihp: the CIHP release layout; coco: one COCO JSON; cvat-mask: CVAT's Segmentation mask 1.1; "
+        "vip: the VIP video layout (video frames only, per-video folders, human ids = track ids)",
     )
     parser.add_argument(
         "--out",

@@ -5,8 +5,12 @@ CIHP class), each with the job's mask as a COCO RLE (``counts`` a string, as pyc
 it), ``bbox`` [x, y, w, h], ``area``, ``iscrowd`` 0. A part names its person (``person_id``, the
 person's index in the image, and ``person_annotation_id``); a person carries its skin tone in
 ``attributes`` (``skin_tone`` group, ``ita``, ``ita_category``, ``monk``, ``hue``, ``pixels``,
-``source``). ``file_name`` is the
-image's uri (an absolute path or ``s3://``); ``m2fp_image_id`` the job's ``image_id``.
+``source``; a video frame's person also its ``track_id``). ``file_name`` is the image's uri (an
+absolute path or ``s3://``); ``m2fp_image_id`` the job's ``image_id``. A video frame has no file of
+its own: its pixels (:func:`m2fp_batch.labels.row_pixels`) are written as ``frames/<name>.jpg``
+beside the JSON (``<name>``: :func:`m2fp_batch.labels.layout.safe_name` of its image id), which is
+its relative ``file_name``, and its entry adds ``video_id``, ``frame_index``, ``pts_seconds`` and
+``video_uri``.
 """
 
 from __future__ import annotations
@@ -15,13 +19,15 @@ from collections.abc import Mapping
 from typing import Any
 
 from m2fp_batch.annotate.palette import CIHP_CLASSES
-from m2fp_batch.labels import skin_tone_source
+from m2fp_batch.labels import is_frame, skin_tone_source
+from m2fp_batch.labels.layout import safe_name
 from m2fp_batch.schema import SKIN_GROUPS
 
-__all__ = ["PERSON_CATEGORY_ID", "annotations", "categories", "header", "image_entry", "xywh"]
+__all__ = ["FRAME_DIR", "PERSON_CATEGORY_ID", "annotations", "categories", "header", "image_entry", "xywh"]
 
 PERSON_CATEGORY_ID = CIHP_CLASSES.index("Human")  # 20: after the 19 part classes (0 = background)
 UNKNOWN_SKIN = SKIN_GROUPS[-1]
+FRAME_DIR = "frames"  # beside the JSON: the JPEG of each video frame (a frame has no file of its own)
 
 
 def categories() -> list[dict[str, Any]]:
@@ -50,14 +56,22 @@ def header(description: str) -> dict[str, Any]:
 
 
 def image_entry(row: Mapping[str, Any], image_id: int) -> dict[str, Any]:
-    """The ``images`` entry of one ``ok`` row."""
-    return {
+    """The ``images`` entry of one ``ok`` row (a video frame: its JPEG under ``FRAME_DIR`` and its video keys)."""
+    if not is_frame(row):
+        file_name = str(row["uri"])
+    else:
+        file_name = f"{FRAME_DIR}/{safe_name(str(row['image_id']))}.jpg"
+    entry = {
         "id": image_id,
-        "file_name": str(row["uri"]),
+        "file_name": file_name,
         "width": int(row["width"]),
         "height": int(row["height"]),
         "m2fp_image_id": str(row["image_id"]),
     }
+    if is_frame(row):
+        entry |= {"video_id": str(row["video_id"]), "frame_index": int(row["frame_index"])}
+        entry |= {"pts_seconds": float(row["pts_seconds"]), "video_uri": str(row["uri"])}
+    return entry
 
 
 def _annotation(ann_id: int, image_id: int, category: int, entry: Mapping[str, Any], person: int) -> dict[str, Any]:
@@ -89,6 +103,8 @@ def annotations(row: Mapping[str, Any], image_id: int, first_id: int) -> list[di
             "pixels": skin.get("pixels"),
             "source": skin_tone_source(skin),  # None: nothing measured (a reader derives it)
         }
+        if p.get("track_id") is not None:
+            person["attributes"]["track_id"] = int(p["track_id"])
         out.append(person)
         for q in p.get("parts") or []:
             part = _annotation(first_id + len(out), image_id, int(q["label_id"]), q, k)

@@ -1,4 +1,4 @@
-"""``export(source, out, fmt)``: a job output (or export-reviewed dir) as a CIHP or COCO dataset.
+"""``export(source, out, fmt)``: a job output (or export-reviewed dir) as a CIHP, COCO, CVAT or VIP dataset.
 
 Only ``ok`` rows whose labels no reviewer rejected are exported; error rows and rejected rows
 are skipped and counted. The dataset is written into a temporary sibling of ``out`` and renamed
@@ -22,8 +22,8 @@ from typing import Any
 
 from m2fp_batch.decode import DEFAULT_MAX_PIXELS, ImageError, decode_image
 from m2fp_batch.errors import UserError
-from m2fp_batch.formats import cihp, coco, cvat
-from m2fp_batch.labels import LabelSource, label_maps, open_labels
+from m2fp_batch.formats import cihp, coco, cvat, vip
+from m2fp_batch.labels import LabelSource, is_frame, label_maps, open_labels, row_pixels
 from m2fp_batch.labels.reader import check_version
 from m2fp_batch.schema import REJECTED, REVIEW_STATUS, STATUS_OK
 from m2fp_batch.storage import DEFAULT_MAX_BYTES, Filesystems
@@ -32,13 +32,14 @@ __all__ = ["FORMATS", "SUMMARY_FILE", "ExportSummary", "FormatExportError", "exp
 
 log = logging.getLogger(__name__)
 
-FORMATS = ("cihp", "coco", "cvat-mask")
+FORMATS = ("cihp", "coco", "cvat-mask", "vip")
 SUMMARY_FILE = "export.json"
 PROGRESS_EVERY_S = 10.0
 _SPLIT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-IMAGE_COLUMNS = ("schema_version", "image_id", "uri", "status", "width", "height", REVIEW_STATUS)
+FRAME_COLUMNS = ("video_id", "frame_index", "pts_seconds")  # null or absent for photos
+IMAGE_COLUMNS = ("schema_version", "image_id", "uri", "status", "width", "height", REVIEW_STATUS, *FRAME_COLUMNS)
 PERSON_COLUMNS = (*IMAGE_COLUMNS, "persons")
-ROW_COLUMNS = (*PERSON_COLUMNS, "semantic")
+ROW_COLUMNS = (*PERSON_COLUMNS, "semantic")  # PERSON_COLUMNS has FRAME_COLUMNS (via IMAGE_COLUMNS)
 
 
 class FormatExportError(UserError, ValueError):
@@ -58,6 +59,8 @@ class ExportSummary:
     persons: int = 0
     skipped_errors: int = 0
     skipped_rejected: int = 0
+    skipped_photos: int = 0  # vip: the format holds videos only
+    videos: int = 0  # vip: the videos written
     unreadable_images: list[str] = field(default_factory=list)  # image ids whose photo could not be read
     seconds: float = 0.0
 
@@ -107,6 +110,29 @@ def _rows(
                     yield row
 
 
+def _image(row: dict[str, Any], fss: Filesystems, max_pixels: int, summary: ExportSummary) -> tuple[Any, bytes] | None:
+    """The pixels a row labels and its JPEG: a JPEG photo's own bytes, else the pixels encoded (a video
+    frame: read from its video, :func:`m2fp_batch.labels.row_pixels`). None, logged and counted in
+    ``summary.unreadable_images``, when it cannot be read or no longer has the labels' size."""
+    try:
+        if is_frame(row):
+            pixels = row_pixels(row, fss, max_pixels)
+            jpeg = cihp.encode_jpeg(pixels)
+        else:
+            data = fss.read_bytes(row["uri"], DEFAULT_MAX_BYTES)
+            pixels = decode_image(data, max_pixels=max_pixels)
+            jpeg = cihp.image_bytes_for_jpeg(data, pixels)
+    except (OSError, ValueError, ImageError) as e:
+        log.warning("export: skipping %s: cannot read its image %s: %s", row["image_id"], row["uri"], e)
+        summary.unreadable_images.append(str(row["image_id"]))
+        return None
+    if pixels.shape[:2] != (int(row["height"]), int(row["width"])):
+        log.warning("export: skipping %s: %s changed size since the job", row["image_id"], row["uri"])
+        summary.unreadable_images.append(str(row["image_id"]))
+        return None
+    return pixels, jpeg
+
+
 def _write_cihp(source: LabelSource, tmp: Path, summary: ExportSummary, max_pixels: int) -> None:
     for d in (cihp.IMAGE_DIR, cihp.CATEGORY_DIR, cihp.HUMAN_DIR, cihp.INSTANCE_DIR):
         (tmp / d).mkdir(parents=True)
@@ -114,19 +140,11 @@ def _write_cihp(source: LabelSource, tmp: Path, summary: ExportSummary, max_pixe
 
     def records() -> Iterator[dict[str, Any]]:
         for row in _rows(source, ROW_COLUMNS, "cihp", summary):
-            try:
-                data = fss.read_bytes(row["uri"], DEFAULT_MAX_BYTES)
-                pixels = decode_image(data, max_pixels=max_pixels)
-            except (OSError, ValueError, ImageError) as e:
-                log.warning("export: skipping %s: cannot read its image %s: %s", row["image_id"], row["uri"], e)
-                summary.unreadable_images.append(str(row["image_id"]))
+            image = _image(row, fss, max_pixels, summary)
+            if image is None:
                 continue
             maps = label_maps(row)
-            if pixels.shape[:2] != maps.semantic.shape:
-                log.warning("export: skipping %s: %s changed size since the job", row["image_id"], row["uri"])
-                summary.unreadable_images.append(str(row["image_id"]))
-                continue
-            cihp.write_sample(tmp, maps, cihp.image_bytes_for_jpeg(data, pixels))
+            cihp.write_sample(tmp, maps, image[1])
             summary.images += 1
             summary.persons += len(maps.skin_tones)
             yield cihp.meta_record(row, maps)
@@ -134,22 +152,73 @@ def _write_cihp(source: LabelSource, tmp: Path, summary: ExportSummary, max_pixe
     cihp.write_index(tmp, summary.split, records())
 
 
-def _write_coco(source: LabelSource, tmp: Path, summary: ExportSummary) -> None:
+def _coco_images(source: LabelSource, tmp: Path, summary: ExportSummary, max_pixels: int) -> Iterator[str]:
+    """The JSON of each ``images`` entry; a video frame's pixels are written to ``frames/<name>.jpg`` (its
+    ``file_name``), a frame that cannot be read is left out (its id in ``summary.unreadable_images``)."""
+    fss = Filesystems()
+    for k, row in enumerate(_rows(source, IMAGE_COLUMNS, "coco images", summary)):
+        entry = coco.image_entry(row, k + 1)
+        if is_frame(row):
+            image = _image(row, fss, max_pixels, summary)
+            if image is None:
+                continue
+            (tmp / coco.FRAME_DIR).mkdir(exist_ok=True)
+            (tmp / entry["file_name"]).write_bytes(image[1])
+        summary.images += 1
+        yield json.dumps(entry)
+
+
+def _write_coco(source: LabelSource, tmp: Path, summary: ExportSummary, max_pixels: int) -> None:
     """Stream the JSON: images in a first pass over the rows, annotations in a second (bounded memory)."""
     head = json.dumps(coco.header(f"m2fp-batch labels of {source.uri}"))[:-1]
     with open(tmp / f"{summary.split}.json", "w") as f:
         f.write(head + ', "images": [')
-        for k, row in enumerate(_rows(source, IMAGE_COLUMNS, "coco images", summary)):
-            f.write(("," if k else "") + json.dumps(coco.image_entry(row, k + 1)))
-            summary.images += 1
+        for k, entry in enumerate(_coco_images(source, tmp, summary, max_pixels)):
+            f.write(("," if k else "") + entry)
         f.write('], "annotations": [')
-        next_id = 1
+        next_id, left_out = 1, set(summary.unreadable_images)
         for k, row in enumerate(_rows(source, PERSON_COLUMNS, "coco annotations")):
+            if row["image_id"] in left_out:
+                continue
             for ann in coco.annotations(row, k + 1, next_id):
                 f.write(("," if next_id > 1 else "") + json.dumps(ann))
                 next_id += 1
             summary.persons += len(row.get("persons") or [])
         f.write("]}")
+
+
+def _first_fresh_ids(source: LabelSource) -> dict[str, int]:
+    """Video id -> the first human id above its tracks (for people without a track), from a first pass."""
+    top: dict[str, int] = {}
+    for row in _rows(source, ("schema_version", "status", REVIEW_STATUS, *FRAME_COLUMNS, "persons"), "vip tracks"):
+        if is_frame(row):
+            tracks = [int(p["track_id"]) for p in row.get("persons") or [] if p.get("track_id") is not None]
+            top[row["video_id"]] = max([top.get(row["video_id"], 0), *(t + 1 for t in tracks)])
+    return {v: t + 1 for v, t in top.items()}
+
+
+def _write_vip(source: LabelSource, tmp: Path, summary: ExportSummary, max_pixels: int) -> None:
+    """VIP (:mod:`.vip`): the frames of each video; photos are skipped and counted."""
+    fresh, fss, frames = _first_fresh_ids(source), Filesystems(), []
+
+    def records() -> Iterator[dict[str, Any]]:
+        for row in _rows(source, ROW_COLUMNS, "vip", summary):
+            if not is_frame(row):
+                summary.skipped_photos += 1
+                continue
+            image = _image(row, fss, max_pixels, summary)
+            if image is None:
+                continue
+            maps = label_maps(row)
+            ids, fresh[row["video_id"]] = vip.human_ids(row, fresh.get(row["video_id"], 1))
+            frames.append(vip.write_frame(tmp, row, maps, image[1], ids))
+            summary.images += 1
+            summary.persons += len(ids)
+            yield vip.meta_record(row, maps, ids)
+
+    with open(tmp / cihp.meta_file(summary.split), "w") as meta:
+        meta.writelines(json.dumps(rec) + "\n" for rec in records())
+    summary.videos, _ = vip.write_lists(tmp, summary.split, frames)
 
 
 def _write_cvat(source: LabelSource, tmp: Path, summary: ExportSummary) -> None:
@@ -197,11 +266,13 @@ def export(source: str | Path, out: str | Path, fmt: str, split: str = "train") 
     tmp = out.with_name(f".{out.name}.tmp-{uuid.uuid4().hex[:8]}")
     tmp.mkdir()
     try:
+        max_pixels = int((labels.job_settings() or {}).get("max_pixels") or DEFAULT_MAX_PIXELS)
         if fmt == "cihp":
-            max_pixels = int((labels.job_settings() or {}).get("max_pixels") or DEFAULT_MAX_PIXELS)
             _write_cihp(labels, tmp, summary, max_pixels)
         elif fmt == "coco":
-            _write_coco(labels, tmp, summary)
+            _write_coco(labels, tmp, summary, max_pixels)
+        elif fmt == "vip":
+            _write_vip(labels, tmp, summary, max_pixels)
         else:
             _write_cvat(labels, tmp, summary)
         summary.seconds = round(time.perf_counter() - t0, 3)

@@ -10,7 +10,9 @@ Images: a local file is served by Label Studio's local-files storage (``/data/lo
 REL relative to the server's ``LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT``; push adds a local storage
 per image folder to the project, never synced); an ``s3://`` image gets a presigned URL. Each image
 is checked through the server before its task is sent: one Label Studio cannot serve becomes an
-error row of the summary (``image_errors``), never a task with a broken image.
+error row of the summary (``image_errors``), never a task with a broken image. A video frame's row
+(its ``uri`` is the video) is no task: it is counted in ``skipped_frames`` (review videos with
+``m2fp-batch review``).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from m2fp_batch.labels import decode_persons, open_labels
+from m2fp_batch.labels import decode_persons, is_frame, open_labels
 from m2fp_batch.labelstudio import project as lsp
 from m2fp_batch.labelstudio.client import Client, LabelStudioError
 from m2fp_batch.review.convert import DEFAULT_LOW_SCORE, filepath, in_view, review_signals
@@ -64,6 +66,7 @@ class PushSummary:
     updated: int = 0
     unchanged: int = 0
     skipped_errors: int = 0  # error rows of the job: no labels to review
+    skipped_frames: int = 0  # video frames: a task's image is a file, a frame has none (review them with `review`)
     filtered: int = 0  # ok rows outside --view
     image_errors: list[dict] = field(default_factory=list)  # {image_id, uri, error}: not pushed
     seconds: float = 0.0
@@ -194,6 +197,9 @@ def _collect(
         summary.rows += 1
         if row["status"] != STATUS_OK:
             summary.skipped_errors += 1
+            continue
+        if is_frame(row):  # its uri is the video: a task would show a broken image
+            summary.skipped_frames += 1
             continue
         try:
             url, folder = image_url(row["uri"], document_root, s3)

@@ -44,14 +44,18 @@ class ShardCommitter:
         self.started: dict[int, float] = {}
         self.seconds = {"committing": 0.0, "writing": 0.0}  # the driver's own time, by stage
 
-    def add(self, batch: pa.Table) -> None:
+    def add(self, batch: pa.Table) -> int:
+        """Take a batch of labelled rows; returns how many inputs it finished."""
         t0 = time.perf_counter()
+        finished = 0
         shards = batch.column("shard")
         present = pc.unique(shards).to_pylist()
         for shard in present:
             part = batch if len(present) == 1 else batch.filter(pc.equal(shards, shard))
             self.buffers[shard].append(part)
-            self.got[shard] += self._inputs_done(shard, part)
+            done = self._inputs_done(shard, part)
+            self.got[shard] += done
+            finished += done
             self.started.setdefault(shard, time.time())
             expected = self.plan.expected[shard]
             if self.got[shard] == expected:
@@ -59,6 +63,7 @@ class ShardCommitter:
             elif self.got[shard] > expected:
                 raise RuntimeError(f"shard {shard}: got {self.got[shard]} rows for {expected} inputs")
         self.seconds["committing"] += time.perf_counter() - t0
+        return finished
 
     def _inputs_done(self, shard: int, part: pa.Table) -> int:
         """How many inputs ``part`` (rows of ``shard``) finishes: each photo row, and each video whose

@@ -159,8 +159,7 @@ def _label_pending(cfg: JobSettings, model: ModelInfo, prep: Prepared, plan: Pla
         interrupt.check()  # a Ctrl-C swallowed inside Ray Data's start or wait still stops the job here
         if batch.num_rows:
             timeline.mark("first_row")
-            committer.add(batch)
-            progress.add(batch.num_rows)
+            progress.add(batch.num_rows, committer.add(batch))
             read += batch.nbytes
         if read >= STORE_PAGES_EVERY_BYTES:  # the driver's RSS stays flat however many rows it reads
             read = 0

@@ -27,27 +27,33 @@ def _fmt_eta(seconds: float) -> str:
 
 
 class Progress:
-    """Counts labelled rows and logs progress every ``interval`` seconds."""
+    """Counts labelled rows and finished inputs (a video is one input of many rows) and logs progress
+    every ``interval`` seconds."""
 
     def __init__(self, plan: Plan, interval: float) -> None:
         self.plan, self.interval = plan, interval
         self.labelled = 0
+        self.inputs = 0
         self.t_pipe = self.last_log = time.time()
         self.first_at: float | None = None
         self.first_rows = 0
 
-    def add(self, rows: int) -> None:
+    def add(self, rows: int, inputs: int) -> None:
         if self.first_at is None:
             self.first_at, self.first_rows = time.time(), rows
         self.labelled += rows
+        self.inputs += inputs
         now = time.time()
         if now - self.last_log < self.interval:
             return
         self.last_log = now
-        rate = self.labelled / (now - self.t_pipe)
-        done, total = self.plan.done_before + self.labelled, self.plan.total
-        eta = _fmt_eta((total - done) / rate if rate else float("inf"))
-        log.info("progress: %d/%d images (%.1f%%), %.2f images/s, ETA %s", done, total, 100.0 * done / total, rate, eta)
+        rate, input_rate = self.labelled / (now - self.t_pipe), self.inputs / (now - self.t_pipe)
+        done, total = self.plan.done_before + self.inputs, self.plan.total
+        eta = _fmt_eta((total - done) / input_rate if input_rate else float("inf"))
+        log.info(
+            "progress: %d/%d inputs (%.1f%%), %d rows, %.2f rows/s, ETA %s",
+            done, total, 100.0 * done / total, self.labelled, rate, eta,
+        )  # fmt: skip
 
     def run_info(
         self,

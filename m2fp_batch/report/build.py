@@ -117,10 +117,7 @@ def build_report(
     gt = evaluate(job, gt_dir) if gt_dir is not None else None
 
     pngs: dict[str, tuple[bytes, str]] = {
-        "groups": (
-            plots.group_counts_plot(metrics.group_counts(metrics.counted_people(job.persons))),
-            "people per skin-tone group",
-        ),
+        "groups": (plots.group_counts_plot(pd.Series(numbers["group_counts"])), "people per skin-tone group"),
         "ita_categories": (
             plots.ita_category_plot(metrics.ita_category_counts(job.persons)),
             "people per ITA category",

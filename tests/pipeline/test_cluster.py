@@ -66,6 +66,14 @@ def _write_dir(root: Path, n: int, n_bad: int = 2) -> list[str]:
     return sorted(str(p) for p in root.iterdir())
 
 
+def _video_bytes(tmp_path: Path) -> bytes:
+    """A real H.264 video, 2.5 s at 10 fps, of a pan over a photo (tests/video/videos.py)."""
+    sys.path.insert(0, str(REPO / "tests" / "video"))
+    from videos import pan_frames, write_video
+
+    return write_video(tmp_path / "clip.mp4", pan_frames(25), fps=10).read_bytes()
+
+
 def _run_cmd(tiny_model_dir, src, out, *extra) -> list[str]:
     return [
         sys.executable, "-m", "m2fp_batch.cli", "run", "--input", str(src), "--output", str(out),
@@ -200,14 +208,14 @@ def test_s3_manifest_and_directory(head, tmp_path, tiny_model_dir):
             allow_bucket_creation=True,
         )
         fs.create_dir("photos")
-        photos = _photos()[:3]
+        photos = _photos()[:3] + [("clip.mp4", _video_bytes(tmp_path))]  # a 2.5 s video: 3 frames
         for name, data in photos:
             with fs.open_output_stream(f"photos/in/sub/{name}") as f:
                 f.write(data)
         manifest = pa.table(
             {
                 "uri": [f"s3://photos/in/sub/{n}" for n, _ in photos] + ["s3://photos/in/nope.jpg"],
-                "license": ["cc-by", "cc0", "cc-by-sa", "unknown"],
+                "license": ["cc-by", "cc0", "cc-by-sa", "video", "unknown"],
             }
         )
         with fs.open_output_stream("photos/manifest.parquet") as f:
@@ -218,13 +226,15 @@ def test_s3_manifest_and_directory(head, tmp_path, tiny_model_dir):
         assert res.returncode == 0, res.stderr[-3000:]
         assert secret not in res.stderr + res.stdout
         rows = pq.read_table("photos/labels", filesystem=fs).to_pylist()
-        assert sorted(r["uri"] for r in rows) == sorted(manifest.column("uri").to_pylist())
+        video = "s3://photos/in/sub/clip.mp4"
+        assert sorted(r["frame_index"] for r in rows if r["uri"] == video) == [0, 10, 20]  # streamed from S3
+        assert sorted({r["uri"] for r in rows}) == sorted(manifest.column("uri").to_pylist())
         by_uri = {r["uri"]: r for r in rows}
         assert by_uri["s3://photos/in/nope.jpg"]["error_kind"] == "missing"
         assert [by_uri[u]["license"] for u in manifest.column("uri").to_pylist()] == manifest.column(
             "license"
         ).to_pylist()
-        assert sum(r["status"] == "ok" for r in rows) == 3
+        assert sum(r["status"] == "ok" for r in rows) == 3 + 3
         with fs.open_input_stream("photos/labels/_run.json") as f:
             summary = json.loads(f.read())
         assert summary["complete"] and secret not in json.dumps(summary)
@@ -234,5 +244,6 @@ def test_s3_manifest_and_directory(head, tmp_path, tiny_model_dir):
             env=s3_env, cwd=REPO, capture_output=True, text=True, timeout=600,
         )  # fmt: skip
         assert res.returncode == 0, res.stderr[-3000:]
-        _assert_exactly_once(tmp_path / "out", [f"s3://photos/in/sub/{n}" for n, _ in photos])
+        frames = ["s3://photos/in/sub/clip.mp4"] * 2  # the video's three rows: two more than one input
+        _assert_exactly_once(tmp_path / "out", [f"s3://photos/in/sub/{n}" for n, _ in photos] + frames)
     shutil.rmtree(tmp_path / "out", ignore_errors=True)

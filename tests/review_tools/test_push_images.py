@@ -48,3 +48,17 @@ def test_config_is_ours_and_foreign_configs_are_refused():
         with pytest.raises(lsp.ForeignProjectError, match="not made by m2fp-batch"):
             lsp.check_config({"title": "t", "label_config": config})
     assert len(lsp.LABELS) == 20 and lsp.LABELS[0] == "Human"
+
+
+def test_video_frames_are_no_tasks_but_counted(tmp_path):
+    """A frame row's uri is its video: push skips and counts it (a task would show a broken image)."""
+    from video_labels import video_output
+
+    from m2fp_batch.labelstudio.push import PushSummary, _collect
+
+    out, rows = video_output(tmp_path)
+    summary = PushSummary("mine")
+    tasks, _ = _collect(str(out), summary, tmp_path, None, 0.5)
+    assert [t["data"]["image_id"] for t in tasks] == ["photo"]
+    frames = sum(r.get("video_id") is not None for r in rows) + 1  # and the rejected frame (push has no verdicts)
+    assert (summary.skipped_frames, summary.skipped_errors, summary.image_errors) == (frames, 1, [])

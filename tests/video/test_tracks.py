@@ -72,8 +72,25 @@ def test_two_people_side_by_side_do_not_merge_and_new_people_get_new_ids():
     assert track_people(frames) == [[0], [0, 1], [1, 0]]
 
 
-def test_threshold_is_applied():
+def test_thresholds_are_applied():
     a, far = person(40, 60), person(60, 60)
     iou = float(iou_matrix([a], [far])[0, 0])
-    assert track_people([[a], [far]], TrackSettings(iou_threshold=iou + 0.01)) == [[0], [1]]
+    above = TrackSettings(iou_threshold=iou + 0.01, second_iou_threshold=iou + 0.01)
+    assert track_people([[a], [far]], above) == [[0], [1]]
     assert track_people([[a], [far]], TrackSettings(iou_threshold=iou - 0.01)) == [[0], [0]]
+    # the second round: the only track and person left over, above its threshold
+    assert track_people([[a], [far]], TrackSettings(iou_threshold=iou + 0.01, second_iou_threshold=iou - 0.01)) == [
+        [0],
+        [0],
+    ]
+
+
+def test_a_half_hidden_person_keeps_the_id_in_the_second_round():
+    """B walks in front of A: A shows less of the body than in the frame before, below the first
+    threshold, and keeps the id because B took the first round."""
+    a0, b0, a1, b1 = person(60, 58), person(66, 60), person(62, 58), person(63, 60)
+    frames = [[a0 & ~b0, b0], [a1 & ~b1, b1]]
+    iou = iou_matrix(frames[0], frames[1])
+    assert 0.1 <= iou[0, 0] < 0.3 and iou[1, 1] >= 0.3 and iou[0, 1] < iou[0, 0]  # the case it is for
+    assert track_people(frames) == [[0, 1], [0, 1]]
+    assert track_people(frames, TrackSettings(second_iou_threshold=0.3)) == [[0, 1], [2, 1]]

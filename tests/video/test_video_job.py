@@ -271,3 +271,34 @@ def test_readers_get_a_frame_rows_pixels_from_its_video(video_job):
             np.testing.assert_array_equal(row_pixels(r, fss), decoded[r["frame_index"]])
     photo = _of(video_job, "astronaut")[0]
     assert not is_frame(photo) and row_pixels(photo, fss).shape == (128, 128, 3)
+
+
+def test_dataset_and_exports_read_the_jobs_frames(video_job):
+    """ParsingDataset and export over the job's own output: frames read from their videos, grouped by
+    video in frame order; cihp holds every labelled row, vip the frames only (photos counted)."""
+    from m2fp_batch.data import ParsingDataset
+    from m2fp_batch.formats.export import export
+    from m2fp_batch.labels import is_frame, label_maps, row_pixels
+    from m2fp_batch.storage import Filesystems
+
+    ok = {r["image_id"]: r for r in video_job["rows"] if r["status"] == "ok"}
+    ds, fss = ParsingDataset(video_job["out"]), Filesystems()
+    assert sorted(ds.image_ids) == sorted(ok)
+    clip = _frames(video_job, "clip")
+    group = ds.videos()[clip[0]["video_id"]]
+    assert [ds.image_ids[i] for i in group] == [r["image_id"] for r in clip]
+    for i in group:
+        s, row = ds[i], ok[ds.image_ids[i]]
+        np.testing.assert_array_equal(s["image"], row_pixels(row, fss))
+        np.testing.assert_array_equal(s["semantic"], label_maps(row).semantic)
+        assert s["frame_index"] == row["frame_index"] and s["track_ids"] == [p["track_id"] for p in row["persons"]]
+    frames = [r for r in ok.values() if is_frame(r)]
+    cihp_summary = export(video_job["out"], video_job["root"] / "cihp", "cihp")
+    assert cihp_summary.images == len(ok) and cihp_summary.unreadable_images == []
+    vip_summary = export(video_job["out"], video_job["root"] / "vip", "vip")
+    assert (vip_summary.images, vip_summary.skipped_photos) == (len(frames), len(ok) - len(frames))
+    assert vip_summary.videos == len({r["video_id"] for r in frames})
+    for r in frames:
+        name = f"{r['video_id']}/{r['frame_index']:012d}"
+        category = np.asarray(Image.open(video_job["root"] / "vip" / "Annotations" / "Category_ids" / f"{name}.png"))
+        np.testing.assert_array_equal(category, label_maps(r).semantic)
