@@ -45,11 +45,12 @@ $(DM_VENV)/.installed:
 # the review tools the tests start: Label Studio (server) and Datumaro (CVAT's format library)
 review-tools: $(LS_VENV)/.installed $(DM_VENV)/.installed
 
-# Chromium for the browser tests (Debian package; Playwright drives it, never downloads one).
+# Chromium for the browser tests (Debian package; Playwright drives it, never downloads one), and
+# ffmpeg: FiftyOne reads a video's metadata with ffprobe (`review` of a job output with videos).
 browser-deps:
-	@command -v chromium >/dev/null 2>&1 || { \
-	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
-	  else echo "chromium is missing: sudo apt-get install chromium" >&2; exit 1; fi; }
+	@{ command -v chromium && command -v ffprobe; } >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium ffmpeg >/dev/null; \
+	  else echo "chromium or ffmpeg is missing: sudo apt-get install chromium ffmpeg" >&2; exit 1; fi; }
 
 # The container image (deploy/Containerfile, docs/deploy.md), built without a daemon: buildah,
 # podman, mmdebstrap (the Debian base) and runc, Debian packages like browser-deps' Chromium.

@@ -27,7 +27,6 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from m2fp_batch.annotate.palette import CIHP_CLASSES, hex_color
 from m2fp_batch.review import masks as mk
 from m2fp_batch.review.convert import (
     DEFAULT_LOW_SCORE,
@@ -42,17 +41,18 @@ from m2fp_batch.review.convert import (
     VIEW_SKIN,
     SampleData,
     is_auto_tag,
+    is_video_row,
     part_field_name,
     sample_data_star,
 )
+from m2fp_batch.review.fields import INFO_KEY, color_scheme, declare_row_fields, mask_targets, set_label_fields
 from m2fp_batch.review.fo import fo
+from m2fp_batch.review.videos import VideoImport, configure_video_dataset, video_dataset_name
 from m2fp_batch.schema import STATUS_ERROR, STATUS_OK
 
 log = logging.getLogger(__name__)
-INFO_KEY = "m2fp_batch"
 __all__ = [
     "DEFAULT_LOW_SCORE",
-    "INFO_KEY",
     "REVIEW_TAGS",
     "TAG_BRIGHTENED",
     "TAG_ERROR",
@@ -65,25 +65,6 @@ __all__ = [
 ]
 
 
-def mask_targets() -> dict[int, str]:
-    """Class id -> CIHP class name for the ``parsing`` / ``person_parts`` masks (0 = Background)."""
-    return {i: name for i, name in enumerate(CIHP_CLASSES) if name != "Human"}
-
-
-def color_scheme() -> fo.ColorScheme:
-    """The App colour scheme: the project's palette for both parse fields, white people."""
-    colors = [{"intTarget": i, "color": hex_color(i)} for i in mask_targets() if i != 0]
-    return fo.ColorScheme(
-        color_by="value",
-        fields=[
-            {"path": "parsing", "maskTargetsColors": colors},
-            {"path": "person_parts", "maskTargetsColors": colors},
-            {"path": "people", "fieldColor": hex_color(CIHP_CLASSES.index("Human"))},
-        ],
-        default_mask_targets_colors=colors,
-    )
-
-
 @dataclass
 class BuildStats:
     """What an import did."""
@@ -93,6 +74,10 @@ class BuildStats:
     updated: int = 0
     kept_reviewed: int = 0
     errors: int = 0
+    video_dataset: str | None = None  # the video dataset, when the output holds videos
+    videos_added: int = 0
+    videos_updated: int = 0
+    frames: int = 0  # sampled frames on the video samples
     mask_files: int = 0
     seconds: float = 0.0
     schema_versions: set[int] = field(default_factory=set)
@@ -130,25 +115,16 @@ def label_fingerprint(sample: fo.Sample) -> str:
 
 
 def sample_from_data(data: SampleData) -> fo.Sample:
-    """A FiftyOne sample from :func:`.convert.sample_data`'s plain description."""
-    sample = fo.Sample(filepath=data.filepath)
-    for k, v in data.fields.items():
-        sample[k] = fo.DynamicEmbeddedDocument(**v) if isinstance(v, dict) else v
+    """A FiftyOne image sample from :func:`.convert.sample_data`'s plain description.
+
+    The media type is ``image`` whatever the file's name (a photo named ``.mov`` is still a photo).
+    """
+    sample = fo.Sample(filepath=data.filepath, media_type="image")
+    set_label_fields(sample, data)
     sample.tags = list(data.tags)
     if data.size is not None:
         w, h = data.size
         sample.metadata = fo.ImageMetadata(width=w, height=h)
-    sample["parsing"] = None if data.parsing is None else fo.Segmentation(mask_path=data.parsing)
-    sample["person_parts"] = None if data.person_parts is None else fo.Segmentation(mask_path=data.person_parts)
-    if data.people is None:
-        sample["people"] = None
-    else:
-        sample["people"] = fo.Detections(detections=[fo.Detection(**d) for d in data.people])
-    if data.part_stats is not None:
-        doc = fo.DynamicEmbeddedDocument()
-        for name, stats in data.part_stats.items():
-            doc[name] = fo.DynamicEmbeddedDocument(**stats)
-        sample["part_stats"] = doc
     sample["imported_labels"] = label_fingerprint(sample)
     sample["imported_at"] = time.time()
     return sample
@@ -172,23 +148,9 @@ def get_or_create_dataset(name: str) -> fo.Dataset:
     else:
         ds = fo.Dataset(name, persistent=True)
     ds.persistent = True
-    schema = ds.get_field_schema()
-    if "image_id" not in schema:
+    if "image_id" not in ds.get_field_schema():
         ds.add_sample_field("image_id", fo.StringField)
-    for list_field in ("review_reasons", "anomalies", "skin_groups"):  # often empty: declare the type
-        if list_field not in schema:
-            ds.add_sample_field(list_field, fo.ListField, subfield=fo.StringField)
-    # fields that are None in a whole import (schema v1, no person) still get their type
-    declared = {
-        "brightened": fo.BooleanField,
-        "brightness_factor": fo.FloatField,
-        "ita_mean": fo.FloatField,
-        "min_person_score": fo.FloatField,
-        "min_part_score": fo.FloatField,
-    }
-    for name, ftype in declared.items():
-        if name not in schema:
-            ds.add_sample_field(name, ftype)
+    declare_row_fields(ds)
     ds.create_index("image_id", unique=True)
     return ds
 
@@ -237,6 +199,7 @@ class _Import:
     ds: fo.Dataset
     existing: dict[str, list[str]]  # image_id -> tags, of the samples there before the import
     batch_size: int
+    videos: VideoImport  # the videos' rows go to the video dataset
     stats: BuildStats = field(default_factory=BuildStats)
     new: list[fo.Sample] = field(default_factory=list)
     updated: list[fo.Sample] = field(default_factory=list)
@@ -247,10 +210,16 @@ class _Import:
         return old_tags is not None and not overwrite_reviewed and any(t in REVIEW_TAGS for t in old_tags)
 
     def add(self, data: SampleData) -> None:
-        """Queue one converted row (new, or an update keeping the reviewers' tags); write full batches."""
-        sample = sample_from_data(data)
+        """Queue one converted row (new, or an update keeping the reviewers' tags); write full batches.
+
+        A video's rows are gathered for the video dataset instead (:class:`.videos.VideoImport`).
+        """
         self.stats.mask_files += data.files
         self.stats.errors += data.fields["status"] != STATUS_OK
+        if data.fields.get("video_id") is not None:
+            self.videos.add(data)
+            return
+        sample = sample_from_data(data)
         old_tags = self.existing.get(data.fields["image_id"])
         if old_tags is None:
             self.new.append(sample)
@@ -274,7 +243,8 @@ class _Import:
 def _pending(
     source: mk.LabelSource, output_dir: Path, imp: _Import, overwrite_reviewed: bool, options: tuple
 ) -> Iterator[tuple]:
-    """:func:`.convert.sample_data`'s arguments for every row to import (reviewers' samples skipped).
+    """:func:`.convert.sample_data`'s arguments for every row to import (reviewers' samples skipped:
+    for a video, all its rows when its video sample is a reviewer's).
 
     Raises:
         mk.ReviewInputError: an image id appears twice.
@@ -287,7 +257,8 @@ def _pending(
         seen.add(iid)
         imp.stats.rows += 1
         imp.stats.schema_versions.add(int(row["schema_version"]))
-        if imp.keeps(iid, overwrite_reviewed):
+        video = is_video_row(row)
+        if imp.videos.keeps(row["video_id"], overwrite_reviewed) if video else imp.keeps(iid, overwrite_reviewed):
             imp.stats.kept_reviewed += 1
             continue
         yield (row, str(Path(path).resolve()), *options)
@@ -305,9 +276,13 @@ def _convert(jobs: Iterable[tuple], workers: int, consume: Callable[[SampleData]
             pool.shutdown(cancel_futures=True)
 
 
-def _record_sources(ds: fo.Dataset, output_dir: Path, mask_dir: Path, versions: set[int], low_score: float) -> None:
-    """Add this import's source, mask dir, schema versions and threshold to ``ds.info``."""
+def _record_sources(
+    ds: fo.Dataset, output_dir: Path, mask_dir: Path, versions: set[int], low_score: float, **names: str | None
+) -> None:
+    """Add this import's source, mask dir, schema versions, threshold and the companion dataset
+    (``image_dataset`` / ``video_dataset``) to ``ds.info``."""
     info = dict(ds.info.get(INFO_KEY) or {})
+    info.update({k: v for k, v in names.items() if v is not None})
     sources = set(info.get("sources", [])) | {str(output_dir.resolve())}
     info.update(
         sources=sorted(sources),
@@ -350,11 +325,20 @@ def build_review_dataset(
     root = Path(image_root) if image_root else None
     ds = get_or_create_dataset(name)
     existing = dict(zip(*ds.values(["image_id", "tags"]), strict=True)) if len(ds) else {}
-    imp = _Import(ds, existing, batch_size)
+    imp = _Import(ds, existing, batch_size, VideoImport.open(video_dataset_name(name)))
     jobs = _pending(source, output_dir, imp, overwrite_reviewed, (mask_dir, root, low_score))
     _convert(jobs, max(1, workers if workers is not None else min(4, os.cpu_count() or 1)), imp.add)
     imp.flush(final=True)
-    _record_sources(ds, output_dir, mask_dir, imp.stats.schema_versions, low_score)
+    vds = imp.videos.write(batch_size)
+    if vds is not None:
+        _record_sources(vds, output_dir, mask_dir, imp.stats.schema_versions, low_score, image_dataset=name)
+        configure_video_dataset(vds)
+        imp.stats.video_dataset = vds.name
+        imp.stats.videos_added, imp.stats.videos_updated = imp.videos.added, imp.videos.updated
+        imp.stats.frames = imp.videos.frames
+    _record_sources(
+        ds, output_dir, mask_dir, imp.stats.schema_versions, low_score, video_dataset=imp.stats.video_dataset
+    )
     # declare the people's attributes and the part_stats sub-fields once (filterable in the App),
     # instead of inferring them sample by sample during the import (the slow path of FiftyOne)
     ds.add_dynamic_sample_fields()

@@ -26,7 +26,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="LABELS",
         help="the job output to import or update (local); omit it with --launch to only open the App",
     )
-    parser.add_argument("--dataset", required=True, help="FiftyOne dataset name (persistent; created or updated)")
+    parser.add_argument(
+        "--dataset",
+        required=True,
+        help="FiftyOne dataset name (persistent; created or updated); the videos go to the video dataset NAME-videos",
+    )
     parser.add_argument("--mask-dir", help="where the mask PNGs go (default LABELS/_review/masks)")
     parser.add_argument(
         "--image-root",

@@ -41,6 +41,16 @@ VIEW_LOW_CONFIDENCE = "low-confidence"
 VIEW_QUEUE = "review-queue"
 VIEW_SKIN = {g: f"skin-{g}" for g in SKIN_GROUPS}
 VIEWS = (VIEW_QUEUE, VIEW_LOW_CONFIDENCE, VIEW_ERRORS, *VIEW_SKIN.values())
+# the video columns a video's rows carry into their sample data (schema v5, docs/video.md)
+VIDEO_FIELDS = (
+    "video_id",
+    "frame_index",
+    "pts_seconds",
+    "video_fps",
+    "video_width",
+    "video_height",
+    "video_duration_s",
+)
 
 
 def is_auto_tag(tag: str) -> bool:
@@ -171,6 +181,24 @@ def _row_fields(row: dict, source: str) -> dict[str, Any]:
         "schema_version": version,
         "source_parquet": source,
         "skin_tone_available": version >= 2,
+    } | ({c: row[c] for c in VIDEO_FIELDS} if is_video_row(row) else {})
+
+
+def is_video_row(row: dict) -> bool:
+    """A video's row: a sampled frame, or the video's error row (``video_id`` set, schema v5)."""
+    return row.get("video_id") is not None
+
+
+def _track(person: dict) -> dict[str, Any]:
+    """A video person's track: ``index`` (FiftyOne's object-track id) = ``track_id``, the track's tone."""
+    if person.get("track_id") is None:
+        return {}
+    tone = person.get("track_skin_tone") or {}
+    return {
+        "index": int(person["track_id"]),
+        "track_id": int(person["track_id"]),
+        "track_skin_group": tone.get("group"),
+        "track_ita": _optional(tone.get("ita"), float),
     }
 
 
@@ -207,7 +235,7 @@ def _person(p: DecodedPerson, folder: Path | None, size: tuple[int, int], versio
         "skin_confidence": _optional(skin.get("confidence"), float),
         "hue": _optional(skin.get("hue"), float),
         "skin_source": None if measured is None else skin_tone_source(skin),
-    }
+    } | _track(p.row)
     return _Person(detection, pscore, person_anomalies(p.index, p.part_ids, face), group, ita)
 
 

@@ -34,7 +34,8 @@ from PIL import Image
 from m2fp_batch.annotate.skin_tone import SOURCE_REVIEWED
 from m2fp_batch.errors import UserError
 from m2fp_batch.review import masks as mk
-from m2fp_batch.review.build import INFO_KEY, label_fingerprint
+from m2fp_batch.review.build import label_fingerprint
+from m2fp_batch.review.fields import INFO_KEY
 from m2fp_batch.review.fo import fo
 from m2fp_batch.reviewed import ReviewedSummary, build_person, finish_row, semantic_entries, write_reviewed
 from m2fp_batch.schema import NOT_IN_DATASET, REJECTED, REVIEWED, STATUS_OK, UNREVIEWED
@@ -171,6 +172,11 @@ def export_reviewed(name: str, dest: str | Path, rows_per_file: int = 5000) -> R
     info = ds.info.get(INFO_KEY)
     if not info:
         raise ReviewExportError(f"dataset {name!r} was not built by `m2fp-batch review` (no info.{INFO_KEY})")
+    if ds.media_type == "video":
+        raise ReviewExportError(
+            f"dataset {name!r} is a video dataset: export-reviewed writes the photos' dataset "
+            f"({info.get('image_dataset')!r}); the frames' reviews are not exported from FiftyOne"
+        )
     dest = Path(dest).resolve()
     for src in info["sources"]:
         if dest == Path(src) or Path(src) in dest.parents:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from .fo_helpers import fo_env, run_job, write_photos  # noqa: E402
+from .fo_helpers import fo_env, run_job, write_photos, write_videos  # noqa: E402
 
 
 @pytest.fixture(scope="package", autouse=True)
@@ -46,6 +46,17 @@ def job_output(tmp_path_factory, tiny_model_dir, fo_home) -> Path:
 
     rows = pq.read_table(root / "out" / "shard-00000.parquet", columns=["uri", "status"]).to_pylist()
     assert {Path(r["uri"]).name: r["status"] for r in rows} == expected
+    return root / "out"
+
+
+@pytest.fixture(scope="package")
+def video_job_output(tmp_path_factory, tiny_model_dir, fo_home) -> Path:
+    """A REAL job output over photos and videos (tiny model, 1 frame a second): 3 photos + 1 corrupt
+    file, and the videos of :func:`.fo_helpers.write_videos`."""
+    root = tmp_path_factory.mktemp("review_video_job")
+    write_photos(root / "in")
+    write_videos(root / "in" / "videos")
+    run_job(tiny_model_dir, root / "in", root / "out", fo_home)
     return root / "out"
 
 

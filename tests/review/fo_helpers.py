@@ -49,3 +49,30 @@ def run_job(tiny_model_dir: Path, images: Path, out: Path, home: Path) -> subpro
     proc = subprocess.run(cmd, env=fo_env(home), capture_output=True, text=True, timeout=600, cwd=REPO)
     assert proc.returncode == 0, f"job failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
     return proc
+
+
+# a variable frame rate: frame presentation times in ms (sampled at 1 frame/s: frames 0, 4, 7, 9)
+VFR_PTS_MS = [0, 100, 150, 900, 1000, 1050, 1100, 2300, 2400, 3100]
+
+
+def write_videos(directory: Path) -> dict[str, Path]:
+    """Real videos (PyAV, pans over scikit-image photos): a constant and a variable frame rate, a
+    rotated phone video and a truncated one, a photo named ``.mov`` and a text file named ``.webm``."""
+    import skimage.data
+    from PIL import Image
+    from video.videos import pan_frames, write_video
+
+    directory.mkdir(parents=True, exist_ok=True)
+    files = {
+        "clip": write_video(directory / "clip.mp4", pan_frames(30, (320, 240)), fps=10),  # 3 s
+        "vfr": write_video(directory / "vfr.mkv", pan_frames(len(VFR_PTS_MS)), pts_ms=VFR_PTS_MS),
+        "phone": write_video(directory / "phone.mp4", pan_frames(10), fps=10, rotation=90),
+    }
+    truncated = write_video(directory / "truncated.mkv", pan_frames(30, photo=skimage.data.chelsea()), fps=10)
+    truncated.write_bytes(truncated.read_bytes()[: truncated.stat().st_size * 6 // 10])
+    files["truncated"] = truncated
+    Image.fromarray(skimage.data.coffee()).resize((160, 120)).save(directory / "photo.png", format="PNG")
+    files["photo_as_mov"] = (directory / "photo.png").rename(directory / "photo_named.mov")
+    files["text"] = directory / "text.webm"
+    files["text"].write_bytes(b"this is a text file, not a video\n" * 20)
+    return files

@@ -90,16 +90,19 @@ def app(job_output, tmp_path):
         assert s.connect_ex(("127.0.0.1", port)) != 0, "the App server outlived `m2fp-batch review --launch`"
 
 
-def _tile_check(on: np.ndarray, off: np.ndarray, box: list[float], mask: np.ndarray, palette: np.ndarray) -> dict:
+def _tile_check(
+    on: np.ndarray, off: np.ndarray, box: list[float], mask: np.ndarray, palette: np.ndarray, edge: int = 5
+) -> dict:
     """Compare one grid tile with the parse mask it shows, pixel by pixel.
 
-    Only pixels whose 5x5 neighbourhood has one class (no edges after the resize) and whose class
-    colour differs clearly from the photo underneath are judged.
+    Only pixels whose ``edge`` x ``edge`` neighbourhood has one class (no edges after the resize: a
+    mask drawn enlarged blurs over about one mask pixel, so ``edge`` grows with the zoom) and whose
+    class colour differs clearly from the photo underneath are judged.
     """
     x, y, w, h = box
     x0, y0, tw, th = round(x), round(y), round(w), round(h)
     m = np.asarray(Image.fromarray(mask).resize((tw, th), Image.NEAREST))
-    uniform = ndimage.maximum_filter(m, 5) == ndimage.minimum_filter(m, 5)
+    uniform = ndimage.maximum_filter(m, edge) == ndimage.minimum_filter(m, edge)
     a, b = on[y0 : y0 + th, x0 : x0 + tw], off[y0 : y0 + th, x0 : x0 + tw]
     d = a - b
     towards = palette[m].astype(np.float64) - b
