@@ -25,7 +25,7 @@ from m2fp_batch.labels import (
 )
 from m2fp_batch.review import masks as mk
 from m2fp_batch.review.priority import parse_agreement, person_anomalies, review_priority, weighted_part_score
-from m2fp_batch.schema import REJECTED, REVIEWED, SKIN_GROUPS, STATUS_OK
+from m2fp_batch.schema import REJECTED, REVIEWED, SKIN_GROUPS, STATUS_OK, VIDEO_COLUMNS
 
 FACE_ID = CIHP_CLASSES.index("Face")
 TAG_ERROR = "error"
@@ -41,16 +41,6 @@ VIEW_LOW_CONFIDENCE = "low-confidence"
 VIEW_QUEUE = "review-queue"
 VIEW_SKIN = {g: f"skin-{g}" for g in SKIN_GROUPS}
 VIEWS = (VIEW_QUEUE, VIEW_LOW_CONFIDENCE, VIEW_ERRORS, *VIEW_SKIN.values())
-# the video columns a video's rows carry into their sample data (schema v5, docs/video.md)
-VIDEO_FIELDS = (
-    "video_id",
-    "frame_index",
-    "pts_seconds",
-    "video_fps",
-    "video_width",
-    "video_height",
-    "video_duration_s",
-)
 
 
 def is_auto_tag(tag: str) -> bool:
@@ -181,7 +171,7 @@ def _row_fields(row: dict, source: str) -> dict[str, Any]:
         "schema_version": version,
         "source_parquet": source,
         "skin_tone_available": version >= 2,
-    } | ({c: row[c] for c in VIDEO_FIELDS} if is_video_row(row) else {})
+    } | ({c: row[c] for c in VIDEO_COLUMNS} if is_video_row(row) else {})
 
 
 def is_video_row(row: dict) -> bool:

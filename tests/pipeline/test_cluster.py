@@ -125,16 +125,21 @@ def test_ray_job_submit(head, tmp_path, tiny_model_dir):
     assert summary["complete"] and summary["shards"] == {"total": 2, "finished": 2}
 
 
+def _kill_after_a_shard(cmd: list[str], env: dict, out: Path) -> int:
+    """Start the job, SIGKILL its driver once a shard is committed; returns the shards committed then."""
+    proc = subprocess.Popen(cmd, env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _wait_for_stats(out, 1, proc, poll=0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(30)
+    return len(list((out / "_stats").glob("shard-*.json")))
+
+
 def test_driver_sigkill_then_rerun(head, tmp_path, tiny_model_dir):
     gcs, _, env, _ = head
     uris = _write_dir(tmp_path / "in", 24)  # enough shards that the kill lands mid-job on a quiet machine
     out = tmp_path / "out"
     cmd = _run_cmd(tiny_model_dir, tmp_path / "in", out, "--address", gcs, "--shard-size", "2", "--batch-size", "1")
-    proc = subprocess.Popen(cmd, env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    _wait_for_stats(out, 1, proc, poll=0.02)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait(30)
-    done_at_kill = len(list((out / "_stats").glob("shard-*.json")))
+    done_at_kill = _kill_after_a_shard(cmd, env, out)
     assert done_at_kill < len(uris) // 2, "the kill came before the end"
     # every finished shard is readable and complete; nothing half-written looks finished
     for f in out.glob("shard-*.parquet"):
@@ -161,11 +166,7 @@ def test_driver_sigkill_then_rerun_with_videos(head, tmp_path, tiny_model_dir):
         write_video(tmp_path / "in" / name, pan_frames(int(s * 10)), fps=10)
     out = tmp_path / "out"
     cmd = _run_cmd(tiny_model_dir, tmp_path / "in", out, "--address", gcs, "--shard-size", "2", "--batch-size", "1")
-    proc = subprocess.Popen(cmd, env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    _wait_for_stats(out, 1, proc, poll=0.02)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait(30)
-    assert len(list((out / "_stats").glob("shard-*.json"))) < 8, "the kill came before the end"
+    assert _kill_after_a_shard(cmd, env, out) < 8, "the kill came before the end"
     res = subprocess.run(cmd, env=env, cwd=REPO, capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stderr[-3000:]
     rows = pq.read_table(out).to_pylist()

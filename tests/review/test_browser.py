@@ -10,6 +10,7 @@ the class pixels must be painted, each towards the project's palette colour of i
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import signal
@@ -17,6 +18,7 @@ import socket
 import subprocess
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -52,42 +54,32 @@ def _wait_http(url: str, proc: subprocess.Popen, log: Path, timeout: float = 240
             time.sleep(0.5)
 
 
-@pytest.fixture()
-def app(job_output, tmp_path):
-    """`m2fp-batch review OUT --dataset NAME --launch --port P` (own HOME and bundled DB)."""
+@contextlib.contextmanager
+def launched_app(job_output: Path, tmp_path: Path, *args: str) -> Iterator[tuple[str, Path]]:
+    """`m2fp-batch review OUT --launch --port P ARGS` on a copy of ``job_output`` (own HOME and
+    bundled DB): (the App's url, the copy); the App server must end with the command."""
     out = tmp_path / "out"
     shutil.copytree(job_output, out)
     home = tmp_path / "home"
     home.mkdir()
     port = _free_port()
     log = tmp_path / "app.log"
-    proc = subprocess.Popen(
-        [
-            *M2FP_BATCH,
-            "review",
-            str(out),
-            "--dataset",
-            "rv-browser",
-            "--launch",
-            "--port",
-            str(port),
-            "--view",
-            "review-queue",
-        ],
-        env=fo_env(home),
-        cwd=REPO,
-        stdout=log.open("w"),
-        stderr=subprocess.STDOUT,
-    )
+    cmd = [*M2FP_BATCH, "review", str(out), "--launch", "--port", str(port), *args]
+    proc = subprocess.Popen(cmd, env=fo_env(home), cwd=REPO, stdout=log.open("w"), stderr=subprocess.STDOUT)
     try:
         _wait_http(f"http://127.0.0.1:{port}/", proc, log)
         yield f"http://127.0.0.1:{port}/", out
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=60)
-    # the App server went away with the command
     with socket.socket() as s:
         assert s.connect_ex(("127.0.0.1", port)) != 0, "the App server outlived `m2fp-batch review --launch`"
+
+
+@pytest.fixture()
+def app(job_output, tmp_path):
+    with launched_app(job_output, tmp_path, "--dataset", "rv-browser", "--view", "review-queue") as served:
+        yield served
 
 
 def _tile_check(

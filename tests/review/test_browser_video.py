@@ -12,10 +12,6 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
-import signal
-import socket
-import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -29,8 +25,7 @@ from m2fp_batch.labels import row_pixels
 from m2fp_batch.review.masks import mask_folder
 from m2fp_batch.storage import Filesystems
 
-from .fo_helpers import M2FP_BATCH, REPO, fo_env
-from .test_browser import _free_port, _tile_check, _wait_http
+from .test_browser import _tile_check, launched_app
 
 pytestmark = pytest.mark.browser
 NAME = "rv-vbrowser"
@@ -38,23 +33,8 @@ NAME = "rv-vbrowser"
 
 @pytest.fixture()
 def video_app(video_job_output, tmp_path):
-    """`m2fp-batch review OUT --dataset NAME --launch --port P` (own HOME and bundled DB)."""
-    out = tmp_path / "out"
-    shutil.copytree(video_job_output, out)
-    home = tmp_path / "home"
-    home.mkdir()
-    port = _free_port()
-    log = tmp_path / "app.log"
-    cmd = [*M2FP_BATCH, "review", str(out), "--dataset", NAME, "--launch", "--port", str(port)]
-    proc = subprocess.Popen(cmd, env=fo_env(home), cwd=REPO, stdout=log.open("w"), stderr=subprocess.STDOUT)
-    try:
-        _wait_http(f"http://127.0.0.1:{port}/", proc, log)
-        yield f"http://127.0.0.1:{port}/", out
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=60)
-    with socket.socket() as s:
-        assert s.connect_ex(("127.0.0.1", port)) != 0, "the App server outlived `m2fp-batch review --launch`"
+    with launched_app(video_job_output, tmp_path, "--dataset", NAME) as served:
+        yield served
 
 
 def _clip_rows(out: Path) -> list[dict]:
