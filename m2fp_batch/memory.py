@@ -47,7 +47,7 @@ def _malloc_trim():
 
 
 _MADV_DONTNEED = 4  # Linux
-# Ray's shared-memory object store is mapped from /dev/shm/plasmaXXXXXX; an object Ray had to
+# Ray's shared-memory object store is mapped from a /dev/shm/plasma file (a random suffix); an object Ray had to
 # allocate on disk when the store was full lives in another mapping, which is left as it is
 STORE_MAPPING = "/plasma"
 
